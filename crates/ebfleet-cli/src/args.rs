@@ -1,0 +1,136 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use ebfleet_core::Arch;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "ebfleet", version, about = "Plan and build the newest EasyBuild stack for every platform")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Plan what each platform must build, in batches in dependency order.
+    Plan(PlanArgs),
+    /// Resolve targets like `eb --dry-run --robot`: each closure in build order.
+    Resolve(ResolveArgs),
+    /// Read every easyconfig and report what the robot sees (or what failed).
+    Parse(ParseArgs),
+    /// List the easyconfigs the toolchain policy chooses.
+    Latest(LatestArgs),
+    /// List the platforms.
+    Platforms(PlatformsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TreeArgs {
+    /// Easyconfigs directory (`<letter>/<Name>/<file>.eb`).
+    #[arg(long, env = "EBFLEET_EASYCONFIGS", value_name = "DIR")]
+    pub easyconfigs: PathBuf,
+    /// Search the toolchain hierarchy bottom up, as `eb --minimal-toolchains`.
+    #[arg(long)]
+    pub minimal_toolchains: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PolicyArgs {
+    /// Allowed toolchain names, comma separated (`SYSTEM` is the system toolchain).
+    #[arg(long, value_delimiter = ',', default_value = "SYSTEM,GCCcore,GCC,gompi,gfbf,foss")]
+    pub toolchains: Vec<String>,
+    /// Lowest toolchain generation, e.g. `foss>=2023a` (repeatable).
+    #[arg(long = "floor", value_name = "TC>=VERSION")]
+    pub floors: Vec<String>,
+    /// Only these software names (`*` wildcards; repeatable).
+    #[arg(long)]
+    pub include: Vec<String>,
+    /// Not these software names (`*` wildcards; repeatable).
+    #[arg(long)]
+    pub exclude: Vec<String>,
+    /// Build what this EasyBuild easystack file lists instead of the latest.
+    #[arg(long, value_name = "FILE")]
+    pub easystack: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PlatformFileArgs {
+    /// Platforms file (TOML); the shipped defaults otherwise.
+    #[arg(long, env = "EBFLEET_PLATFORMS", value_name = "FILE")]
+    pub platforms_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub tree: TreeArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub platforms: PlatformFileArgs,
+    /// Plan only these platforms (full name or `cpu[_gpu]`; repeatable).
+    #[arg(long = "platform")]
+    pub platform: Vec<String>,
+    /// What each platform has built: JSON `{"<platform>": ["Name/version", ...]}`.
+    #[arg(long, value_name = "FILE")]
+    pub built: Option<PathBuf>,
+    /// Most modules in one batch.
+    #[arg(long, default_value_t = 50)]
+    pub max_batch: usize,
+    /// Print the whole plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the build graph of each platform as Graphviz.
+    #[arg(long, value_name = "FILE")]
+    pub dot: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ResolveArgs {
+    #[command(flatten)]
+    pub tree: TreeArgs,
+    /// Architecture to resolve for.
+    #[arg(long, default_value = "x86_64")]
+    pub arch: Arch,
+    /// JSON array of `{"target", "module", "closure"}` or `{"target", "error"}`.
+    #[arg(long)]
+    pub json: bool,
+    /// Read more targets from this file, one per line (`#` comments).
+    #[arg(long, value_name = "FILE")]
+    pub targets_file: Option<PathBuf>,
+    /// Easyconfig file names (found in the tree) or paths.
+    pub targets: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ParseArgs {
+    #[command(flatten)]
+    pub tree: TreeArgs,
+    #[arg(long, default_value = "x86_64")]
+    pub arch: Arch,
+    /// One JSON line per file.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LatestArgs {
+    #[command(flatten)]
+    pub tree: TreeArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[arg(long, default_value = "x86_64")]
+    pub arch: Arch,
+    /// Include CUDA variants.
+    #[arg(long)]
+    pub cuda: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PlatformsArgs {
+    #[command(flatten)]
+    pub platforms: PlatformFileArgs,
+    #[arg(long)]
+    pub json: bool,
+}

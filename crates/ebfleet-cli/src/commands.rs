@@ -1,0 +1,246 @@
+//! Each subcommand: read arguments, call the core, print.
+
+use crate::args::{Cli, Command, LatestArgs, ParseArgs, PlanArgs, PlatformFileArgs, PlatformsArgs, PolicyArgs, ResolveArgs};
+use crate::progress::Bar;
+use anyhow::{bail, Context, Result};
+use ebfleet_core::plan::parse_built;
+use ebfleet_core::planner::{self, PlanRequest, Targets};
+use ebfleet_core::platform::Platforms;
+use ebfleet_core::policy::{self, Policy};
+use ebfleet_core::report::{self, ParsedReport, TargetReport};
+use ebfleet_core::robot::{Robot, RobotOptions};
+use ebfleet_core::tree::{EasyconfigTree, Problem};
+use ebfleet_core::Arch;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Plan(a) => plan(a),
+        Command::Resolve(a) => resolve(a),
+        Command::Parse(a) => parse(a),
+        Command::Latest(a) => latest(a),
+        Command::Platforms(a) => platforms(a),
+    }
+}
+
+fn load_tree(dir: &Path, arch: Arch) -> Result<EasyconfigTree> {
+    let bar = Bar::new(&format!("reading easyconfigs ({arch})"));
+    let tree = EasyconfigTree::load(dir, arch, &bar)?;
+    bar.finish();
+    Ok(tree)
+}
+
+fn robot_options(minimal: bool) -> RobotOptions {
+    RobotOptions {
+        minimal_toolchains: minimal,
+    }
+}
+
+fn load_platforms(a: &PlatformFileArgs) -> Result<Platforms> {
+    match &a.platforms_file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading platforms file {}", f.display()))?;
+            Platforms::from_toml(&text).with_context(|| format!("in {}", f.display()))
+        }
+        None => Ok(Platforms::default_set()?),
+    }
+}
+
+fn targets(a: &PolicyArgs) -> Result<Targets> {
+    if let Some(f) = &a.easystack {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading easystack {}", f.display()))?;
+        return Ok(Targets::Easystack(
+            policy::parse_easystack(&text).with_context(|| format!("in {}", f.display()))?,
+        ));
+    }
+    let floors = a
+        .floors
+        .iter()
+        .map(|f| f.parse().map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Targets::Latest(Policy {
+        toolchains: a.toolchains.clone(),
+        floors,
+        include: a.include.clone(),
+        exclude: a.exclude.clone(),
+    }))
+}
+
+fn report_problems(problems: &[Problem], arch: Arch) {
+    if problems.is_empty() {
+        return;
+    }
+    tracing::warn!("{} easyconfig(s) skipped on {arch}:", problems.len());
+    for p in problems {
+        tracing::warn!("  {p}");
+    }
+}
+
+fn plan(a: PlanArgs) -> Result<ExitCode> {
+    let platforms = load_platforms(&a.platforms)?;
+    let selected = platforms.select(&a.platform)?;
+    let built = match &a.built {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            parse_built(&text).with_context(|| format!("in {}", f.display()))?
+        }
+        None => Default::default(),
+    };
+    let req = PlanRequest {
+        easyconfigs: &a.tree.easyconfigs,
+        platforms: selected,
+        targets: targets(&a.policy)?,
+        built,
+        robot: robot_options(a.tree.minimal_toolchains),
+        options: ebfleet_core::plan::PlanOptions {
+            max_batch_modules: a.max_batch,
+        },
+        dot: a.dot.is_some(),
+    };
+    let bar = Bar::new("reading easyconfigs");
+    let plan = planner::plan(&req, &bar)?;
+    bar.finish();
+    for (arch, problems) in &plan.problems {
+        report_problems(problems, *arch);
+    }
+    if let (Some(path), Some(dot)) = (&a.dot, &plan.dot) {
+        std::fs::write(path, dot).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &plan)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<34} {:<8} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6}",
+        "PLATFORM", "ARCH", "TARGETS", "CLOSURE", "BUILT", "TO BUILD", "BATCHES", "UNRES."
+    )?;
+    for p in &plan.platforms {
+        writeln!(
+            out,
+            "{:<34} {:<8} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6}",
+            p.platform,
+            p.arch.as_str(),
+            p.targets.len(),
+            p.closure,
+            p.already_built,
+            p.to_build(),
+            p.batches.len(),
+            p.unresolvable.len()
+        )?;
+    }
+    let skipped: usize = plan.problems.values().map(Vec::len).max().unwrap_or(0);
+    writeln!(out, "\n{} easyconfigs read, {} skipped (see warnings above)", plan.easyconfigs, skipped)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_targets(a: &ResolveArgs) -> Result<Vec<String>> {
+    let mut targets = a.targets.clone();
+    if let Some(f) = &a.targets_file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        targets.extend(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty())
+                .map(String::from),
+        );
+    }
+    if targets.is_empty() {
+        bail!("no targets: give easyconfig file names or --targets-file");
+    }
+    Ok(targets)
+}
+
+fn resolve(a: ResolveArgs) -> Result<ExitCode> {
+    let targets = read_targets(&a)?;
+    let tree = load_tree(&a.tree.easyconfigs, a.arch)?;
+    let robot = Robot::new(&tree, robot_options(a.tree.minimal_toolchains));
+    let reports = report::resolve_targets(&robot, &targets);
+    let failed = reports.iter().filter(|r| matches!(r, TargetReport::Failed { .. })).count();
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer(&mut out, &reports)?;
+        writeln!(out)?;
+    } else {
+        for r in &reports {
+            match r {
+                TargetReport::Resolved {
+                    target, closure, paths, ..
+                } => {
+                    writeln!(out, "== {target} ({}): {} modules", a.arch, closure.len())?;
+                    for (m, p) in closure.iter().zip(paths) {
+                        writeln!(out, " * [ ] {p} (module: {m})")?;
+                    }
+                }
+                TargetReport::Failed { target, error } => writeln!(out, "== {target}: ERROR {error}")?,
+            }
+        }
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn parse(a: ParseArgs) -> Result<ExitCode> {
+    let tree = load_tree(&a.tree.easyconfigs, a.arch)?;
+    let robot = Robot::new(&tree, robot_options(a.tree.minimal_toolchains));
+    let reports = report::parse_reports(&robot);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if a.json {
+        for r in &reports {
+            serde_json::to_writer(&mut out, r)?;
+            writeln!(out)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let failed: Vec<&ParsedReport> = reports.iter().filter(|r| matches!(r, ParsedReport::Failed { .. })).collect();
+    for f in &failed {
+        if let ParsedReport::Failed { path, error } = f {
+            writeln!(out, "{path}: {error}")?;
+        }
+    }
+    writeln!(out, "{} easyconfigs, {} parsed, {} skipped ({})", reports.len(), reports.len() - failed.len(), failed.len(), a.arch)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn latest(a: LatestArgs) -> Result<ExitCode> {
+    let Targets::Latest(policy) = targets(&a.policy)? else {
+        bail!("--easystack already names the easyconfigs; `latest` applies the toolchain policy");
+    };
+    let tree = load_tree(&a.tree.easyconfigs, a.arch)?;
+    report_problems(&tree.problems(), a.arch);
+    let robot = Robot::new(&tree, robot_options(a.tree.minimal_toolchains));
+    let mut out = std::io::stdout().lock();
+    for c in policy::select_latest(&robot, &policy)?.into_iter().filter(|c| a.cuda || !c.cuda) {
+        let path = &tree.entry(c.id).path;
+        writeln!(out, "{}", path.rsplit('/').next().unwrap_or(path))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn platforms(a: PlatformsArgs) -> Result<ExitCode> {
+    let platforms = load_platforms(&a.platforms)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &platforms.platforms)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "{:<34} {:<8} {:<16} {:<24} {:<6} FAMILIES", "PLATFORM", "ARCH", "ARCHSPEC", "OPTARCH", "CUDA CC")?;
+    for p in &platforms.platforms {
+        let cc = p.gpu.as_ref().and_then(|g| g.cuda_compute_capability.clone()).unwrap_or_else(|| "-".into());
+        writeln!(
+            out,
+            "{:<34} {:<8} {:<16} {:<24} {:<6} {}",
+            p.name,
+            p.arch().as_str(),
+            p.cpu.archspec,
+            p.cpu.optarch,
+            cc,
+            p.families.join(" ")
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,321 @@
+//! Plans: per platform, the closure of what to build minus what is already
+//! built, cut into batches in dependency order.
+//!
+//! A batch is a run of modules in topological order, so `eb --robot` on its
+//! easyconfigs builds everything in it; it lists the modules built before it
+//! (already on the platform or in earlier batches) that its builds load, so a
+//! build node downloads only that closure.
+
+use crate::graph::{Graph, NodeId, ResolveError};
+use crate::platform::Platform;
+use crate::policy::Choice;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+
+/// What a platform has already built: module name → easyconfig sha256 it
+/// was built from (`None` when unknown: then any checksum counts as built).
+pub type Built = HashMap<String, Option<String>>;
+
+/// One entry of a "built" JSON list: a module name, or a record.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum BuiltEntry {
+    Module(String),
+    Record {
+        module: String,
+        #[serde(default)]
+        easyconfig_sha256: Option<String>,
+    },
+}
+
+/// Read `{"<platform>": [module | {module, easyconfig_sha256}], ...}`.
+pub fn parse_built(json: &str) -> Result<HashMap<String, Built>, serde_json::Error> {
+    let raw: HashMap<String, Vec<BuiltEntry>> = serde_json::from_str(json)?;
+    Ok(raw
+        .into_iter()
+        .map(|(platform, entries)| {
+            let built = entries
+                .into_iter()
+                .map(|e| match e {
+                    BuiltEntry::Module(m) => (m, None),
+                    BuiltEntry::Record { module, easyconfig_sha256 } => (module, easyconfig_sha256),
+                })
+                .collect();
+            (platform, built)
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanOptions {
+    /// Most modules in one batch.
+    pub max_batch_modules: usize,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions { max_batch_modules: 50 }
+    }
+}
+
+/// A module to build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedModule {
+    pub module: String,
+    /// Easyconfig path relative to the tree root.
+    pub easyconfig: String,
+    pub easyconfig_sha256: String,
+    /// Direct dependencies (build, runtime, toolchain), by module name.
+    pub deps: Vec<String>,
+}
+
+/// One batch of builds on one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub index: usize,
+    pub modules: Vec<PlannedModule>,
+    /// Modules built before this batch that its builds load.
+    pub needs: Vec<String>,
+    /// Earlier batches that build some of `needs`.
+    pub after: Vec<usize>,
+}
+
+/// A target that cannot be built, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unresolvable {
+    pub easyconfig: String,
+    pub error: String,
+}
+
+/// The plan of one platform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlatformPlan {
+    pub platform: String,
+    pub arch: crate::arch::Arch,
+    /// Modules the policy chose.
+    pub targets: Vec<String>,
+    /// Size of the targets' closure.
+    pub closure: usize,
+    /// Modules of the closure already built from the same easyconfig.
+    pub already_built: usize,
+    pub unresolvable: Vec<Unresolvable>,
+    pub batches: Vec<Batch>,
+}
+
+impl PlatformPlan {
+    pub fn to_build(&self) -> usize {
+        self.batches.iter().map(|b| b.modules.len()).sum()
+    }
+}
+
+/// Plan one platform from a graph that holds its targets.
+pub fn plan_platform(
+    graph: &Graph<'_, '_>,
+    platform: &Platform,
+    choices: &[Choice],
+    target_nodes: &HashMap<usize, Result<NodeId, ResolveError>>,
+    built: &Built,
+    options: PlanOptions,
+) -> PlatformPlan {
+    let tree = graph.robot().tree();
+    let mut targets = Vec::new();
+    let mut unresolvable = Vec::new();
+    let mut roots = Vec::new();
+    for c in choices.iter().filter(|c| !c.cuda || platform.has_cuda()) {
+        match &target_nodes[&c.id] {
+            Ok(n) => {
+                targets.push(graph.node(*n).module.clone());
+                roots.push(*n);
+            }
+            Err(e) => unresolvable.push(Unresolvable {
+                easyconfig: tree.entry(c.id).path.clone(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    // The closure of all targets, in build order.
+    let mut in_closure = vec![false; graph.nodes().len()];
+    let mut order: Vec<NodeId> = Vec::new();
+    for &r in &roots {
+        for n in graph.closure(r) {
+            if !std::mem::replace(&mut in_closure[n], true) {
+                order.push(n);
+            }
+        }
+    }
+    let is_built = |n: NodeId| {
+        let node = graph.node(n);
+        match built.get(&node.module) {
+            Some(None) => true,
+            Some(Some(sha)) => *sha == tree.entry(node.ec).sha256,
+            None => false,
+        }
+    };
+    let to_build: Vec<NodeId> = order.iter().copied().filter(|&n| !is_built(n)).collect();
+    let batches = cut_batches(graph, &to_build, options);
+    PlatformPlan {
+        platform: platform.name.clone(),
+        arch: platform.arch(),
+        targets,
+        closure: order.len(),
+        already_built: order.len() - to_build.len(),
+        unresolvable,
+        batches,
+    }
+}
+
+/// Cut modules (given in build order) into batches: by dependency depth
+/// among the modules to build, then in chunks of at most the batch size.
+fn cut_batches(graph: &Graph<'_, '_>, to_build: &[NodeId], options: PlanOptions) -> Vec<Batch> {
+    let building: HashSet<NodeId> = to_build.iter().copied().collect();
+    // Depth: 0 when nothing it needs is being built, else 1 + deepest need.
+    let mut depth: HashMap<NodeId, usize> = HashMap::new();
+    for &n in to_build {
+        let d = graph
+            .node(n)
+            .deps()
+            .filter(|d| building.contains(d))
+            .map(|d| depth[&d] + 1)
+            .max()
+            .unwrap_or(0);
+        depth.insert(n, d);
+    }
+    let mut ordered: Vec<NodeId> = to_build.to_vec();
+    // Stable: within a depth, keep the build order.
+    ordered.sort_by_key(|n| depth[n]);
+    let max = options.max_batch_modules.max(1);
+    let mut batch_of: HashMap<NodeId, usize> = HashMap::new();
+    let mut batches: Vec<Batch> = Vec::new();
+    for chunk in ordered.chunks(max) {
+        let index = batches.len();
+        let members: HashSet<NodeId> = chunk.iter().copied().collect();
+        let mut needs: Vec<NodeId> = Vec::new();
+        for &n in chunk {
+            batch_of.insert(n, index);
+            for e in graph.build_environment(n) {
+                if !members.contains(&e) && !needs.contains(&e) {
+                    needs.push(e);
+                }
+            }
+        }
+        let mut after: Vec<usize> = needs.iter().filter_map(|e| batch_of.get(e).copied()).collect();
+        after.sort_unstable();
+        after.dedup();
+        let mut needs: Vec<String> = needs.iter().map(|&e| graph.node(e).module.clone()).collect();
+        needs.sort();
+        let tree = graph.robot().tree();
+        let modules = chunk
+            .iter()
+            .map(|&n| {
+                let node = graph.node(n);
+                let entry = tree.entry(node.ec);
+                PlannedModule {
+                    module: node.module.clone(),
+                    easyconfig: entry.path.clone(),
+                    easyconfig_sha256: entry.sha256.clone(),
+                    deps: node.deps().map(|d| graph.node(d).module.clone()).collect(),
+                }
+            })
+            .collect();
+        batches.push(Batch {
+            index,
+            modules,
+            needs,
+            after,
+        });
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Platforms;
+    use crate::policy::{select_latest, Policy};
+    use crate::robot::tests::toolchain_world;
+    use crate::robot::{Robot, RobotOptions};
+    use crate::tree::tests::ec;
+
+    fn plan_with(built: &Built, max: usize) -> PlatformPlan {
+        let world = toolchain_world(&[
+            ("c/CMake/CMake-3.26.3-GCCcore-12.3.0.eb".into(), ec("CMake", "3.26.3", Some(("GCCcore", "12.3.0")), "dependencies = [('zlib', '1.2.13')]")),
+            (
+                "a/App/App-1-foss-2023a.eb".into(),
+                ec("App", "1", Some(("foss", "2023a")), "builddependencies = [('CMake', '3.26.3')]\ndependencies = [('zlib', '1.2.13')]"),
+            ),
+            ("b/Broken/Broken-1-GCC-12.3.0.eb".into(), ec("Broken", "1", Some(("GCC", "12.3.0")), "dependencies = [('Gone', '1')]")),
+        ]);
+        let robot = Robot::new(&world, RobotOptions::default());
+        let mut policy = Policy::default();
+        policy.include = vec!["App".into(), "Broken".into()];
+        let choices = select_latest(&robot, &policy).unwrap();
+        let mut graph = Graph::new(&robot);
+        let nodes: HashMap<usize, _> = choices.iter().map(|c| (c.id, graph.add_target(c.id))).collect();
+        let platforms = Platforms::default_set().unwrap();
+        let platform = platforms.platforms.iter().find(|p| p.arch() == crate::arch::Arch::X86_64).unwrap();
+        plan_platform(&graph, platform, &choices, &nodes, built, PlanOptions { max_batch_modules: max })
+    }
+
+    fn check_order(plan: &PlatformPlan, built: &Built) {
+        let mut done: HashSet<String> = built.keys().cloned().collect();
+        for b in &plan.batches {
+            for need in &b.needs {
+                assert!(done.contains(need), "batch {} needs {need} before it is built", b.index);
+            }
+            let in_batch: HashSet<&str> = b.modules.iter().map(|m| m.module.as_str()).collect();
+            for m in &b.modules {
+                for d in &m.deps {
+                    assert!(done.contains(d) || in_batch.contains(d.as_str()), "{} needs {d}", m.module);
+                }
+            }
+            done.extend(b.modules.iter().map(|m| m.module.clone()));
+        }
+    }
+
+    #[test]
+    fn batches_follow_dependencies_and_report_unresolvable() {
+        let built = Built::new();
+        let plan = plan_with(&built, 2);
+        assert_eq!(plan.targets, ["App/1-foss-2023a"]);
+        assert_eq!(plan.unresolvable.len(), 1);
+        assert!(plan.unresolvable[0].error.contains("Gone/1-GCC-12.3.0"));
+        assert_eq!(plan.closure, 9);
+        assert_eq!(plan.to_build(), 9);
+        assert!(plan.batches.iter().all(|b| b.modules.len() <= 2));
+        check_order(&plan, &built);
+        let last = plan.batches.last().unwrap();
+        assert_eq!(last.modules.last().unwrap().module, "App/1-foss-2023a");
+        // The App batch needs the toolchain and CMake, not binutils (a build dep of nothing loaded).
+        assert!(last.needs.contains(&"CMake/3.26.3-GCCcore-12.3.0".to_string()));
+        assert!(!last.after.is_empty());
+    }
+
+    #[test]
+    fn already_built_modules_are_subtracted_unless_their_easyconfig_changed() {
+        let mut built = Built::new();
+        for m in ["GCCcore/12.3.0", "binutils/2.40-GCCcore-12.3.0", "GCC/12.3.0", "zlib/1.2.13-GCCcore-12.3.0"] {
+            built.insert(m.into(), None);
+        }
+        built.insert("OpenMPI/4.1.5-GCC-12.3.0".into(), Some("not-the-same-sha".into()));
+        let plan = plan_with(&built, 50);
+        assert_eq!(plan.already_built, 4);
+        assert_eq!(plan.to_build(), 5);
+        let mods: Vec<&str> = plan.batches.iter().flat_map(|b| b.modules.iter().map(|m| m.module.as_str())).collect();
+        assert!(mods.contains(&"OpenMPI/4.1.5-GCC-12.3.0"));
+        assert!(!mods.contains(&"GCC/12.3.0"));
+        let mut done = built.clone();
+        done.remove("OpenMPI/4.1.5-GCC-12.3.0");
+        check_order(&plan, &done);
+        // With everything in one batch, it needs only what was built before.
+        assert_eq!(plan.batches.len(), 1);
+        assert!(plan.batches[0].needs.contains(&"GCC/12.3.0".to_string()));
+    }
+
+    #[test]
+    fn built_json_accepts_names_and_records() {
+        let b = parse_built(r#"{"amzn-2023_graviton-3": ["GCC/12.3.0", {"module": "zlib/1.3", "easyconfig_sha256": "ab"}]}"#).unwrap();
+        let g = &b["amzn-2023_graviton-3"];
+        assert_eq!(g["GCC/12.3.0"], None);
+        assert_eq!(g["zlib/1.3"], Some("ab".into()));
+    }
+}

@@ -1,0 +1,155 @@
+//! The whole planning run: read the tree once per architecture, choose
+//! targets, resolve them like the robot, and plan every platform.
+
+use crate::arch::Arch;
+use crate::graph::{Graph, NodeId, ResolveError};
+use crate::plan::{plan_platform, Built, PlanOptions, PlatformPlan, Unresolvable};
+use crate::platform::Platform;
+use crate::policy::{is_cuda, select_latest, Choice, Policy, PolicyError};
+use crate::robot::{Robot, RobotOptions};
+use crate::tree::{EasyconfigTree, Problem, Progress, TreeError};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub enum Targets {
+    /// The latest easyconfig of each software under a policy.
+    Latest(Policy),
+    /// The easyconfig file names of an easystack file.
+    Easystack(Vec<String>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+/// A plan for several platforms.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Easyconfig files read (per architecture, the same files).
+    pub easyconfigs: usize,
+    /// Files reported and skipped, per architecture.
+    pub problems: HashMap<Arch, Vec<Problem>>,
+    pub platforms: Vec<PlatformPlan>,
+    /// Graphviz text of each platform's closure, when asked for.
+    #[serde(skip)]
+    pub dot: Option<String>,
+}
+
+pub struct PlanRequest<'a> {
+    pub easyconfigs: &'a Path,
+    pub platforms: Vec<&'a Platform>,
+    pub targets: Targets,
+    /// Per platform name, what it has built.
+    pub built: HashMap<String, Built>,
+    pub robot: RobotOptions,
+    pub options: PlanOptions,
+    pub dot: bool,
+}
+
+/// Plan every requested platform.
+pub fn plan(req: &PlanRequest<'_>, progress: &dyn Progress) -> Result<Plan, PlanError> {
+    let mut arches: Vec<Arch> = req.platforms.iter().map(|p| p.arch()).collect();
+    arches.sort();
+    arches.dedup();
+    let mut out = Plan {
+        easyconfigs: 0,
+        problems: HashMap::new(),
+        platforms: Vec::new(),
+        dot: req.dot.then(String::new),
+    };
+    let mut by_name: HashMap<String, PlatformPlan> = HashMap::new();
+    for arch in arches {
+        let tree = EasyconfigTree::load(req.easyconfigs, arch, progress)?;
+        out.easyconfigs = tree.len();
+        out.problems.insert(arch, tree.problems());
+        let robot = Robot::new(&tree, req.robot);
+        let (choices, missing) = choose(&robot, &req.targets)?;
+        let mut graph = Graph::new(&robot);
+        let nodes: HashMap<usize, Result<NodeId, ResolveError>> =
+            choices.iter().map(|c| (c.id, graph.add_target(c.id))).collect();
+        for platform in req.platforms.iter().filter(|p| p.arch() == arch) {
+            let empty = Built::new();
+            let built = req.built.get(&platform.name).unwrap_or(&empty);
+            let mut p = plan_platform(&graph, platform, &choices, &nodes, built, req.options);
+            p.unresolvable.extend(missing.iter().cloned());
+            if let Some(dot) = out.dot.as_mut() {
+                dot.push_str(&to_dot(&graph, &p, built));
+            }
+            by_name.insert(platform.name.clone(), p);
+        }
+    }
+    // Keep the order the platforms were asked for.
+    for p in &req.platforms {
+        if let Some(plan) = by_name.remove(&p.name) {
+            out.platforms.push(plan);
+        }
+    }
+    Ok(out)
+}
+
+/// The chosen easyconfigs, and easystack entries with no easyconfig.
+fn choose(robot: &Robot<'_>, targets: &Targets) -> Result<(Vec<Choice>, Vec<Unresolvable>), PolicyError> {
+    match targets {
+        Targets::Latest(policy) => Ok((select_latest(robot, policy)?, Vec::new())),
+        Targets::Easystack(names) => {
+            let tree = robot.tree();
+            let mut choices = Vec::new();
+            let mut missing = Vec::new();
+            for name in names {
+                match tree.find_target(name) {
+                    Some(id) => {
+                        let cuda = tree.easyconfig(id).is_some_and(is_cuda);
+                        if !choices.iter().any(|c: &Choice| c.id == id) {
+                            choices.push(Choice { id, cuda });
+                        }
+                    }
+                    None => missing.push(Unresolvable {
+                        easyconfig: name.clone(),
+                        error: format!("no easyconfig file named {name} in the easyconfigs tree"),
+                    }),
+                }
+            }
+            Ok((choices, missing))
+        }
+    }
+}
+
+/// One Graphviz digraph of a platform's closure: built modules grey, targets bold.
+fn to_dot(graph: &Graph<'_, '_>, plan: &PlatformPlan, built: &Built) -> String {
+    let mut s = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontsize=10];\n", plan.platform);
+    let mut seen = vec![false; graph.nodes().len()];
+    let mut members: Vec<NodeId> = Vec::new();
+    for n in plan.targets.iter().filter_map(|t| graph.find(t)) {
+        for m in graph.closure(n) {
+            if !std::mem::replace(&mut seen[m], true) {
+                members.push(m);
+            }
+        }
+    }
+    for &n in &members {
+        let node = graph.node(n);
+        let mut attrs = Vec::new();
+        if built.contains_key(&node.module) {
+            attrs.push("style=filled, fillcolor=lightgrey");
+        }
+        if plan.targets.contains(&node.module) {
+            attrs.push("penwidth=2");
+        }
+        s.push_str(&format!("  \"{}\" [{}];\n", node.module, attrs.join(", ")));
+        for d in &node.runtime_deps {
+            s.push_str(&format!("  \"{}\" -> \"{}\";\n", node.module, graph.node(*d).module));
+        }
+        for d in &node.build_deps {
+            s.push_str(&format!("  \"{}\" -> \"{}\" [style=dashed];\n", node.module, graph.node(*d).module));
+        }
+    }
+    s.push_str("}\n");
+    s
+}

@@ -1,0 +1,266 @@
+//! Platforms: a CPU family (and optionally a GPU) that gets its own build of
+//! the stack, e.g. `amzn-2023_graviton-3` or `amzn-2023_epyc-gen-3_h100`.
+//!
+//! They are data (`data/platforms.toml`, shipped as the default and
+//! replaceable by the user): CPU generations with their archspec name,
+//! `--optarch` and EC2 families; GPUs with their compute capability and
+//! families; and the list of platforms to plan for.
+
+use crate::arch::Arch;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The platforms file shipped with ebfleet.
+pub const DEFAULT_PLATFORMS_TOML: &str = include_str!("../data/platforms.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cpu {
+    pub arch: Arch,
+    pub archspec: String,
+    pub optarch: String,
+    pub vendor: String,
+    pub families: Vec<String>,
+    /// Oldest GCC major that knows the optarch target.
+    #[serde(default)]
+    pub min_gcc: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gpu {
+    pub model: String,
+    pub vendor: String,
+    /// `None` for accelerators that do not run CUDA.
+    #[serde(default)]
+    pub cuda_compute_capability: Option<String>,
+    #[serde(default)]
+    pub memory_gib: Option<u32>,
+    pub families: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlatformSpec {
+    os: String,
+    cpu: String,
+    #[serde(default)]
+    gpu: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlatformsFile {
+    cpu: BTreeMap<String, Cpu>,
+    #[serde(default)]
+    gpu: BTreeMap<String, Gpu>,
+    #[serde(default)]
+    platform: Vec<PlatformSpec>,
+}
+
+/// One platform, resolved: everything capacity and the build node need.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Platform {
+    /// `<os>_<cpu>[_<gpu>]`, the prefix of its S3 keys and DynamoDB items.
+    pub name: String,
+    pub os: String,
+    pub cpu_name: String,
+    pub cpu: Cpu,
+    pub gpu_name: Option<String>,
+    pub gpu: Option<Gpu>,
+    /// EC2 instance families to request capacity from.
+    pub families: Vec<String>,
+}
+
+impl Platform {
+    pub fn arch(&self) -> Arch {
+        self.cpu.arch
+    }
+
+    /// Whether CUDA variants of software are built here.
+    pub fn has_cuda(&self) -> bool {
+        self.gpu.as_ref().is_some_and(|g| g.cuda_compute_capability.is_some())
+    }
+
+    /// Whether `query` names this platform: its full name, or `cpu[_gpu]`.
+    pub fn matches(&self, query: &str) -> bool {
+        let short = match &self.gpu_name {
+            Some(g) => format!("{}_{}", self.cpu_name, g),
+            None => self.cpu_name.clone(),
+        };
+        query == self.name || query == short
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error("platforms file: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("platform {index} names unknown cpu '{cpu}'")]
+    UnknownCpu { index: usize, cpu: String },
+    #[error("platform {index} names unknown gpu '{gpu}'")]
+    UnknownGpu { index: usize, gpu: String },
+    #[error("platform {name} has no instance family: cpu and gpu families do not overlap")]
+    NoFamilies { name: String },
+    #[error("platform {name} is listed twice")]
+    Duplicate { name: String },
+    #[error("unknown platform '{query}'; known: {known}")]
+    Unknown { query: String, known: String },
+}
+
+/// The CPUs, GPUs and platforms of one platforms file.
+#[derive(Debug, Clone)]
+pub struct Platforms {
+    pub cpus: BTreeMap<String, Cpu>,
+    pub gpus: BTreeMap<String, Gpu>,
+    pub platforms: Vec<Platform>,
+}
+
+impl Platforms {
+    pub fn default_set() -> Result<Self, PlatformError> {
+        Self::from_toml(DEFAULT_PLATFORMS_TOML)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, PlatformError> {
+        let file: PlatformsFile = toml::from_str(text)?;
+        let gpu_families: Vec<&String> = file.gpu.values().flat_map(|g| g.families.iter()).collect();
+        let mut platforms: Vec<Platform> = Vec::new();
+        for (index, spec) in file.platform.iter().enumerate() {
+            let cpu = file.cpu.get(&spec.cpu).ok_or_else(|| PlatformError::UnknownCpu {
+                index,
+                cpu: spec.cpu.clone(),
+            })?;
+            let gpu = match &spec.gpu {
+                Some(g) => Some(file.gpu.get(g).ok_or_else(|| PlatformError::UnknownGpu { index, gpu: g.clone() })?),
+                None => None,
+            };
+            let name = match &spec.gpu {
+                Some(g) => format!("{}_{}_{}", spec.os, spec.cpu, g),
+                None => format!("{}_{}", spec.os, spec.cpu),
+            };
+            let families: Vec<String> = match gpu {
+                Some(g) => cpu.families.iter().filter(|f| g.families.contains(f)).cloned().collect(),
+                None => cpu.families.iter().filter(|f| !gpu_families.contains(f)).cloned().collect(),
+            };
+            if families.is_empty() {
+                return Err(PlatformError::NoFamilies { name });
+            }
+            if platforms.iter().any(|p| p.name == name) {
+                return Err(PlatformError::Duplicate { name });
+            }
+            platforms.push(Platform {
+                name,
+                os: spec.os.clone(),
+                cpu_name: spec.cpu.clone(),
+                cpu: cpu.clone(),
+                gpu_name: spec.gpu.clone(),
+                gpu: gpu.cloned(),
+                families,
+            });
+        }
+        Ok(Platforms {
+            cpus: file.cpu,
+            gpus: file.gpu,
+            platforms,
+        })
+    }
+
+    /// The platforms named by `queries` (full or `cpu[_gpu]` names), or all.
+    pub fn select(&self, queries: &[String]) -> Result<Vec<&Platform>, PlatformError> {
+        if queries.is_empty() {
+            return Ok(self.platforms.iter().collect());
+        }
+        queries
+            .iter()
+            .map(|q| {
+                self.platforms.iter().find(|p| p.matches(q)).ok_or_else(|| PlatformError::Unknown {
+                    query: q.clone(),
+                    known: self.platforms.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: &str = r#"
+[cpu.graviton-3]
+arch = "aarch64"
+archspec = "neoverse_v1"
+optarch = "GCC:mcpu=neoverse-v1"
+vendor = "aws"
+families = ["c7g", "m7g"]
+
+[cpu.epyc-gen-3]
+arch = "x86_64"
+archspec = "zen3"
+optarch = "GCC:march=znver3"
+vendor = "amd"
+families = ["c6a", "m6a", "p5"]
+
+[gpu.h100]
+model = "NVIDIA H100"
+vendor = "nvidia"
+cuda_compute_capability = "9.0"
+memory_gib = 80
+families = ["p5"]
+
+[[platform]]
+os = "amzn-2023"
+cpu = "graviton-3"
+
+[[platform]]
+os = "amzn-2023"
+cpu = "epyc-gen-3"
+
+[[platform]]
+os = "amzn-2023"
+cpu = "epyc-gen-3"
+gpu = "h100"
+"#;
+
+    #[test]
+    fn platforms_combine_cpu_and_gpu_families() {
+        let p = Platforms::from_toml(SMALL).unwrap();
+        let names: Vec<&str> = p.platforms.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["amzn-2023_graviton-3", "amzn-2023_epyc-gen-3", "amzn-2023_epyc-gen-3_h100"]);
+        // The CPU-only platform leaves the GPU family out; the GPU one keeps only it.
+        assert_eq!(p.platforms[1].families, ["c6a", "m6a"]);
+        assert_eq!(p.platforms[2].families, ["p5"]);
+        assert!(p.platforms[2].has_cuda());
+        assert!(!p.platforms[1].has_cuda());
+        assert_eq!(p.platforms[0].arch(), Arch::Aarch64);
+    }
+
+    #[test]
+    fn selection_by_short_or_full_name_and_clear_errors() {
+        let p = Platforms::from_toml(SMALL).unwrap();
+        let sel = p.select(&["epyc-gen-3_h100".into(), "amzn-2023_graviton-3".into()]).unwrap();
+        assert_eq!(sel[0].name, "amzn-2023_epyc-gen-3_h100");
+        assert_eq!(sel[1].name, "amzn-2023_graviton-3");
+        let err = p.select(&["xeon-gen-9".into()]).unwrap_err().to_string();
+        assert!(err.contains("unknown platform 'xeon-gen-9'") && err.contains("amzn-2023_graviton-3"), "{err}");
+    }
+
+    #[test]
+    fn invalid_files_are_rejected() {
+        let bad = SMALL.replace("gpu = \"h100\"", "gpu = \"h999\"");
+        assert!(matches!(Platforms::from_toml(&bad), Err(PlatformError::UnknownGpu { .. })));
+        let no_overlap = SMALL.replace("families = [\"p5\"]", "families = [\"p6\"]");
+        assert!(matches!(Platforms::from_toml(&no_overlap), Err(PlatformError::NoFamilies { .. })));
+        assert!(Platforms::from_toml("[cpu.x]\narch = \"sparc\"").is_err());
+    }
+
+    #[test]
+    fn shipped_defaults_load() {
+        let p = Platforms::default_set().unwrap();
+        assert!(p.platforms.iter().any(|p| p.arch() == Arch::Aarch64));
+        assert!(p.platforms.iter().any(|p| p.has_cuda()));
+        for pl in &p.platforms {
+            assert!(!pl.families.is_empty(), "{}", pl.name);
+        }
+    }
+}
