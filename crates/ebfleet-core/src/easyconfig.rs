@@ -214,13 +214,31 @@ struct Reader<'a> {
     arch: Arch,
 }
 
+/// EasyBuild's `ALTERNATIVE_EASYCONFIG_PARAMETERS` that planning reads:
+/// (parameter, other accepted spelling).
+const ALTERNATIVE_NAMES: &[(&str, &str)] = &[
+    ("builddependencies", "build_deps"),
+    ("dependencies", "deps"),
+    ("hiddendependencies", "hidden_deps"),
+    ("versionprefix", "version_prefix"),
+    ("versionsuffix", "version_suffix"),
+];
+
 impl Reader<'_> {
+    /// A parameter's value under its name or its alternative spelling.
+    fn get(&self, param: &str) -> Option<&Value> {
+        self.ns.get(param).or_else(|| {
+            let (_, alt) = ALTERNATIVE_NAMES.iter().find(|(p, _)| *p == param)?;
+            self.ns.get(alt)
+        })
+    }
+
     fn err(&self, param: &str, reason: impl Into<String>) -> ParseError {
         ParseError::at(self.source, param, reason)
     }
 
     fn required_str(&self, param: &str) -> Result<String, ParseError> {
-        match self.ns.get(param) {
+        match self.get(param) {
             Some(Value::Str(s)) => Ok(s.clone()),
             Some(other) => Err(self.err(param, format!("{param} must be a string, not {}", other.py_repr()))),
             None => Err(ParseError {
@@ -231,7 +249,7 @@ impl Reader<'_> {
     }
 
     fn optional_str(&self, param: &str) -> Result<Option<String>, ParseError> {
-        match self.ns.get(param) {
+        match self.get(param) {
             None | Some(Value::None) => Ok(None),
             Some(Value::Str(s)) => Ok(Some(s.clone())),
             Some(other) => Err(self.err(param, format!("{param} must be a string, not {}", other.py_repr()))),
@@ -241,11 +259,11 @@ impl Reader<'_> {
     fn read(&self) -> Result<Easyconfig, ParseError> {
         let name = self.required_str("name")?;
         let version = self.required_str("version")?;
-        let toolchain = match self.ns.get("toolchain") {
+        let toolchain = match self.get("toolchain") {
             Some(v) => toolchain_spec(v).map_err(|r| self.err("toolchain", r))?,
             None => return Err(self.err("toolchain", "mandatory parameter 'toolchain' is not set")),
         };
-        let hidden = self.ns.get("hidden").is_some_and(Value::truthy);
+        let hidden = self.get("hidden").is_some_and(Value::truthy);
 
         let dependencies = self.dep_list("dependencies", false)?;
         let hiddendependencies = self.dep_list("hiddendependencies", true)?;
@@ -277,7 +295,7 @@ impl Reader<'_> {
     }
 
     fn dep_list(&self, param: &str, hidden: bool) -> Result<Vec<ParsedDep>, ParseError> {
-        match self.ns.get(param) {
+        match self.get(param) {
             None | Some(Value::None) => Ok(Vec::new()),
             Some(v) => {
                 let items = sequence(v).ok_or_else(|| self.err(param, format!("{param} must be a list")))?;
@@ -302,14 +320,14 @@ impl Reader<'_> {
     /// de-duplicated as EasyBuild's `builddependencies()` returns them.
     fn build_deps(&self) -> Result<(Vec<ParsedDep>, bool), ParseError> {
         let param = "builddependencies";
-        let raw: Vec<Value> = match self.ns.get(param) {
+        let raw: Vec<Value> = match self.get(param) {
             None | Some(Value::None) => Vec::new(),
             Some(v) => sequence(v)
                 .ok_or_else(|| self.err(param, "builddependencies must be a list"))?
                 .to_vec(),
         };
         let mut groups: Vec<Vec<Value>> = Vec::new();
-        let multi = match self.ns.get("multi_deps") {
+        let multi = match self.get("multi_deps") {
             Some(Value::Dict(pairs)) if !pairs.is_empty() => Some(pairs),
             _ => None,
         };
@@ -565,6 +583,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(arm.dependencies[0].version, "1.0");
+    }
+
+    #[test]
+    fn alternative_parameter_names() {
+        let ec = parsed(&format!(
+            "{HEAD}toolchain = SYSTEM\nversion_suffix = '-R-%(rver)s'\ndeps = [('R', '4.4.1')]\nbuild_deps = [('make', '4.4')]\n"
+        ));
+        assert_eq!(ec.module_name(), "Foo/1.2.3-R-4.4.1");
+        assert_eq!(ec.builddependencies[0].name, "make");
     }
 
     #[test]

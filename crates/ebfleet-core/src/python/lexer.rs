@@ -276,7 +276,7 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, PyError> {
         return Err(syntax(1, "source too large"));
     }
     let mut lx = Lexer::new(src, 0, src.len(), 1, false);
-    let mut out = Vec::with_capacity(src.len() / 5 + 16);
+    let mut out = Vec::with_capacity(src.len() / 20 + 16);
     loop {
         let t = lx.next()?;
         out.push(t);

@@ -220,9 +220,28 @@ pub(crate) fn parse(source: &str) -> Result<Module, PyError> {
     })
 }
 
+/// FNV-1a: identifiers are short, SipHash is overkill here.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
 #[derive(Default)]
 struct Interner<'s> {
-    map: HashMap<&'s str, u32>,
+    map: HashMap<&'s str, u32, std::hash::BuildHasherDefault<Fnv>>,
     names: Vec<Box<str>>,
 }
 
@@ -629,7 +648,38 @@ impl<'s> Parser<'s, '_, '_> {
         Ok(e)
     }
 
+    /// Fast path for the most common expression, a lone literal or name followed by a
+    /// delimiter: skips the descent through every precedence level.
+    fn simple_atom(&mut self) -> Result<Option<Expr>, PyError> {
+        let next = match self.tok() {
+            Tok::Str(_) => {
+                let mut j = self.pos + 1;
+                while matches!(self.toks.get(j).map(|t| t.tok), Some(Tok::Str(_))) {
+                    j += 1;
+                }
+                j
+            }
+            Tok::Int(_)
+            | Tok::Float(_)
+            | Tok::Name
+            | Tok::Kw(Kw::True)
+            | Tok::Kw(Kw::False)
+            | Tok::Kw(Kw::None) => self.pos + 1,
+            _ => return Ok(None),
+        };
+        match self.toks.get(next).map(|t| t.tok) {
+            Some(
+                Tok::Op(Op::Comma | Op::RParen | Op::RBracket | Op::RBrace | Op::Colon | Op::Assign)
+                | Tok::Newline,
+            ) => Ok(Some(self.atom()?)),
+            _ => Ok(None),
+        }
+    }
+
     fn expression(&mut self) -> Result<Expr, PyError> {
+        if let Some(e) = self.simple_atom()? {
+            return Ok(e);
+        }
         if self.is_kw(Kw::Lambda) {
             return Err(unsupported(self.line(), "lambda"));
         }
