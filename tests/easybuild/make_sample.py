@@ -171,8 +171,9 @@ def main():
                 by_gen[g] = p
         chosen = [by_gen[g] for g in GENERATIONS if g in by_gen]
         chosen = chosen[:1] + chosen[-1:] if len(chosen) > 2 else chosen
-        chosen += pick([p for p in cands if '-CUDA-' in ok[p]['versionsuffix']], 1)
-        s.add("big application %s: oldest and newest generation, and a CUDA variant" % app, chosen)
+        cuda = pick([p for p in cands if '-CUDA-' in ok[p]['versionsuffix']], 1)
+        s.add("big application %s: oldest and newest generation%s" % (app, ', a CUDA variant' if cuda else ''),
+              chosen + cuda)
     s.add("largest closures", sorted(ok, key=lambda p: (-size_x86[p][0], p))[:4])
     for g in GENERATIONS:
         for family in ('GCCcore', 'GCC', 'gompi', 'gfbf', 'foss', 'intel', 'iimpi'):

@@ -5,7 +5,11 @@ use ebfleet_core::Arch;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "ebfleet", version, about = "Plan and build the newest EasyBuild stack for every platform")]
+#[command(
+    name = "ebfleet",
+    version,
+    about = "Plan and build the newest EasyBuild stack for every platform"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -38,7 +42,11 @@ pub struct TreeArgs {
 #[derive(Args, Debug, Clone)]
 pub struct PolicyArgs {
     /// Allowed toolchain names, comma separated (`SYSTEM` is the system toolchain).
-    #[arg(long, value_delimiter = ',', default_value = "SYSTEM,GCCcore,GCC,gompi,gfbf,foss")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "SYSTEM,GCCcore,GCC,gompi,gfbf,foss"
+    )]
     pub toolchains: Vec<String>,
     /// Lowest toolchain generation, e.g. `foss>=2023a` (repeatable).
     #[arg(long = "floor", value_name = "TC>=VERSION")]

@@ -1,6 +1,9 @@
 //! Each subcommand: read arguments, call the core, print.
 
-use crate::args::{Cli, Command, LatestArgs, ParseArgs, PlanArgs, PlatformFileArgs, PlatformsArgs, PolicyArgs, ResolveArgs};
+use crate::args::{
+    Cli, Command, LatestArgs, ParseArgs, PlanArgs, PlatformFileArgs, PlatformsArgs, PolicyArgs,
+    ResolveArgs,
+};
 use crate::progress::Bar;
 use anyhow::{bail, Context, Result};
 use ebfleet_core::plan::parse_built;
@@ -41,7 +44,8 @@ fn robot_options(minimal: bool) -> RobotOptions {
 fn load_platforms(a: &PlatformFileArgs) -> Result<Platforms> {
     match &a.platforms_file {
         Some(f) => {
-            let text = std::fs::read_to_string(f).with_context(|| format!("reading platforms file {}", f.display()))?;
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading platforms file {}", f.display()))?;
             Platforms::from_toml(&text).with_context(|| format!("in {}", f.display()))
         }
         None => Ok(Platforms::default_set()?),
@@ -50,7 +54,8 @@ fn load_platforms(a: &PlatformFileArgs) -> Result<Platforms> {
 
 fn targets(a: &PolicyArgs) -> Result<Targets> {
     if let Some(f) = &a.easystack {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading easystack {}", f.display()))?;
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading easystack {}", f.display()))?;
         return Ok(Targets::Easystack(
             policy::parse_easystack(&text).with_context(|| format!("in {}", f.display()))?,
         ));
@@ -83,7 +88,8 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
     let selected = platforms.select(&a.platform)?;
     let built = match &a.built {
         Some(f) => {
-            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
             parse_built(&text).with_context(|| format!("in {}", f.display()))?
         }
         None => Default::default(),
@@ -110,7 +116,7 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
     }
     let mut out = std::io::stdout().lock();
     if a.json {
-        serde_json::to_writer_pretty(&mut out, &plan)?;
+        serde_json::to_writer(&mut out, &plan)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -134,14 +140,19 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
         )?;
     }
     let skipped: usize = plan.problems.values().map(Vec::len).max().unwrap_or(0);
-    writeln!(out, "\n{} easyconfigs read, {} skipped (see warnings above)", plan.easyconfigs, skipped)?;
+    writeln!(
+        out,
+        "\n{} easyconfigs read, {} skipped (see warnings above)",
+        plan.easyconfigs, skipped
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn read_targets(a: &ResolveArgs) -> Result<Vec<String>> {
     let mut targets = a.targets.clone();
     if let Some(f) = &a.targets_file {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         targets.extend(
             text.lines()
                 .map(|l| l.split('#').next().unwrap_or("").trim())
@@ -160,7 +171,10 @@ fn resolve(a: ResolveArgs) -> Result<ExitCode> {
     let tree = load_tree(&a.tree.easyconfigs, a.arch)?;
     let robot = Robot::new(&tree, robot_options(a.tree.minimal_toolchains));
     let reports = report::resolve_targets(&robot, &targets);
-    let failed = reports.iter().filter(|r| matches!(r, TargetReport::Failed { .. })).count();
+    let failed = reports
+        .iter()
+        .filter(|r| matches!(r, TargetReport::Failed { .. }))
+        .count();
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer(&mut out, &reports)?;
@@ -169,18 +183,27 @@ fn resolve(a: ResolveArgs) -> Result<ExitCode> {
         for r in &reports {
             match r {
                 TargetReport::Resolved {
-                    target, closure, paths, ..
+                    target,
+                    closure,
+                    paths,
+                    ..
                 } => {
                     writeln!(out, "== {target} ({}): {} modules", a.arch, closure.len())?;
                     for (m, p) in closure.iter().zip(paths) {
                         writeln!(out, " * [ ] {p} (module: {m})")?;
                     }
                 }
-                TargetReport::Failed { target, error } => writeln!(out, "== {target}: ERROR {error}")?,
+                TargetReport::Failed { target, error } => {
+                    writeln!(out, "== {target}: ERROR {error}")?
+                }
             }
         }
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn parse(a: ParseArgs) -> Result<ExitCode> {
@@ -195,13 +218,23 @@ fn parse(a: ParseArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let failed: Vec<&ParsedReport> = reports.iter().filter(|r| matches!(r, ParsedReport::Failed { .. })).collect();
+    let failed: Vec<&ParsedReport> = reports
+        .iter()
+        .filter(|r| matches!(r, ParsedReport::Failed { .. }))
+        .collect();
     for f in &failed {
         if let ParsedReport::Failed { path, error } = f {
             writeln!(out, "{path}: {error}")?;
         }
     }
-    writeln!(out, "{} easyconfigs, {} parsed, {} skipped ({})", reports.len(), reports.len() - failed.len(), failed.len(), a.arch)?;
+    writeln!(
+        out,
+        "{} easyconfigs, {} parsed, {} skipped ({})",
+        reports.len(),
+        reports.len() - failed.len(),
+        failed.len(),
+        a.arch
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -213,7 +246,10 @@ fn latest(a: LatestArgs) -> Result<ExitCode> {
     report_problems(&tree.problems(), a.arch);
     let robot = Robot::new(&tree, robot_options(a.tree.minimal_toolchains));
     let mut out = std::io::stdout().lock();
-    for c in policy::select_latest(&robot, &policy)?.into_iter().filter(|c| a.cuda || !c.cuda) {
+    for c in policy::select_latest(&robot, &policy)?
+        .into_iter()
+        .filter(|c| a.cuda || !c.cuda)
+    {
         let path = &tree.entry(c.id).path;
         writeln!(out, "{}", path.rsplit('/').next().unwrap_or(path))?;
     }
@@ -228,9 +264,17 @@ fn platforms(a: PlatformsArgs) -> Result<ExitCode> {
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    writeln!(out, "{:<34} {:<8} {:<16} {:<24} {:<6} FAMILIES", "PLATFORM", "ARCH", "ARCHSPEC", "OPTARCH", "CUDA CC")?;
+    writeln!(
+        out,
+        "{:<34} {:<8} {:<16} {:<24} {:<6} FAMILIES",
+        "PLATFORM", "ARCH", "ARCHSPEC", "OPTARCH", "CUDA CC"
+    )?;
     for p in &platforms.platforms {
-        let cc = p.gpu.as_ref().and_then(|g| g.cuda_compute_capability.clone()).unwrap_or_else(|| "-".into());
+        let cc = p
+            .gpu
+            .as_ref()
+            .and_then(|g| g.cuda_compute_capability.clone())
+            .unwrap_or_else(|| "-".into());
         writeln!(
             out,
             "{:<34} {:<8} {:<16} {:<24} {:<6} {}",

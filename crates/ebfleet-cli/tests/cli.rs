@@ -22,12 +22,46 @@ fn ec(name: &str, version: &str, tc: Option<(&str, &str)>, body: &str) -> String
 fn fixture() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     let r = d.path();
-    write(r, "g/GCCcore/GCCcore-13.2.0.eb", &ec("GCCcore", "13.2.0", None, ""));
-    write(r, "g/GCC/GCC-13.2.0.eb", &ec("GCC", "13.2.0", None, "dependencies = [('GCCcore', '13.2.0')]"));
-    write(r, "z/zlib/zlib-1.2.13-GCCcore-13.2.0.eb", &ec("zlib", "1.2.13", Some(("GCCcore", "13.2.0")), ""));
-    write(r, "z/zlib/zlib-1.3-GCCcore-13.2.0.eb", &ec("zlib", "1.3", Some(("GCCcore", "13.2.0")), ""));
-    write(r, "c/CMake/CMake-3.27.6-GCCcore-13.2.0.eb", &ec("CMake", "3.27.6", Some(("GCCcore", "13.2.0")), "dependencies = [('zlib', '1.3')]"));
-    write(r, "a/Armlib/Armlib-1.0-GCC-13.2.0.eb", &ec("Armlib", "1.0", Some(("GCC", "13.2.0")), ""));
+    write(
+        r,
+        "g/GCCcore/GCCcore-13.2.0.eb",
+        &ec("GCCcore", "13.2.0", None, ""),
+    );
+    write(
+        r,
+        "g/GCC/GCC-13.2.0.eb",
+        &ec(
+            "GCC",
+            "13.2.0",
+            None,
+            "dependencies = [('GCCcore', '13.2.0')]",
+        ),
+    );
+    write(
+        r,
+        "z/zlib/zlib-1.2.13-GCCcore-13.2.0.eb",
+        &ec("zlib", "1.2.13", Some(("GCCcore", "13.2.0")), ""),
+    );
+    write(
+        r,
+        "z/zlib/zlib-1.3-GCCcore-13.2.0.eb",
+        &ec("zlib", "1.3", Some(("GCCcore", "13.2.0")), ""),
+    );
+    write(
+        r,
+        "c/CMake/CMake-3.27.6-GCCcore-13.2.0.eb",
+        &ec(
+            "CMake",
+            "3.27.6",
+            Some(("GCCcore", "13.2.0")),
+            "dependencies = [('zlib', '1.3')]",
+        ),
+    );
+    write(
+        r,
+        "a/Armlib/Armlib-1.0-GCC-13.2.0.eb",
+        &ec("Armlib", "1.0", Some(("GCC", "13.2.0")), ""),
+    );
     write(
         r,
         "a/App/App-2.0-GCC-13.2.0.eb",
@@ -42,14 +76,26 @@ fn fixture() -> tempfile::TempDir {
     write(
         r,
         "a/App/App-2.0-GCC-13.2.0-CUDA-12.4.0.eb",
-        &ec("App", "2.0", Some(("GCC", "13.2.0")), "versionsuffix = '-CUDA-%(cudaver)s'\ndependencies = [('CUDA', '12.4.0', '', SYSTEM)]"),
+        &ec(
+            "App",
+            "2.0",
+            Some(("GCC", "13.2.0")),
+            "versionsuffix = '-CUDA-%(cudaver)s'\ndependencies = [('CUDA', '12.4.0', '', SYSTEM)]",
+        ),
     );
-    write(r, "b/Broken/Broken-1.eb", "name = 'Broken'\nversion = '1'\nimport os\n");
+    write(
+        r,
+        "b/Broken/Broken-1.eb",
+        "name = 'Broken'\nversion = '1'\nimport os\n",
+    );
     d
 }
 
 fn ebfleet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ebfleet")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_ebfleet"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -64,30 +110,58 @@ fn stderr(o: &Output) -> String {
 fn resolve_prints_closures_like_eb_dry_run() {
     let d = fixture();
     let dir = d.path().to_str().unwrap();
-    let o = ebfleet(&["resolve", "--json", "--easyconfigs", dir, "App-2.0-GCC-13.2.0.eb", "Nope-1.eb"]);
+    let o = ebfleet(&[
+        "resolve",
+        "--json",
+        "--easyconfigs",
+        dir,
+        "App-2.0-GCC-13.2.0.eb",
+        "Nope-1.eb",
+    ]);
     assert_eq!(o.status.code(), Some(1), "one target fails: {}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v[0]["target"], "App-2.0-GCC-13.2.0.eb");
     assert_eq!(v[0]["module"], "App/2.0-GCC-13.2.0");
-    let closure: Vec<&str> = v[0]["closure"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    let closure: Vec<&str> = v[0]["closure"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
     assert_eq!(closure.last(), Some(&"App/2.0-GCC-13.2.0"));
     let mut sorted = closure.clone();
     sorted.sort();
     assert_eq!(
         sorted,
-        ["App/2.0-GCC-13.2.0", "CMake/3.27.6-GCCcore-13.2.0", "GCC/13.2.0", "GCCcore/13.2.0", "zlib/1.3-GCCcore-13.2.0"]
+        [
+            "App/2.0-GCC-13.2.0",
+            "CMake/3.27.6-GCCcore-13.2.0",
+            "GCC/13.2.0",
+            "GCCcore/13.2.0",
+            "zlib/1.3-GCCcore-13.2.0"
+        ]
     );
     assert!(v[1]["error"].as_str().unwrap().contains("Nope-1.eb"));
 
     // On Arm the same file has another dependency.
-    let o = ebfleet(&["resolve", "--json", "--arch", "aarch64", "--easyconfigs", dir, "App-2.0-GCC-13.2.0.eb"]);
+    let o = ebfleet(&[
+        "resolve",
+        "--json",
+        "--arch",
+        "aarch64",
+        "--easyconfigs",
+        dir,
+        "App-2.0-GCC-13.2.0.eb",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("Armlib/1.0-GCC-13.2.0"));
 
     // A path works too, and the text output looks like eb's.
     let path = d.path().join("a/App/App-2.0-GCC-13.2.0.eb");
     let o = ebfleet(&["resolve", "--easyconfigs", dir, path.to_str().unwrap()]);
-    assert!(stdout(&o).contains(" * [ ] c/CMake/CMake-3.27.6-GCCcore-13.2.0.eb (module: CMake/3.27.6-GCCcore-13.2.0)"));
+    assert!(stdout(&o).contains(
+        " * [ ] c/CMake/CMake-3.27.6-GCCcore-13.2.0.eb (module: CMake/3.27.6-GCCcore-13.2.0)"
+    ));
 }
 
 #[test]
@@ -95,38 +169,80 @@ fn plan_covers_platforms_with_cuda_only_on_gpus() {
     let d = fixture();
     let dir = d.path().to_str().unwrap();
     let built = d.path().join("built.json");
-    std::fs::write(&built, r#"{"amzn-2023_graviton-3": ["GCCcore/13.2.0", "GCC/13.2.0"]}"#).unwrap();
+    std::fs::write(
+        &built,
+        r#"{"amzn-2023_graviton-3": ["GCCcore/13.2.0", "GCC/13.2.0"]}"#,
+    )
+    .unwrap();
     let o = ebfleet(&[
-        "plan", "--json", "--easyconfigs", dir, "--platform", "graviton-3", "--platform", "epyc-gen-3_h100",
-        "--built", built.to_str().unwrap(),
+        "plan",
+        "--json",
+        "--easyconfigs",
+        dir,
+        "--platform",
+        "graviton-3",
+        "--platform",
+        "epyc-gen-3_h100",
+        "--built",
+        built.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     // The broken file is reported with file, line and reason, and skipped.
-    assert!(stderr(&o).contains("b/Broken/Broken-1.eb:3:"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("b/Broken/Broken-1.eb:3:"),
+        "{}",
+        stderr(&o)
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let plats = v["platforms"].as_array().unwrap();
     assert_eq!(plats.len(), 2);
     let arm = &plats[0];
     assert_eq!(arm["platform"], "amzn-2023_graviton-3");
     assert_eq!(arm["already_built"], 2);
-    let targets: Vec<&str> = arm["targets"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let targets: Vec<&str> = arm["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     assert!(targets.contains(&"App/2.0-GCC-13.2.0"));
-    assert!(!targets.iter().any(|t| t.contains("CUDA")), "no CUDA on a CPU platform: {targets:?}");
+    assert!(
+        !targets.iter().any(|t| t.contains("CUDA")),
+        "no CUDA on a CPU platform: {targets:?}"
+    );
     // Latest zlib is 1.3, not 1.2.13.
     assert!(targets.contains(&"zlib/1.3-GCCcore-13.2.0"));
     assert!(!targets.contains(&"zlib/1.2.13-GCCcore-13.2.0"));
     let gpu = &plats[1];
-    let targets: Vec<&str> = gpu["targets"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-    assert!(targets.contains(&"App/2.0-GCC-13.2.0-CUDA-12.4.0"), "{targets:?}");
+    let targets: Vec<&str> = gpu["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        targets.contains(&"App/2.0-GCC-13.2.0-CUDA-12.4.0"),
+        "{targets:?}"
+    );
     assert!(targets.contains(&"App/2.0-GCC-13.2.0"));
     assert_eq!(gpu["already_built"], 0);
 
     let dot = d.path().join("g.dot");
-    let o = ebfleet(&["plan", "--easyconfigs", dir, "--platform", "graviton-3", "--dot", dot.to_str().unwrap()]);
+    let o = ebfleet(&[
+        "plan",
+        "--easyconfigs",
+        dir,
+        "--platform",
+        "graviton-3",
+        "--dot",
+        dot.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("amzn-2023_graviton-3"));
     let dot = std::fs::read_to_string(dot).unwrap();
-    assert!(dot.contains("\"App/2.0-GCC-13.2.0\" -> \"CMake/3.27.6-GCCcore-13.2.0\" [style=dashed]"));
+    assert!(
+        dot.contains("\"App/2.0-GCC-13.2.0\" -> \"CMake/3.27.6-GCCcore-13.2.0\" [style=dashed]")
+    );
 }
 
 #[test]
@@ -135,13 +251,25 @@ fn clear_errors_for_bad_input() {
     let dir = d.path().to_str().unwrap();
     let o = ebfleet(&["plan", "--easyconfigs", "/no/such/dir"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("/no/such/dir does not exist"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/no/such/dir does not exist"),
+        "{}",
+        stderr(&o)
+    );
     let o = ebfleet(&["plan", "--easyconfigs", dir, "--platform", "pentium-4"]);
-    assert!(stderr(&o).contains("unknown platform 'pentium-4'"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown platform 'pentium-4'"),
+        "{}",
+        stderr(&o)
+    );
     let o = ebfleet(&["plan", "--easyconfigs", dir, "--floor", "foss"]);
     assert!(stderr(&o).contains("NAME>=VERSION"), "{}", stderr(&o));
     let o = ebfleet(&["parse", "--easyconfigs", dir]);
-    assert!(stdout(&o).contains("b/Broken/Broken-1.eb: line 3"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("b/Broken/Broken-1.eb: line 3"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -153,5 +281,9 @@ fn platforms_lists_the_defaults() {
     assert!(out.contains("neoverse_v1"));
     let o = ebfleet(&["platforms", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert!(v.as_array().unwrap().iter().any(|p| p["gpu"]["cuda_compute_capability"] == "9.0"));
+    assert!(v
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["gpu"]["cuda_compute_capability"] == "9.0"));
 }

@@ -183,7 +183,11 @@ fn main() -> ExitCode {
         let src = match std::fs::read_to_string(p) {
             Ok(s) => s,
             Err(e) => {
-                let _ = writeln!(out, "{}", json!({ "path": rel, "error": format!("read: {e}") }));
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    json!({ "path": rel, "error": format!("read: {e}") })
+                );
                 continue;
             }
         };

@@ -48,8 +48,14 @@ impl Dependency {
 }
 
 /// `versionprefix + version[-tcname-tcversion] + versionsuffix`.
-pub fn full_version(versionprefix: &str, version: &str, tc: &Toolchain, versionsuffix: &str) -> String {
-    let mut s = String::with_capacity(versionprefix.len() + version.len() + versionsuffix.len() + 24);
+pub fn full_version(
+    versionprefix: &str,
+    version: &str,
+    tc: &Toolchain,
+    versionsuffix: &str,
+) -> String {
+    let mut s =
+        String::with_capacity(versionprefix.len() + version.len() + versionsuffix.len() + 24);
     s.push_str(versionprefix);
     s.push_str(version);
     if !tc.is_system() {
@@ -96,7 +102,12 @@ pub struct Easyconfig {
 impl Easyconfig {
     /// `version[-tc]suffix` with the prefix, as in the file name.
     pub fn full_version(&self) -> String {
-        full_version(&self.versionprefix, &self.version, &self.toolchain, &self.versionsuffix)
+        full_version(
+            &self.versionprefix,
+            &self.version,
+            &self.toolchain,
+            &self.versionsuffix,
+        )
     }
 
     pub fn module_name(&self) -> String {
@@ -110,15 +121,24 @@ impl Easyconfig {
 
     /// Build dependencies then runtime dependencies: EasyBuild's `dependencies()`.
     pub fn all_dependencies(&self) -> impl Iterator<Item = &Dependency> {
-        self.builddependencies.iter().chain(self.dependencies.iter())
+        self.builddependencies
+            .iter()
+            .chain(self.dependencies.iter())
     }
 
     /// Resolve templates everywhere planning looks, given the runtime
     /// dependencies of this easyconfig's toolchain as (name, version).
-    pub fn apply_templates(&mut self, arch: Arch, toolchain_deps: &[(String, String)]) -> Result<(), String> {
+    pub fn apply_templates(
+        &mut self,
+        arch: Arch,
+        toolchain_deps: &[(String, String)],
+    ) -> Result<(), String> {
         let mut software: Vec<(&str, &str)> = Vec::new();
         let deps = self.dependencies.iter();
-        let builddeps = self.builddependencies.iter().filter(|_| !self.iterate_builddependencies);
+        let builddeps = self
+            .builddependencies
+            .iter()
+            .filter(|_| !self.iterate_builddependencies);
         for d in deps.chain(builddeps).filter(|d| !d.external) {
             software.push((&d.name, &d.version));
         }
@@ -147,7 +167,11 @@ impl Easyconfig {
         strict("versionsuffix", &mut self.versionsuffix)?;
         strict("toolchain name", &mut self.toolchain.name)?;
         strict("toolchain version", &mut self.toolchain.version)?;
-        for list in [&mut self.builddependencies, &mut self.dependencies, &mut self.hiddendependencies] {
+        for list in [
+            &mut self.builddependencies,
+            &mut self.dependencies,
+            &mut self.hiddendependencies,
+        ] {
             for d in list.iter_mut() {
                 for s in [
                     &mut d.name,
@@ -205,7 +229,12 @@ pub fn parse(source: &str, arch: Arch) -> Result<Easyconfig, ParseError> {
         line: e.line,
         reason: e.message,
     })?;
-    Reader { source, ns: &ns, arch }.read()
+    Reader {
+        source,
+        ns: &ns,
+        arch,
+    }
+    .read()
 }
 
 struct Reader<'a> {
@@ -240,7 +269,10 @@ impl Reader<'_> {
     fn required_str(&self, param: &str) -> Result<String, ParseError> {
         match self.get(param) {
             Some(Value::Str(s)) => Ok(s.clone()),
-            Some(other) => Err(self.err(param, format!("{param} must be a string, not {}", other.py_repr()))),
+            Some(other) => Err(self.err(
+                param,
+                format!("{param} must be a string, not {}", other.py_repr()),
+            )),
             None => Err(ParseError {
                 line: 0,
                 reason: format!("mandatory parameter '{param}' is not set"),
@@ -252,7 +284,10 @@ impl Reader<'_> {
         match self.get(param) {
             None | Some(Value::None) => Ok(None),
             Some(Value::Str(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(self.err(param, format!("{param} must be a string, not {}", other.py_repr()))),
+            Some(other) => Err(self.err(
+                param,
+                format!("{param} must be a string, not {}", other.py_repr()),
+            )),
         }
     }
 
@@ -298,13 +333,19 @@ impl Reader<'_> {
         match self.get(param) {
             None | Some(Value::None) => Ok(Vec::new()),
             Some(v) => {
-                let items = sequence(v).ok_or_else(|| self.err(param, format!("{param} must be a list")))?;
+                let items = sequence(v)
+                    .ok_or_else(|| self.err(param, format!("{param} must be a list")))?;
                 self.deps_of(param, items, hidden)
             }
         }
     }
 
-    fn deps_of(&self, param: &str, items: &[Value], hidden: bool) -> Result<Vec<ParsedDep>, ParseError> {
+    fn deps_of(
+        &self,
+        param: &str,
+        items: &[Value],
+        hidden: bool,
+    ) -> Result<Vec<ParsedDep>, ParseError> {
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             match parse_dependency(item, hidden, self.arch) {
@@ -336,7 +377,10 @@ impl Reader<'_> {
             let mut keyed: Vec<(&str, &[Value])> = Vec::new();
             for (k, v) in pairs {
                 let (Some(k), Some(vs)) = (k.as_str(), sequence(v)) else {
-                    return Err(self.err("multi_deps", "multi_deps must map names to lists of versions"));
+                    return Err(self.err(
+                        "multi_deps",
+                        "multi_deps must map names to lists of versions",
+                    ));
                 };
                 keyed.push((k, vs));
             }
@@ -367,10 +411,16 @@ impl Reader<'_> {
             // EasyBuild: all(isinstance(x, (list, tuple)) for b in builddeps for x in b)
             iterate = !raw.is_empty()
                 && raw.iter().all(|b| {
-                    sequence(b).is_some_and(|xs| xs.iter().all(|x| matches!(x, Value::List(_) | Value::Tuple(_))))
+                    sequence(b).is_some_and(|xs| {
+                        xs.iter()
+                            .all(|x| matches!(x, Value::List(_) | Value::Tuple(_)))
+                    })
                 });
             if iterate {
-                groups = raw.iter().map(|b| sequence(b).unwrap_or(&[]).to_vec()).collect();
+                groups = raw
+                    .iter()
+                    .map(|b| sequence(b).unwrap_or(&[]).to_vec())
+                    .collect();
             } else {
                 groups.push(raw);
             }
@@ -422,8 +472,13 @@ fn sequence(v: &Value) -> Option<&[Value]> {
 fn toolchain_spec(v: &Value) -> Result<Toolchain, String> {
     match v {
         Value::Dict(_) => match (v.dict_get("name"), v.dict_get("version")) {
-            (Some(Value::Str(n)), Some(Value::Str(ver))) => Ok(Toolchain::new(n.clone(), ver.clone())),
-            _ => Err(format!("toolchain needs string 'name' and 'version': {}", v.py_repr())),
+            (Some(Value::Str(n)), Some(Value::Str(ver))) => {
+                Ok(Toolchain::new(n.clone(), ver.clone()))
+            }
+            _ => Err(format!(
+                "toolchain needs string 'name' and 'version': {}",
+                v.py_repr()
+            )),
         },
         other => Err(format!("toolchain must be a dict, not {}", other.py_repr())),
     }
@@ -432,7 +487,12 @@ fn toolchain_spec(v: &Value) -> Result<Toolchain, String> {
 /// EasyBuild's `_parse_dependency` and `pick_dep_version`. `Ok(None)` when
 /// the version is `False` for this architecture (the dependency is dropped).
 fn parse_dependency(dep: &Value, hidden: bool, arch: Arch) -> Result<Option<ParsedDep>, String> {
-    let (name, version, suffix, tc): (Option<&Value>, Option<&Value>, Option<&Value>, Option<&Value>) = match dep {
+    let (name, version, suffix, tc): (
+        Option<&Value>,
+        Option<&Value>,
+        Option<&Value>,
+        Option<&Value>,
+    ) = match dep {
         Value::Tuple(xs) | Value::List(xs) => {
             if xs.last().and_then(Value::as_str) == Some(EXTERNAL_MODULE) {
                 return match (xs.len(), xs[0].as_str()) {
@@ -441,10 +501,17 @@ fn parse_dependency(dep: &Value, hidden: bool, arch: Arch) -> Result<Option<Pars
                         version: String::new(),
                         versionsuffix: String::new(),
                         toolchain: None,
-                        hidden: hidden || module.rsplit('/').next().is_some_and(|b| b.starts_with('.')),
+                        hidden: hidden
+                            || module
+                                .rsplit('/')
+                                .next()
+                                .is_some_and(|b| b.starts_with('.')),
                         external: true,
                     })),
-                    _ => Err(format!("incorrect external dependency specification: {}", dep.py_repr())),
+                    _ => Err(format!(
+                        "incorrect external dependency specification: {}",
+                        dep.py_repr()
+                    )),
                 };
             }
             (xs.first(), xs.get(1), xs.get(2), xs.get(3))
@@ -455,10 +522,20 @@ fn parse_dependency(dep: &Value, hidden: bool, arch: Arch) -> Result<Option<Pars
             dep.dict_get("versionsuffix"),
             dep.dict_get("toolchain").or_else(|| dep.dict_get("system")),
         ),
-        other => return Err(format!("dependency of unsupported type: {}", other.py_repr())),
+        other => {
+            return Err(format!(
+                "dependency of unsupported type: {}",
+                other.py_repr()
+            ))
+        }
     };
     let version = match version {
-        None | Some(Value::None) => return Err(format!("dependency specified without version: {}", dep.py_repr())),
+        None | Some(Value::None) => {
+            return Err(format!(
+                "dependency specified without version: {}",
+                dep.py_repr()
+            ))
+        }
         Some(v) => pick_version(v, arch)?,
     };
     let Some(version) = version else {
@@ -466,19 +543,34 @@ fn parse_dependency(dep: &Value, hidden: bool, arch: Arch) -> Result<Option<Pars
     };
     let name = match name {
         Some(Value::Str(s)) => s.clone(),
-        _ => return Err(format!("dependency specified without name: {}", dep.py_repr())),
+        _ => {
+            return Err(format!(
+                "dependency specified without name: {}",
+                dep.py_repr()
+            ))
+        }
     };
     let versionsuffix = match suffix {
         None | Some(Value::None) => String::new(),
         Some(Value::Str(s)) => s.clone(),
-        Some(other) => return Err(format!("versionsuffix must be a string, not {}", other.py_repr())),
+        Some(other) => {
+            return Err(format!(
+                "versionsuffix must be a string, not {}",
+                other.py_repr()
+            ))
+        }
     };
     let toolchain = match tc {
         None | Some(Value::None) => None,
         Some(Value::Bool(true)) => Some(Toolchain::system()),
         Some(Value::Tuple(xs)) | Some(Value::List(xs)) => match xs.as_slice() {
             [Value::Str(n), Value::Str(v)] => Some(Toolchain::new(n.clone(), v.clone())),
-            _ => return Err(format!("toolchain of a dependency needs two strings: {}", dep.py_repr())),
+            _ => {
+                return Err(format!(
+                    "toolchain of a dependency needs two strings: {}",
+                    dep.py_repr()
+                ))
+            }
         },
         Some(d @ Value::Dict(_)) => Some(toolchain_spec(d)?),
         Some(other) => return Err(format!("unsupported toolchain spec: {}", other.py_repr())),
@@ -504,11 +596,20 @@ fn pick_version(v: &Value, arch: Arch) -> Result<Option<String>, String> {
                 .iter()
                 .find(|(k, _)| !k.as_str().is_some_and(|k| k.starts_with("arch=")))
             {
-                return Err(format!("unexpected key in version dict: {} (only 'arch=' keys)", k.py_repr()));
+                return Err(format!(
+                    "unexpected key in version dict: {} (only 'arch=' keys)",
+                    k.py_repr()
+                ));
             }
             v.dict_get(arch.version_key())
                 .or_else(|| v.dict_get("arch=*"))
-                .ok_or_else(|| format!("no matches for version in {} (looking for {})", v.py_repr(), arch.version_key()))?
+                .ok_or_else(|| {
+                    format!(
+                        "no matches for version in {} (looking for {})",
+                        v.py_repr(),
+                        arch.version_key()
+                    )
+                })?
         }
         other => other,
     };
@@ -559,7 +660,11 @@ mod tests {
                ('site/1.0', EXTERNAL_MODULE),\n\
              ]\n"
         ));
-        let mods: Vec<String> = ec.dependencies.iter().map(Dependency::module_name).collect();
+        let mods: Vec<String> = ec
+            .dependencies
+            .iter()
+            .map(Dependency::module_name)
+            .collect();
         assert_eq!(
             mods,
             [
@@ -610,7 +715,11 @@ mod tests {
              builddependencies = [[('Python', '2.7.18'), ('CMake', '3.26.3')], [('Python', '3.11.3'), ('CMake', '3.26.3')]]\n"
         ));
         assert!(ec.iterate_builddependencies);
-        let b: Vec<String> = ec.builddependencies.iter().map(Dependency::module_name).collect();
+        let b: Vec<String> = ec
+            .builddependencies
+            .iter()
+            .map(Dependency::module_name)
+            .collect();
         assert_eq!(b, ["Python/2.7.18", "CMake/3.26.3", "Python/3.11.3"]);
         // Iterated build dependencies do not define %(pyver)s; the runtime one does.
         assert_eq!(ec.versionsuffix, "-3.11.3");
@@ -619,8 +728,21 @@ mod tests {
             "{HEAD}toolchain = SYSTEM\nmulti_deps = {{'Python': ['3.11.3', '2.7.18'], 'Boost': ['1.82.0', '1.79.0']}}\n\
              builddependencies = [('CMake', '3.26.3')]\n"
         ));
-        let b: Vec<String> = m.builddependencies.iter().map(Dependency::module_name).collect();
-        assert_eq!(b, ["Boost/1.82.0", "Python/3.11.3", "CMake/3.26.3", "Boost/1.79.0", "Python/2.7.18"]);
+        let b: Vec<String> = m
+            .builddependencies
+            .iter()
+            .map(Dependency::module_name)
+            .collect();
+        assert_eq!(
+            b,
+            [
+                "Boost/1.82.0",
+                "Python/3.11.3",
+                "CMake/3.26.3",
+                "Boost/1.79.0",
+                "Python/2.7.18"
+            ]
+        );
     }
 
     #[test]
@@ -633,20 +755,31 @@ mod tests {
             Arch::X86_64,
         )
         .unwrap();
-        ec.apply_templates(Arch::X86_64, &[("CUDA".into(), "11.1.1".into())]).unwrap();
+        ec.apply_templates(Arch::X86_64, &[("CUDA".into(), "11.1.1".into())])
+            .unwrap();
         assert_eq!(ec.versionsuffix, "-CUDA-11.1.1-3.8");
     }
 
     #[test]
     fn errors_name_the_line_and_reason() {
-        let e = parse(&format!("{HEAD}toolchain = SYSTEM\ndependencies = [\n  ('a',),\n]\n"), Arch::X86_64).unwrap_err();
+        let e = parse(
+            &format!("{HEAD}toolchain = SYSTEM\ndependencies = [\n  ('a',),\n]\n"),
+            Arch::X86_64,
+        )
+        .unwrap_err();
         assert_eq!(e.line, 6);
         assert!(e.reason.contains("without version"), "{}", e.reason);
         let e = parse("name = 'x'\nversion = '1'\n", Arch::X86_64).unwrap_err();
         assert!(e.reason.contains("toolchain"), "{}", e.reason);
-        let e = parse(&format!("{HEAD}toolchain = SYSTEM\nversionsuffix = '%(nosuch)s'\n"), Arch::X86_64)
-            .and_then(|mut ec| ec.apply_templates(Arch::X86_64, &[]).map_err(|r| ParseError { line: 0, reason: r }))
-            .unwrap_err();
+        let e = parse(
+            &format!("{HEAD}toolchain = SYSTEM\nversionsuffix = '%(nosuch)s'\n"),
+            Arch::X86_64,
+        )
+        .and_then(|mut ec| {
+            ec.apply_templates(Arch::X86_64, &[])
+                .map_err(|r| ParseError { line: 0, reason: r })
+        })
+        .unwrap_err();
         assert!(e.reason.contains("nosuch"), "{}", e.reason);
     }
 }

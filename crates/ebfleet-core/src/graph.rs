@@ -28,7 +28,10 @@ pub struct Node {
 
 impl Node {
     pub fn deps(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.build_deps.iter().chain(self.runtime_deps.iter()).copied()
+        self.build_deps
+            .iter()
+            .chain(self.runtime_deps.iter())
+            .copied()
     }
 }
 
@@ -43,7 +46,11 @@ pub enum ResolveError {
     #[error("dependency cycle: {}", chain.join(" -> "))]
     Cycle { chain: Vec<String> },
     #[error("{path}: {reason}, needed by {}", chain.join(" -> "))]
-    Invalid { path: String, reason: String, chain: Vec<String> },
+    Invalid {
+        path: String,
+        reason: String,
+        chain: Vec<String>,
+    },
 }
 
 impl ResolveError {
@@ -104,11 +111,14 @@ impl<'r, 't> Graph<'r, 't> {
     pub fn add_target(&mut self, id: EcId) -> Result<NodeId, ResolveError> {
         let tree = self.robot.tree();
         let entry = tree.entry(id);
-        let ec = entry.easyconfig.as_ref().map_err(|e| ResolveError::Invalid {
-            path: entry.path.clone(),
-            reason: e.to_string(),
-            chain: vec![],
-        })?;
+        let ec = entry
+            .easyconfig
+            .as_ref()
+            .map_err(|e| ResolveError::Invalid {
+                path: entry.path.clone(),
+                reason: e.to_string(),
+                chain: vec![],
+            })?;
         self.visit(id, ec.module_name())
     }
 
@@ -117,7 +127,9 @@ impl<'r, 't> Graph<'r, 't> {
             Some(State::Done(n)) => return Ok(*n),
             Some(State::Failed(e)) => return Err(e.clone()),
             Some(State::Visiting) => {
-                return Err(ResolveError::Cycle { chain: vec![module] });
+                return Err(ResolveError::Cycle {
+                    chain: vec![module],
+                });
             }
             None => {}
         }
@@ -143,14 +155,21 @@ impl<'r, 't> Graph<'r, 't> {
         }
     }
 
-    fn expand(&mut self, id: EcId, _module: &str) -> Result<(Vec<NodeId>, Vec<NodeId>), ResolveError> {
+    fn expand(
+        &mut self,
+        id: EcId,
+        _module: &str,
+    ) -> Result<(Vec<NodeId>, Vec<NodeId>), ResolveError> {
         let tree = self.robot.tree();
         let ec = tree.easyconfig(id).expect("visited easyconfigs parsed");
-        let deps = self.robot.final_deps(id).map_err(|reason| ResolveError::Invalid {
-            path: tree.entry(id).path.clone(),
-            reason,
-            chain: vec![],
-        })?;
+        let deps = self
+            .robot
+            .final_deps(id)
+            .map_err(|reason| ResolveError::Invalid {
+                path: tree.entry(id).path.clone(),
+                reason,
+                chain: vec![],
+            })?;
         let mut build = Vec::new();
         for d in &deps.build {
             push_unique(&mut build, self.visit_dep(d)?);
@@ -169,22 +188,37 @@ impl<'r, 't> Graph<'r, 't> {
     fn visit_dep(&mut self, d: &Dependency) -> Result<NodeId, ResolveError> {
         let module = d.module_name();
         if d.external {
-            return Err(ResolveError::External { module, chain: vec![] });
+            return Err(ResolveError::External {
+                module,
+                chain: vec![],
+            });
         }
         self.visit_found(&d.name, &d.full_version(), module)
     }
 
     fn visit_toolchain(&mut self, tc: &Toolchain) -> Result<NodeId, ResolveError> {
-        self.visit_found(&tc.name, &tc.version, module_name(&tc.name, &tc.version, false))
+        self.visit_found(
+            &tc.name,
+            &tc.version,
+            module_name(&tc.name, &tc.version, false),
+        )
     }
 
-    fn visit_found(&mut self, name: &str, full_version: &str, module: String) -> Result<NodeId, ResolveError> {
+    fn visit_found(
+        &mut self,
+        name: &str,
+        full_version: &str,
+        module: String,
+    ) -> Result<NodeId, ResolveError> {
         if let Some(State::Done(n)) = self.state.get(&module) {
             return Ok(*n);
         }
         let tree = self.robot.tree();
         let Some(id) = tree.find(name, full_version) else {
-            return Err(ResolveError::Missing { module, chain: vec![] });
+            return Err(ResolveError::Missing {
+                module,
+                chain: vec![],
+            });
         };
         if let Err(e) = &tree.entry(id).easyconfig {
             return Err(ResolveError::Invalid {
@@ -220,12 +254,12 @@ impl<'r, 't> Graph<'r, 't> {
         order
     }
 
-    /// Everything a node needs loaded to build: its direct dependencies and,
-    /// through runtime edges, what those load in turn.
-    pub fn build_environment(&self, n: NodeId) -> Vec<NodeId> {
+    /// Everything the given nodes need loaded to build: their direct
+    /// dependencies and, through runtime edges, what those load in turn.
+    pub fn build_environment(&self, nodes: &[NodeId]) -> Vec<NodeId> {
         let mut seen = vec![false; self.nodes.len()];
         let mut out = Vec::new();
-        let mut stack: Vec<NodeId> = self.nodes[n].deps().collect();
+        let mut stack: Vec<NodeId> = nodes.iter().flat_map(|&n| self.nodes[n].deps()).collect();
         while let Some(d) = stack.pop() {
             if std::mem::replace(&mut seen[d], true) {
                 continue;
@@ -272,8 +306,15 @@ mod tests {
         let names = modules(&g, &order);
         assert_eq!(names.last().unwrap(), "App/1-foss-2023a");
         let mut expected = vec![
-            "App/1-foss-2023a", "CMake/3.26.3-GCCcore-12.3.0", "zlib/1.2.13-GCCcore-12.3.0", "foss/2023a", "GCC/12.3.0",
-            "GCCcore/12.3.0", "binutils/2.40-GCCcore-12.3.0", "OpenMPI/4.1.5-GCC-12.3.0", "FlexiBLAS/3.3.1-GCC-12.3.0",
+            "App/1-foss-2023a",
+            "CMake/3.26.3-GCCcore-12.3.0",
+            "zlib/1.2.13-GCCcore-12.3.0",
+            "foss/2023a",
+            "GCC/12.3.0",
+            "GCCcore/12.3.0",
+            "binutils/2.40-GCCcore-12.3.0",
+            "OpenMPI/4.1.5-GCC-12.3.0",
+            "FlexiBLAS/3.3.1-GCC-12.3.0",
         ];
         expected.sort();
         let mut got = names.clone();
@@ -283,11 +324,16 @@ mod tests {
         for (pos, &id) in order.iter().enumerate() {
             for d in g.node(id).deps() {
                 let dpos = order.iter().position(|&x| x == d).unwrap();
-                assert!(dpos < pos, "{} before {}", g.node(d).module, g.node(id).module);
+                assert!(
+                    dpos < pos,
+                    "{} before {}",
+                    g.node(d).module,
+                    g.node(id).module
+                );
             }
         }
         // To build App, CMake (build only) is loaded but CMake's own deps only through runtime edges.
-        let env = modules(&g, &g.build_environment(n));
+        let env = modules(&g, &g.build_environment(&[n]));
         assert!(env.contains(&"CMake/3.26.3-GCCcore-12.3.0".to_string()));
         assert!(env.contains(&"GCCcore/12.3.0".to_string()));
     }
@@ -295,12 +341,30 @@ mod tests {
     #[test]
     fn missing_dependency_reports_the_chain() {
         let world = toolchain_world(&[
-            ("b/B/B-1-GCC-12.3.0.eb".into(), ec("B", "1", Some(("GCC", "12.3.0")), "dependencies = [('Gone', '9')]")),
-            ("a/A/A-1-GCC-12.3.0.eb".into(), ec("A", "1", Some(("GCC", "12.3.0")), "dependencies = [('B', '1')]")),
+            (
+                "b/B/B-1-GCC-12.3.0.eb".into(),
+                ec(
+                    "B",
+                    "1",
+                    Some(("GCC", "12.3.0")),
+                    "dependencies = [('Gone', '9')]",
+                ),
+            ),
+            (
+                "a/A/A-1-GCC-12.3.0.eb".into(),
+                ec(
+                    "A",
+                    "1",
+                    Some(("GCC", "12.3.0")),
+                    "dependencies = [('B', '1')]",
+                ),
+            ),
         ]);
         let robot = Robot::new(&world, RobotOptions::default());
         let mut g = Graph::new(&robot);
-        let err = g.add_target(world.find("A", "1-GCC-12.3.0").unwrap()).unwrap_err();
+        let err = g
+            .add_target(world.find("A", "1-GCC-12.3.0").unwrap())
+            .unwrap_err();
         assert_eq!(
             err,
             ResolveError::Missing {
@@ -308,14 +372,22 @@ mod tests {
                 chain: vec!["A/1-GCC-12.3.0".into(), "B/1-GCC-12.3.0".into()]
             }
         );
-        assert!(err.to_string().starts_with("Missing dependencies: Gone/9-GCC-12.3.0"));
+        assert!(err
+            .to_string()
+            .starts_with("Missing dependencies: Gone/9-GCC-12.3.0"));
     }
 
     #[test]
     fn cycles_are_reported() {
         let world = toolchain_world(&[
-            ("a/A/A-1.eb".into(), ec("A", "1", None, "dependencies = [('B', '1')]")),
-            ("b/B/B-1.eb".into(), ec("B", "1", None, "dependencies = [('A', '1')]")),
+            (
+                "a/A/A-1.eb".into(),
+                ec("A", "1", None, "dependencies = [('B', '1')]"),
+            ),
+            (
+                "b/B/B-1.eb".into(),
+                ec("B", "1", None, "dependencies = [('A', '1')]"),
+            ),
         ]);
         let robot = Robot::new(&world, RobotOptions::default());
         let mut g = Graph::new(&robot);

@@ -26,10 +26,14 @@ impl Robot<'_> {
             return h.clone();
         }
         // Guard against a cycle through the toolchain easyconfigs.
-        let guard = Rc::new(Err(format!("toolchain hierarchy of {parent} depends on itself")));
+        let guard = Rc::new(Err(format!(
+            "toolchain hierarchy of {parent} depends on itself"
+        )));
         self.hierarchies.borrow_mut().insert(parent.clone(), guard);
         let h = Rc::new(self.compute_hierarchy(parent));
-        self.hierarchies.borrow_mut().insert(parent.clone(), h.clone());
+        self.hierarchies
+            .borrow_mut()
+            .insert(parent.clone(), h.clone());
         h
     }
 
@@ -95,7 +99,12 @@ impl Robot<'_> {
         let id = self
             .tree
             .find(&current.name, &current.version)
-            .ok_or_else(|| format!("Could not find easyconfig for {} toolchain version {}", current.name, current.version))?;
+            .ok_or_else(|| {
+                format!(
+                    "Could not find easyconfig for {} toolchain version {}",
+                    current.name, current.version
+                )
+            })?;
         let deps = self.final_deps(id)?;
         let mut cands = Vec::new();
         for dep in deps.all().filter(|d| !d.external) {
@@ -107,9 +116,16 @@ impl Robot<'_> {
                 name: dep.toolchain.name.clone(),
                 version: dep.toolchain.version.clone(),
             });
-            let dep_id = self.tree.find(&dep.name, &dep.full_version()).ok_or_else(|| {
-                format!("Could not find easyconfig for dependency {} with version {}", dep.name, dep.full_version())
-            })?;
+            let dep_id = self
+                .tree
+                .find(&dep.name, &dep.full_version())
+                .ok_or_else(|| {
+                    format!(
+                        "Could not find easyconfig for dependency {} with version {}",
+                        dep.name,
+                        dep.full_version()
+                    )
+                })?;
             for depdep in self.final_deps(dep_id)?.all().filter(|d| !d.external) {
                 cands.push(Candidate {
                     name: depdep.name.clone(),
@@ -139,7 +155,11 @@ fn subtoolchain_version(
             system = true;
             continue;
         }
-        let mut versions: Vec<&str> = cands.iter().filter(|c| c.name == *name).map(|c| c.version.as_str()).collect();
+        let mut versions: Vec<&str> = cands
+            .iter()
+            .filter(|c| c.name == *name)
+            .map(|c| c.version.as_str())
+            .collect();
         versions.sort_unstable();
         versions.dedup();
         match versions.as_slice() {
@@ -154,7 +174,9 @@ fn subtoolchain_version(
             }
         }
     }
-    let all_optional = names.iter().all(|n| class_for(n, parent).is_some_and(|c| c.optional));
+    let all_optional = names
+        .iter()
+        .all(|n| class_for(n, parent).is_some_and(|c| c.optional));
     if !system && !all_optional {
         return Err(format!(
             "No version found for subtoolchain {} in dependencies of {}",
@@ -183,10 +205,19 @@ mod tests {
         // EasyBuild 5.4.1 on the real foss-2023a: GCCcore, GCC, gfbf, gompi, foss.
         assert_eq!(
             names(h.as_ref().as_ref().unwrap()),
-            ["GCCcore/12.3.0", "GCC/12.3.0", "gfbf/2023a", "gompi/2023a", "foss/2023a"]
+            [
+                "GCCcore/12.3.0",
+                "GCC/12.3.0",
+                "gfbf/2023a",
+                "gompi/2023a",
+                "foss/2023a"
+            ]
         );
         let h = robot.hierarchy(&Toolchain::new("GCC", "12.3.0"));
-        assert_eq!(names(h.as_ref().as_ref().unwrap()), ["GCCcore/12.3.0", "GCC/12.3.0"]);
+        assert_eq!(
+            names(h.as_ref().as_ref().unwrap()),
+            ["GCCcore/12.3.0", "GCC/12.3.0"]
+        );
         let h = robot.hierarchy(&Toolchain::new("GCCcore", "12.3.0"));
         assert_eq!(names(h.as_ref().as_ref().unwrap()), ["GCCcore/12.3.0"]);
     }
@@ -196,6 +227,10 @@ mod tests {
         let world = toolchain_world(&[]);
         let robot = Robot::new(&world, RobotOptions::default());
         let h = robot.hierarchy(&Toolchain::new("foss", "2099a"));
-        assert!(h.as_ref().as_ref().unwrap_err().contains("foss toolchain version 2099a"));
+        assert!(h
+            .as_ref()
+            .as_ref()
+            .unwrap_err()
+            .contains("foss toolchain version 2099a"));
     }
 }

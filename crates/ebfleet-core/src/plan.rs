@@ -4,7 +4,9 @@
 //! A batch is a run of modules in topological order, so `eb --robot` on its
 //! easyconfigs builds everything in it; it lists the modules built before it
 //! (already on the platform or in earlier batches) that its builds load, so a
-//! build node downloads only that closure.
+//! build node downloads only that closure. Batches name modules only; what
+//! each module is (easyconfig, checksum, dependencies) is listed once per
+//! architecture in [`ModuleTable`], since platforms share most of it.
 
 use crate::graph::{Graph, NodeId, ResolveError};
 use crate::platform::Platform;
@@ -38,7 +40,10 @@ pub fn parse_built(json: &str) -> Result<HashMap<String, Built>, serde_json::Err
                 .into_iter()
                 .map(|e| match e {
                     BuiltEntry::Module(m) => (m, None),
-                    BuiltEntry::Record { module, easyconfig_sha256 } => (module, easyconfig_sha256),
+                    BuiltEntry::Record {
+                        module,
+                        easyconfig_sha256,
+                    } => (module, easyconfig_sha256),
                 })
                 .collect();
             (platform, built)
@@ -54,7 +59,9 @@ pub struct PlanOptions {
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { max_batch_modules: 50 }
+        PlanOptions {
+            max_batch_modules: 50,
+        }
     }
 }
 
@@ -69,11 +76,27 @@ pub struct PlannedModule {
     pub deps: Vec<String>,
 }
 
+/// Module name → what it is, for the modules some platform builds.
+pub type ModuleTable = std::collections::BTreeMap<String, PlannedModule>;
+
+/// The table entry of a graph node.
+pub fn planned_module(graph: &Graph<'_, '_>, n: NodeId) -> PlannedModule {
+    let node = graph.node(n);
+    let entry = graph.robot().tree().entry(node.ec);
+    PlannedModule {
+        module: node.module.clone(),
+        easyconfig: entry.path.clone(),
+        easyconfig_sha256: entry.sha256.clone(),
+        deps: node.deps().map(|d| graph.node(d).module.clone()).collect(),
+    }
+}
+
 /// One batch of builds on one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
     pub index: usize,
-    pub modules: Vec<PlannedModule>,
+    /// Module names, in an order `eb --robot` can build them.
+    pub modules: Vec<String>,
     /// Modules built before this batch that its builds load.
     pub needs: Vec<String>,
     /// Earlier batches that build some of `needs`.
@@ -108,7 +131,8 @@ impl PlatformPlan {
     }
 }
 
-/// Plan one platform from a graph that holds its targets.
+/// Plan one platform from a graph that holds its targets. Also returns the
+/// nodes it builds, for the module table.
 pub fn plan_platform(
     graph: &Graph<'_, '_>,
     platform: &Platform,
@@ -116,7 +140,7 @@ pub fn plan_platform(
     target_nodes: &HashMap<usize, Result<NodeId, ResolveError>>,
     built: &Built,
     options: PlanOptions,
-) -> PlatformPlan {
+) -> (PlatformPlan, Vec<NodeId>) {
     let tree = graph.robot().tree();
     let mut targets = Vec::new();
     let mut unresolvable = Vec::new();
@@ -153,7 +177,7 @@ pub fn plan_platform(
     };
     let to_build: Vec<NodeId> = order.iter().copied().filter(|&n| !is_built(n)).collect();
     let batches = cut_batches(graph, &to_build, options);
-    PlatformPlan {
+    let plan = PlatformPlan {
         platform: platform.name.clone(),
         arch: platform.arch(),
         targets,
@@ -161,7 +185,8 @@ pub fn plan_platform(
         already_built: order.len() - to_build.len(),
         unresolvable,
         batches,
-    }
+    };
+    (plan, to_build)
 }
 
 /// Cut modules (given in build order) into batches: by dependency depth
@@ -188,38 +213,29 @@ fn cut_batches(graph: &Graph<'_, '_>, to_build: &[NodeId], options: PlanOptions)
     let mut batches: Vec<Batch> = Vec::new();
     for chunk in ordered.chunks(max) {
         let index = batches.len();
-        let members: HashSet<NodeId> = chunk.iter().copied().collect();
-        let mut needs: Vec<NodeId> = Vec::new();
-        for &n in chunk {
-            batch_of.insert(n, index);
-            for e in graph.build_environment(n) {
-                if !members.contains(&e) && !needs.contains(&e) {
-                    needs.push(e);
-                }
-            }
-        }
-        let mut after: Vec<usize> = needs.iter().filter_map(|e| batch_of.get(e).copied()).collect();
+        batch_of.extend(chunk.iter().map(|&n| (n, index)));
+        let needs: Vec<NodeId> = graph
+            .build_environment(chunk)
+            .into_iter()
+            .filter(|e| batch_of.get(e) != Some(&index))
+            .collect();
+        let mut after: Vec<usize> = needs
+            .iter()
+            .filter_map(|e| batch_of.get(e).copied())
+            .collect();
         after.sort_unstable();
         after.dedup();
-        let mut needs: Vec<String> = needs.iter().map(|&e| graph.node(e).module.clone()).collect();
-        needs.sort();
-        let tree = graph.robot().tree();
-        let modules = chunk
+        let mut needs: Vec<String> = needs
             .iter()
-            .map(|&n| {
-                let node = graph.node(n);
-                let entry = tree.entry(node.ec);
-                PlannedModule {
-                    module: node.module.clone(),
-                    easyconfig: entry.path.clone(),
-                    easyconfig_sha256: entry.sha256.clone(),
-                    deps: node.deps().map(|d| graph.node(d).module.clone()).collect(),
-                }
-            })
+            .map(|&e| graph.node(e).module.clone())
             .collect();
+        needs.sort();
         batches.push(Batch {
             index,
-            modules,
+            modules: chunk
+                .iter()
+                .map(|&n| graph.node(n).module.clone())
+                .collect(),
             needs,
             after,
         });
@@ -236,7 +252,7 @@ mod tests {
     use crate::robot::{Robot, RobotOptions};
     use crate::tree::tests::ec;
 
-    fn plan_with(built: &Built, max: usize) -> PlatformPlan {
+    fn plan_with(built: &Built, max: usize) -> (PlatformPlan, ModuleTable) {
         let world = toolchain_world(&[
             ("c/CMake/CMake-3.26.3-GCCcore-12.3.0.eb".into(), ec("CMake", "3.26.3", Some(("GCCcore", "12.3.0")), "dependencies = [('zlib', '1.2.13')]")),
             (
@@ -250,62 +266,109 @@ mod tests {
         policy.include = vec!["App".into(), "Broken".into()];
         let choices = select_latest(&robot, &policy).unwrap();
         let mut graph = Graph::new(&robot);
-        let nodes: HashMap<usize, _> = choices.iter().map(|c| (c.id, graph.add_target(c.id))).collect();
+        let nodes: HashMap<usize, _> = choices
+            .iter()
+            .map(|c| (c.id, graph.add_target(c.id)))
+            .collect();
         let platforms = Platforms::default_set().unwrap();
-        let platform = platforms.platforms.iter().find(|p| p.arch() == crate::arch::Arch::X86_64).unwrap();
-        plan_platform(&graph, platform, &choices, &nodes, built, PlanOptions { max_batch_modules: max })
+        let platform = platforms
+            .platforms
+            .iter()
+            .find(|p| p.arch() == crate::arch::Arch::X86_64)
+            .unwrap();
+        let (plan, nodes) = plan_platform(
+            &graph,
+            platform,
+            &choices,
+            &nodes,
+            built,
+            PlanOptions {
+                max_batch_modules: max,
+            },
+        );
+        let table = nodes
+            .iter()
+            .map(|&n| (graph.node(n).module.clone(), planned_module(&graph, n)))
+            .collect();
+        (plan, table)
     }
 
-    fn check_order(plan: &PlatformPlan, built: &Built) {
+    fn check_order(plan: &PlatformPlan, table: &ModuleTable, built: &Built) {
         let mut done: HashSet<String> = built.keys().cloned().collect();
         for b in &plan.batches {
             for need in &b.needs {
-                assert!(done.contains(need), "batch {} needs {need} before it is built", b.index);
+                assert!(
+                    done.contains(need),
+                    "batch {} needs {need} before it is built",
+                    b.index
+                );
             }
-            let in_batch: HashSet<&str> = b.modules.iter().map(|m| m.module.as_str()).collect();
+            let in_batch: HashSet<&str> = b.modules.iter().map(String::as_str).collect();
             for m in &b.modules {
-                for d in &m.deps {
-                    assert!(done.contains(d) || in_batch.contains(d.as_str()), "{} needs {d}", m.module);
+                for d in &table[m].deps {
+                    assert!(
+                        done.contains(d) || in_batch.contains(d.as_str()),
+                        "{m} needs {d}"
+                    );
                 }
             }
-            done.extend(b.modules.iter().map(|m| m.module.clone()));
+            done.extend(b.modules.iter().cloned());
         }
     }
 
     #[test]
     fn batches_follow_dependencies_and_report_unresolvable() {
         let built = Built::new();
-        let plan = plan_with(&built, 2);
+        let (plan, table) = plan_with(&built, 2);
         assert_eq!(plan.targets, ["App/1-foss-2023a"]);
         assert_eq!(plan.unresolvable.len(), 1);
         assert!(plan.unresolvable[0].error.contains("Gone/1-GCC-12.3.0"));
         assert_eq!(plan.closure, 9);
         assert_eq!(plan.to_build(), 9);
         assert!(plan.batches.iter().all(|b| b.modules.len() <= 2));
-        check_order(&plan, &built);
+        check_order(&plan, &table, &built);
+        assert_eq!(table.len(), 9);
+        assert_eq!(
+            table["App/1-foss-2023a"].easyconfig,
+            "a/App/App-1-foss-2023a.eb"
+        );
         let last = plan.batches.last().unwrap();
-        assert_eq!(last.modules.last().unwrap().module, "App/1-foss-2023a");
+        assert_eq!(last.modules.last().unwrap(), "App/1-foss-2023a");
         // The App batch needs the toolchain and CMake, not binutils (a build dep of nothing loaded).
-        assert!(last.needs.contains(&"CMake/3.26.3-GCCcore-12.3.0".to_string()));
+        assert!(last
+            .needs
+            .contains(&"CMake/3.26.3-GCCcore-12.3.0".to_string()));
         assert!(!last.after.is_empty());
     }
 
     #[test]
     fn already_built_modules_are_subtracted_unless_their_easyconfig_changed() {
         let mut built = Built::new();
-        for m in ["GCCcore/12.3.0", "binutils/2.40-GCCcore-12.3.0", "GCC/12.3.0", "zlib/1.2.13-GCCcore-12.3.0"] {
+        for m in [
+            "GCCcore/12.3.0",
+            "binutils/2.40-GCCcore-12.3.0",
+            "GCC/12.3.0",
+            "zlib/1.2.13-GCCcore-12.3.0",
+        ] {
             built.insert(m.into(), None);
         }
-        built.insert("OpenMPI/4.1.5-GCC-12.3.0".into(), Some("not-the-same-sha".into()));
-        let plan = plan_with(&built, 50);
+        built.insert(
+            "OpenMPI/4.1.5-GCC-12.3.0".into(),
+            Some("not-the-same-sha".into()),
+        );
+        let (plan, table) = plan_with(&built, 50);
         assert_eq!(plan.already_built, 4);
         assert_eq!(plan.to_build(), 5);
-        let mods: Vec<&str> = plan.batches.iter().flat_map(|b| b.modules.iter().map(|m| m.module.as_str())).collect();
+        let mods: Vec<&str> = plan
+            .batches
+            .iter()
+            .flat_map(|b| b.modules.iter().map(String::as_str))
+            .collect();
         assert!(mods.contains(&"OpenMPI/4.1.5-GCC-12.3.0"));
         assert!(!mods.contains(&"GCC/12.3.0"));
         let mut done = built.clone();
         done.remove("OpenMPI/4.1.5-GCC-12.3.0");
-        check_order(&plan, &done);
+        check_order(&plan, &table, &done);
         // With everything in one batch, it needs only what was built before.
         assert_eq!(plan.batches.len(), 1);
         assert!(plan.batches[0].needs.contains(&"GCC/12.3.0".to_string()));

@@ -3,7 +3,9 @@
 
 use crate::arch::Arch;
 use crate::graph::{Graph, NodeId, ResolveError};
-use crate::plan::{plan_platform, Built, PlanOptions, PlatformPlan, Unresolvable};
+use crate::plan::{
+    plan_platform, planned_module, Built, ModuleTable, PlanOptions, PlatformPlan, Unresolvable,
+};
 use crate::platform::Platform;
 use crate::policy::{is_cuda, select_latest, Choice, Policy, PolicyError};
 use crate::robot::{Robot, RobotOptions};
@@ -37,6 +39,8 @@ pub struct Plan {
     /// Files reported and skipped, per architecture.
     pub problems: HashMap<Arch, Vec<Problem>>,
     pub platforms: Vec<PlatformPlan>,
+    /// Per architecture, every module some platform builds.
+    pub modules: HashMap<Arch, ModuleTable>,
     /// Graphviz text of each platform's closure, when asked for.
     #[serde(skip)]
     pub dot: Option<String>,
@@ -62,6 +66,7 @@ pub fn plan(req: &PlanRequest<'_>, progress: &dyn Progress) -> Result<Plan, Plan
         easyconfigs: 0,
         problems: HashMap::new(),
         platforms: Vec::new(),
+        modules: HashMap::new(),
         dot: req.dot.then(String::new),
     };
     let mut by_name: HashMap<String, PlatformPlan> = HashMap::new();
@@ -72,12 +77,22 @@ pub fn plan(req: &PlanRequest<'_>, progress: &dyn Progress) -> Result<Plan, Plan
         let robot = Robot::new(&tree, req.robot);
         let (choices, missing) = choose(&robot, &req.targets)?;
         let mut graph = Graph::new(&robot);
-        let nodes: HashMap<usize, Result<NodeId, ResolveError>> =
-            choices.iter().map(|c| (c.id, graph.add_target(c.id))).collect();
+        let nodes: HashMap<usize, Result<NodeId, ResolveError>> = choices
+            .iter()
+            .map(|c| (c.id, graph.add_target(c.id)))
+            .collect();
         for platform in req.platforms.iter().filter(|p| p.arch() == arch) {
             let empty = Built::new();
             let built = req.built.get(&platform.name).unwrap_or(&empty);
-            let mut p = plan_platform(&graph, platform, &choices, &nodes, built, req.options);
+            let (mut p, building) =
+                plan_platform(&graph, platform, &choices, &nodes, built, req.options);
+            let table = out.modules.entry(arch).or_default();
+            for n in building {
+                let module = &graph.node(n).module;
+                if !table.contains_key(module) {
+                    table.insert(module.clone(), planned_module(&graph, n));
+                }
+            }
             p.unresolvable.extend(missing.iter().cloned());
             if let Some(dot) = out.dot.as_mut() {
                 dot.push_str(&to_dot(&graph, &p, built));
@@ -95,7 +110,10 @@ pub fn plan(req: &PlanRequest<'_>, progress: &dyn Progress) -> Result<Plan, Plan
 }
 
 /// The chosen easyconfigs, and easystack entries with no easyconfig.
-fn choose(robot: &Robot<'_>, targets: &Targets) -> Result<(Vec<Choice>, Vec<Unresolvable>), PolicyError> {
+fn choose(
+    robot: &Robot<'_>,
+    targets: &Targets,
+) -> Result<(Vec<Choice>, Vec<Unresolvable>), PolicyError> {
     match targets {
         Targets::Latest(policy) => Ok((select_latest(robot, policy)?, Vec::new())),
         Targets::Easystack(names) => {
@@ -123,7 +141,10 @@ fn choose(robot: &Robot<'_>, targets: &Targets) -> Result<(Vec<Choice>, Vec<Unre
 
 /// One Graphviz digraph of a platform's closure: built modules grey, targets bold.
 fn to_dot(graph: &Graph<'_, '_>, plan: &PlatformPlan, built: &Built) -> String {
-    let mut s = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontsize=10];\n", plan.platform);
+    let mut s = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontsize=10];\n",
+        plan.platform
+    );
     let mut seen = vec![false; graph.nodes().len()];
     let mut members: Vec<NodeId> = Vec::new();
     for n in plan.targets.iter().filter_map(|t| graph.find(t)) {
@@ -144,10 +165,18 @@ fn to_dot(graph: &Graph<'_, '_>, plan: &PlatformPlan, built: &Built) -> String {
         }
         s.push_str(&format!("  \"{}\" [{}];\n", node.module, attrs.join(", ")));
         for d in &node.runtime_deps {
-            s.push_str(&format!("  \"{}\" -> \"{}\";\n", node.module, graph.node(*d).module));
+            s.push_str(&format!(
+                "  \"{}\" -> \"{}\";\n",
+                node.module,
+                graph.node(*d).module
+            ));
         }
         for d in &node.build_deps {
-            s.push_str(&format!("  \"{}\" -> \"{}\" [style=dashed];\n", node.module, graph.node(*d).module));
+            s.push_str(&format!(
+                "  \"{}\" -> \"{}\" [style=dashed];\n",
+                node.module,
+                graph.node(*d).module
+            ));
         }
     }
     s.push_str("}\n");

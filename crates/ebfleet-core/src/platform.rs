@@ -79,7 +79,9 @@ impl Platform {
 
     /// Whether CUDA variants of software are built here.
     pub fn has_cuda(&self) -> bool {
-        self.gpu.as_ref().is_some_and(|g| g.cuda_compute_capability.is_some())
+        self.gpu
+            .as_ref()
+            .is_some_and(|g| g.cuda_compute_capability.is_some())
     }
 
     /// Whether `query` names this platform: its full name, or `cpu[_gpu]`.
@@ -123,15 +125,22 @@ impl Platforms {
 
     pub fn from_toml(text: &str) -> Result<Self, PlatformError> {
         let file: PlatformsFile = toml::from_str(text)?;
-        let gpu_families: Vec<&String> = file.gpu.values().flat_map(|g| g.families.iter()).collect();
+        let gpu_families: Vec<&String> =
+            file.gpu.values().flat_map(|g| g.families.iter()).collect();
         let mut platforms: Vec<Platform> = Vec::new();
         for (index, spec) in file.platform.iter().enumerate() {
-            let cpu = file.cpu.get(&spec.cpu).ok_or_else(|| PlatformError::UnknownCpu {
-                index,
-                cpu: spec.cpu.clone(),
-            })?;
+            let cpu = file
+                .cpu
+                .get(&spec.cpu)
+                .ok_or_else(|| PlatformError::UnknownCpu {
+                    index,
+                    cpu: spec.cpu.clone(),
+                })?;
             let gpu = match &spec.gpu {
-                Some(g) => Some(file.gpu.get(g).ok_or_else(|| PlatformError::UnknownGpu { index, gpu: g.clone() })?),
+                Some(g) => Some(file.gpu.get(g).ok_or_else(|| PlatformError::UnknownGpu {
+                    index,
+                    gpu: g.clone(),
+                })?),
                 None => None,
             };
             let name = match &spec.gpu {
@@ -139,8 +148,18 @@ impl Platforms {
                 None => format!("{}_{}", spec.os, spec.cpu),
             };
             let families: Vec<String> = match gpu {
-                Some(g) => cpu.families.iter().filter(|f| g.families.contains(f)).cloned().collect(),
-                None => cpu.families.iter().filter(|f| !gpu_families.contains(f)).cloned().collect(),
+                Some(g) => cpu
+                    .families
+                    .iter()
+                    .filter(|f| g.families.contains(f))
+                    .cloned()
+                    .collect(),
+                None => cpu
+                    .families
+                    .iter()
+                    .filter(|f| !gpu_families.contains(f))
+                    .cloned()
+                    .collect(),
             };
             if families.is_empty() {
                 return Err(PlatformError::NoFamilies { name });
@@ -173,10 +192,18 @@ impl Platforms {
         queries
             .iter()
             .map(|q| {
-                self.platforms.iter().find(|p| p.matches(q)).ok_or_else(|| PlatformError::Unknown {
-                    query: q.clone(),
-                    known: self.platforms.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
-                })
+                self.platforms
+                    .iter()
+                    .find(|p| p.matches(q))
+                    .ok_or_else(|| PlatformError::Unknown {
+                        query: q.clone(),
+                        known: self
+                            .platforms
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
             })
             .collect()
     }
@@ -226,7 +253,14 @@ gpu = "h100"
     fn platforms_combine_cpu_and_gpu_families() {
         let p = Platforms::from_toml(SMALL).unwrap();
         let names: Vec<&str> = p.platforms.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["amzn-2023_graviton-3", "amzn-2023_epyc-gen-3", "amzn-2023_epyc-gen-3_h100"]);
+        assert_eq!(
+            names,
+            [
+                "amzn-2023_graviton-3",
+                "amzn-2023_epyc-gen-3",
+                "amzn-2023_epyc-gen-3_h100"
+            ]
+        );
         // The CPU-only platform leaves the GPU family out; the GPU one keeps only it.
         assert_eq!(p.platforms[1].families, ["c6a", "m6a"]);
         assert_eq!(p.platforms[2].families, ["p5"]);
@@ -238,19 +272,30 @@ gpu = "h100"
     #[test]
     fn selection_by_short_or_full_name_and_clear_errors() {
         let p = Platforms::from_toml(SMALL).unwrap();
-        let sel = p.select(&["epyc-gen-3_h100".into(), "amzn-2023_graviton-3".into()]).unwrap();
+        let sel = p
+            .select(&["epyc-gen-3_h100".into(), "amzn-2023_graviton-3".into()])
+            .unwrap();
         assert_eq!(sel[0].name, "amzn-2023_epyc-gen-3_h100");
         assert_eq!(sel[1].name, "amzn-2023_graviton-3");
         let err = p.select(&["xeon-gen-9".into()]).unwrap_err().to_string();
-        assert!(err.contains("unknown platform 'xeon-gen-9'") && err.contains("amzn-2023_graviton-3"), "{err}");
+        assert!(
+            err.contains("unknown platform 'xeon-gen-9'") && err.contains("amzn-2023_graviton-3"),
+            "{err}"
+        );
     }
 
     #[test]
     fn invalid_files_are_rejected() {
         let bad = SMALL.replace("gpu = \"h100\"", "gpu = \"h999\"");
-        assert!(matches!(Platforms::from_toml(&bad), Err(PlatformError::UnknownGpu { .. })));
+        assert!(matches!(
+            Platforms::from_toml(&bad),
+            Err(PlatformError::UnknownGpu { .. })
+        ));
         let no_overlap = SMALL.replace("families = [\"p5\"]", "families = [\"p6\"]");
-        assert!(matches!(Platforms::from_toml(&no_overlap), Err(PlatformError::NoFamilies { .. })));
+        assert!(matches!(
+            Platforms::from_toml(&no_overlap),
+            Err(PlatformError::NoFamilies { .. })
+        ));
         assert!(Platforms::from_toml("[cpu.x]\narch = \"sparc\"").is_err());
     }
 

@@ -26,9 +26,9 @@ pub struct Floor {
 impl std::str::FromStr for Floor {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (name, ver) = s
-            .split_once(">=")
-            .ok_or_else(|| format!("toolchain floor '{s}' is not of the form NAME>=VERSION (e.g. foss>=2023a)"))?;
+        let (name, ver) = s.split_once(">=").ok_or_else(|| {
+            format!("toolchain floor '{s}' is not of the form NAME>=VERSION (e.g. foss>=2023a)")
+        })?;
         let (name, ver) = (name.trim(), ver.trim());
         if name.is_empty() || ver.is_empty() {
             return Err(format!("toolchain floor '{s}' needs a name and a version"));
@@ -53,7 +53,9 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            toolchains: ["SYSTEM", "GCCcore", "GCC", "gompi", "gfbf", "foss"].map(String::from).to_vec(),
+            toolchains: ["SYSTEM", "GCCcore", "GCC", "gompi", "gfbf", "foss"]
+                .map(String::from)
+                .to_vec(),
             floors: Vec::new(),
             include: Vec::new(),
             exclude: Vec::new(),
@@ -115,7 +117,9 @@ pub struct Choice {
 /// or a direct dependency on CUDA.
 pub fn is_cuda(ec: &crate::easyconfig::Easyconfig) -> bool {
     let cuda_name = |n: &str| n == "CUDA" || n == "CUDAcore";
-    cuda_name(&ec.name) || ec.versionsuffix.contains("CUDA") || ec.all_dependencies().any(|d| cuda_name(&d.name))
+    cuda_name(&ec.name)
+        || ec.versionsuffix.contains("CUDA")
+        || ec.all_dependencies().any(|d| cuda_name(&d.name))
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -147,8 +151,16 @@ pub fn select_latest(robot: &Robot<'_>, policy: &Policy) -> Result<Vec<Choice>, 
         if !policy.allows_toolchain(&ec.toolchain) || !policy.allows_name(&ec.name) {
             continue;
         }
-        let tc_gen = if ec.toolchain.is_system() { String::new() } else { generation(&ec.toolchain) };
-        if !ec.toolchain.is_system() && floors.iter().any(|f| version::compare(&tc_gen, f) == Ordering::Less) {
+        let tc_gen = if ec.toolchain.is_system() {
+            String::new()
+        } else {
+            generation(&ec.toolchain)
+        };
+        if !ec.toolchain.is_system()
+            && floors
+                .iter()
+                .any(|f| version::compare(&tc_gen, f) == Ordering::Less)
+        {
             continue;
         }
         let key = (ec.name.as_str(), is_cuda(ec));
@@ -159,7 +171,10 @@ pub fn select_latest(robot: &Robot<'_>, policy: &Policy) -> Result<Vec<Choice>, 
             }
         }
     }
-    let mut out: Vec<Choice> = best.into_iter().map(|((_, cuda), (id, _))| Choice { id, cuda }).collect();
+    let mut out: Vec<Choice> = best
+        .into_iter()
+        .map(|((_, cuda), (id, _))| Choice { id, cuda })
+        .collect();
     out.sort_by(|a, b| tree.entry(a.id).path.cmp(&tree.entry(b.id).path));
     Ok(out)
 }
@@ -171,7 +186,12 @@ fn better(tree: &EasyconfigTree, policy: &Policy, a: (EcId, &str), b: (EcId, &st
         .then_with(|| version::compare(a.1, b.1))
         // More minimal toolchain first, then the plain variant, then the path for stability.
         .then_with(|| policy.rank(&eb.toolchain).cmp(&policy.rank(&ea.toolchain)))
-        .then_with(|| eb.versionsuffix.is_empty().cmp(&ea.versionsuffix.is_empty()).reverse())
+        .then_with(|| {
+            eb.versionsuffix
+                .is_empty()
+                .cmp(&ea.versionsuffix.is_empty())
+                .reverse()
+        })
         .then_with(|| tree.entry(b.0).path.cmp(&tree.entry(a.0).path));
     ord == Ordering::Greater
 }
@@ -181,7 +201,9 @@ fn better(tree: &EasyconfigTree, policy: &Policy, a: (EcId, &str), b: (EcId, &st
 /// equal and newer toolchains compare higher.
 pub fn toolchain_generation(robot: &Robot<'_>, tc: &Toolchain) -> String {
     match robot.hierarchy(tc).as_ref() {
-        Ok(levels) => levels.first().map_or(tc.version.clone(), |t| t.version.clone()),
+        Ok(levels) => levels
+            .first()
+            .map_or(tc.version.clone(), |t| t.version.clone()),
         Err(_) => tc.version.clone(),
     }
 }
@@ -220,13 +242,21 @@ pub fn parse_easystack(text: &str) -> Result<Vec<String>, EasystackError> {
     for entry in file.easyconfigs {
         let name = match entry {
             EasystackEntry::Name(n) => n,
-            EasystackEntry::WithOptions(map) if map.len() == 1 => map.into_keys().next().unwrap_or_default(),
+            EasystackEntry::WithOptions(map) if map.len() == 1 => {
+                map.into_keys().next().unwrap_or_default()
+            }
             EasystackEntry::WithOptions(map) => {
-                return Err(EasystackError::BadEntry(map.into_keys().collect::<Vec<_>>().join(",")))
+                return Err(EasystackError::BadEntry(
+                    map.into_keys().collect::<Vec<_>>().join(","),
+                ))
             }
         };
         // EasyBuild accepts names with or without the .eb extension.
-        let name = if name.ends_with(".eb") { name } else { format!("{name}.eb") };
+        let name = if name.ends_with(".eb") {
+            name
+        } else {
+            format!("{name}.eb")
+        };
         if name.contains('\n') || name.len() > 512 {
             return Err(EasystackError::BadEntry(name));
         }
@@ -247,24 +277,53 @@ mod tests {
             .unwrap()
             .into_iter()
             .map(|c| (robot.tree().easyconfig(c.id).unwrap().file_name(), c.cuda))
-            .filter(|(f, _)| !["GCC", "GCCcore", "gompi", "gfbf", "foss", "binutils", "OpenMPI", "FlexiBLAS", "zlib"]
+            .filter(|(f, _)| {
+                ![
+                    "GCC",
+                    "GCCcore",
+                    "gompi",
+                    "gfbf",
+                    "foss",
+                    "binutils",
+                    "OpenMPI",
+                    "FlexiBLAS",
+                    "zlib",
+                ]
                 .iter()
-                .any(|t| f.starts_with(&format!("{t}-"))))
+                .any(|t| f.starts_with(&format!("{t}-")))
+            })
             .collect()
     }
 
     #[test]
     fn highest_version_then_newest_toolchain_then_cuda_separately() {
         let world = toolchain_world(&[
-            ("a/App/App-1.9-foss-2023a.eb".into(), ec("App", "1.9", Some(("foss", "2023a")), "")),
-            ("a/App/App-1.10-GCC-12.3.0.eb".into(), ec("App", "1.10", Some(("GCC", "12.3.0")), "")),
-            ("a/App/App-1.10-intel-2023a.eb".into(), ec("App", "1.10.5", Some(("intel", "2023a")), "")),
+            (
+                "a/App/App-1.9-foss-2023a.eb".into(),
+                ec("App", "1.9", Some(("foss", "2023a")), ""),
+            ),
+            (
+                "a/App/App-1.10-GCC-12.3.0.eb".into(),
+                ec("App", "1.10", Some(("GCC", "12.3.0")), ""),
+            ),
+            (
+                "a/App/App-1.10-intel-2023a.eb".into(),
+                ec("App", "1.10.5", Some(("intel", "2023a")), ""),
+            ),
             (
                 "a/App/App-1.10-foss-2023a-CUDA-12.1.1.eb".into(),
-                ec("App", "1.10", Some(("foss", "2023a")), "versionsuffix = '-CUDA-12.1.1'"),
+                ec(
+                    "App",
+                    "1.10",
+                    Some(("foss", "2023a")),
+                    "versionsuffix = '-CUDA-12.1.1'",
+                ),
             ),
             ("t/Tool/Tool-2.0.eb".into(), ec("Tool", "2.0", None, "")),
-            ("t/Tool/Tool-2.0-GCCcore-12.3.0.eb".into(), ec("Tool", "2.0", Some(("GCCcore", "12.3.0")), "")),
+            (
+                "t/Tool/Tool-2.0-GCCcore-12.3.0.eb".into(),
+                ec("Tool", "2.0", Some(("GCCcore", "12.3.0")), ""),
+            ),
         ]);
         let robot = Robot::new(&world, RobotOptions::default());
         let got = picked(&robot, &Policy::default());
@@ -279,7 +338,9 @@ mod tests {
         );
         let mut p = Policy::default();
         p.exclude = vec!["T*".into()];
-        assert!(picked(&robot, &p).iter().all(|(f, _)| !f.starts_with("Tool")));
+        assert!(picked(&robot, &p)
+            .iter()
+            .all(|(f, _)| !f.starts_with("Tool")));
         p.include = vec!["Tool".into()];
         assert!(picked(&robot, &p).is_empty());
     }
@@ -287,9 +348,18 @@ mod tests {
     #[test]
     fn floors_drop_older_generations() {
         let world = toolchain_world(&[
-            ("g/GCCcore/GCCcore-13.2.0.eb".into(), ec("GCCcore", "13.2.0", None, "")),
-            ("a/Old/Old-9-GCCcore-12.3.0.eb".into(), ec("Old", "9", Some(("GCCcore", "12.3.0")), "")),
-            ("n/New/New-1-GCCcore-13.2.0.eb".into(), ec("New", "1", Some(("GCCcore", "13.2.0")), "")),
+            (
+                "g/GCCcore/GCCcore-13.2.0.eb".into(),
+                ec("GCCcore", "13.2.0", None, ""),
+            ),
+            (
+                "a/Old/Old-9-GCCcore-12.3.0.eb".into(),
+                ec("Old", "9", Some(("GCCcore", "12.3.0")), ""),
+            ),
+            (
+                "n/New/New-1-GCCcore-13.2.0.eb".into(),
+                ec("New", "1", Some(("GCCcore", "13.2.0")), ""),
+            ),
             ("s/Sys/Sys-1.eb".into(), ec("Sys", "1", None, "")),
         ]);
         let robot = Robot::new(&world, RobotOptions::default());
@@ -298,7 +368,10 @@ mod tests {
         let got: Vec<String> = picked(&robot, &p).into_iter().map(|(f, _)| f).collect();
         assert_eq!(got, ["New-1-GCCcore-13.2.0.eb", "Sys-1.eb"]);
         p.floors = vec!["foss>=2099a".parse().unwrap()];
-        assert_eq!(select_latest(&robot, &p).unwrap_err(), PolicyError::UnknownFloor("foss/2099a".into()));
+        assert_eq!(
+            select_latest(&robot, &p).unwrap_err(),
+            PolicyError::UnknownFloor("foss/2099a".into())
+        );
         assert!("foss2023a".parse::<Floor>().is_err());
     }
 
@@ -318,8 +391,14 @@ mod tests {
             "easyconfigs:\n  - GROMACS-2023.3-foss-2023a.eb\n  - OpenFOAM-11-foss-2023a:\n      options:\n        from-pr: 1\n",
         )
         .unwrap();
-        assert_eq!(names, ["GROMACS-2023.3-foss-2023a.eb", "OpenFOAM-11-foss-2023a.eb"]);
-        assert!(matches!(parse_easystack("software: []\n"), Err(EasystackError::Empty)));
+        assert_eq!(
+            names,
+            ["GROMACS-2023.3-foss-2023a.eb", "OpenFOAM-11-foss-2023a.eb"]
+        );
+        assert!(matches!(
+            parse_easystack("software: []\n"),
+            Err(EasystackError::Empty)
+        ));
         assert!(parse_easystack("easyconfigs: [\n").is_err());
     }
 }

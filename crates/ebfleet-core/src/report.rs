@@ -37,7 +37,10 @@ pub fn resolve_targets(robot: &Robot<'_>, targets: &[String]) -> Vec<TargetRepor
             let Some(id) = tree.find_target(target) else {
                 return TargetReport::Failed {
                     target: target.clone(),
-                    error: format!("Can't find path {target}: no such easyconfig file in {}", tree.root.display()),
+                    error: format!(
+                        "Can't find path {target}: no such easyconfig file in {}",
+                        tree.root.display()
+                    ),
                 };
             };
             match graph.add_target(id) {
@@ -46,8 +49,14 @@ pub fn resolve_targets(robot: &Robot<'_>, targets: &[String]) -> Vec<TargetRepor
                     TargetReport::Resolved {
                         target: target.clone(),
                         module: graph.node(n).module.clone(),
-                        paths: order.iter().map(|&m| tree.entry(graph.node(m).ec).path.clone()).collect(),
-                        closure: order.iter().map(|&m| graph.node(m).module.clone()).collect(),
+                        paths: order
+                            .iter()
+                            .map(|&m| tree.entry(graph.node(m).ec).path.clone())
+                            .collect(),
+                        closure: order
+                            .iter()
+                            .map(|&m| graph.node(m).module.clone())
+                            .collect(),
                     }
                 }
                 Err(e) => TargetReport::Failed {

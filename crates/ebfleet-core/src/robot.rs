@@ -69,7 +69,10 @@ impl<'t> Robot<'t> {
 
     fn finalize(&self, id: EcId) -> Result<FinalDeps, String> {
         let entry = self.tree.entry(id);
-        let ec = entry.easyconfig.as_ref().map_err(|e| format!("{}: {e}", entry.path))?;
+        let ec = entry
+            .easyconfig
+            .as_ref()
+            .map_err(|e| format!("{}: {e}", entry.path))?;
         let settle = |d: &Dependency| -> Result<Dependency, String> {
             let mut d = d.clone();
             if d.toolchain_inherited && !d.toolchain.is_system() {
@@ -89,8 +92,16 @@ impl<'t> Robot<'t> {
             }
             Ok(d)
         };
-        let mut build = ec.builddependencies.iter().map(settle).collect::<Result<Vec<_>, _>>()?;
-        let mut runtime = ec.dependencies.iter().map(settle).collect::<Result<Vec<_>, _>>()?;
+        let mut build = ec
+            .builddependencies
+            .iter()
+            .map(settle)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut runtime = ec
+            .dependencies
+            .iter()
+            .map(settle)
+            .collect::<Result<Vec<_>, _>>()?;
         for hidden in &ec.hiddendependencies {
             let hidden = settle(hidden)?;
             let (visible_name, hidden_name) = {
@@ -126,7 +137,9 @@ impl<'t> Robot<'t> {
         let mut probe = dep.clone();
         let mut try_tc = |tc: &Toolchain| {
             probe.toolchain = tc.clone();
-            self.tree.find(&probe.name, &probe.full_version()).map(|_| tc.clone())
+            self.tree
+                .find(&probe.name, &probe.full_version())
+                .map(|_| tc.clone())
         };
         if self.options.minimal_toolchains {
             levels.iter().find_map(&mut try_tc)
@@ -173,13 +186,21 @@ pub(crate) mod tests {
             ),
         ];
         files.extend(extra.iter().map(|(p, t)| (p.to_string(), t.clone())));
-        let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
         tree(Arch::X86_64, &refs)
     }
 
     fn dep_modules(robot: &Robot, name: &str) -> Vec<String> {
         let (id, _) = robot.tree().parsed().find(|(_, e)| e.name == name).unwrap();
-        robot.final_deps(id).unwrap().all().map(Dependency::module_name).collect()
+        robot
+            .final_deps(id)
+            .unwrap()
+            .all()
+            .map(Dependency::module_name)
+            .collect()
     }
 
     #[test]
@@ -212,7 +233,12 @@ pub(crate) mod tests {
                 "Missing/1-foss-2023a",
             ]
         );
-        let minimal = Robot::new(&world, RobotOptions { minimal_toolchains: true });
+        let minimal = Robot::new(
+            &world,
+            RobotOptions {
+                minimal_toolchains: true,
+            },
+        );
         let (id, _) = world.parsed().find(|(_, e)| e.name == "App").unwrap();
         let err = minimal.final_deps(id).unwrap_err();
         assert!(err.contains("Missing"), "{err}");
@@ -221,19 +247,44 @@ pub(crate) mod tests {
     #[test]
     fn minimal_toolchains_prefers_the_bottom() {
         let world = toolchain_world(&[
-            ("x/XZ/XZ-5.4.2-GCCcore-12.3.0.eb".into(), ec("XZ", "5.4.2", Some(("GCCcore", "12.3.0")), "")),
-            ("x/XZ/XZ-5.4.2-GCC-12.3.0.eb".into(), ec("XZ", "5.4.2", Some(("GCC", "12.3.0")), "")),
-            ("a/App/App-1-foss-2023a.eb".into(), ec("App", "1", Some(("foss", "2023a")), "dependencies = [('XZ', '5.4.2')]")),
+            (
+                "x/XZ/XZ-5.4.2-GCCcore-12.3.0.eb".into(),
+                ec("XZ", "5.4.2", Some(("GCCcore", "12.3.0")), ""),
+            ),
+            (
+                "x/XZ/XZ-5.4.2-GCC-12.3.0.eb".into(),
+                ec("XZ", "5.4.2", Some(("GCC", "12.3.0")), ""),
+            ),
+            (
+                "a/App/App-1-foss-2023a.eb".into(),
+                ec(
+                    "App",
+                    "1",
+                    Some(("foss", "2023a")),
+                    "dependencies = [('XZ', '5.4.2')]",
+                ),
+            ),
         ]);
-        let minimal = Robot::new(&world, RobotOptions { minimal_toolchains: true });
+        let minimal = Robot::new(
+            &world,
+            RobotOptions {
+                minimal_toolchains: true,
+            },
+        );
         assert_eq!(dep_modules(&minimal, "App"), ["XZ/5.4.2-GCCcore-12.3.0"]);
     }
 
     #[test]
     fn hidden_dependencies_replace_visible_ones() {
-        let world = toolchain_world(&[
-            ("a/App/App-1-GCC-12.3.0.eb".into(), ec("App", "1", Some(("GCC", "12.3.0")), "dependencies = [('zlib', '1.2.13')]\nhiddendependencies = [('zlib', '1.2.13')]")),
-        ]);
+        let world = toolchain_world(&[(
+            "a/App/App-1-GCC-12.3.0.eb".into(),
+            ec(
+                "App",
+                "1",
+                Some(("GCC", "12.3.0")),
+                "dependencies = [('zlib', '1.2.13')]\nhiddendependencies = [('zlib', '1.2.13')]",
+            ),
+        )]);
         let robot = Robot::new(&world, RobotOptions::default());
         assert_eq!(dep_modules(&robot, "App"), ["zlib/.1.2.13-GCCcore-12.3.0"]);
     }

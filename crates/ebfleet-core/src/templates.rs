@@ -109,7 +109,8 @@ impl Templates {
         }
         for (dep_name, dep_version) in &inputs.software {
             let lower = dep_name.to_lowercase();
-            let Some((_, prefix)) = SOFTWARE_VERSION_PREFIXES.iter().find(|(n, _)| *n == lower) else {
+            let Some((_, prefix)) = SOFTWARE_VERSION_PREFIXES.iter().find(|(n, _)| *n == lower)
+            else {
                 continue;
             };
             if dep_version.is_empty() {
@@ -121,15 +122,24 @@ impl Templates {
             if parts.len() > 1 {
                 set(&format!("{prefix}minver"), parts[1]);
             }
-            set(&format!("{prefix}shortver"), &parts[..parts.len().min(2)].join("."));
+            set(
+                &format!("{prefix}shortver"),
+                &parts[..parts.len().min(2)].join("."),
+            );
         }
         set("name", inputs.name);
         set("version", inputs.version);
         set("versionsuffix", inputs.versionsuffix);
         set("versionprefix", inputs.versionprefix);
         // Both default to the template '%(namelower)s' in EasyBuild.
-        set("github_account", inputs.github_account.unwrap_or("%(namelower)s"));
-        set("bitbucket_account", inputs.bitbucket_account.unwrap_or("%(namelower)s"));
+        set(
+            "github_account",
+            inputs.github_account.unwrap_or("%(namelower)s"),
+        );
+        set(
+            "bitbucket_account",
+            inputs.bitbucket_account.unwrap_or("%(namelower)s"),
+        );
         set("namelower", &inputs.name.to_lowercase());
         if let Some(letter) = v.get("nameletter").map(|l| l.to_lowercase()) {
             v.insert("nameletterlower".into(), letter);
@@ -296,7 +306,11 @@ mod tests {
 
     #[test]
     fn software_versions_last_one_wins() {
-        let t = Templates::new(&inputs(vec![("Python", "3.10.4"), ("CUDA", "12.1.1"), ("Python", "3.11.3")]));
+        let t = Templates::new(&inputs(vec![
+            ("Python", "3.10.4"),
+            ("CUDA", "12.1.1"),
+            ("Python", "3.11.3"),
+        ]));
         assert_eq!(t.get("pyver"), Some("3.11.3"));
         assert_eq!(t.get("pyshortver"), Some("3.11"));
         assert_eq!(t.get("pymajver"), Some("3"));
@@ -315,7 +329,10 @@ mod tests {
         assert_eq!(t.resolve("%%(version)s"), "%(version)s");
         // An unknown template leaves the whole string unchanged, as EasyBuild
         // does when it does not expect everything to resolve.
-        assert_eq!(t.resolve("%(version)s-%(nosuch)s"), "%(version)s-%(nosuch)s");
+        assert_eq!(
+            t.resolve("%(version)s-%(nosuch)s"),
+            "%(version)s-%(nosuch)s"
+        );
         assert_eq!(t.try_resolve("%(nosuch)s"), None);
         assert_eq!(t.resolve("%(py_short_ver)s"), "3.11");
     }

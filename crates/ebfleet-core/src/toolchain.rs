@@ -204,22 +204,37 @@ mod tests {
     #[test]
     fn foss_has_three_subtoolchains_and_gcc_two() {
         let foss = class_for("foss", &Toolchain::new("foss", "2023a")).unwrap();
-        assert_eq!(foss.subtoolchains.unwrap(), &[&["gompi"][..], &["golf"], &["gfbf"]]);
+        assert_eq!(
+            foss.subtoolchains.unwrap(),
+            &[&["gompi"][..], &["golf"], &["gfbf"]]
+        );
         let gcc = class_for("GCC", &Toolchain::new("GCC", "12.3.0")).unwrap();
         assert_eq!(gcc.subtoolchains.unwrap().len(), 2);
         assert!(class_for("GCCcore", &Toolchain::system()).unwrap().optional);
-        assert!(class_for("system", &Toolchain::system()).unwrap().subtoolchains.is_none());
+        assert!(class_for("system", &Toolchain::system())
+            .unwrap()
+            .subtoolchains
+            .is_none());
     }
 
     #[test]
     fn nvhpc_class_depends_on_parent_version() {
         let old = Toolchain::new("NVHPC", "24.9");
         let new = Toolchain::new("NVHPC", "25.3");
-        assert_eq!(class_for("NVHPC", &old).unwrap().subtoolchains.unwrap()[0], ["GCCcore"]);
-        assert_eq!(class_for("NVHPC", &new).unwrap().subtoolchains.unwrap()[0], ["nvidia-compilers"]);
+        assert_eq!(
+            class_for("NVHPC", &old).unwrap().subtoolchains.unwrap()[0],
+            ["GCCcore"]
+        );
+        assert_eq!(
+            class_for("NVHPC", &new).unwrap().subtoolchains.unwrap()[0],
+            ["nvidia-compilers"]
+        );
         // Under another parent, the compiler-only class wins, as in EasyBuild.
         let nvompi = Toolchain::new("nvompi", "2022.07");
-        assert_eq!(class_for("NVHPC", &nvompi).unwrap().subtoolchains.unwrap()[0], ["GCCcore"]);
+        assert_eq!(
+            class_for("NVHPC", &nvompi).unwrap().subtoolchains.unwrap()[0],
+            ["GCCcore"]
+        );
     }
 
     #[test]

@@ -15,7 +15,10 @@ pub enum TreeError {
     #[error("easyconfigs directory {path} does not exist or is not a directory")]
     NotADirectory { path: PathBuf },
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// An easyconfig that was reported and skipped.
@@ -69,7 +72,9 @@ impl EasyconfigTree {
     /// Read every `*.eb` below `root`.
     pub fn load(root: &Path, arch: Arch, progress: &dyn Progress) -> Result<Self, TreeError> {
         if !root.is_dir() {
-            return Err(TreeError::NotADirectory { path: root.to_path_buf() });
+            return Err(TreeError::NotADirectory {
+                path: root.to_path_buf(),
+            });
         }
         let mut files = Vec::new();
         collect_eb_files(root, root, &mut files)?;
@@ -85,7 +90,10 @@ impl EasyconfigTree {
             .collect();
         let mut inputs = Vec::with_capacity(sources.len());
         for (rel, bytes) in sources {
-            let bytes = bytes.map_err(|source| TreeError::Io { path: root.join(&rel), source })?;
+            let bytes = bytes.map_err(|source| TreeError::Io {
+                path: root.join(&rel),
+                source,
+            })?;
             inputs.push((rel, bytes));
         }
         Ok(Self::from_sources(root.to_path_buf(), arch, inputs))
@@ -104,13 +112,21 @@ impl EasyconfigTree {
                         reason: format!("not UTF-8: {e}"),
                     }),
                 };
-                Entry { path, sha256, easyconfig }
+                Entry {
+                    path,
+                    sha256,
+                    easyconfig,
+                }
             })
             .collect();
         let mut tree = EasyconfigTree {
             root,
             arch,
-            by_path: entries.iter().enumerate().map(|(i, e)| (e.path.clone(), i)).collect(),
+            by_path: entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.path.clone(), i))
+                .collect(),
             by_file_name: HashMap::new(),
             entries,
         };
@@ -140,12 +156,19 @@ impl EasyconfigTree {
         };
         let mut tc_deps: HashMap<Toolchain, Vec<(String, String)>> = HashMap::new();
         for tc in toolchains {
-            let Some(id) = self.find(&tc.name, &tc.version) else { continue };
-            let Ok(ec) = &self.entries[id].easyconfig else { continue };
+            let Some(id) = self.find(&tc.name, &tc.version) else {
+                continue;
+            };
+            let Ok(ec) = &self.entries[id].easyconfig else {
+                continue;
+            };
             let mut ec = ec.clone();
             if ec.apply_templates(arch, &[]).is_ok() {
                 let deps = ec.dependencies.iter().filter(|d| !d.external);
-                tc_deps.insert(tc, deps.map(|d| (d.name.clone(), d.version.clone())).collect());
+                tc_deps.insert(
+                    tc,
+                    deps.map(|d| (d.name.clone(), d.version.clone())).collect(),
+                );
             }
         }
         self.entries.par_iter_mut().for_each(|e| {
@@ -250,11 +273,20 @@ pub fn letter_dir_for(name: &str) -> char {
 }
 
 fn collect_eb_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), TreeError> {
-    let rd = std::fs::read_dir(dir).map_err(|source| TreeError::Io { path: dir.to_path_buf(), source })?;
+    let rd = std::fs::read_dir(dir).map_err(|source| TreeError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     for item in rd {
-        let item = item.map_err(|source| TreeError::Io { path: dir.to_path_buf(), source })?;
+        let item = item.map_err(|source| TreeError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let path = item.path();
-        let ft = item.file_type().map_err(|source| TreeError::Io { path: path.clone(), source })?;
+        let ft = item.file_type().map_err(|source| TreeError::Io {
+            path: path.clone(),
+            source,
+        })?;
         if ft.is_dir() {
             collect_eb_files(root, &path, out)?;
         } else if path.extension().is_some_and(|e| e == "eb") {
@@ -274,7 +306,10 @@ pub(crate) mod tests {
         EasyconfigTree::from_sources(
             PathBuf::from("/ec"),
             arch,
-            files.iter().map(|(p, t)| (p.to_string(), t.as_bytes().to_vec())).collect(),
+            files
+                .iter()
+                .map(|(p, t)| (p.to_string(), t.as_bytes().to_vec()))
+                .collect(),
         )
     }
 
@@ -309,15 +344,34 @@ pub(crate) mod tests {
         assert_eq!(p[0].path, "b/Bad/Bad-1.eb");
         assert_eq!(p[0].line, 2);
         assert_eq!(t.find_target("GCC-12.3.0.eb"), t.find("GCC", "12.3.0"));
-        assert_eq!(t.find_target("/ec/g/GCC/GCC-12.3.0.eb"), t.find("GCC", "12.3.0"));
+        assert_eq!(
+            t.find_target("/ec/g/GCC/GCC-12.3.0.eb"),
+            t.find("GCC", "12.3.0")
+        );
         assert_eq!(t.find_target("nope.eb"), None);
     }
 
     #[test]
     fn toolchain_runtime_deps_define_templates() {
-        let gcccuda = ec("gcccuda", "2020b", None, "dependencies = [('GCC', '10.2.0'), ('CUDA', '11.1.1', '', SYSTEM)]");
-        let x = ec("X", "1", Some(("gcccuda", "2020b")), "versionsuffix = '-CUDA-%(cudaver)s'");
-        let t = tree(Arch::X86_64, &[("g/gcccuda/gcccuda-2020b.eb", &gcccuda), ("x/X/X-1-gcccuda-2020b-CUDA-11.1.1.eb", &x)]);
+        let gcccuda = ec(
+            "gcccuda",
+            "2020b",
+            None,
+            "dependencies = [('GCC', '10.2.0'), ('CUDA', '11.1.1', '', SYSTEM)]",
+        );
+        let x = ec(
+            "X",
+            "1",
+            Some(("gcccuda", "2020b")),
+            "versionsuffix = '-CUDA-%(cudaver)s'",
+        );
+        let t = tree(
+            Arch::X86_64,
+            &[
+                ("g/gcccuda/gcccuda-2020b.eb", &gcccuda),
+                ("x/X/X-1-gcccuda-2020b-CUDA-11.1.1.eb", &x),
+            ],
+        );
         let (_, x) = t.parsed().find(|(_, e)| e.name == "X").unwrap();
         assert_eq!(x.versionsuffix, "-CUDA-11.1.1");
     }

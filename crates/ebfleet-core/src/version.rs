@@ -86,7 +86,11 @@ fn parts<'a>(version: &'a str) -> Vec<Part<'a>> {
                 i += 1;
             }
             let run = &version[start..i];
-            out.push(if digit { Part::Num(run) } else { Part::Word(run) });
+            out.push(if digit {
+                Part::Num(run)
+            } else {
+                Part::Word(run)
+            });
         } else {
             if other_start.is_none() {
                 other_start = Some(i);
@@ -180,10 +184,23 @@ mod tests {
         // '-' is not a separator: "1.0-2" is [1, 0, '-', 2].
         assert_eq!(
             parts("1.0-2"),
-            vec![Part::Num("1"), Part::Num("0"), Part::Word("-"), Part::Num("2")]
+            vec![
+                Part::Num("1"),
+                Part::Num("0"),
+                Part::Word("-"),
+                Part::Num("2")
+            ]
         );
         // Uppercase letters are not word runs; they stay as one piece.
-        assert_eq!(parts("5.0RC2"), vec![Part::Num("5"), Part::Num("0"), Part::Word("RC"), Part::Num("2")]);
+        assert_eq!(
+            parts("5.0RC2"),
+            vec![
+                Part::Num("5"),
+                Part::Num("0"),
+                Part::Word("RC"),
+                Part::Num("2")
+            ]
+        );
         // "1.0-2" vs "1.0.2": '-' vs 2 compares "-" < "2".
         lt("1.0-2", "1.0.2");
     }

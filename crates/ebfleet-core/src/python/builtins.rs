@@ -34,8 +34,8 @@ pub(crate) fn builtin_kind(name: &str) -> Option<Builtin> {
         | "round" | "pow" | "divmod" | "hex" | "oct" | "bin" | "frozenset" | "bytes"
         | "bytearray" | "memoryview" | "complex" | "slice" | "super" | "property"
         | "staticmethod" | "classmethod" | "callable" | "help" | "breakpoint" | "__import__"
-        | "Exception" | "ValueError" | "TypeError" | "KeyError" | "NotImplemented"
-        | "Ellipsis" | "__name__" | "__file__" | "__builtins__" => Builtin::Unsupported,
+        | "Exception" | "ValueError" | "TypeError" | "KeyError" | "NotImplemented" | "Ellipsis"
+        | "__name__" | "__file__" | "__builtins__" => Builtin::Unsupported,
         _ => return None,
     })
 }
@@ -110,11 +110,20 @@ fn check_args(
     let n = args.len();
     if n < min || n > max {
         return Err(type_error(if min == max {
-            format!("{fname}() takes exactly {min} argument{} ({n} given)", if min == 1 { "" } else { "s" })
+            format!(
+                "{fname}() takes exactly {min} argument{} ({n} given)",
+                if min == 1 { "" } else { "s" }
+            )
         } else if n < min {
-            format!("{fname}() takes at least {min} argument{} ({n} given)", if min == 1 { "" } else { "s" })
+            format!(
+                "{fname}() takes at least {min} argument{} ({n} given)",
+                if min == 1 { "" } else { "s" }
+            )
         } else {
-            format!("{fname}() takes at most {max} argument{} ({n} given)", if max == 1 { "" } else { "s" })
+            format!(
+                "{fname}() takes at most {max} argument{} ({n} given)",
+                if max == 1 { "" } else { "s" }
+            )
         }));
     }
     Ok(())
@@ -126,7 +135,12 @@ fn arg<'a>(args: &'a [Value], kwargs: &'a Kwargs, pos: usize, name: &str) -> Opt
         .or_else(|| kwargs.iter().find(|(k, _)| *k == name).map(|(_, v)| v))
 }
 
-fn take_arg(args: &mut Vec<Value>, kwargs: &mut Vec<(&str, Value)>, pos: usize, name: &str) -> Option<Value> {
+fn take_arg(
+    args: &mut Vec<Value>,
+    kwargs: &mut Vec<(&str, Value)>,
+    pos: usize,
+    name: &str,
+) -> Option<Value> {
     if pos < args.len() {
         return Some(std::mem::replace(&mut args[pos], Value::None));
     }
@@ -190,7 +204,10 @@ fn parse_int(text: &str, base: u32) -> Res<i64> {
     }
     if base == 0 {
         base = 10;
-        if digits.len() > 1 && digits.starts_with('0') && digits.bytes().any(|c| c != b'0' && c != b'_') {
+        if digits.len() > 1
+            && digits.starts_with('0')
+            && digits.bytes().any(|c| c != b'0' && c != b'_')
+        {
             return Err(invalid());
         }
     }
@@ -297,7 +314,10 @@ fn dict_from(v: Value) -> Res<Vec<(Value, Value)>> {
                     ));
                 }
                 let mut it = pair.into_iter();
-                let (k, v) = (it.next().unwrap_or(Value::None), it.next().unwrap_or(Value::None));
+                let (k, v) = (
+                    it.next().unwrap_or(Value::None),
+                    it.next().unwrap_or(Value::None),
+                );
                 check_hashable(&k)?;
                 b.insert(k, v);
             }
@@ -316,7 +336,11 @@ fn merge_into(d: &mut Vec<(Value, Value)>, items: Vec<(Value, Value)>) {
 
 /// Call a supported builtin function with evaluated arguments (iterable arguments already
 /// materialized as lists).
-pub(crate) fn call_function(name: &str, mut args: Vec<Value>, mut kwargs: Vec<(&str, Value)>) -> Res<Value> {
+pub(crate) fn call_function(
+    name: &str,
+    mut args: Vec<Value>,
+    mut kwargs: Vec<(&str, Value)>,
+) -> Res<Value> {
     match name {
         "len" => {
             check_args(name, &args, &kwargs, 1, 1, &[])?;
@@ -324,13 +348,15 @@ pub(crate) fn call_function(name: &str, mut args: Vec<Value>, mut kwargs: Vec<(&
         }
         "str" => {
             check_args(name, &args, &kwargs, 0, 1, &["object"])?;
-            Ok(Value::Str(match take_arg(&mut args, &mut kwargs, 0, "object") {
-                Some(v) => match v {
-                    Value::Str(s) => s,
-                    other => other.py_str(),
+            Ok(Value::Str(
+                match take_arg(&mut args, &mut kwargs, 0, "object") {
+                    Some(v) => match v {
+                        Value::Str(s) => s,
+                        other => other.py_str(),
+                    },
+                    None => String::new(),
                 },
-                None => String::new(),
-            }))
+            ))
         }
         "repr" | "ascii" => {
             check_args(name, &args, &kwargs, 1, 1, &[])?;
@@ -506,7 +532,9 @@ pub(crate) fn call_function(name: &str, mut args: Vec<Value>, mut kwargs: Vec<(&
             check_args(name, &args, &kwargs, 1, 2, &["start"])?;
             let start = take_arg(&mut args, &mut kwargs, 1, "start").unwrap_or(Value::Int(0));
             if let Value::Str(_) = start {
-                return Err(type_error("sum() can't sum strings [use ''.join(seq) instead]"));
+                return Err(type_error(
+                    "sum() can't sum strings [use ''.join(seq) instead]",
+                ));
             }
             let mut acc = start;
             for v in iter_values(std::mem::replace(&mut args[0], Value::None))? {
@@ -542,7 +570,11 @@ pub(crate) fn call_function(name: &str, mut args: Vec<Value>, mut kwargs: Vec<(&
 }
 
 /// Materialize `range`, `zip`, `enumerate` or `reversed`.
-pub(crate) fn iterate_function(name: &str, mut args: Vec<Value>, kwargs: Vec<(&str, Value)>) -> Res<Vec<Value>> {
+pub(crate) fn iterate_function(
+    name: &str,
+    mut args: Vec<Value>,
+    kwargs: Vec<(&str, Value)>,
+) -> Res<Vec<Value>> {
     match name {
         "range" => {
             check_args(name, &args, &kwargs, 1, 3, &[])?;
@@ -572,9 +604,7 @@ pub(crate) fn iterate_function(name: &str, mut args: Vec<Value>, kwargs: Vec<(&s
                     "unsupported: range() of more than {MAX_ITERATIONS} items"
                 ));
             }
-            Ok((0..n)
-                .map(|k| Value::Int((lo + k * st) as i64))
-                .collect())
+            Ok((0..n).map(|k| Value::Int((lo + k * st) as i64)).collect())
         }
         "enumerate" => {
             check_args(name, &args, &kwargs, 1, 2, &["start"])?;
@@ -646,11 +676,36 @@ fn known_method(v: &Value, name: &str) -> bool {
     match v {
         Value::Str(_) => matches!(
             name,
-            "join" | "format" | "split" | "rsplit" | "splitlines" | "replace" | "lower"
-                | "upper" | "strip" | "lstrip" | "rstrip" | "startswith" | "endswith"
-                | "find" | "rfind" | "index" | "rindex" | "count" | "isdigit" | "isalpha"
-                | "isalnum" | "isspace" | "islower" | "isupper" | "zfill" | "ljust" | "rjust"
-                | "center" | "partition" | "rpartition"
+            "join"
+                | "format"
+                | "split"
+                | "rsplit"
+                | "splitlines"
+                | "replace"
+                | "lower"
+                | "upper"
+                | "strip"
+                | "lstrip"
+                | "rstrip"
+                | "startswith"
+                | "endswith"
+                | "find"
+                | "rfind"
+                | "index"
+                | "rindex"
+                | "count"
+                | "isdigit"
+                | "isalpha"
+                | "isalnum"
+                | "isspace"
+                | "islower"
+                | "isupper"
+                | "zfill"
+                | "ljust"
+                | "rjust"
+                | "center"
+                | "partition"
+                | "rpartition"
         ),
         Value::List(_) => matches!(name, "index" | "count" | "copy"),
         Value::Tuple(_) => matches!(name, "index" | "count"),
@@ -665,16 +720,34 @@ fn python_method(v: &Value, name: &str) -> bool {
     match v {
         Value::Str(_) => matches!(
             name,
-            "capitalize" | "casefold" | "encode" | "expandtabs" | "format_map" | "isascii"
-                | "isdecimal" | "isidentifier" | "isnumeric" | "isprintable" | "istitle"
-                | "maketrans" | "removeprefix" | "removesuffix" | "swapcase" | "title"
+            "capitalize"
+                | "casefold"
+                | "encode"
+                | "expandtabs"
+                | "format_map"
+                | "isascii"
+                | "isdecimal"
+                | "isidentifier"
+                | "isnumeric"
+                | "isprintable"
+                | "istitle"
+                | "maketrans"
+                | "removeprefix"
+                | "removesuffix"
+                | "swapcase"
+                | "title"
                 | "translate"
         ),
         Value::Dict(_) => matches!(name, "fromkeys"),
         Value::Set(_) => matches!(
             name,
-            "difference" | "intersection" | "union" | "symmetric_difference" | "issubset"
-                | "issuperset" | "isdisjoint"
+            "difference"
+                | "intersection"
+                | "union"
+                | "symmetric_difference"
+                | "issubset"
+                | "issuperset"
+                | "isdisjoint"
         ),
         _ => false,
     }
@@ -720,7 +793,11 @@ fn sub_range<'a>(s: &'a str, start: Option<&Value>, end: Option<&Value>) -> Res<
 
 fn split_whitespace(s: &str, maxsplit: i64, right: bool) -> Vec<Value> {
     let mut out = Vec::new();
-    let mut remaining = if maxsplit < 0 { usize::MAX } else { maxsplit as usize };
+    let mut remaining = if maxsplit < 0 {
+        usize::MAX
+    } else {
+        maxsplit as usize
+    };
     if !right {
         let mut rest = s;
         loop {
@@ -769,9 +846,7 @@ fn split(s: &str, args: &[Value], kwargs: &Kwargs, right: bool) -> Res<Value> {
         None => -1,
     };
     let sep = match arg(args, kwargs, 0, "sep") {
-        None | Some(Value::None) => {
-            return Ok(Value::List(split_whitespace(s, maxsplit, right)))
-        }
+        None | Some(Value::None) => return Ok(Value::List(split_whitespace(s, maxsplit, right))),
         Some(Value::Str(sep)) => sep.as_str(),
         Some(other) => {
             return Err(type_error(format!(
@@ -952,7 +1027,15 @@ fn splitlines(s: &str, args: &[Value], kwargs: &Kwargs) -> Res<Value> {
     while let Some((i, c)) = it.next() {
         let is_break = matches!(
             c,
-            '\n' | '\r' | '\x0b' | '\x0c' | '\x1c' | '\x1d' | '\x1e' | '\u{85}' | '\u{2028}' | '\u{2029}'
+            '\n' | '\r'
+                | '\x0b'
+                | '\x0c'
+                | '\x1c'
+                | '\x1d'
+                | '\x1e'
+                | '\u{85}'
+                | '\u{2028}'
+                | '\u{2029}'
         );
         if !is_break {
             continue;
@@ -1025,7 +1108,11 @@ fn replace(s: &str, args: &[Value], kwargs: &Kwargs) -> Res<Value> {
         } else {
             s.matches(old).count()
         };
-        let hits = if count >= 0 { hits.min(count as usize) } else { hits };
+        let hits = if count >= 0 {
+            hits.min(count as usize)
+        } else {
+            hits
+        };
         check_len(s.len() + hits * (new.len() - old.len()))?;
     }
     Ok(Value::Str(if count < 0 {
@@ -1099,7 +1186,11 @@ fn str_method(s: &str, name: &str, args: &[Value], kwargs: &Kwargs) -> Res<Value
         "isdigit" | "isalpha" | "isalnum" | "isspace" | "islower" | "isupper" => {
             no_args(name)?;
             let r = match name {
-                "isdigit" => !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || (!c.is_ascii() && c.is_numeric())),
+                "isdigit" => {
+                    !s.is_empty()
+                        && s.chars()
+                            .all(|c| c.is_ascii_digit() || (!c.is_ascii() && c.is_numeric()))
+                }
                 "isalpha" => !s.is_empty() && s.chars().all(char::is_alphabetic),
                 "isalnum" => !s.is_empty() && s.chars().all(char::is_alphanumeric),
                 "isspace" => !s.is_empty() && s.chars().all(py_isspace),
@@ -1121,10 +1212,7 @@ fn str_method(s: &str, name: &str, args: &[Value], kwargs: &Kwargs) -> Res<Value
 pub(crate) fn call_method(recv: &Value, name: &str, args: &[Value], kwargs: &Kwargs) -> Res<Value> {
     if !known_method(recv, name) {
         if python_method(recv, name) {
-            return Err(format!(
-                "unsupported: method {}.{name}()",
-                recv.type_name()
-            ));
+            return Err(format!("unsupported: method {}.{name}()", recv.type_name()));
         }
         return Err(no_attr(recv, name));
     }
@@ -1137,18 +1225,19 @@ pub(crate) fn call_method(recv: &Value, name: &str, args: &[Value], kwargs: &Kwa
             }
             "count" => {
                 check_args(name, args, kwargs, 1, 1, &[])?;
-                Ok(Value::Int(items.iter().filter(|x| py_eq(x, &args[0])).count() as i64))
+                Ok(Value::Int(
+                    items.iter().filter(|x| py_eq(x, &args[0])).count() as i64,
+                ))
             }
             _ => {
                 check_args(name, args, kwargs, 1, 3, &[])?;
-                let (start, _, n) = super::ops::slice_positions(
-                    items.len(),
-                    args.get(1),
-                    args.get(2),
-                    None,
-                )?;
+                let (start, _, n) =
+                    super::ops::slice_positions(items.len(), args.get(1), args.get(2), None)?;
                 let start = start as usize;
-                match items[start..start + n].iter().position(|x| py_eq(x, &args[0])) {
+                match items[start..start + n]
+                    .iter()
+                    .position(|x| py_eq(x, &args[0]))
+                {
                     Some(i) => Ok(Value::Int((start + i) as i64)),
                     None => Err(if matches!(recv, Value::List(_)) {
                         format!("ValueError: {} is not in list", args[0].py_repr())
@@ -1181,7 +1270,12 @@ pub(crate) fn call_method(recv: &Value, name: &str, args: &[Value], kwargs: &Kwa
 }
 
 /// Call a method that mutates its receiver; returns the method's result.
-pub(crate) fn call_mutating(recv: &mut Value, name: &str, mut args: Vec<Value>, kwargs: Vec<(&str, Value)>) -> Res<Value> {
+pub(crate) fn call_mutating(
+    recv: &mut Value,
+    name: &str,
+    mut args: Vec<Value>,
+    kwargs: Vec<(&str, Value)>,
+) -> Res<Value> {
     let tname = recv.type_name();
     match recv {
         Value::List(items) => match name {
@@ -1348,7 +1442,9 @@ pub(crate) fn call_mutating(recv: &mut Value, name: &str, mut args: Vec<Value>, 
             }
             _ => Err(no_attr(recv, name)),
         },
-        _ => Err(format!("AttributeError: '{tname}' object has no attribute '{name}'")),
+        _ => Err(format!(
+            "AttributeError: '{tname}' object has no attribute '{name}'"
+        )),
     }
 }
 
@@ -1383,12 +1479,26 @@ mod tests {
         assert_eq!(m("1..2", "split", vec![s(".")]), strs(&["1", "", "2"]));
         assert_eq!(m("", "split", vec![s(".")]), strs(&[""]));
         assert_eq!(m("1.2.3", "split", vec![s("."), i(1)]), strs(&["1", "2.3"]));
-        assert_eq!(m("1.2.3", "rsplit", vec![s("."), i(1)]), strs(&["1.2", "3"]));
-        assert_eq!(m(" a  b  c ", "split", vec![Value::None, i(1)]), strs(&["a", "b  c "]));
-        assert_eq!(m(" a  b  c ", "rsplit", vec![Value::None, i(1)]), strs(&[" a  b", "c"]));
+        assert_eq!(
+            m("1.2.3", "rsplit", vec![s("."), i(1)]),
+            strs(&["1.2", "3"])
+        );
+        assert_eq!(
+            m(" a  b  c ", "split", vec![Value::None, i(1)]),
+            strs(&["a", "b  c "])
+        );
+        assert_eq!(
+            m(" a  b  c ", "rsplit", vec![Value::None, i(1)]),
+            strs(&[" a  b", "c"])
+        );
         let kw = [("maxsplit", i(1))];
-        assert_eq!(call_method(&s("a-b-c"), "split", &[s("-")], &kw).unwrap(), strs(&["a", "b-c"]));
-        assert!(call_method(&s("a"), "split", &[s("")], &[]).unwrap_err().contains("empty separator"));
+        assert_eq!(
+            call_method(&s("a-b-c"), "split", &[s("-")], &kw).unwrap(),
+            strs(&["a", "b-c"])
+        );
+        assert!(call_method(&s("a"), "split", &[s("")], &[])
+            .unwrap_err()
+            .contains("empty separator"));
         assert_eq!(m("a\nb\r\nc", "splitlines", vec![]), strs(&["a", "b", "c"]));
     }
 
@@ -1407,13 +1517,28 @@ mod tests {
         assert_eq!(m("  x \n", "strip", vec![]), s("x"));
         assert_eq!(m("xxaxx", "lstrip", vec![s("x")]), s("axx"));
         assert_eq!(m("v1.0", "rstrip", vec![s("0.")]), s("v1"));
-        assert_eq!(m("codes_x", "startswith", vec![s("codes_")]), Value::Bool(true));
-        assert_eq!(m("a.tar.gz", "endswith", vec![Value::Tuple(vec![s(".zip"), s(".gz")])]), Value::Bool(true));
-        assert_eq!(m("abcabc", "startswith", vec![s("c"), i(2)]), Value::Bool(true));
+        assert_eq!(
+            m("codes_x", "startswith", vec![s("codes_")]),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            m(
+                "a.tar.gz",
+                "endswith",
+                vec![Value::Tuple(vec![s(".zip"), s(".gz")])]
+            ),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            m("abcabc", "startswith", vec![s("c"), i(2)]),
+            Value::Bool(true)
+        );
         assert_eq!(m("héllo", "find", vec![s("l")]), i(2));
         assert_eq!(m("héllo", "rfind", vec![s("l")]), i(3));
         assert_eq!(m("abc", "find", vec![s("z")]), i(-1));
-        assert!(call_method(&s("abc"), "index", &[s("z")], &[]).unwrap_err().contains("substring not found"));
+        assert!(call_method(&s("abc"), "index", &[s("z")], &[])
+            .unwrap_err()
+            .contains("substring not found"));
         assert_eq!(m("a.b.c", "count", vec![s(".")]), i(2));
         assert_eq!(m("abc", "count", vec![s("")]), i(4));
         assert_eq!(m("123", "isdigit", vec![]), Value::Bool(true));
@@ -1423,8 +1548,14 @@ mod tests {
         assert_eq!(m("ab", "rjust", vec![i(3)]), s(" ab"));
         assert_eq!(m("ab", "center", vec![i(5)]), s("  ab "));
         assert_eq!(m("abc", "center", vec![i(6)]), s(" abc  "));
-        assert_eq!(m("a=b=c", "partition", vec![s("=")]), Value::Tuple(vec![s("a"), s("="), s("b=c")]));
-        assert_eq!(m("a=b=c", "rpartition", vec![s("=")]), Value::Tuple(vec![s("a=b"), s("="), s("c")]));
+        assert_eq!(
+            m("a=b=c", "partition", vec![s("=")]),
+            Value::Tuple(vec![s("a"), s("="), s("b=c")])
+        );
+        assert_eq!(
+            m("a=b=c", "rpartition", vec![s("=")]),
+            Value::Tuple(vec![s("a=b"), s("="), s("c")])
+        );
         assert_eq!(
             call_method(&s("{}-{v}"), "format", &[i(1)], &[("v", s("x"))]).unwrap(),
             s("1-x")
@@ -1451,39 +1582,76 @@ mod tests {
         assert_eq!(call_method(&d, "get", &[s("k")], &[]).unwrap(), i(1));
         assert_eq!(call_method(&d, "get", &[s("x")], &[]).unwrap(), Value::None);
         assert_eq!(call_method(&d, "get", &[s("x"), i(5)], &[]).unwrap(), i(5));
-        assert!(call_method(&d, "get", &[l(vec![])], &[]).unwrap_err().contains("unhashable"));
+        assert!(call_method(&d, "get", &[l(vec![])], &[])
+            .unwrap_err()
+            .contains("unhashable"));
         let t = Value::Tuple(vec![s("a"), s("b"), s("a")]);
         assert_eq!(call_method(&t, "index", &[s("b")], &[]).unwrap(), i(1));
         assert_eq!(call_method(&t, "count", &[s("a")], &[]).unwrap(), i(2));
-        assert!(call_method(&t, "index", &[s("z")], &[]).unwrap_err().contains("not in tuple"));
+        assert!(call_method(&t, "index", &[s("z")], &[])
+            .unwrap_err()
+            .contains("not in tuple"));
 
         let mut v = l(vec![i(3)]);
         call_mutating(&mut v, "append", vec![i(1)], vec![]).unwrap();
-        call_mutating(&mut v, "extend", vec![Value::Tuple(vec![i(2), i(0)])], vec![]).unwrap();
+        call_mutating(
+            &mut v,
+            "extend",
+            vec![Value::Tuple(vec![i(2), i(0)])],
+            vec![],
+        )
+        .unwrap();
         call_mutating(&mut v, "insert", vec![i(-100), i(9)], vec![]).unwrap();
         assert_eq!(v, l(vec![i(9), i(3), i(1), i(2), i(0)]));
         assert_eq!(call_mutating(&mut v, "pop", vec![], vec![]).unwrap(), i(0));
         call_mutating(&mut v, "remove", vec![i(3)], vec![]).unwrap();
         call_mutating(&mut v, "sort", vec![], vec![("reverse", Value::Bool(true))]).unwrap();
         assert_eq!(v, l(vec![i(9), i(2), i(1)]));
-        assert!(call_mutating(&mut v, "remove", vec![i(7)], vec![]).unwrap_err().contains("not in list"));
-        assert!(call_mutating(&mut v, "sort", vec![], vec![("key", i(1))]).unwrap_err().contains("unsupported"));
-        assert!(call_mutating(&mut l(vec![]), "pop", vec![], vec![]).unwrap_err().contains("pop from empty list"));
+        assert!(call_mutating(&mut v, "remove", vec![i(7)], vec![])
+            .unwrap_err()
+            .contains("not in list"));
+        assert!(call_mutating(&mut v, "sort", vec![], vec![("key", i(1))])
+            .unwrap_err()
+            .contains("unsupported"));
+        assert!(call_mutating(&mut l(vec![]), "pop", vec![], vec![])
+            .unwrap_err()
+            .contains("pop from empty list"));
 
         let mut d = Value::Dict(vec![(s("a"), i(1))]);
-        call_mutating(&mut d, "update", vec![Value::Dict(vec![(s("b"), i(2)), (s("a"), i(3))])], vec![("c", i(4))]).unwrap();
-        assert_eq!(d, Value::Dict(vec![(s("a"), i(3)), (s("b"), i(2)), (s("c"), i(4))]));
-        assert_eq!(call_mutating(&mut d, "setdefault", vec![s("z"), i(0)], vec![]).unwrap(), i(0));
-        assert_eq!(call_mutating(&mut d, "pop", vec![s("a")], vec![]).unwrap(), i(3));
-        assert!(call_mutating(&mut d, "pop", vec![s("a")], vec![]).unwrap_err().contains("KeyError"));
+        call_mutating(
+            &mut d,
+            "update",
+            vec![Value::Dict(vec![(s("b"), i(2)), (s("a"), i(3))])],
+            vec![("c", i(4))],
+        )
+        .unwrap();
+        assert_eq!(
+            d,
+            Value::Dict(vec![(s("a"), i(3)), (s("b"), i(2)), (s("c"), i(4))])
+        );
+        assert_eq!(
+            call_mutating(&mut d, "setdefault", vec![s("z"), i(0)], vec![]).unwrap(),
+            i(0)
+        );
+        assert_eq!(
+            call_mutating(&mut d, "pop", vec![s("a")], vec![]).unwrap(),
+            i(3)
+        );
+        assert!(call_mutating(&mut d, "pop", vec![s("a")], vec![])
+            .unwrap_err()
+            .contains("KeyError"));
 
         let mut st = Value::Set(vec![i(1)]);
         call_mutating(&mut st, "add", vec![i(1)], vec![]).unwrap();
         call_mutating(&mut st, "add", vec![i(2)], vec![]).unwrap();
         call_mutating(&mut st, "update", vec![l(vec![i(2), i(3)])], vec![]).unwrap();
         assert_eq!(st, Value::Set(vec![i(1), i(2), i(3)]));
-        assert!(call_mutating(&mut st, "add", vec![l(vec![])], vec![]).unwrap_err().contains("unhashable"));
-        assert!(call_mutating(&mut s("x"), "append", vec![i(1)], vec![]).unwrap_err().contains("AttributeError"));
+        assert!(call_mutating(&mut st, "add", vec![l(vec![])], vec![])
+            .unwrap_err()
+            .contains("unhashable"));
+        assert!(call_mutating(&mut s("x"), "append", vec![i(1)], vec![])
+            .unwrap_err()
+            .contains("AttributeError"));
     }
 
     #[test]
@@ -1493,15 +1661,24 @@ mod tests {
         assert_eq!(f("ord", vec![s("A")]).unwrap(), i(65));
         assert_eq!(f("int", vec![s(" 42 ")]).unwrap(), i(42));
         assert_eq!(f("int", vec![s("-1_000")]).unwrap(), i(-1000));
-        assert_eq!(call_function("int", vec![s("ff")], vec![("base", i(16))]).unwrap(), i(255));
+        assert_eq!(
+            call_function("int", vec![s("ff")], vec![("base", i(16))]).unwrap(),
+            i(255)
+        );
         assert_eq!(f("int", vec![s("0x1f"), i(0)]).unwrap(), i(31));
         assert_eq!(f("int", vec![Value::Float(-3.9)]).unwrap(), i(-3));
         assert_eq!(f("int", vec![Value::Bool(true)]).unwrap(), i(1));
-        assert!(f("int", vec![s("1.5")]).unwrap_err().contains("invalid literal for int() with base 10: '1.5'"));
-        assert!(f("int", vec![s("99999999999999999999")]).unwrap_err().contains("too large"));
+        assert!(f("int", vec![s("1.5")])
+            .unwrap_err()
+            .contains("invalid literal for int() with base 10: '1.5'"));
+        assert!(f("int", vec![s("99999999999999999999")])
+            .unwrap_err()
+            .contains("too large"));
         assert!(f("int", vec![l(vec![])]).unwrap_err().contains("TypeError"));
         assert_eq!(f("float", vec![s(" 1.5 ")]).unwrap(), Value::Float(1.5));
-        assert!(f("float", vec![s("x")]).unwrap_err().contains("could not convert"));
+        assert!(f("float", vec![s("x")])
+            .unwrap_err()
+            .contains("could not convert"));
         assert_eq!(f("str", vec![Value::Float(0.98)]).unwrap(), s("0.98"));
         assert_eq!(f("str", vec![]).unwrap(), s(""));
         assert_eq!(f("repr", vec![s("a")]).unwrap(), s("'a'"));
@@ -1509,25 +1686,55 @@ mod tests {
         assert!(f("len", vec![i(1)]).unwrap_err().contains("has no len()"));
         assert_eq!(f("bool", vec![l(vec![])]).unwrap(), Value::Bool(false));
         assert_eq!(f("list", vec![s("ab")]).unwrap(), strs(&["a", "b"]));
-        assert_eq!(f("tuple", vec![l(vec![i(1)])]).unwrap(), Value::Tuple(vec![i(1)]));
-        assert_eq!(f("set", vec![l(vec![i(1), i(1)])]).unwrap(), Value::Set(vec![i(1)]));
         assert_eq!(
-            call_function("dict", vec![l(vec![Value::Tuple(vec![s("a"), i(1)])])], vec![("b", i(2))]).unwrap(),
+            f("tuple", vec![l(vec![i(1)])]).unwrap(),
+            Value::Tuple(vec![i(1)])
+        );
+        assert_eq!(
+            f("set", vec![l(vec![i(1), i(1)])]).unwrap(),
+            Value::Set(vec![i(1)])
+        );
+        assert_eq!(
+            call_function(
+                "dict",
+                vec![l(vec![Value::Tuple(vec![s("a"), i(1)])])],
+                vec![("b", i(2))]
+            )
+            .unwrap(),
             Value::Dict(vec![(s("a"), i(1)), (s("b"), i(2))])
         );
-        assert!(f("dict", vec![l(vec![Value::Tuple(vec![i(1)])])]).unwrap_err().contains("has length 1; 2 is required"));
-        assert_eq!(f("sorted", vec![strs(&["b", "a", "c"])]).unwrap(), strs(&["a", "b", "c"]));
-        assert!(f("sorted", vec![l(vec![i(1), s("a")])]).unwrap_err().contains("not supported between"));
+        assert!(f("dict", vec![l(vec![Value::Tuple(vec![i(1)])])])
+            .unwrap_err()
+            .contains("has length 1; 2 is required"));
+        assert_eq!(
+            f("sorted", vec![strs(&["b", "a", "c"])]).unwrap(),
+            strs(&["a", "b", "c"])
+        );
+        assert!(f("sorted", vec![l(vec![i(1), s("a")])])
+            .unwrap_err()
+            .contains("not supported between"));
         assert_eq!(f("max", vec![i(1), i(3), i(2)]).unwrap(), i(3));
         assert_eq!(f("min", vec![strs(&["b", "a"])]).unwrap(), s("a"));
-        assert!(f("max", vec![l(vec![])]).unwrap_err().contains("empty sequence"));
-        assert_eq!(f("sum", vec![l(vec![i(1), Value::Float(0.5)])]).unwrap(), Value::Float(1.5));
-        assert!(f("sum", vec![strs(&["a"]), s("")]).unwrap_err().contains("can't sum strings"));
+        assert!(f("max", vec![l(vec![])])
+            .unwrap_err()
+            .contains("empty sequence"));
+        assert_eq!(
+            f("sum", vec![l(vec![i(1), Value::Float(0.5)])]).unwrap(),
+            Value::Float(1.5)
+        );
+        assert!(f("sum", vec![strs(&["a"]), s("")])
+            .unwrap_err()
+            .contains("can't sum strings"));
         assert_eq!(f("abs", vec![i(-2)]).unwrap(), i(2));
-        assert_eq!(f("any", vec![l(vec![i(0), i(1)])]).unwrap(), Value::Bool(true));
+        assert_eq!(
+            f("any", vec![l(vec![i(0), i(1)])]).unwrap(),
+            Value::Bool(true)
+        );
         assert_eq!(f("all", vec![l(vec![])]).unwrap(), Value::Bool(true));
         assert_eq!(f("format", vec![i(5), s("03")]).unwrap(), s("005"));
-        assert!(f("len", vec![]).unwrap_err().contains("takes exactly 1 argument"));
+        assert!(f("len", vec![])
+            .unwrap_err()
+            .contains("takes exactly 1 argument"));
     }
 
     #[test]
@@ -1536,8 +1743,12 @@ mod tests {
         assert_eq!(r(vec![i(3)]).unwrap(), vec![i(0), i(1), i(2)]);
         assert_eq!(r(vec![i(5), i(0), i(-2)]).unwrap(), vec![i(5), i(3), i(1)]);
         assert_eq!(r(vec![i(2), i(2)]).unwrap(), vec![]);
-        assert!(r(vec![i(0), i(1), i(0)]).unwrap_err().contains("must not be zero"));
-        assert!(r(vec![Value::Float(1.0)]).unwrap_err().contains("cannot be interpreted as an integer"));
+        assert!(r(vec![i(0), i(1), i(0)])
+            .unwrap_err()
+            .contains("must not be zero"));
+        assert!(r(vec![Value::Float(1.0)])
+            .unwrap_err()
+            .contains("cannot be interpreted as an integer"));
         assert!(r(vec![i(i64::MAX)]).unwrap_err().contains("more than"));
         assert_eq!(
             iterate_function("enumerate", vec![strs(&["a"])], vec![("start", i(1))]).unwrap(),
@@ -1547,7 +1758,14 @@ mod tests {
             iterate_function("zip", vec![strs(&["a", "b"]), l(vec![i(1)])], vec![]).unwrap(),
             vec![Value::Tuple(vec![s("a"), i(1)])]
         );
-        assert_eq!(iterate_function("reversed", vec![s("ab")], vec![]).unwrap(), vec![s("b"), s("a")]);
-        assert!(iterate_function("reversed", vec![Value::Set(vec![])], vec![]).unwrap_err().contains("not reversible"));
+        assert_eq!(
+            iterate_function("reversed", vec![s("ab")], vec![]).unwrap(),
+            vec![s("b"), s("a")]
+        );
+        assert!(
+            iterate_function("reversed", vec![Value::Set(vec![])], vec![])
+                .unwrap_err()
+                .contains("not reversible")
+        );
     }
 }

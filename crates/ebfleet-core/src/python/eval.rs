@@ -752,13 +752,21 @@ impl Interp<'_> {
                 ));
             }
             let mut recv = self.eval(&m.recv, sc)?;
-            let (args, kwargs) =
-                self.eval_args(&m.args, &m.kwargs, builtins::method_takes_iterable(name), sc)?;
+            let (args, kwargs) = self.eval_args(
+                &m.args,
+                &m.kwargs,
+                builtins::method_takes_iterable(name),
+                sc,
+            )?;
             return builtins::call_mutating(&mut recv, name, args, kwargs).at(line);
         }
         let recv = self.eval_ref(&m.recv, sc)?;
-        let (args, kwargs) =
-            self.eval_args(&m.args, &m.kwargs, builtins::method_takes_iterable(name), sc)?;
+        let (args, kwargs) = self.eval_args(
+            &m.args,
+            &m.kwargs,
+            builtins::method_takes_iterable(name),
+            sc,
+        )?;
         builtins::call_method(&recv, name, &args, &kwargs).at(line)
     }
 
@@ -1073,11 +1081,17 @@ moduleclass = 'lib'
         assert_eq!(ns.get("local_short"), Some(&s("1.3")));
         assert_eq!(
             ns.get("description"),
-            Some(&s("zlib is designed to be a free,\n general-purpose library."))
+            Some(&s(
+                "zlib is designed to be a free,\n general-purpose library."
+            ))
         );
-        assert_eq!(ns.get("sources"), Some(&strs(&["%(name)s-%(version)s.tar.gz"])));
         assert_eq!(
-            ns.get("sanity_check_paths").and_then(|v| v.dict_get("files")),
+            ns.get("sources"),
+            Some(&strs(&["%(name)s-%(version)s.tar.gz"]))
+        );
+        assert_eq!(
+            ns.get("sanity_check_paths")
+                .and_then(|v| v.dict_get("files")),
             Some(&strs(&["include/zconf.h", "lib/libz.a", "lib/libz.so"]))
         );
         assert_eq!(
@@ -1096,13 +1110,15 @@ moduleclass = 'lib'
 
     #[test]
     fn templates_stay_literal() {
-        assert_eq!(x("x = '%(version)s-%(versionsuffix)s'"), s("%(version)s-%(versionsuffix)s"));
-        assert_eq!(x("x = '%%(version)s/%s' % 'a'"), s("%(version)s/a"));
         assert_eq!(
-            x("x = '%(name)s-%(v)s' % {'name': 'n', 'v': 1}"),
-            s("n-1")
+            x("x = '%(version)s-%(versionsuffix)s'"),
+            s("%(version)s-%(versionsuffix)s")
         );
-        assert!(err("x = '%(name)s' % 'a'\n").message.contains("format requires a mapping"));
+        assert_eq!(x("x = '%%(version)s/%s' % 'a'"), s("%(version)s/a"));
+        assert_eq!(x("x = '%(name)s-%(v)s' % {'name': 'n', 'v': 1}"), s("n-1"));
+        assert!(err("x = '%(name)s' % 'a'\n")
+            .message
+            .contains("format requires a mapping"));
     }
 
     #[test]
@@ -1116,18 +1132,35 @@ moduleclass = 'lib'
         assert_eq!(ns.get("k"), Some(&i(2)));
         let names: Vec<&str> = ns.iter().map(|(k, _)| k).collect();
         assert_eq!(names, ["a", "b", "c", "d", "e", "f", "g", "h", "k"]);
-        assert!(err("a, b = 1, 2, 3\n").message.contains("too many values to unpack (expected 2)"));
-        assert!(err("a, b, c = 1, 2\n").message.contains("not enough values to unpack (expected 3, got 2)"));
-        assert!(err("a, b = 1\n").message.contains("cannot unpack non-iterable int"));
+        assert!(err("a, b = 1, 2, 3\n")
+            .message
+            .contains("too many values to unpack (expected 2)"));
+        assert!(err("a, b, c = 1, 2\n")
+            .message
+            .contains("not enough values to unpack (expected 3, got 2)"));
+        assert!(err("a, b = 1\n")
+            .message
+            .contains("cannot unpack non-iterable int"));
         // subscript assignment
         let ns = run("d = {'a': 1}\nd['b'] = 2\nd['a'] = 3\nl = [[0, 1]]\nl[0][-1] = 'x'\n");
-        assert_eq!(ns.get("d"), Some(&Value::Dict(vec![(s("a"), i(3)), (s("b"), i(2))])));
+        assert_eq!(
+            ns.get("d"),
+            Some(&Value::Dict(vec![(s("a"), i(3)), (s("b"), i(2))]))
+        );
         assert_eq!(ns.get("l"), Some(&l(vec![l(vec![i(0), s("x")])])));
         assert!(err("l = [1]\nl[1] = 2\n").message.contains("IndexError"));
-        assert!(err("t = (1,)\nt[0] = 2\n").message.contains("does not support item assignment"));
-        assert!(err("s = 'ab'\ns[0] = 'x'\n").message.contains("does not support item assignment"));
-        assert!(err("l = [1]\nl[0:1] = [2]\n").message.contains("slice assignment"));
-        assert!(err("nope[0] = 1\n").message.contains("name 'nope' is not defined"));
+        assert!(err("t = (1,)\nt[0] = 2\n")
+            .message
+            .contains("does not support item assignment"));
+        assert!(err("s = 'ab'\ns[0] = 'x'\n")
+            .message
+            .contains("does not support item assignment"));
+        assert!(err("l = [1]\nl[0:1] = [2]\n")
+            .message
+            .contains("slice assignment"));
+        assert!(err("nope[0] = 1\n")
+            .message
+            .contains("name 'nope' is not defined"));
     }
 
     #[test]
@@ -1139,14 +1172,23 @@ moduleclass = 'lib'
         assert_eq!(ns.get("b"), Some(&l(vec![i(1), i(2), i(3), s("z")])));
         assert_eq!(ns.get("c"), Some(&Value::Float(3.5)));
         assert_eq!(ns.get("d"), Some(&t(vec![i(1), i(2)])));
-        assert_eq!(ns.get("e"), Some(&Value::Dict(vec![(s("k"), l(vec![i(1), i(2)]))])));
+        assert_eq!(
+            ns.get("e"),
+            Some(&Value::Dict(vec![(s("k"), l(vec![i(1), i(2)]))]))
+        );
         assert_eq!(ns.get("f"), Some(&i(1)));
         // augmented assignment of a constant assigns the name
         let ns = run("SHLIB_EXT += '.1'\n");
         assert_eq!(ns.get("SHLIB_EXT"), Some(&s("so.1")));
-        assert!(err("a = 'x'\na += 1\n").message.contains("can only concatenate str"));
-        assert!(err("zz += 1\n").message.contains("name 'zz' is not defined"));
-        assert!(err("t = (1,)\nt += [2]\n").message.contains("can only concatenate tuple"));
+        assert!(err("a = 'x'\na += 1\n")
+            .message
+            .contains("can only concatenate str"));
+        assert!(err("zz += 1\n")
+            .message
+            .contains("name 'zz' is not defined"));
+        assert!(err("t = (1,)\nt += [2]\n")
+            .message
+            .contains("can only concatenate tuple"));
     }
 
     #[test]
@@ -1190,12 +1232,17 @@ moduleclass = 'lib'
         // constants are cloned on each iteration, not moved
         let ns = run("out = []\nfor _ in [1, 2]:\n    y = ['c']\n    out += y\n");
         assert_eq!(ns.get("out"), Some(&strs(&["c", "c"])));
-        assert!(err("for x in 5:\n  pass\n").message.contains("'int' object is not iterable"));
+        assert!(err("for x in 5:\n  pass\n")
+            .message
+            .contains("'int' object is not iterable"));
     }
 
     #[test]
     fn comprehensions() {
-        assert_eq!(x("x = [a * 2 for a in [1, 2, 3] if a != 2]"), l(vec![i(2), i(6)]));
+        assert_eq!(
+            x("x = [a * 2 for a in [1, 2, 3] if a != 2]"),
+            l(vec![i(2), i(6)])
+        );
         assert_eq!(
             x("x = [(a, b) for a in 'ab' for b in range(2) if b]"),
             l(vec![t(vec![s("a"), i(1)]), t(vec![s("b"), i(1)])])
@@ -1204,24 +1251,43 @@ moduleclass = 'lib'
             x("x = [n + '-' + v for n, v in [('a', '1'), ('b', '2')]]"),
             strs(&["a-1", "b-2"])
         );
-        assert_eq!(x("x = [y for l in [[1], [2, 3]] for y in l]"), l(vec![i(1), i(2), i(3)]));
+        assert_eq!(
+            x("x = [y for l in [[1], [2, 3]] for y in l]"),
+            l(vec![i(1), i(2), i(3)])
+        );
         assert_eq!(
             x("x = {k: v.upper() for k, v in {'a': 'x'}.items()}"),
             Value::Dict(vec![(s("a"), s("X"))])
         );
-        assert_eq!(x("x = {c for c in 'abca'}"), Value::Set(vec![s("a"), s("b"), s("c")]));
-        assert_eq!(x("x = ' '.join(f'-l{c}' for c in ['a', 'b'])"), s("-la -lb"));
+        assert_eq!(
+            x("x = {c for c in 'abca'}"),
+            Value::Set(vec![s("a"), s("b"), s("c")])
+        );
+        assert_eq!(
+            x("x = ' '.join(f'-l{c}' for c in ['a', 'b'])"),
+            s("-la -lb")
+        );
         assert_eq!(x("x = ','.join(sorted(c for c in 'cab'))"), s("a,b,c"));
-        assert_eq!(x("x = [[c for c in w] for w in ['ab', 'c']]"), l(vec![strs(&["a", "b"]), strs(&["c"])]));
+        assert_eq!(
+            x("x = [[c for c in w] for w in ['ab', 'c']]"),
+            l(vec![strs(&["a", "b"]), strs(&["c"])])
+        );
         // comprehension variables do not leak
         let ns = run("y = 5\nx = [y for y in [1, 2]]\n");
         assert_eq!(ns.get("y"), Some(&i(5)));
         assert!(ns.iter().all(|(k, _)| k == "x" || k == "y"));
         // names inside the comprehension see module-level names
-        assert_eq!(x("p = 'lib'\nx = [p + c for c in 'ab']"), strs(&["liba", "libb"]));
+        assert_eq!(
+            x("p = 'lib'\nx = [p + c for c in 'ab']"),
+            strs(&["liba", "libb"])
+        );
         assert!(err("x = [a for a in 3]\n").message.contains("not iterable"));
-        assert!(err("x = {[1]: a for a in 'a'}\n").message.contains("unhashable"));
-        assert!(err("x = (a for a in 'ab')\n").message.contains("generator expression"));
+        assert!(err("x = {[1]: a for a in 'a'}\n")
+            .message
+            .contains("unhashable"));
+        assert!(err("x = (a for a in 'ab')\n")
+            .message
+            .contains("generator expression"));
     }
 
     #[test]
@@ -1247,19 +1313,31 @@ moduleclass = 'lib'
         assert_eq!(x("x = 1 == 1.0"), Value::Bool(true));
         assert_eq!(x("x = [1] == (1,)"), Value::Bool(false));
         assert_eq!(x("x = {'a', 'b', 'a'}"), Value::Set(vec![s("a"), s("b")]));
-        assert_eq!(x("x = {'a': 1, 'a': 2, 'b': 3}"), Value::Dict(vec![(s("a"), i(2)), (s("b"), i(3))]));
-        assert_eq!(x("k = 'a'\nx = {k: 1, 'a': 2}"), Value::Dict(vec![(s("a"), i(2))]));
+        assert_eq!(
+            x("x = {'a': 1, 'a': 2, 'b': 3}"),
+            Value::Dict(vec![(s("a"), i(2)), (s("b"), i(3))])
+        );
+        assert_eq!(
+            x("k = 'a'\nx = {k: 1, 'a': 2}"),
+            Value::Dict(vec![(s("a"), i(2))])
+        );
         assert_eq!(x("x = 7 / 2"), Value::Float(3.5));
         assert_eq!(x("x = str(0.98)"), s("0.98"));
         assert_eq!(x("x = SYSTEM['name']"), s("system"));
-        assert!(err("x = SYSTEM['nope']\n").message.contains("KeyError: 'nope'"));
+        assert!(err("x = SYSTEM['nope']\n")
+            .message
+            .contains("KeyError: 'nope'"));
         assert!(err("x = [1][5]\n").message.contains("IndexError"));
         assert!(err("x = 1 + 'a'\n").message.contains("TypeError"));
         assert!(err("x = 1 / 0\n").message.contains("ZeroDivisionError"));
-        assert!(err("x = 1 < 'a'\n").message.contains("not supported between"));
+        assert!(err("x = 1 < 'a'\n")
+            .message
+            .contains("not supported between"));
         assert!(err("x = {[1], 2}\n").message.contains("unhashable"));
         assert!(err("x = 'a' is 'a'\n").message.contains("unsupported"));
-        assert!(err("x = 9223372036854775807 + 1\n").message.contains("overflow"));
+        assert!(err("x = 9223372036854775807 + 1\n")
+            .message
+            .contains("overflow"));
     }
 
     #[test]
@@ -1280,7 +1358,10 @@ moduleclass = 'lib'
     #[test]
     fn calls_and_methods() {
         assert_eq!(x("x = chr(10).join(['a', 'b'])"), s("a\nb"));
-        assert_eq!(x("version = '3.10.4'\nx = int(version.split('.')[1]) + 1"), i(11));
+        assert_eq!(
+            x("version = '3.10.4'\nx = int(version.split('.')[1]) + 1"),
+            i(11)
+        );
         assert_eq!(x("x = '{}-{}'.format('a', 1)"), s("a-1"));
         assert_eq!(x("x = '{0}/{name}'.format('a', name='b')"), s("a/b"));
         assert_eq!(x("x = {'a': 1}.get('b', 'dflt')"), s("dflt"));
@@ -1288,35 +1369,62 @@ moduleclass = 'lib'
         assert_eq!(x("x = len([1, 2]) + len('abc') + len({'a': 1})"), i(6));
         assert_eq!(x("x = sorted({'b': 1, 'a': 2})"), strs(&["a", "b"]));
         assert_eq!(x("x = list(range(2, 7, 2))"), l(vec![i(2), i(4), i(6)]));
-        assert_eq!(x("x = dict(zip(['a'], [1]))"), Value::Dict(vec![(s("a"), i(1))]));
-        assert_eq!(x("x = [k for k, v in enumerate('ab')]"), l(vec![i(0), i(1)]));
+        assert_eq!(
+            x("x = dict(zip(['a'], [1]))"),
+            Value::Dict(vec![(s("a"), i(1))])
+        );
+        assert_eq!(
+            x("x = [k for k, v in enumerate('ab')]"),
+            l(vec![i(0), i(1)])
+        );
         assert_eq!(x("x = max([3, 1]) + min(4, 2)"), i(5));
         assert_eq!(x("x = tuple(reversed([1, 2]))"), t(vec![i(2), i(1)]));
         assert_eq!(x("x = str(['a', 1, None])"), s("['a', 1, None]"));
-        assert_eq!(x("x = [1]\nx.extend(range(2))\nx.insert(0, 9)"), l(vec![i(9), i(1), i(0), i(1)]));
-        assert_eq!(x("x = {'a': [1]}\nx['a'].append(2)\nx.update({'b': 3})"), Value::Dict(vec![(s("a"), l(vec![i(1), i(2)])), (s("b"), i(3))]));
+        assert_eq!(
+            x("x = [1]\nx.extend(range(2))\nx.insert(0, 9)"),
+            l(vec![i(9), i(1), i(0), i(1)])
+        );
+        assert_eq!(
+            x("x = {'a': [1]}\nx['a'].append(2)\nx.update({'b': 3})"),
+            Value::Dict(vec![(s("a"), l(vec![i(1), i(2)])), (s("b"), i(3))])
+        );
         // mutating a constant does not put it into the namespace
         let ns = run("SYSTEM['extra'] = 1\ny = SYSTEM['extra']\n");
         assert_eq!(ns.get("SYSTEM"), None);
         assert_eq!(ns.get("y"), Some(&i(1)));
-        assert!(err("x = foo(1)\n").message.contains("name 'foo' is not defined"));
+        assert!(err("x = foo(1)\n")
+            .message
+            .contains("name 'foo' is not defined"));
         assert!(err("x = print(1)\n").message.contains("unsupported"));
         assert!(err("x = range(3)\n").message.contains("only iteration"));
-        assert!(err("x = {'a': 1}.items()\n").message.contains("only iteration"));
+        assert!(err("x = {'a': 1}.items()\n")
+            .message
+            .contains("only iteration"));
         assert!(err("x = len\n").message.contains("used as a value"));
-        assert!(err("s = 'a'\nx = s()\n").message.contains("'str' object is not callable"));
-        assert!(err("l = [1]\nx = l.pop()\n").message.contains("mutating method"));
+        assert!(err("s = 'a'\nx = s()\n")
+            .message
+            .contains("'str' object is not callable"));
+        assert!(err("l = [1]\nx = l.pop()\n")
+            .message
+            .contains("mutating method"));
         assert!(err("x = 'a'.nope()\n").message.contains("AttributeError"));
-        assert!(err("x = 'a'\nx.append(1)\n").message.contains("AttributeError"));
+        assert!(err("x = 'a'\nx.append(1)\n")
+            .message
+            .contains("AttributeError"));
         assert!(err("x = int('abc')\n").message.contains("invalid literal"));
-        assert!(err("x = sorted([1], key=len)\n").message.contains("unsupported"));
+        assert!(err("x = sorted([1], key=len)\n")
+            .message
+            .contains("unsupported"));
         assert_eq!(x("x = [].append(1)"), Value::None);
     }
 
     #[test]
     fn fstrings() {
         assert_eq!(x("v = '1.2'\nx = f'v{v}-{v!r}'"), s("v1.2-'1.2'"));
-        assert_eq!(x("x = f\"{'a'}|{1+1:>3}|{'b':<2}|{3.14159:.2f}|{{}}\""), s("a|  2|b |3.14|{}"));
+        assert_eq!(
+            x("x = f\"{'a'}|{1+1:>3}|{'b':<2}|{3.14159:.2f}|{{}}\""),
+            s("a|  2|b |3.14|{}")
+        );
         assert_eq!(x("w = 4\nx = f'{7:0{w}d}'"), s("0007"));
         assert_eq!(x("c = 'abcdefghij'\nx = f'{c[:8]}'"), s("abcdefgh"));
         assert_eq!(x("x = f'{ \"x\".upper() }'"), s("X"));
@@ -1325,7 +1433,9 @@ moduleclass = 'lib'
         assert_eq!(x("x = f'{None!s}{[1]}'"), s("None[1]"));
         assert_eq!(x("x = rf'\\d{1}'"), s("\\d1"));
         assert_eq!(x("x = f'''\n{1}\n'''"), s("\n1\n"));
-        assert!(err("x = f'{nope}'\n").message.contains("name 'nope' is not defined"));
+        assert!(err("x = f'{nope}'\n")
+            .message
+            .contains("name 'nope' is not defined"));
         assert!(err("x = f'{[1]:>3}'\n").message.contains("__format__"));
     }
 
@@ -1352,21 +1462,52 @@ moduleclass = 'lib'
 
     #[test]
     fn resource_caps() {
-        assert!(err("x = 'ab' * 10000000000\n").message.contains("too large"));
-        assert!(err("x = 'a' * 1000000\nfor i in range(200):\n    x = x + x\n").message.contains("too large"));
-        assert!(err("x = 1\nfor i in range(200):\n    x = [x]\n").message.contains("nested"));
+        assert!(err("x = 'ab' * 10000000000\n")
+            .message
+            .contains("too large"));
+        assert!(
+            err("x = 'a' * 1000000\nfor i in range(200):\n    x = x + x\n")
+                .message
+                .contains("too large")
+        );
+        assert!(err("x = 1\nfor i in range(200):\n    x = [x]\n")
+            .message
+            .contains("nested"));
         let e = err("x = [1]\nfor i in range(200):\n    x.append(x)\n");
-        assert!(e.message.contains("nested") || e.message.contains("copies too much"), "{e}");
-        assert!(err("x = {}\nfor i in range(200):\n    x['k'] = x\n").message.contains("nested"));
-        assert!(err("x = [a for a in range(2000) for b in range(2000)]\n").message.contains("iterations"));
+        assert!(
+            e.message.contains("nested") || e.message.contains("copies too much"),
+            "{e}"
+        );
+        assert!(err("x = {}\nfor i in range(200):\n    x['k'] = x\n")
+            .message
+            .contains("nested"));
+        assert!(err("x = [a for a in range(2000) for b in range(2000)]\n")
+            .message
+            .contains("iterations"));
         // value semantics must not let shared references blow up
-        assert!(err("x = [1]\nfor i in range(60):\n    x = [x, x]\n").message.contains("copies too much"));
-        assert!(err("x = ['a' * 1000000]\ny = [x for i in range(100000)]\n").message.contains("copies too much"));
-        assert!(err("x = 'a' * 1000000\ny = []\nfor i in range(100000):\n    y.append(f'{x}')\n").message.contains("copies too much"));
-        assert!(err("x = 'a'.replace('a', 'b' * 100000000)\n").message.contains("too large"));
-        assert!(err("x = '%99999999999d' % 1\n").message.contains("too large"));
-        assert!(err("x = 99999999999999999999\n").message.contains("too large"));
-        assert!(err("x = int('99999999999999999999')\n").message.contains("too large"));
+        assert!(err("x = [1]\nfor i in range(60):\n    x = [x, x]\n")
+            .message
+            .contains("copies too much"));
+        assert!(err("x = ['a' * 1000000]\ny = [x for i in range(100000)]\n")
+            .message
+            .contains("copies too much"));
+        assert!(
+            err("x = 'a' * 1000000\ny = []\nfor i in range(100000):\n    y.append(f'{x}')\n")
+                .message
+                .contains("copies too much")
+        );
+        assert!(err("x = 'a'.replace('a', 'b' * 100000000)\n")
+            .message
+            .contains("too large"));
+        assert!(err("x = '%99999999999d' % 1\n")
+            .message
+            .contains("too large"));
+        assert!(err("x = 99999999999999999999\n")
+            .message
+            .contains("too large"));
+        assert!(err("x = int('99999999999999999999')\n")
+            .message
+            .contains("too large"));
     }
 
     #[test]

@@ -268,7 +268,11 @@ fn non_finite(f: f64, upper: bool) -> Option<String> {
     } else {
         return None;
     };
-    Some(if upper { s.to_uppercase() } else { s.to_string() })
+    Some(if upper {
+        s.to_uppercase()
+    } else {
+        s.to_string()
+    })
 }
 
 fn check_width(width: usize) -> Res<()> {
@@ -375,7 +379,11 @@ pub(crate) fn percent_format(fmt: &str, args: &Value) -> Res<String> {
                         write_str_repr(&mut m, key, false);
                         m
                     })?,
-                _ => return Err("TypeError: list indices must be integers or slices, not str".into()),
+                _ => {
+                    return Err(
+                        "TypeError: list indices must be integers or slices, not str".into(),
+                    )
+                }
             });
         }
         let mut spec = PctSpec::default();
@@ -531,7 +539,11 @@ fn percent_one(conv: char, spec: &PctSpec, v: &Value, index: usize) -> Res<Body>
                     if !f.is_finite() {
                         return Err(format!(
                             "{}: cannot convert float {} to integer",
-                            if f.is_nan() { "ValueError" } else { "OverflowError" },
+                            if f.is_nan() {
+                                "ValueError"
+                            } else {
+                                "OverflowError"
+                            },
                             float_repr(*f)
                         ));
                     }
@@ -831,8 +843,7 @@ pub(crate) fn format_value(out: &mut String, v: &Value, spec: &str) -> Res<()> {
             }
             if s.alt {
                 return Err(
-                    "ValueError: Alternate form (#) not allowed in string format specifier"
-                        .into(),
+                    "ValueError: Alternate form (#) not allowed in string format specifier".into(),
                 );
             }
             if s.align == Some('=') {
@@ -898,9 +909,7 @@ pub(crate) fn format_value(out: &mut String, v: &Value, spec: &str) -> Res<()> {
                     align_out(out, &s, &sp, &digits, '>');
                     Ok(())
                 }
-                Some('e' | 'E' | 'f' | 'F' | 'g' | 'G' | '%') => {
-                    format_float(out, i as f64, &s)
-                }
+                Some('e' | 'E' | 'f' | 'F' | 'g' | 'G' | '%') => format_float(out, i as f64, &s),
                 Some(t) => Err(format!(
                     "ValueError: Unknown format code '{t}' for object of type '{}'",
                     v.type_name()
@@ -1079,9 +1088,7 @@ fn replacement_field(
     let mut spec = "";
     if k < b.len() && b[k] == b'!' {
         if k + 1 >= b.len() {
-            return Err(
-                "ValueError: end of string while looking for conversion specifier".into(),
-            );
+            return Err("ValueError: end of string while looking for conversion specifier".into());
         }
         let c = field[k + 1..].chars().next().unwrap_or(' ');
         let after = k + 1 + c.len_utf8();
@@ -1112,7 +1119,9 @@ fn replacement_field(
             return Err("ValueError: cannot switch from automatic field numbering to manual field specification".into());
         }
         *manual = true;
-        let n: usize = first.parse().map_err(|_| "ValueError: Too many decimal digits in format string".to_string())?;
+        let n: usize = first
+            .parse()
+            .map_err(|_| "ValueError: Too many decimal digits in format string".to_string())?;
         args.get(n).ok_or_else(|| {
             format!("IndexError: Replacement index {n} out of range for positional args tuple")
         })?
@@ -1142,7 +1151,9 @@ fn replacement_field(
         }
         rest = &rest[close + 1..];
         if !rest.is_empty() && !rest.starts_with(['.', '[']) {
-            return Err("ValueError: Only '.' or '[' may follow ']' in format field specifier".into());
+            return Err(
+                "ValueError: Only '.' or '[' may follow ']' in format field specifier".into(),
+            );
         }
         value = if key.bytes().all(|c| c.is_ascii_digit()) {
             let n: usize = key.parse().unwrap_or(usize::MAX);
@@ -1211,11 +1222,7 @@ fn replacement_field(
             converted = Value::Str(s);
             &converted
         }
-        Some(c) => {
-            return Err(format!(
-                "ValueError: Unknown conversion specifier {c}"
-            ))
-        }
+        Some(c) => return Err(format!("ValueError: Unknown conversion specifier {c}")),
     };
     format_value(out, value, spec)
 }
@@ -1294,15 +1301,41 @@ mod tests {
         assert_eq!(pct("%s", t(vec![t(vec![Value::Int(1)])])), "(1,)");
         assert_eq!(pct("%s", Value::List(vec![Value::Int(1)])), "[1]");
         assert_eq!(pct("%d%%", Value::Int(5)), "5%");
-        assert_eq!(pct("%i|%d", t(vec![Value::Float(3.9), Value::Bool(true)])), "3|1");
+        assert_eq!(
+            pct("%i|%d", t(vec![Value::Float(3.9), Value::Bool(true)])),
+            "3|1"
+        );
         assert_eq!(pct("%r", s("x")), "'x'");
-        assert_eq!(pct("%x %X %#x %o %#o", t(vec![Value::Int(255); 5])), "ff FF 0xff 377 0o377");
-        assert_eq!(pct("%5s|%-5s|%.2s", t(vec![s("ab"), s("ab"), s("abc")])), "   ab|ab   |ab");
-        assert_eq!(pct("%05d|%+d|% d|%-4d|", t(vec![Value::Int(-42), Value::Int(3), Value::Int(3), Value::Int(7)])), "-0042|+3| 3|7   |");
+        assert_eq!(
+            pct("%x %X %#x %o %#o", t(vec![Value::Int(255); 5])),
+            "ff FF 0xff 377 0o377"
+        );
+        assert_eq!(
+            pct("%5s|%-5s|%.2s", t(vec![s("ab"), s("ab"), s("abc")])),
+            "   ab|ab   |ab"
+        );
+        assert_eq!(
+            pct(
+                "%05d|%+d|% d|%-4d|",
+                t(vec![
+                    Value::Int(-42),
+                    Value::Int(3),
+                    Value::Int(3),
+                    Value::Int(7)
+                ])
+            ),
+            "-0042|+3| 3|7   |"
+        );
         assert_eq!(pct("%.3d", Value::Int(7)), "007");
         assert_eq!(pct("%*d", t(vec![Value::Int(4), Value::Int(7)])), "   7");
         assert_eq!(pct("%c%c", t(vec![Value::Int(65), s("b")])), "Ab");
-        assert_eq!(pct("%(name)s-%(version)s", Value::Dict(vec![(s("name"), s("x")), (s("version"), Value::Int(1))])), "x-1");
+        assert_eq!(
+            pct(
+                "%(name)s-%(version)s",
+                Value::Dict(vec![(s("name"), s("x")), (s("version"), Value::Int(1))])
+            ),
+            "x-1"
+        );
         assert_eq!(pct("no args", Value::Dict(vec![])), "no args");
         assert_eq!(pct("no args", t(vec![])), "no args");
         assert_eq!(pct("%%(version)s-%s", s("1")), "%(version)s-1");
@@ -1316,11 +1349,28 @@ mod tests {
         assert_eq!(pct("%8.3f|", Value::Float(-3.14159)), "  -3.142|");
         assert_eq!(pct("%e", Value::Float(12345.678)), "1.234568e+04");
         assert_eq!(pct("%.2E", Value::Float(0.000123)), "1.23E-04");
-        assert_eq!(pct("%g|%g|%g|%g", t(vec![Value::Float(0.0001), Value::Float(1e-5), Value::Float(123456.0), Value::Float(1234567.0)])), "0.0001|1e-05|123456|1.23457e+06");
+        assert_eq!(
+            pct(
+                "%g|%g|%g|%g",
+                t(vec![
+                    Value::Float(0.0001),
+                    Value::Float(1e-5),
+                    Value::Float(123456.0),
+                    Value::Float(1234567.0)
+                ])
+            ),
+            "0.0001|1e-05|123456|1.23457e+06"
+        );
         assert_eq!(pct("%#g", Value::Float(1.0)), "1.00000");
         assert_eq!(pct("%s", Value::Float(1e22)), "1e+22");
         assert_eq!(pct("%f", Value::Int(2)), "2.000000");
-        assert_eq!(pct("%f|%F", t(vec![Value::Float(f64::INFINITY), Value::Float(f64::NAN)])), "inf|NAN");
+        assert_eq!(
+            pct(
+                "%f|%F",
+                t(vec![Value::Float(f64::INFINITY), Value::Float(f64::NAN)])
+            ),
+            "inf|NAN"
+        );
     }
 
     #[test]
@@ -1363,18 +1413,33 @@ mod tests {
         assert_eq!(fv(Value::Float(1234.5), ",.1f"), "1,234.5");
         assert_eq!(fv(Value::None, ""), "None");
         let mut out = String::new();
-        assert!(format_value(&mut out, &Value::None, ">5").unwrap_err().contains("NoneType.__format__"));
-        assert!(format_value(&mut out, &s("a"), "d").unwrap_err().contains("Unknown format code 'd'"));
-        assert!(format_value(&mut out, &Value::Int(1), ".2").unwrap_err().contains("Precision not allowed"));
-        assert!(format_value(&mut out, &Value::Float(1.0), "d").unwrap_err().contains("Unknown format code"));
-        assert!(format_value(&mut out, &s("a"), "+").unwrap_err().contains("Sign not allowed"));
-        assert!(format_value(&mut out, &s("a"), "5x5").unwrap_err().contains("Invalid format specifier"));
+        assert!(format_value(&mut out, &Value::None, ">5")
+            .unwrap_err()
+            .contains("NoneType.__format__"));
+        assert!(format_value(&mut out, &s("a"), "d")
+            .unwrap_err()
+            .contains("Unknown format code 'd'"));
+        assert!(format_value(&mut out, &Value::Int(1), ".2")
+            .unwrap_err()
+            .contains("Precision not allowed"));
+        assert!(format_value(&mut out, &Value::Float(1.0), "d")
+            .unwrap_err()
+            .contains("Unknown format code"));
+        assert!(format_value(&mut out, &s("a"), "+")
+            .unwrap_err()
+            .contains("Sign not allowed"));
+        assert!(format_value(&mut out, &s("a"), "5x5")
+            .unwrap_err()
+            .contains("Invalid format specifier"));
     }
 
     #[test]
     fn str_format_fields() {
         let args = [s("a"), Value::Int(2)];
-        let kw = [("name", s("GCC")), ("d", Value::Dict(vec![(s("k"), s("v"))]))];
+        let kw = [
+            ("name", s("GCC")),
+            ("d", Value::Dict(vec![(s("k"), s("v"))])),
+        ];
         let f = |fmt: &str| str_format(fmt, &args, &kw);
         assert_eq!(f("{}-{}").unwrap(), "a-2");
         assert_eq!(f("{1}{0}{1}").unwrap(), "2a2");

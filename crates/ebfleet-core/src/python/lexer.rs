@@ -276,7 +276,7 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, PyError> {
         return Err(syntax(1, "source too large"));
     }
     let mut lx = Lexer::new(src, 0, src.len(), 1, false);
-    let mut out = Vec::with_capacity(src.len() / 20 + 16);
+    let mut out = Vec::with_capacity(src.len() / 8 + 16);
     loop {
         let t = lx.next()?;
         out.push(t);
@@ -338,7 +338,11 @@ impl<'s> Lexer<'s> {
             pos: start,
             end,
             line,
-            parens: if inner { vec![(b'(', line)] } else { Vec::new() },
+            parens: if inner {
+                vec![(b'(', line)]
+            } else {
+                Vec::new()
+            },
             indents: vec![(0, 0)],
             pending_dedents: 0,
             at_line_start: !inner,
@@ -603,7 +607,12 @@ impl<'s> Lexer<'s> {
         Ok(self.tok(tok, start, line))
     }
 
-    fn string(&mut self, start: usize, prefix_len: usize, flags: StrFlags) -> Result<Token, PyError> {
+    fn string(
+        &mut self,
+        start: usize,
+        prefix_len: usize,
+        flags: StrFlags,
+    ) -> Result<Token, PyError> {
         let line = self.line;
         self.pos = start + prefix_len;
         let q = self.b[self.pos];
@@ -618,7 +627,10 @@ impl<'s> Lexer<'s> {
                 } else {
                     "unterminated string literal"
                 };
-                return Err(syntax(line, format!("{what} (detected at line {})", self.line)));
+                return Err(syntax(
+                    line,
+                    format!("{what} (detected at line {})", self.line),
+                ));
             }
             let c = self.b[self.pos];
             if c == b'\\' {
@@ -632,7 +644,10 @@ impl<'s> Lexer<'s> {
                 if !triple {
                     return Err(syntax(
                         line,
-                        format!("unterminated string literal (detected at line {})", self.line),
+                        format!(
+                            "unterminated string literal (detected at line {})",
+                            self.line
+                        ),
                     ));
                 }
                 self.line += 1;
@@ -737,7 +752,10 @@ impl<'s> Lexer<'s> {
         }
         let text = &self.src[start..self.pos];
         let cleaned: std::borrow::Cow<str> = if text.contains('_') {
-            text.chars().filter(|&c| c != '_').collect::<String>().into()
+            text.chars()
+                .filter(|&c| c != '_')
+                .collect::<String>()
+                .into()
         } else {
             text.into()
         };
@@ -898,12 +916,24 @@ mod tests {
     fn simple_line() {
         assert_eq!(
             kinds("x = 1\n"),
-            [Tok::Name, Tok::Op(Op::Assign), Tok::Int(1), Tok::Newline, Tok::Eof]
+            [
+                Tok::Name,
+                Tok::Op(Op::Assign),
+                Tok::Int(1),
+                Tok::Newline,
+                Tok::Eof
+            ]
         );
         // Missing final newline still ends the logical line.
         assert_eq!(
             kinds("x = 1.5"),
-            [Tok::Name, Tok::Op(Op::Assign), Tok::Float(1.5), Tok::Newline, Tok::Eof]
+            [
+                Tok::Name,
+                Tok::Op(Op::Assign),
+                Tok::Float(1.5),
+                Tok::Newline,
+                Tok::Eof
+            ]
         );
     }
 
@@ -945,7 +975,10 @@ mod tests {
         let toks = tokenize("x = [\n  1,  # one\n  2,\n]\ny = 3\n").unwrap();
         let newlines = toks.iter().filter(|t| t.tok == Tok::Newline).count();
         assert_eq!(newlines, 2);
-        let y = toks.iter().find(|t| t.tok == Tok::Name && t.start > 5).unwrap();
+        let y = toks
+            .iter()
+            .find(|t| t.tok == Tok::Name && t.start > 5)
+            .unwrap();
         assert_eq!(y.line, 5);
         // backslash continuation
         let toks = tokenize("x = 1 + \\\n  2\ny = 1\n").unwrap();
@@ -1007,7 +1040,9 @@ mod tests {
         let e = err("if a:\n    x = 1\n  y = 2\n");
         assert_eq!(e.line, 3);
         assert!(e.message.contains("unindent does not match"), "{e}");
-        assert!(err("if a:\n\tx = 1\n        y = 2\n").message.contains("TabError"));
+        assert!(err("if a:\n\tx = 1\n        y = 2\n")
+            .message
+            .contains("TabError"));
         assert!(err("x = 1 \\ 2\n").message.contains("continuation"));
         assert!(err("x = $\n").message.contains("invalid syntax"));
         assert!(err("x = 1\\").message.contains("EOF"));

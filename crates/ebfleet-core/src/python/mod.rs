@@ -46,7 +46,7 @@ pub(crate) const MAX_LEN: usize = 1 << 24;
 /// Budget for copying values during one [`exec`], in units of about 32 bytes (one per
 /// value plus one per 32 bytes of string). Value semantics copy where Python would share
 /// a reference; this bounds the memory hostile input can make that take.
-pub(crate) const MAX_COPY_UNITS: u64 = 1 << 24;
+pub(crate) const MAX_COPY_UNITS: u64 = 1 << 22;
 /// Maximum number of loop and comprehension iterations in one [`exec`].
 pub(crate) const MAX_ITERATIONS: u64 = 1 << 20;
 

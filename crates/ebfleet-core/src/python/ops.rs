@@ -699,7 +699,9 @@ pub(crate) fn index(v: &Value, idx: &Value) -> Res<Value> {
             } else {
                 let n = s.chars().count();
                 let i = norm_index(i, n).ok_or_else(err)?;
-                Ok(Value::Str(s.chars().nth(i).map(String::from).unwrap_or_default()))
+                Ok(Value::Str(
+                    s.chars().nth(i).map(String::from).unwrap_or_default(),
+                ))
             }
         }
         _ => index_ref(v, idx).cloned(),
@@ -712,8 +714,7 @@ fn slice_bound(v: Option<&Value>) -> Res<Option<i64>> {
         Some(Value::Int(i)) => Ok(Some(*i)),
         Some(Value::Bool(b)) => Ok(Some(*b as i64)),
         Some(_) => Err(
-            "TypeError: slice indices must be integers or None or have an __index__ method"
-                .into(),
+            "TypeError: slice indices must be integers or None or have an __index__ method".into(),
         ),
     }
 }
@@ -750,10 +751,7 @@ pub(crate) fn slice_positions(
             }
         }
     };
-    let start = adjust(
-        slice_bound(start)?,
-        if step < 0 { upper } else { lower },
-    );
+    let start = adjust(slice_bound(start)?, if step < 0 { upper } else { lower });
     let stop = adjust(slice_bound(stop)?, if step < 0 { lower } else { upper });
     let count = if step < 0 {
         if stop < start {
@@ -809,7 +807,9 @@ pub(crate) fn slice(
             } else {
                 let chars: Vec<char> = text.chars().collect();
                 let (s, st, n) = slice_positions(chars.len(), start, stop, step)?;
-                Ok(Value::Str(take_slice(&chars, s, st, n).into_iter().collect()))
+                Ok(Value::Str(
+                    take_slice(&chars, s, st, n).into_iter().collect(),
+                ))
             }
         }
         Value::Dict(_) => Err("TypeError: unhashable type: 'slice'".into()),
@@ -875,7 +875,10 @@ mod tests {
             &Value::Dict(vec![(s("a"), i(1)), (s("b"), i(2))]),
             &Value::Dict(vec![(s("b"), i(2)), (s("a"), i(1))])
         ));
-        assert!(py_eq(&Value::Set(vec![i(1), i(2)]), &Value::Set(vec![i(2), i(1)])));
+        assert!(py_eq(
+            &Value::Set(vec![i(1), i(2)]),
+            &Value::Set(vec![i(2), i(1)])
+        ));
         assert!(!py_eq(&Value::Float(f64::NAN), &Value::Float(f64::NAN)));
         assert!(!py_eq(&i(i64::MAX), &Value::Float(9.223372036854775807e18)));
         assert_eq!(py_hash(&i(1)), py_hash(&Value::Float(1.0)));
@@ -905,14 +908,26 @@ mod tests {
     fn comparisons() {
         assert!(compare(CmpOp::Lt, &i(1), &Value::Float(1.5)).unwrap());
         assert!(compare(CmpOp::Lt, &s("10"), &s("9")).unwrap());
-        assert!(compare(CmpOp::Ge, &Value::Tuple(vec![i(1), i(2)]), &Value::Tuple(vec![i(1)])).unwrap());
+        assert!(compare(
+            CmpOp::Ge,
+            &Value::Tuple(vec![i(1), i(2)]),
+            &Value::Tuple(vec![i(1)])
+        )
+        .unwrap());
         assert!(compare(CmpOp::Lt, &l(vec![i(1), i(2)]), &l(vec![i(1), i(3)])).unwrap());
-        assert!(compare(CmpOp::Lt, &i(1), &s("a")).unwrap_err().contains("'<' not supported"));
+        assert!(compare(CmpOp::Lt, &i(1), &s("a"))
+            .unwrap_err()
+            .contains("'<' not supported"));
         assert!(!compare(CmpOp::Lt, &Value::Float(f64::NAN), &i(1)).unwrap());
         assert!(compare(CmpOp::Is, &Value::None, &Value::None).unwrap());
         assert!(compare(CmpOp::IsNot, &s("a"), &Value::None).unwrap());
         assert!(compare(CmpOp::Is, &s("a"), &s("a")).is_err());
-        assert!(compare(CmpOp::Le, &Value::Set(vec![i(1)]), &Value::Set(vec![i(2), i(1)])).unwrap());
+        assert!(compare(
+            CmpOp::Le,
+            &Value::Set(vec![i(1)]),
+            &Value::Set(vec![i(2), i(1)])
+        )
+        .unwrap());
         assert!(compare(CmpOp::In, &s("gpu"), &s("cpu,gpu")).unwrap());
         assert!(compare(CmpOp::NotIn, &s("x"), &l(vec![s("a")])).unwrap());
     }
@@ -920,10 +935,18 @@ mod tests {
     #[test]
     fn membership() {
         assert!(contains(&s("abc"), &s("bc")).unwrap());
-        assert!(contains(&s("abc"), &i(1)).unwrap_err().contains("requires string"));
-        assert!(contains(&Value::Tuple(vec![s("aarch64"), s("riscv64")]), &s("aarch64")).unwrap());
+        assert!(contains(&s("abc"), &i(1))
+            .unwrap_err()
+            .contains("requires string"));
+        assert!(contains(
+            &Value::Tuple(vec![s("aarch64"), s("riscv64")]),
+            &s("aarch64")
+        )
+        .unwrap());
         assert!(contains(&Value::Dict(vec![(s("k"), i(1))]), &s("k")).unwrap());
-        assert!(contains(&Value::Dict(vec![]), &l(vec![])).unwrap_err().contains("unhashable"));
+        assert!(contains(&Value::Dict(vec![]), &l(vec![]))
+            .unwrap_err()
+            .contains("unhashable"));
         assert!(contains(&i(3), &i(1)).unwrap_err().contains("not iterable"));
     }
 
@@ -932,41 +955,92 @@ mod tests {
         assert_eq!(binop(i(7), BinOp::Mod, &i(-3)).unwrap(), i(-2));
         assert_eq!(binop(i(-7), BinOp::FloorDiv, &i(2)).unwrap(), i(-4));
         assert_eq!(binop(i(7), BinOp::Div, &i(2)).unwrap(), Value::Float(3.5));
-        assert_eq!(binop(Value::Float(-7.5), BinOp::Mod, &i(2)).unwrap(), Value::Float(0.5));
-        assert_eq!(binop(Value::Float(7.0), BinOp::FloorDiv, &Value::Float(-2.0)).unwrap(), Value::Float(-4.0));
+        assert_eq!(
+            binop(Value::Float(-7.5), BinOp::Mod, &i(2)).unwrap(),
+            Value::Float(0.5)
+        );
+        assert_eq!(
+            binop(Value::Float(7.0), BinOp::FloorDiv, &Value::Float(-2.0)).unwrap(),
+            Value::Float(-4.0)
+        );
         assert_eq!(binop(Value::Bool(true), BinOp::Add, &i(1)).unwrap(), i(2));
         assert_eq!(binop(i(5), BinOp::Mul, &i(60)).unwrap(), i(300));
-        assert!(binop(i(1), BinOp::Div, &i(0)).unwrap_err().contains("ZeroDivisionError"));
-        assert!(binop(i(1), BinOp::Mod, &i(0)).unwrap_err().contains("ZeroDivisionError"));
-        assert!(binop(Value::Float(1.0), BinOp::Div, &i(0)).unwrap_err().contains("ZeroDivisionError"));
-        assert!(binop(i(i64::MAX), BinOp::Add, &i(1)).unwrap_err().contains("overflow"));
-        assert!(binop(i(i64::MIN), BinOp::FloorDiv, &i(-1)).unwrap_err().contains("overflow"));
-        assert!(unary(UnOp::Neg, i(i64::MIN)).unwrap_err().contains("overflow"));
+        assert!(binop(i(1), BinOp::Div, &i(0))
+            .unwrap_err()
+            .contains("ZeroDivisionError"));
+        assert!(binop(i(1), BinOp::Mod, &i(0))
+            .unwrap_err()
+            .contains("ZeroDivisionError"));
+        assert!(binop(Value::Float(1.0), BinOp::Div, &i(0))
+            .unwrap_err()
+            .contains("ZeroDivisionError"));
+        assert!(binop(i(i64::MAX), BinOp::Add, &i(1))
+            .unwrap_err()
+            .contains("overflow"));
+        assert!(binop(i(i64::MIN), BinOp::FloorDiv, &i(-1))
+            .unwrap_err()
+            .contains("overflow"));
+        assert!(unary(UnOp::Neg, i(i64::MIN))
+            .unwrap_err()
+            .contains("overflow"));
         assert_eq!(unary(UnOp::Neg, Value::Bool(true)).unwrap(), i(-1));
         assert_eq!(unary(UnOp::Not, s("")).unwrap(), Value::Bool(true));
-        assert!(unary(UnOp::Neg, s("a")).unwrap_err().contains("bad operand type for unary -"));
+        assert!(unary(UnOp::Neg, s("a"))
+            .unwrap_err()
+            .contains("bad operand type for unary -"));
     }
 
     #[test]
     fn sequence_operators() {
         assert_eq!(binop(s("a"), BinOp::Add, &s("b")).unwrap(), s("ab"));
-        assert_eq!(binop(l(vec![i(1)]), BinOp::Add, &l(vec![i(2)])).unwrap(), l(vec![i(1), i(2)]));
         assert_eq!(
-            binop(Value::Tuple(vec![i(1)]), BinOp::Add, &Value::Tuple(vec![i(2)])).unwrap(),
+            binop(l(vec![i(1)]), BinOp::Add, &l(vec![i(2)])).unwrap(),
+            l(vec![i(1), i(2)])
+        );
+        assert_eq!(
+            binop(
+                Value::Tuple(vec![i(1)]),
+                BinOp::Add,
+                &Value::Tuple(vec![i(2)])
+            )
+            .unwrap(),
             Value::Tuple(vec![i(1), i(2)])
         );
         assert_eq!(binop(s("ab"), BinOp::Mul, &i(3)).unwrap(), s("ababab"));
-        assert_eq!(binop(i(2), BinOp::Mul, &l(vec![i(0)])).unwrap(), l(vec![i(0), i(0)]));
-        assert_eq!(binop(s("ab"), BinOp::Mul, &i(-1)).unwrap(), s(""));
-        assert_eq!(binop(s("%s-%s"), BinOp::Mod, &Value::Tuple(vec![s("a"), i(1)])).unwrap(), s("a-1"));
-        assert!(binop(s("a"), BinOp::Add, &i(1)).unwrap_err().contains("can only concatenate str (not \"int\") to str"));
-        assert!(binop(l(vec![]), BinOp::Add, &Value::Tuple(vec![])).unwrap_err().contains("can only concatenate list (not \"tuple\") to list"));
-        assert!(binop(s("a"), BinOp::Mul, &s("b")).unwrap_err().contains("can't multiply sequence"));
-        assert!(binop(i(1), BinOp::Add, &s("a")).unwrap_err().contains("unsupported operand type(s) for +: 'int' and 'str'"));
-        assert!(binop(s("a"), BinOp::Sub, &s("a")).unwrap_err().contains("unsupported operand"));
-        assert!(binop(s("ab"), BinOp::Mul, &i(1 << 40)).unwrap_err().contains("too large"));
         assert_eq!(
-            binop(Value::Set(vec![i(1), i(2)]), BinOp::Sub, &Value::Set(vec![i(2)])).unwrap(),
+            binop(i(2), BinOp::Mul, &l(vec![i(0)])).unwrap(),
+            l(vec![i(0), i(0)])
+        );
+        assert_eq!(binop(s("ab"), BinOp::Mul, &i(-1)).unwrap(), s(""));
+        assert_eq!(
+            binop(s("%s-%s"), BinOp::Mod, &Value::Tuple(vec![s("a"), i(1)])).unwrap(),
+            s("a-1")
+        );
+        assert!(binop(s("a"), BinOp::Add, &i(1))
+            .unwrap_err()
+            .contains("can only concatenate str (not \"int\") to str"));
+        assert!(binop(l(vec![]), BinOp::Add, &Value::Tuple(vec![]))
+            .unwrap_err()
+            .contains("can only concatenate list (not \"tuple\") to list"));
+        assert!(binop(s("a"), BinOp::Mul, &s("b"))
+            .unwrap_err()
+            .contains("can't multiply sequence"));
+        assert!(binop(i(1), BinOp::Add, &s("a"))
+            .unwrap_err()
+            .contains("unsupported operand type(s) for +: 'int' and 'str'"));
+        assert!(binop(s("a"), BinOp::Sub, &s("a"))
+            .unwrap_err()
+            .contains("unsupported operand"));
+        assert!(binop(s("ab"), BinOp::Mul, &i(1 << 40))
+            .unwrap_err()
+            .contains("too large"));
+        assert_eq!(
+            binop(
+                Value::Set(vec![i(1), i(2)]),
+                BinOp::Sub,
+                &Value::Set(vec![i(2)])
+            )
+            .unwrap(),
             Value::Set(vec![i(1)])
         );
     }
@@ -975,20 +1049,31 @@ mod tests {
     fn indexing_and_slicing() {
         let v = l(vec![i(0), i(1), i(2), i(3), i(4)]);
         assert_eq!(index(&v, &i(-1)).unwrap(), i(4));
-        assert!(index(&v, &i(5)).unwrap_err().contains("IndexError: list index out of range"));
-        assert!(index(&v, &s("a")).unwrap_err().contains("list indices must be integers"));
+        assert!(index(&v, &i(5))
+            .unwrap_err()
+            .contains("IndexError: list index out of range"));
+        assert!(index(&v, &s("a"))
+            .unwrap_err()
+            .contains("list indices must be integers"));
         assert_eq!(index(&s("héllo"), &i(1)).unwrap(), s("é"));
-        assert!(index(&s("ab"), &i(2)).unwrap_err().contains("string index out of range"));
+        assert!(index(&s("ab"), &i(2))
+            .unwrap_err()
+            .contains("string index out of range"));
         let d = Value::Dict(vec![(s("x86_64"), s("amd"))]);
         assert_eq!(index(&d, &s("x86_64")).unwrap(), s("amd"));
         assert_eq!(index(&d, &s("aarch64")).unwrap_err(), "KeyError: 'aarch64'");
-        assert!(index(&i(1), &i(0)).unwrap_err().contains("'int' object is not subscriptable"));
+        assert!(index(&i(1), &i(0))
+            .unwrap_err()
+            .contains("'int' object is not subscriptable"));
         let sl = |v: &Value, a: Option<i64>, b: Option<i64>, c: Option<i64>| {
             let (a, b, c) = (a.map(i), b.map(i), c.map(i));
             slice(v, a.as_ref(), b.as_ref(), c.as_ref()).unwrap()
         };
         assert_eq!(sl(&v, Some(1), Some(3), None), l(vec![i(1), i(2)]));
-        assert_eq!(sl(&v, None, None, Some(-1)), l(vec![i(4), i(3), i(2), i(1), i(0)]));
+        assert_eq!(
+            sl(&v, None, None, Some(-1)),
+            l(vec![i(4), i(3), i(2), i(1), i(0)])
+        );
         assert_eq!(sl(&v, Some(-2), None, None), l(vec![i(3), i(4)]));
         assert_eq!(sl(&v, None, Some(-8), None), l(vec![]));
         assert_eq!(sl(&v, Some(100), None, None), l(vec![]));
@@ -997,9 +1082,16 @@ mod tests {
         assert_eq!(sl(&s("0123456789abc"), None, Some(8), None), s("01234567"));
         assert_eq!(sl(&s("héllo"), Some(1), Some(3), None), s("él"));
         assert_eq!(sl(&s("abc"), None, None, Some(-1)), s("cba"));
-        assert_eq!(sl(&Value::Tuple(vec![i(1), i(2)]), Some(1), None, None), Value::Tuple(vec![i(2)]));
-        assert!(slice(&v, None, None, Some(&i(0))).unwrap_err().contains("slice step cannot be zero"));
-        assert!(slice(&v, Some(&s("a")), None, None).unwrap_err().contains("slice indices"));
+        assert_eq!(
+            sl(&Value::Tuple(vec![i(1), i(2)]), Some(1), None, None),
+            Value::Tuple(vec![i(2)])
+        );
+        assert!(slice(&v, None, None, Some(&i(0)))
+            .unwrap_err()
+            .contains("slice step cannot be zero"));
+        assert!(slice(&v, Some(&s("a")), None, None)
+            .unwrap_err()
+            .contains("slice indices"));
     }
 
     #[test]
@@ -1007,14 +1099,20 @@ mod tests {
         let mut v = l(vec![i(0)]);
         set_item(&mut v, i(-1), s("x")).unwrap();
         assert_eq!(v, l(vec![s("x")]));
-        assert!(set_item(&mut v, i(1), s("x")).unwrap_err().contains("assignment index out of range"));
+        assert!(set_item(&mut v, i(1), s("x"))
+            .unwrap_err()
+            .contains("assignment index out of range"));
         let mut d = Value::Dict(vec![]);
         set_item(&mut d, s("k"), i(1)).unwrap();
         set_item(&mut d, s("k"), i(2)).unwrap();
         assert_eq!(d, Value::Dict(vec![(s("k"), i(2))]));
-        assert!(set_item(&mut d, l(vec![]), i(1)).unwrap_err().contains("unhashable"));
+        assert!(set_item(&mut d, l(vec![]), i(1))
+            .unwrap_err()
+            .contains("unhashable"));
         let mut t = Value::Tuple(vec![i(1)]);
-        assert!(set_item(&mut t, i(0), i(1)).unwrap_err().contains("does not support item assignment"));
+        assert!(set_item(&mut t, i(0), i(1))
+            .unwrap_err()
+            .contains("does not support item assignment"));
     }
 
     #[test]

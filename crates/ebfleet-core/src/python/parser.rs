@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::ops::{hashable, unique, DictBuilder};
 use super::lexer::{tokenize, tokenize_inner, Kw, Op, StrTok, Tok, Token};
+use super::ops::{hashable, unique, DictBuilder};
 use super::{PyError, Value, MAX_NESTING};
 
 pub(crate) struct Module {
@@ -230,7 +230,11 @@ impl std::hash::Hasher for Fnv {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for &b in bytes {
             h ^= b as u64;
             h = h.wrapping_mul(0x100_0000_01b3);
@@ -338,7 +342,10 @@ impl<'s> Parser<'s, '_, '_> {
             Tok::Op(Op::Walrus) => unsupported(t.line, "walrus operator ':='"),
             Tok::Op(Op::Ellipsis) => unsupported(t.line, "'...'"),
             Tok::Indent => PyError::new(t.line, "IndentationError: unexpected indent"),
-            _ => syntax(t.line, format!("invalid syntax: {what}, found {}", self.describe(t))),
+            _ => syntax(
+                t.line,
+                format!("invalid syntax: {what}, found {}", self.describe(t)),
+            ),
         }
     }
 
@@ -669,7 +676,9 @@ impl<'s> Parser<'s, '_, '_> {
         };
         match self.toks.get(next).map(|t| t.tok) {
             Some(
-                Tok::Op(Op::Comma | Op::RParen | Op::RBracket | Op::RBrace | Op::Colon | Op::Assign)
+                Tok::Op(
+                    Op::Comma | Op::RParen | Op::RBracket | Op::RBrace | Op::Colon | Op::Assign,
+                )
                 | Tok::Newline,
             ) => Ok(Some(self.atom()?)),
             _ => Ok(None),
@@ -800,7 +809,10 @@ impl<'s> Parser<'s, '_, '_> {
     fn bitwise(&mut self) -> Result<Expr, PyError> {
         let e = self.sum()?;
         if let Tok::Op(op @ (Op::Pipe | Op::Caret | Op::Amp | Op::Shl | Op::Shr)) = self.tok() {
-            return Err(unsupported(self.line(), format!("'{}' operator", op.text())));
+            return Err(unsupported(
+                self.line(),
+                format!("'{}' operator", op.text()),
+            ));
         }
         Ok(e)
     }
@@ -991,10 +1003,7 @@ impl<'s> Parser<'s, '_, '_> {
                     if self.is_kw(Kw::For) {
                         let g = self.comprehension(CompKind::Gen, e, None, line)?;
                         if !args.is_empty() || !self.is_op(Op::RParen) {
-                            return Err(syntax(
-                                line,
-                                "Generator expression must be parenthesized",
-                            ));
+                            return Err(syntax(line, "Generator expression must be parenthesized"));
                         }
                         args.push(g);
                         break;
@@ -1052,7 +1061,8 @@ impl<'s> Parser<'s, '_, '_> {
             Some(e)
         };
         self.expect_op(Op::Colon)?;
-        let bound_end = |p: &Self| p.is_op(Op::Colon) || p.is_op(Op::RBracket) || p.is_op(Op::Comma);
+        let bound_end =
+            |p: &Self| p.is_op(Op::Colon) || p.is_op(Op::RBracket) || p.is_op(Op::Comma);
         let upper = if bound_end(self) {
             None
         } else {
@@ -1294,7 +1304,10 @@ impl<'s> Parser<'s, '_, '_> {
                 bytes = st.bytes;
                 first = false;
             } else if bytes != st.bytes {
-                return Err(syntax(self.line(), "cannot mix bytes and nonbytes literals"));
+                return Err(syntax(
+                    self.line(),
+                    "cannot mix bytes and nonbytes literals",
+                ));
             }
             if st.bytes {
                 return Err(unsupported(self.line(), "bytes literal"));
@@ -1667,7 +1680,12 @@ fn to_target(e: Expr) -> Result<Target, PyError> {
 }
 
 /// Append the decoded body of a (non-f) string literal to `out`.
-pub(crate) fn decode_into(out: &mut String, body: &str, raw: bool, line: u32) -> Result<(), PyError> {
+pub(crate) fn decode_into(
+    out: &mut String,
+    body: &str,
+    raw: bool,
+    line: u32,
+) -> Result<(), PyError> {
     if raw || !body.as_bytes().contains(&b'\\') {
         out.push_str(body);
         return Ok(());
@@ -1722,7 +1740,11 @@ pub(crate) fn decode_into(out: &mut String, body: &str, raw: bool, line: u32) ->
                 if hex.len() != n || !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
                     return Err(syntax(
                         line,
-                        format!("(unicode error) truncated \\{}{} escape", c as char, "X".repeat(n)),
+                        format!(
+                            "(unicode error) truncated \\{}{} escape",
+                            c as char,
+                            "X".repeat(n)
+                        ),
                     ));
                 }
                 let v = u32::from_str_radix(hex, 16).unwrap_or(u32::MAX);
@@ -1731,12 +1753,7 @@ pub(crate) fn decode_into(out: &mut String, body: &str, raw: bool, line: u32) ->
                     None if (0xD800..0xE000).contains(&v) => {
                         return Err(unsupported(line, "lone surrogate in string literal"))
                     }
-                    None => {
-                        return Err(syntax(
-                            line,
-                            "(unicode error) illegal Unicode character",
-                        ))
-                    }
+                    None => return Err(syntax(line, "(unicode error) illegal Unicode character")),
                 }
                 i += n;
             }
@@ -1801,7 +1818,10 @@ mod tests {
         assert_eq!(konst("(1,)"), Value::Tuple(vec![Value::Int(1)]));
         assert_eq!(konst("(1)"), Value::Int(1));
         assert_eq!(konst("()"), Value::Tuple(vec![]));
-        assert_eq!(konst("1, 2,"), Value::Tuple(vec![Value::Int(1), Value::Int(2)]));
+        assert_eq!(
+            konst("1, 2,"),
+            Value::Tuple(vec![Value::Int(1), Value::Int(2)])
+        );
         assert_eq!(konst("-3"), Value::Int(-3));
         // duplicate keys: last value wins, first position kept
         assert_eq!(
@@ -1813,10 +1833,7 @@ mod tests {
             konst("{1: 'x', True: 'y'}"),
             Value::Dict(vec![(Value::Int(1), s("y"))])
         );
-        assert_eq!(
-            konst("{'b', 'a', 'b'}"),
-            Value::Set(vec![s("b"), s("a")])
-        );
+        assert_eq!(konst("{'b', 'a', 'b'}"), Value::Set(vec![s("b"), s("a")]));
         // an unhashable key is left for the evaluator (TypeError at run time)
         assert!(matches!(expr("{[1]: 2}").kind, ExprKind::Dict(_)));
     }
@@ -1928,7 +1945,9 @@ mod tests {
         assert!(err("x = 1 2\n").message.contains("invalid syntax"));
         assert!(err("f(a=1, a=2)\n").message.contains("repeated"));
         assert!(err("f(a=1, 2)\n").message.contains("positional argument"));
-        assert!(err("f(x for x in y, 1)\n").message.contains("parenthesized"));
+        assert!(err("f(x for x in y, 1)\n")
+            .message
+            .contains("parenthesized"));
         let e = err("  x = 1\n");
         assert!(e.message.contains("unexpected indent"), "{e}");
         let e = err("if x:\ny = 1\n");
@@ -1953,7 +1972,10 @@ mod tests {
         src.push_str(&" ".repeat(120));
         src.push_str("pass\n");
         let e = err(&src);
-        assert!(e.message.contains("nested") || e.message.contains("indentation"), "{e}");
+        assert!(
+            e.message.contains("nested") || e.message.contains("indentation"),
+            "{e}"
+        );
         // f-strings inside f-strings share the depth budget
         let nested = format!("x = {}1{}\n", "f'{".repeat(3), "}'".repeat(3));
         assert!(parse(&nested).is_err());
@@ -1971,7 +1993,9 @@ mod tests {
         assert!(matches!(e.kind, ExprKind::Subscript(_, ref i)
             if matches!(**i, Index::Expr(Expr { kind: ExprKind::Const(Value::Tuple(_)), .. }))));
         let e = expr("'{}-{x}'.format(1, x=2)");
-        assert!(matches!(e.kind, ExprKind::Method(ref m) if m.args.len() == 1 && m.kwargs.len() == 1));
+        assert!(
+            matches!(e.kind, ExprKind::Method(ref m) if m.args.len() == 1 && m.kwargs.len() == 1)
+        );
         let e = expr("' '.join(x for x in y if x)");
         assert!(matches!(e.kind, ExprKind::Method(ref m)
             if matches!(m.args[0].kind, ExprKind::Comp(ref c) if c.kind == CompKind::Gen)));
