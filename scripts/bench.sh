@@ -21,7 +21,8 @@ limit=${1:-0}
 measure() { # label, command... ; prints "label: S s, M MB" and stores secs in $secs
   local label=$1; shift
   /usr/bin/time -f '%e %M' -o "$work/time" "$@" > "$work/out" 2> "$work/err" || true
-  read -r secs kb < "$work/time"
+  # GNU time prepends "Command exited with non-zero status N" on failure.
+  read -r secs kb < <(tail -n 1 "$work/time")
   printf "%-52s %8.2f s %8.1f MB\n" "$label" "$secs" "$(python3 -c "print($kb/1024)")"
 }
 
@@ -52,7 +53,7 @@ else
   ours=$ours_all
 fi
 n=$(wc -l < "$work/eb-targets.txt")
-export EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES=1 MODULEPATH=
+export EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES=1 MODULEPATH= PATH="$EB_VENV/bin:$PATH"
 [ -f /usr/share/lmod/lmod/init/bash ] && . /usr/share/lmod/lmod/init/bash && export MODULEPATH=
 mapfile -t targets < "$work/eb-targets.txt"
 measure "EasyBuild eb --dry-run --robot on $n targets" \

@@ -335,20 +335,23 @@ impl Reader<'_> {
             Some(v) => {
                 let items = sequence(v)
                     .ok_or_else(|| self.err(param, format!("{param} must be a list")))?;
-                self.deps_of(param, items, hidden)
+                self.deps_of(param, items, hidden, false)
             }
         }
     }
 
+    /// `iterated`: inside a list of lists EasyBuild does not drop `False`
+    /// versions; the version becomes the text `False` (and never resolves).
     fn deps_of(
         &self,
         param: &str,
         items: &[Value],
         hidden: bool,
+        iterated: bool,
     ) -> Result<Vec<ParsedDep>, ParseError> {
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            match parse_dependency(item, hidden, self.arch) {
+            match parse_dependency(item, hidden, iterated, self.arch) {
                 Ok(Some(d)) => out.push(d),
                 Ok(None) => {} // version False: dropped on this architecture
                 Err(r) => return Err(self.err(param, format!("{param}[{i}]: {r}"))),
@@ -427,7 +430,7 @@ impl Reader<'_> {
         }
         let mut out: Vec<ParsedDep> = Vec::new();
         for group in &groups {
-            for d in self.deps_of(param, group, false)? {
+            for d in self.deps_of(param, group, false, iterate)? {
                 if !out.contains(&d) {
                     out.push(d);
                 }
@@ -485,8 +488,14 @@ fn toolchain_spec(v: &Value) -> Result<Toolchain, String> {
 }
 
 /// EasyBuild's `_parse_dependency` and `pick_dep_version`. `Ok(None)` when
-/// the version is `False` for this architecture (the dependency is dropped).
-fn parse_dependency(dep: &Value, hidden: bool, arch: Arch) -> Result<Option<ParsedDep>, String> {
+/// the version is `False` for this architecture (the dependency is dropped),
+/// unless `keep_false`.
+fn parse_dependency(
+    dep: &Value,
+    hidden: bool,
+    keep_false: bool,
+    arch: Arch,
+) -> Result<Option<ParsedDep>, String> {
     let (name, version, suffix, tc): (
         Option<&Value>,
         Option<&Value>,
@@ -538,8 +547,10 @@ fn parse_dependency(dep: &Value, hidden: bool, arch: Arch) -> Result<Option<Pars
         }
         Some(v) => pick_version(v, arch)?,
     };
-    let Some(version) = version else {
-        return Ok(None);
+    let version = match version {
+        Some(v) => v,
+        None if keep_false => "False".to_string(),
+        None => return Ok(None),
     };
     let name = match name {
         Some(Value::Str(s)) => s.clone(),

@@ -41,8 +41,6 @@ impl Node {
 pub enum ResolveError {
     #[error("Missing dependencies: {module} (no easyconfig file or existing module found), needed by {}", chain.join(" -> "))]
     Missing { module: String, chain: Vec<String> },
-    #[error("Missing modules for dependencies marked as external modules: {module}, needed by {}", chain.join(" -> "))]
-    External { module: String, chain: Vec<String> },
     #[error("dependency cycle: {}", chain.join(" -> "))]
     Cycle { chain: Vec<String> },
     #[error("{path}: {reason}, needed by {}", chain.join(" -> "))]
@@ -57,7 +55,6 @@ impl ResolveError {
     fn push_front(&mut self, module: &str) {
         let chain = match self {
             ResolveError::Missing { chain, .. }
-            | ResolveError::External { chain, .. }
             | ResolveError::Cycle { chain }
             | ResolveError::Invalid { chain, .. } => chain,
         };
@@ -170,12 +167,14 @@ impl<'r, 't> Graph<'r, 't> {
                 reason,
                 chain: vec![],
             })?;
+        // External modules are the site's: like `eb --dry-run`, they are
+        // taken as present and left out of the graph.
         let mut build = Vec::new();
-        for d in &deps.build {
+        for d in deps.build.iter().filter(|d| !d.external) {
             push_unique(&mut build, self.visit_dep(d)?);
         }
         let mut runtime = Vec::new();
-        for d in &deps.runtime {
+        for d in deps.runtime.iter().filter(|d| !d.external) {
             push_unique(&mut runtime, self.visit_dep(d)?);
         }
         if !ec.toolchain.is_system() {
@@ -186,14 +185,7 @@ impl<'r, 't> Graph<'r, 't> {
     }
 
     fn visit_dep(&mut self, d: &Dependency) -> Result<NodeId, ResolveError> {
-        let module = d.module_name();
-        if d.external {
-            return Err(ResolveError::External {
-                module,
-                chain: vec![],
-            });
-        }
-        self.visit_found(&d.name, &d.full_version(), module)
+        self.visit_found(&d.name, &d.full_version(), d.module_name())
     }
 
     fn visit_toolchain(&mut self, tc: &Toolchain) -> Result<NodeId, ResolveError> {

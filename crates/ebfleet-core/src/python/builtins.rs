@@ -4,7 +4,7 @@
 use super::format::{format_value, str_format, write_repr};
 use super::ops::{
     binop, check_hashable, check_len, dict_find, iter_values, len_of, order, py_eq, unique,
-    DictBuilder, Res,
+    DictBuilder, Res, TWO_POW_63,
 };
 use super::parser::BinOp;
 use super::{Value, MAX_ITERATIONS};
@@ -136,7 +136,7 @@ fn arg<'a>(args: &'a [Value], kwargs: &'a Kwargs, pos: usize, name: &str) -> Opt
 }
 
 fn take_arg(
-    args: &mut Vec<Value>,
+    args: &mut [Value],
     kwargs: &mut Vec<(&str, Value)>,
     pos: usize,
     name: &str,
@@ -253,7 +253,7 @@ fn float_to_int(f: f64) -> Res<i64> {
         return Err("OverflowError: cannot convert float infinity to integer".into());
     }
     let t = f.trunc();
-    if !(-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&t) {
+    if !(-TWO_POW_63..TWO_POW_63).contains(&t) {
         return Err("unsupported: integer too large (only 64-bit integers are supported)".into());
     }
     Ok(t as i64)

@@ -15,6 +15,9 @@ use super::ops::unique as unique_values;
 
 type R<T> = Result<T, PyError>;
 
+/// Evaluated positional and keyword arguments.
+type Args<'e> = (Vec<Value>, Vec<(&'e str, Value)>);
+
 trait At<T> {
     fn at(self, line: u32) -> R<T>;
 }
@@ -776,7 +779,7 @@ impl Interp<'_> {
         kwargs: &'e [(Box<str>, Expr)],
         iterables: bool,
         sc: Sc<'_>,
-    ) -> R<(Vec<Value>, Vec<(&'e str, Value)>)> {
+    ) -> R<Args<'e>> {
         let mut a = Vec::with_capacity(args.len());
         for e in args {
             a.push(if iterables {
@@ -1508,6 +1511,36 @@ moduleclass = 'lib'
         assert!(err("x = int('99999999999999999999')\n")
             .message
             .contains("too large"));
+    }
+
+    #[test]
+    fn nesting_just_below_the_caps_fits_a_small_stack() {
+        // rayon's worker threads have 2 MiB stacks; stay well within that even unoptimized
+        let h = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let n = 95;
+                let parens = format!("x = {}1{}\n", "(".repeat(n), ")".repeat(n));
+                assert_eq!(exec(&parens, &globals).unwrap().get("x"), Some(&i(1)));
+                let lists = format!("x = {}y{}\ny = 1\n", "[".repeat(n), "]".repeat(n));
+                assert!(exec(&lists, &globals).is_err());
+                let lists = format!("y = 1\nx = {}y{}\nz = str(x)\n", "[".repeat(n), "]".repeat(n));
+                let ns = exec(&lists, &globals).unwrap();
+                assert_eq!(ns.get("z"), Some(&s(&format!("{}1{}", "[".repeat(n), "]".repeat(n)))));
+                let mixed = format!(
+                    "y = 1\nx = {}-y{}\n",
+                    "[{'k': (".repeat(n / 3),
+                    ",)}]".repeat(n / 3)
+                );
+                assert!(exec(&mixed, &globals).is_ok());
+                let deep_value =
+                    "x = 0\nfor i in range(99):\n    x = [x]\ny = repr(x)\nz = x == x\nw = sorted([x, x])\n";
+                let ns = exec(deep_value, &globals).unwrap();
+                assert_eq!(ns.get("z"), Some(&Value::Bool(true)));
+                assert_eq!(ns.get("y").and_then(Value::as_str).map(str::len), Some(199));
+            })
+            .unwrap();
+        h.join().unwrap();
     }
 
     #[test]

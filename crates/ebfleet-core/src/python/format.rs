@@ -328,7 +328,6 @@ pub(crate) fn percent_format(fmt: &str, args: &Value) -> Res<String> {
     let b = fmt.as_bytes();
     let mut out = String::with_capacity(fmt.len() + 16);
     let mut i = 0;
-    let mut used_mapping = false;
     while i < b.len() {
         let start = i;
         while i < b.len() && b[i] != b'%' {
@@ -341,6 +340,12 @@ pub(crate) fn percent_format(fmt: &str, args: &Value) -> Res<String> {
         i += 1;
         if i >= b.len() {
             return Err("ValueError: incomplete format".into());
+        }
+        // Only a directly doubled '%' is a literal percent sign.
+        if b[i] == b'%' {
+            out.push('%');
+            i += 1;
+            continue;
         }
         let mut value: Option<&Value> = None;
         if b[i] == b'(' {
@@ -368,7 +373,9 @@ pub(crate) fn percent_format(fmt: &str, args: &Value) -> Res<String> {
             }
             let key = &fmt[kstart..i];
             i += 1;
-            used_mapping = true;
+            // CPython: after a keyed lookup, the mapping no longer serves as the single
+            // positional argument.
+            argidx = arglen;
             value = Some(match args {
                 Value::Dict(d) => d
                     .iter()
@@ -449,21 +456,16 @@ pub(crate) fn percent_format(fmt: &str, args: &Value) -> Res<String> {
         }
         let conv = fmt[i..].chars().next().unwrap_or('%');
         i += conv.len_utf8();
-        if conv == '%' {
-            out.push('%');
-            continue;
-        }
         let v = match value {
             Some(v) => v,
             None => next_arg(&mut argidx)?,
         };
         let body = percent_one(conv, &spec, v, i - conv.len_utf8())?;
-        pad_percent(&mut out, &spec, body, matches!(conv, 's' | 'r' | 'a' | 'c'));
+        pad_percent(&mut out, &spec, body);
     }
     if argidx < arglen && !mapping {
         return Err("TypeError: not all arguments converted during string formatting".into());
     }
-    let _ = used_mapping;
     Ok(out)
 }
 
@@ -636,7 +638,7 @@ fn percent_one(conv: char, spec: &PctSpec, v: &Value, index: usize) -> Res<Body>
     })
 }
 
-fn pad_percent(out: &mut String, spec: &PctSpec, body: Body, _text: bool) {
+fn pad_percent(out: &mut String, spec: &PctSpec, body: Body) {
     match body {
         Body::Text(s) => {
             let n = char_len(&s);
@@ -1337,6 +1339,11 @@ mod tests {
             "x-1"
         );
         assert_eq!(pct("no args", Value::Dict(vec![])), "no args");
+        let d = Value::Dict(vec![(s("a"), Value::Int(1))]);
+        assert_eq!(pct("%s %(a)s", d.clone()), "{'a': 1} 1");
+        assert_eq!(pct("%(a)s %(a)s", d.clone()), "1 1");
+        assert!(pct_err("%(a)s %s", d.clone()).contains("not enough arguments"));
+        assert!(pct_err("%(a)s", Value::List(vec![])).contains("list indices"));
         assert_eq!(pct("no args", t(vec![])), "no args");
         assert_eq!(pct("%%(version)s-%s", s("1")), "%(version)s-1");
     }
@@ -1346,7 +1353,7 @@ mod tests {
         assert_eq!(pct("%f", Value::Float(0.98)), "0.980000");
         assert_eq!(pct("%.2f", Value::Float(0.125)), "0.12");
         assert_eq!(pct("%.0f", Value::Float(2.5)), "2");
-        assert_eq!(pct("%8.3f|", Value::Float(-3.14159)), "  -3.142|");
+        assert_eq!(pct("%8.3f|", Value::Float(-1.23456)), "  -1.235|");
         assert_eq!(pct("%e", Value::Float(12345.678)), "1.234568e+04");
         assert_eq!(pct("%.2E", Value::Float(0.000123)), "1.23E-04");
         assert_eq!(
@@ -1387,6 +1394,9 @@ mod tests {
         assert!(pct_err("%y", Value::Int(1)).contains("unsupported format character 'y'"));
         assert!(pct_err("abc %", t(vec![])).contains("incomplete format"));
         assert!(pct_err("%c", s("ab")).contains("%c requires"));
+        // '%' after flags or a width is not a literal percent sign
+        assert!(pct_err("%5%", t(vec![])).contains("not enough arguments"));
+        assert!(pct_err("%5%", t(vec![Value::Int(1)])).contains("unsupported format character '%'"));
         assert!(pct_err("%999999999999s", s("a")).contains("too large"));
     }
 
@@ -1404,7 +1414,7 @@ mod tests {
         assert_eq!(fv(Value::Int(3), ".2f"), "3.00");
         assert_eq!(fv(Value::Bool(true), ""), "True");
         assert_eq!(fv(Value::Bool(true), ">3"), "  1");
-        assert_eq!(fv(Value::Float(3.14159), ".2f"), "3.14");
+        assert_eq!(fv(Value::Float(1.23456), ".2f"), "1.23");
         assert_eq!(fv(Value::Float(0.5), ".0%"), "50%");
         assert_eq!(fv(Value::Float(1.5), ""), "1.5");
         assert_eq!(fv(Value::Float(1.5), "8"), "     1.5");

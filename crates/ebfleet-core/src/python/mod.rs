@@ -10,8 +10,25 @@
 //! recursive-descent parser producing a small AST (literal displays are folded into constant
 //! values at parse time), and a tree-walking evaluator.
 //!
-//! Semantics follow CPython 3.11 for everything inside the subset; anything outside it is an
-//! error ("unsupported syntax: ..."), never a panic. Deliberate differences:
+//! The subset:
+//!
+//! * statements: assignment (chained, tuple/list unpacking, `x[k] = v`), augmented
+//!   assignment (`+= -= *= /= //= %=`), `if`/`elif`/`else`, `for ... in ...` (with `else`),
+//!   expression statements (`x.append(...)` mutates `x`), `pass`, `;`, a module docstring;
+//! * expressions: str/int/float/bool/None literals (all string prefixes but bytes, implicit
+//!   concatenation, f-strings with conversions and format specs), names, tuple/list/dict/set
+//!   displays, list/set/dict comprehensions and generator expressions, `+ - * / // %`
+//!   (`%` formatting included), unary `- + not`, `and`/`or`, comparison chains with
+//!   `== != < <= > >= in not in` and `is` against None/True/False, conditional expressions,
+//!   subscripts and slices, calls of the builtins `len str repr ascii int float bool chr ord
+//!   list tuple set dict sorted min max sum abs any all format range zip enumerate reversed`,
+//!   and the common methods of str, list, tuple, dict and set.
+//!
+//! Semantics follow CPython 3.11 for everything inside the subset, error messages included;
+//! anything outside it (`def`, `class`, `lambda`, `import`, `while`, `try`, `with`,
+//! `assert`, `:=`, `*args`, `**`, decorators, `global`, attribute access other than method
+//! calls, ...) is an error "unsupported syntax: ...", and no input makes [`exec`] panic.
+//! Deliberate differences:
 //!
 //! * Values have value semantics: `b = a; b.append(1)` leaves `a` unchanged (Python would
 //!   share the list). No easyconfig relies on aliasing.
@@ -24,8 +41,8 @@
 //! * Resource caps keep hostile input cheap: nesting depth of the source and of values,
 //!   length of strings and lists, the total size of copied values and the total number of
 //!   loop iterations.
-//! * `repr()` of non-ASCII strings treats a fixed list of code points as non-printable
-//!   (no full Unicode database).
+//! * `repr()` of non-ASCII strings treats a fixed list of code points as non-printable, and
+//!   `\N{...}` escapes are not supported (no Unicode database).
 
 mod builtins;
 pub mod constants;

@@ -10,6 +10,9 @@ use super::{Value, MAX_LEN};
 
 pub(crate) type Res<T> = Result<T, String>;
 
+/// 2**63 as a float: the exclusive bound of floats that convert to an `i64`.
+pub(crate) const TWO_POW_63: f64 = (1u64 << 63) as f64;
+
 pub(crate) fn hashable(v: &Value) -> bool {
     match v {
         Value::List(_) | Value::Dict(_) | Value::Set(_) => false,
@@ -37,7 +40,7 @@ fn int_float_eq(i: i64, f: f64) -> bool {
     if f.fract() != 0.0 || !f.is_finite() {
         return false;
     }
-    if !(-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&f) {
+    if !(-TWO_POW_63..TWO_POW_63).contains(&f) {
         return false;
     }
     f as i64 == i
@@ -85,9 +88,7 @@ pub(crate) fn py_hash(v: &Value) -> u64 {
         Value::Bool(b) => mix(*b as u64),
         Value::Int(i) => mix(*i as u64),
         Value::Float(f) => {
-            if f.fract() == 0.0
-                && (-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(f)
-            {
+            if f.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(f) {
                 mix(*f as i64 as u64)
             } else {
                 mix(f.to_bits())
@@ -880,7 +881,7 @@ mod tests {
             &Value::Set(vec![i(2), i(1)])
         ));
         assert!(!py_eq(&Value::Float(f64::NAN), &Value::Float(f64::NAN)));
-        assert!(!py_eq(&i(i64::MAX), &Value::Float(9.223372036854775807e18)));
+        assert!(!py_eq(&i(i64::MAX), &Value::Float(TWO_POW_63)));
         assert_eq!(py_hash(&i(1)), py_hash(&Value::Float(1.0)));
         assert_eq!(py_hash(&i(1)), py_hash(&Value::Bool(true)));
         assert_eq!(py_hash(&i(0)), py_hash(&Value::Float(-0.0)));

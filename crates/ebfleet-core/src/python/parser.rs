@@ -137,6 +137,9 @@ pub(crate) enum Index {
     Slice(Option<Expr>, Option<Expr>, Option<Expr>),
 }
 
+/// Positional and keyword arguments of a call.
+type CallArgs = (Vec<Expr>, Vec<(Box<str>, Expr)>);
+
 #[derive(Debug)]
 pub(crate) struct Call {
     pub func: Expr,
@@ -374,7 +377,7 @@ impl<'s> Parser<'s, '_, '_> {
             }
             Tok::Kw(Kw::For) => {
                 self.bump();
-                let target = self.target_list(Kw::In)?;
+                let target = self.target_list()?;
                 if !self.is_kw(Kw::In) {
                     return Err(self.unexpected("expected 'in'"));
                 }
@@ -572,7 +575,7 @@ impl<'s> Parser<'s, '_, '_> {
     }
 
     /// Targets of `for ... in` (stops before `in`).
-    fn target_list(&mut self, _stop: Kw) -> Result<Target, PyError> {
+    fn target_list(&mut self) -> Result<Target, PyError> {
         let line = self.line();
         let first = self.target_atom()?;
         if !self.is_op(Op::Comma) {
@@ -976,7 +979,7 @@ impl<'s> Parser<'s, '_, '_> {
     }
 
     /// Arguments after `(`, through `)`.
-    fn call_args(&mut self) -> Result<(Vec<Expr>, Vec<(Box<str>, Expr)>), PyError> {
+    fn call_args(&mut self) -> Result<CallArgs, PyError> {
         let mut args = Vec::new();
         let mut kwargs: Vec<(Box<str>, Expr)> = Vec::new();
         while !self.is_op(Op::RParen) {
@@ -1262,7 +1265,7 @@ impl<'s> Parser<'s, '_, '_> {
         let mut gens = Vec::new();
         while self.is_kw(Kw::For) {
             self.bump();
-            let target = self.target_list(Kw::In)?;
+            let target = self.target_list()?;
             if !self.is_kw(Kw::In) {
                 return Err(self.unexpected("expected 'in'"));
             }
