@@ -284,9 +284,9 @@ mod tests {
     #[test]
     fn closure_puts_dependencies_first() {
         let world = toolchain_world(&[
-            ("c/CMake/CMake-3.26.3-GCCcore-12.3.0.eb".into(), ec("CMake", "3.26.3", Some(("GCCcore", "12.3.0")), "dependencies = [('zlib', '1.2.13')]")),
+            ("c/CMake/CMake-3.26.3-GCCcore-12.3.0.eb", ec("CMake", "3.26.3", Some(("GCCcore", "12.3.0")), "dependencies = [('zlib', '1.2.13')]")),
             (
-                "a/App/App-1-foss-2023a.eb".into(),
+                "a/App/App-1-foss-2023a.eb",
                 ec("App", "1", Some(("foss", "2023a")), "builddependencies = [('CMake', '3.26.3')]\ndependencies = [('zlib', '1.2.13')]"),
             ),
         ]);
@@ -334,7 +334,7 @@ mod tests {
     fn missing_dependency_reports_the_chain() {
         let world = toolchain_world(&[
             (
-                "b/B/B-1-GCC-12.3.0.eb".into(),
+                "b/B/B-1-GCC-12.3.0.eb",
                 ec(
                     "B",
                     "1",
@@ -343,7 +343,7 @@ mod tests {
                 ),
             ),
             (
-                "a/A/A-1-GCC-12.3.0.eb".into(),
+                "a/A/A-1-GCC-12.3.0.eb",
                 ec(
                     "A",
                     "1",
@@ -373,11 +373,11 @@ mod tests {
     fn cycles_are_reported() {
         let world = toolchain_world(&[
             (
-                "a/A/A-1.eb".into(),
+                "a/A/A-1.eb",
                 ec("A", "1", None, "dependencies = [('B', '1')]"),
             ),
             (
-                "b/B/B-1.eb".into(),
+                "b/B/B-1.eb",
                 ec("B", "1", None, "dependencies = [('A', '1')]"),
             ),
         ]);

@@ -7,7 +7,7 @@
 //! those dependencies. The system toolchain is never part of it (EasyBuild
 //! adds it only with `--add-system-to-minimal-toolchains`).
 
-use crate::robot::Robot;
+use crate::robot::{Hierarchy, Robot};
 use crate::toolchain::{class_for, Toolchain};
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -21,7 +21,7 @@ struct Candidate {
 impl Robot<'_> {
     /// The hierarchy of `parent`, most minimal first, `parent` last; an error
     /// says why EasyBuild could not determine it (it then searches nothing).
-    pub fn hierarchy(&self, parent: &Toolchain) -> Rc<Result<Vec<Toolchain>, String>> {
+    pub fn hierarchy(&self, parent: &Toolchain) -> Hierarchy {
         if let Some(h) = self.hierarchies.borrow().get(parent) {
             return h.clone();
         }

@@ -254,16 +254,18 @@ mod tests {
 
     fn plan_with(built: &Built, max: usize) -> (PlatformPlan, ModuleTable) {
         let world = toolchain_world(&[
-            ("c/CMake/CMake-3.26.3-GCCcore-12.3.0.eb".into(), ec("CMake", "3.26.3", Some(("GCCcore", "12.3.0")), "dependencies = [('zlib', '1.2.13')]")),
+            ("c/CMake/CMake-3.26.3-GCCcore-12.3.0.eb", ec("CMake", "3.26.3", Some(("GCCcore", "12.3.0")), "dependencies = [('zlib', '1.2.13')]")),
             (
-                "a/App/App-1-foss-2023a.eb".into(),
+                "a/App/App-1-foss-2023a.eb",
                 ec("App", "1", Some(("foss", "2023a")), "builddependencies = [('CMake', '3.26.3')]\ndependencies = [('zlib', '1.2.13')]"),
             ),
-            ("b/Broken/Broken-1-GCC-12.3.0.eb".into(), ec("Broken", "1", Some(("GCC", "12.3.0")), "dependencies = [('Gone', '1')]")),
+            ("b/Broken/Broken-1-GCC-12.3.0.eb", ec("Broken", "1", Some(("GCC", "12.3.0")), "dependencies = [('Gone', '1')]")),
         ]);
         let robot = Robot::new(&world, RobotOptions::default());
-        let mut policy = Policy::default();
-        policy.include = vec!["App".into(), "Broken".into()];
+        let policy = Policy {
+            include: vec!["App".into(), "Broken".into()],
+            ..Policy::default()
+        };
         let choices = select_latest(&robot, &policy).unwrap();
         let mut graph = Graph::new(&robot);
         let nodes: HashMap<usize, _> = choices

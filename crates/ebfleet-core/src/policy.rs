@@ -299,19 +299,19 @@ mod tests {
     fn highest_version_then_newest_toolchain_then_cuda_separately() {
         let world = toolchain_world(&[
             (
-                "a/App/App-1.9-foss-2023a.eb".into(),
+                "a/App/App-1.9-foss-2023a.eb",
                 ec("App", "1.9", Some(("foss", "2023a")), ""),
             ),
             (
-                "a/App/App-1.10-GCC-12.3.0.eb".into(),
+                "a/App/App-1.10-GCC-12.3.0.eb",
                 ec("App", "1.10", Some(("GCC", "12.3.0")), ""),
             ),
             (
-                "a/App/App-1.10-intel-2023a.eb".into(),
+                "a/App/App-1.10-intel-2023a.eb",
                 ec("App", "1.10.5", Some(("intel", "2023a")), ""),
             ),
             (
-                "a/App/App-1.10-foss-2023a-CUDA-12.1.1.eb".into(),
+                "a/App/App-1.10-foss-2023a-CUDA-12.1.1.eb",
                 ec(
                     "App",
                     "1.10",
@@ -319,9 +319,9 @@ mod tests {
                     "versionsuffix = '-CUDA-12.1.1'",
                 ),
             ),
-            ("t/Tool/Tool-2.0.eb".into(), ec("Tool", "2.0", None, "")),
+            ("t/Tool/Tool-2.0.eb", ec("Tool", "2.0", None, "")),
             (
-                "t/Tool/Tool-2.0-GCCcore-12.3.0.eb".into(),
+                "t/Tool/Tool-2.0-GCCcore-12.3.0.eb",
                 ec("Tool", "2.0", Some(("GCCcore", "12.3.0")), ""),
             ),
         ]);
@@ -336,8 +336,10 @@ mod tests {
                 ("Tool-2.0-GCCcore-12.3.0.eb".to_string(), false),
             ]
         );
-        let mut p = Policy::default();
-        p.exclude = vec!["T*".into()];
+        let mut p = Policy {
+            exclude: vec!["T*".into()],
+            ..Policy::default()
+        };
         assert!(picked(&robot, &p)
             .iter()
             .all(|(f, _)| !f.starts_with("Tool")));
@@ -349,22 +351,24 @@ mod tests {
     fn floors_drop_older_generations() {
         let world = toolchain_world(&[
             (
-                "g/GCCcore/GCCcore-13.2.0.eb".into(),
+                "g/GCCcore/GCCcore-13.2.0.eb",
                 ec("GCCcore", "13.2.0", None, ""),
             ),
             (
-                "a/Old/Old-9-GCCcore-12.3.0.eb".into(),
+                "a/Old/Old-9-GCCcore-12.3.0.eb",
                 ec("Old", "9", Some(("GCCcore", "12.3.0")), ""),
             ),
             (
-                "n/New/New-1-GCCcore-13.2.0.eb".into(),
+                "n/New/New-1-GCCcore-13.2.0.eb",
                 ec("New", "1", Some(("GCCcore", "13.2.0")), ""),
             ),
-            ("s/Sys/Sys-1.eb".into(), ec("Sys", "1", None, "")),
+            ("s/Sys/Sys-1.eb", ec("Sys", "1", None, "")),
         ]);
         let robot = Robot::new(&world, RobotOptions::default());
-        let mut p = Policy::default();
-        p.floors = vec!["GCCcore>=13.2.0".parse().unwrap()];
+        let mut p = Policy {
+            floors: vec!["GCCcore>=13.2.0".parse().unwrap()],
+            ..Policy::default()
+        };
         let got: Vec<String> = picked(&robot, &p).into_iter().map(|(f, _)| f).collect();
         assert_eq!(got, ["New-1-GCCcore-13.2.0.eb", "Sys-1.eb"]);
         p.floors = vec!["foss>=2099a".parse().unwrap()];

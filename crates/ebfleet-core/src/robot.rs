@@ -35,12 +35,15 @@ impl FinalDeps {
     }
 }
 
+/// A toolchain hierarchy, most minimal first, or why EasyBuild could not tell it.
+pub type Hierarchy = Rc<Result<Vec<Toolchain>, String>>;
+
 /// Finalises dependencies against one tree, caching what it learns.
 pub struct Robot<'t> {
     pub(crate) tree: &'t EasyconfigTree,
     pub options: RobotOptions,
     finalized: RefCell<HashMap<EcId, Result<Rc<FinalDeps>, String>>>,
-    pub(crate) hierarchies: RefCell<HashMap<Toolchain, Rc<Result<Vec<Toolchain>, String>>>>,
+    pub(crate) hierarchies: RefCell<HashMap<Toolchain, Hierarchy>>,
 }
 
 impl<'t> Robot<'t> {
@@ -207,13 +210,13 @@ pub(crate) mod tests {
     fn parent_first_and_minimal_toolchains() {
         let world = toolchain_world(&[
             // HDF5 exists at gompi only; Python at GCCcore; SciPy at gfbf; zlib at GCCcore.
-            ("h/HDF5/HDF5-1.14.0-gompi-2023a.eb".into(), ec("HDF5", "1.14.0", Some(("gompi", "2023a")), "")),
-            ("p/Python/Python-3.11.3-GCCcore-12.3.0.eb".into(), ec("Python", "3.11.3", Some(("GCCcore", "12.3.0")), "")),
+            ("h/HDF5/HDF5-1.14.0-gompi-2023a.eb", ec("HDF5", "1.14.0", Some(("gompi", "2023a")), "")),
+            ("p/Python/Python-3.11.3-GCCcore-12.3.0.eb", ec("Python", "3.11.3", Some(("GCCcore", "12.3.0")), "")),
             // Both at GCC and GCCcore: parent first takes GCC, minimal takes GCCcore.
-            ("x/XZ/XZ-5.4.2-GCCcore-12.3.0.eb".into(), ec("XZ", "5.4.2", Some(("GCCcore", "12.3.0")), "")),
-            ("x/XZ/XZ-5.4.2-GCC-12.3.0.eb".into(), ec("XZ", "5.4.2", Some(("GCC", "12.3.0")), "")),
+            ("x/XZ/XZ-5.4.2-GCCcore-12.3.0.eb", ec("XZ", "5.4.2", Some(("GCCcore", "12.3.0")), "")),
+            ("x/XZ/XZ-5.4.2-GCC-12.3.0.eb", ec("XZ", "5.4.2", Some(("GCC", "12.3.0")), "")),
             (
-                "a/App/App-1-foss-2023a.eb".into(),
+                "a/App/App-1-foss-2023a.eb",
                 ec(
                     "App",
                     "1",
@@ -248,15 +251,15 @@ pub(crate) mod tests {
     fn minimal_toolchains_prefers_the_bottom() {
         let world = toolchain_world(&[
             (
-                "x/XZ/XZ-5.4.2-GCCcore-12.3.0.eb".into(),
+                "x/XZ/XZ-5.4.2-GCCcore-12.3.0.eb",
                 ec("XZ", "5.4.2", Some(("GCCcore", "12.3.0")), ""),
             ),
             (
-                "x/XZ/XZ-5.4.2-GCC-12.3.0.eb".into(),
+                "x/XZ/XZ-5.4.2-GCC-12.3.0.eb",
                 ec("XZ", "5.4.2", Some(("GCC", "12.3.0")), ""),
             ),
             (
-                "a/App/App-1-foss-2023a.eb".into(),
+                "a/App/App-1-foss-2023a.eb",
                 ec(
                     "App",
                     "1",
@@ -277,7 +280,7 @@ pub(crate) mod tests {
     #[test]
     fn hidden_dependencies_replace_visible_ones() {
         let world = toolchain_world(&[(
-            "a/App/App-1-GCC-12.3.0.eb".into(),
+            "a/App/App-1-GCC-12.3.0.eb",
             ec(
                 "App",
                 "1",
