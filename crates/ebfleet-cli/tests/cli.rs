@@ -246,6 +246,59 @@ fn plan_covers_platforms_with_cuda_only_on_gpus() {
 }
 
 #[test]
+fn easystack_names_exactly_what_to_build() {
+    let d = fixture();
+    let dir = d.path().to_str().unwrap();
+    let stack = d.path().join("stack.yml");
+    // An older zlib than the latest, a name without .eb, one with options, one missing.
+    std::fs::write(
+        &stack,
+        "easyconfigs:\n  - zlib-1.2.13-GCCcore-13.2.0.eb\n  - CMake-3.27.6-GCCcore-13.2.0\n  - Nope-1.eb:\n      options:\n        robot: true\n",
+    )
+    .unwrap();
+    let o = ebfleet(&[
+        "plan",
+        "--json",
+        "--easyconfigs",
+        dir,
+        "--platform",
+        "graviton-3",
+        "--easystack",
+        stack.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let p = &v["platforms"][0];
+    let targets: Vec<&str> = p["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        ["zlib/1.2.13-GCCcore-13.2.0", "CMake/3.27.6-GCCcore-13.2.0"]
+    );
+    assert_eq!(p["unresolvable"][0]["easyconfig"], "Nope-1.eb");
+    // CMake pulls in zlib 1.3 and GCCcore: 4 modules in all.
+    assert_eq!(p["closure"], 4);
+    let bad = d.path().join("bad.yml");
+    std::fs::write(&bad, "software:\n  GCC: {}\n").unwrap();
+    let o = ebfleet(&[
+        "plan",
+        "--easyconfigs",
+        dir,
+        "--easystack",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("lists no easyconfigs"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn clear_errors_for_bad_input() {
     let d = fixture();
     let dir = d.path().to_str().unwrap();
