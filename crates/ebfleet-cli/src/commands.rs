@@ -139,6 +139,25 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
             p.unresolvable.len()
         )?;
     }
+    // Each unresolvable target once, with the platforms it fails on.
+    let mut unresolvable: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+    for p in &plan.platforms {
+        for u in &p.unresolvable {
+            match unresolvable
+                .iter_mut()
+                .find(|(e, err, _)| *e == u.easyconfig && *err == u.error)
+            {
+                Some((_, _, platforms)) => platforms.push(&p.platform),
+                None => unresolvable.push((&u.easyconfig, &u.error, vec![&p.platform])),
+            }
+        }
+    }
+    if !unresolvable.is_empty() {
+        writeln!(out, "\nunresolvable targets:")?;
+        for (easyconfig, error, platforms) in &unresolvable {
+            writeln!(out, "  {easyconfig} on {}: {error}", platforms.join(", "))?;
+        }
+    }
     let skipped: usize = plan.problems.values().map(Vec::len).max().unwrap_or(0);
     writeln!(
         out,

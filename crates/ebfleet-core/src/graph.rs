@@ -131,7 +131,7 @@ impl<'r, 't> Graph<'r, 't> {
             None => {}
         }
         self.state.insert(module.clone(), State::Visiting);
-        let result = self.expand(id, &module);
+        let result = self.expand(id);
         match result {
             Ok((build_deps, runtime_deps)) => {
                 let n = self.nodes.len();
@@ -152,11 +152,7 @@ impl<'r, 't> Graph<'r, 't> {
         }
     }
 
-    fn expand(
-        &mut self,
-        id: EcId,
-        _module: &str,
-    ) -> Result<(Vec<NodeId>, Vec<NodeId>), ResolveError> {
+    fn expand(&mut self, id: EcId) -> Result<(Vec<NodeId>, Vec<NodeId>), ResolveError> {
         let tree = self.robot.tree();
         let ec = tree.easyconfig(id).expect("visited easyconfigs parsed");
         let deps = self
