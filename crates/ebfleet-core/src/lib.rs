@@ -8,15 +8,18 @@
 //! [`policy`] chooses targets; [`plan`] cuts the rest into batches.
 
 pub mod arch;
+pub mod capacity;
 pub mod checksum;
 pub mod easyconfig;
 pub mod graph;
 pub mod hierarchy;
+pub mod keys;
 pub mod plan;
 pub mod planner;
 pub mod platform;
 pub mod policy;
 pub mod python;
+pub mod record;
 pub mod report;
 pub mod robot;
 pub mod templates;
