@@ -1,0 +1,381 @@
+//! The table: per platform and module a [`ModuleRecord`] written under the
+//! domain's [`WriteCondition`], what a platform has built for the planner,
+//! and the run summaries.
+//!
+//! `ebfleet_core::record` decides what to write and under which condition;
+//! this module only translates: `NotExists` is `attribute_not_exists(pk)`,
+//! `Unchanged { version }` is `#v = :v` on the `version` attribute, and
+//! DynamoDB's `ConditionalCheckFailedException` comes back as
+//! [`DynamoError::ConditionFailed`], upon which the caller reads again and
+//! asks the domain again.
+
+mod item;
+
+pub use item::{attr, from_item, to_item, Item, ItemError};
+
+use crate::retry;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use ebfleet_core::keys::{KeyError, ModuleName, PlatformName};
+use ebfleet_core::plan::Built;
+use ebfleet_core::record::{self, ModuleRecord, RunSummary, Status, WriteCondition, RUN_SK};
+
+/// DynamoDB's item size limit, 400 KB.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// What went wrong with an item. Every variant names the table and the
+/// item's keys (`sk` is `MODULE#*` for a query over a platform).
+#[derive(Debug, thiserror::Error)]
+pub enum DynamoError {
+    /// The write's condition did not hold: someone wrote the item since it
+    /// was read. Read it again and decide again.
+    #[error(
+        "{table} {pk} {sk}: condition {condition:?} failed, the item changed since it was read"
+    )]
+    ConditionFailed {
+        table: String,
+        pk: String,
+        sk: String,
+        condition: WriteCondition,
+    },
+    /// Throttling, a timeout, a lost connection or a 5xx, still failing
+    /// after the SDK's own retries.
+    #[error("{table} {pk} {sk}: {op} throttled or unavailable, retry later: {detail}")]
+    Transient {
+        table: String,
+        pk: String,
+        sk: String,
+        op: &'static str,
+        detail: String,
+    },
+    /// An answer that will not change by asking again (no such table,
+    /// access denied, a validation error).
+    #[error("{table} {pk} {sk}: {op} failed: {detail}")]
+    Service {
+        table: String,
+        pk: String,
+        sk: String,
+        op: &'static str,
+        detail: String,
+    },
+    /// The stored item is not a record this code reads.
+    #[error("{table} {pk} {sk}: not a module record: {source}")]
+    BadItem {
+        table: String,
+        pk: String,
+        sk: String,
+        #[source]
+        source: ItemError,
+    },
+    /// A record whose platform or module is not a valid name: never written.
+    #[error("{table}: refusing to write record {platform}/{module}: {source}")]
+    InvalidName {
+        table: String,
+        platform: String,
+        module: String,
+        #[source]
+        source: Box<KeyError>,
+    },
+    #[error(
+        "{table} {pk} {sk}: item of {bytes} bytes is over DynamoDB's limit of {MAX_ITEM_BYTES}"
+    )]
+    TooLarge {
+        table: String,
+        pk: String,
+        sk: String,
+        bytes: usize,
+    },
+    #[error("{table} {pk} {sk}: {source}")]
+    Json {
+        table: String,
+        pk: String,
+        sk: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl DynamoError {
+    /// Whether asking again later may succeed. A failed condition is not
+    /// retryable as such: the caller must read and decide again first.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, DynamoError::Transient { .. })
+    }
+
+    pub fn table(&self) -> &str {
+        match self {
+            DynamoError::ConditionFailed { table, .. }
+            | DynamoError::Transient { table, .. }
+            | DynamoError::Service { table, .. }
+            | DynamoError::BadItem { table, .. }
+            | DynamoError::InvalidName { table, .. }
+            | DynamoError::TooLarge { table, .. }
+            | DynamoError::Json { table, .. } => table,
+        }
+    }
+}
+
+/// `ConditionExpression` of a write condition, with its attribute names and
+/// values.
+pub(crate) struct Condition {
+    pub(crate) expression: &'static str,
+    pub(crate) names: Vec<(&'static str, &'static str)>,
+    pub(crate) values: Vec<(&'static str, AttributeValue)>,
+}
+
+impl From<&WriteCondition> for Condition {
+    fn from(c: &WriteCondition) -> Self {
+        match c {
+            WriteCondition::NotExists => Condition {
+                expression: "attribute_not_exists(pk)",
+                names: vec![],
+                values: vec![],
+            },
+            WriteCondition::Unchanged { version } => Condition {
+                expression: "#v = :v",
+                names: vec![("#v", attr::VERSION)],
+                values: vec![(":v", AttributeValue::N(version.to_string()))],
+            },
+        }
+    }
+}
+
+/// The sort key shown in errors of a query over a platform's modules.
+const ALL_MODULES: &str = "MODULE#*";
+
+/// The module items' table.
+#[derive(Debug, Clone)]
+pub struct Records {
+    client: Client,
+    table: String,
+}
+
+impl Records {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Records {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Records from the shared SDK configuration ([`crate::load_config`]).
+    pub fn from_conf(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Records::new(Client::new(config), table)
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn error<E>(
+        &self,
+        op: &'static str,
+        pk: &str,
+        sk: &str,
+        err: SdkError<E, HttpResponse>,
+    ) -> DynamoError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let (table, pk, sk) = (self.table.clone(), pk.to_string(), sk.to_string());
+        let detail = retry::describe(&err);
+        if retry::is_transient(&err) {
+            tracing::warn!(%table, %pk, %sk, op, %detail, "DynamoDB throttled or unavailable");
+            DynamoError::Transient {
+                table,
+                pk,
+                sk,
+                op,
+                detail,
+            }
+        } else {
+            DynamoError::Service {
+                table,
+                pk,
+                sk,
+                op,
+                detail,
+            }
+        }
+    }
+
+    fn bad_item(&self, pk: &str, sk: &str, source: ItemError) -> DynamoError {
+        DynamoError::BadItem {
+            table: self.table.clone(),
+            pk: pk.to_string(),
+            sk: sk.to_string(),
+            source,
+        }
+    }
+
+    /// The module's record, read consistently (leases are decided on it).
+    pub async fn get(
+        &self,
+        platform: &PlatformName,
+        module: &ModuleName,
+    ) -> Result<Option<ModuleRecord>, DynamoError> {
+        let (pk, sk) = (record::pk(platform.as_str()), record::sk(module.as_str()));
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::PK, AttributeValue::S(pk.clone()))
+            .key(attr::SK, AttributeValue::S(sk.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error("GetItem", &pk, &sk, e))?;
+        out.item()
+            .map(|i| from_item(i).map_err(|e| self.bad_item(&pk, &sk, e)))
+            .transpose()
+    }
+
+    /// What `platform` has built: each built module and the easyconfig
+    /// checksum it was built from, all pages of a query on the platform's
+    /// `MODULE#` items filtered to status `built`.
+    pub async fn built(&self, platform: &PlatformName) -> Result<Built, DynamoError> {
+        let pk = record::pk(platform.as_str());
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :module)")
+            .filter_expression("#status = :built")
+            .projection_expression("#sk, #ec, #status")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_names("#ec", attr::EASYCONFIG_SHA256)
+            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+            .expression_attribute_values(":module", AttributeValue::S(record::sk("")))
+            .expression_attribute_values(":built", AttributeValue::S(Status::Built.to_string()))
+            .into_paginator()
+            .send();
+        let mut built = Built::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("Query", &pk, ALL_MODULES, e))?;
+            for i in page.items() {
+                let (module, sha) =
+                    built_entry(i).map_err(|e| self.bad_item(&pk, ALL_MODULES, e))?;
+                if let Some(module) = module {
+                    built.insert(module, sha);
+                }
+            }
+        }
+        tracing::debug!(table = %self.table, %pk, built = built.len(), "read what is built");
+        Ok(built)
+    }
+
+    /// Write `record` if `condition` holds.
+    pub async fn put(
+        &self,
+        record: &ModuleRecord,
+        condition: &WriteCondition,
+    ) -> Result<(), DynamoError> {
+        let invalid = |source| DynamoError::InvalidName {
+            table: self.table.clone(),
+            platform: record.platform.clone(),
+            module: record.module.clone(),
+            source: Box::new(source),
+        };
+        record.platform.parse::<PlatformName>().map_err(invalid)?;
+        record.module.parse::<ModuleName>().map_err(invalid)?;
+        let (pk, sk) = (record.pk(), record.sk());
+        let c = Condition::from(condition);
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(record)))
+            .condition_expression(c.expression);
+        for (k, v) in c.names {
+            req = req.expression_attribute_names(k, v);
+        }
+        for (k, v) in c.values {
+            req = req.expression_attribute_values(k, v);
+        }
+        match req.send().await {
+            Ok(_) => {
+                tracing::debug!(table = %self.table, %pk, %sk, version = record.version, "put");
+                Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                tracing::info!(table = %self.table, %pk, %sk, ?condition, "condition failed");
+                Err(DynamoError::ConditionFailed {
+                    table: self.table.clone(),
+                    pk,
+                    sk,
+                    condition: condition.clone(),
+                })
+            }
+            Err(e) => Err(self.error("PutItem", &pk, &sk, e)),
+        }
+    }
+
+    /// Write the run's summary (`pk = RUN#<execution>`, `sk = SUMMARY`),
+    /// replacing the one before: the totals as numbers, the whole summary
+    /// as JSON in `summary`.
+    pub async fn put_summary(&self, summary: &RunSummary) -> Result<(), DynamoError> {
+        let (pk, sk) = (summary.pk(), RUN_SK.to_string());
+        let json = serde_json::to_string(summary).map_err(|source| DynamoError::Json {
+            table: self.table.clone(),
+            pk: pk.clone(),
+            sk: sk.clone(),
+            source,
+        })?;
+        // Attribute names and small values are a few hundred bytes at most.
+        let bytes = json.len() + summary.execution.len() + pk.len() + 256;
+        if bytes > MAX_ITEM_BYTES {
+            return Err(DynamoError::TooLarge {
+                table: self.table.clone(),
+                pk,
+                sk,
+                bytes,
+            });
+        }
+        let (built, skipped, failed) = summary.totals();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(attr::PK, AttributeValue::S(pk.clone()))
+            .item(attr::SK, AttributeValue::S(sk.clone()))
+            .item("execution", AttributeValue::S(summary.execution.clone()))
+            .item("built", AttributeValue::N(built.to_string()))
+            .item("skipped", AttributeValue::N(skipped.to_string()))
+            .item("failed", AttributeValue::N(failed.to_string()))
+            .item("summary", AttributeValue::S(json))
+            .send()
+            .await
+            .map_err(|e| self.error("PutItem", &pk, &sk, e))?;
+        Ok(())
+    }
+}
+
+/// A module and its easyconfig checksum from a projected `built` item;
+/// `None` for an item that is not built after all (the filter is the
+/// server's, checked again here).
+fn built_entry(i: &Item) -> Result<(Option<String>, Option<String>), ItemError> {
+    let sk = item::opt_s(i, attr::SK)?.ok_or(ItemError {
+        attribute: attr::SK,
+        problem: "missing".into(),
+    })?;
+    let module = record::module_from_sk(sk).ok_or_else(|| ItemError {
+        attribute: attr::SK,
+        problem: format!("{sk:?} is not MODULE#<Name>/<version>"),
+    })?;
+    let status = item::opt_s(i, attr::STATUS)?;
+    if status.and_then(item::parse_status) != Some(Status::Built) {
+        return Ok((None, None));
+    }
+    let sha = item::opt_s(i, attr::EASYCONFIG_SHA256)?.map(str::to_string);
+    Ok((Some(module.to_string()), sha))
+}
+
+#[cfg(test)]
+mod tests;

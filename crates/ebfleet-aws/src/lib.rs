@@ -1,0 +1,33 @@
+//! Adapters from the ebfleet domain to AWS, over the official Rust SDK.
+//!
+//! `ebfleet-core` decides; this crate reads and writes. Each AWS service
+//! has one module here ([`s3`], [`dynamodb`]; EC2, SSM and Step Functions
+//! to come) holding one small type over the SDK client plus a resource name
+//! (a [`s3::Store`] over a bucket, [`dynamodb::Records`] over a table).
+//! Their methods take and return the domain's types (`ModuleRecord`,
+//! `WriteCondition`, `PlatformName`, `Built`, `RunSummary`, any
+//! `Serialize` value), so the domain never sees an SDK type and the callers
+//! (Lambdas, the CLI) never build a request by hand.
+//!
+//! Errors are one `thiserror` enum per service. Every variant names what it
+//! is about (bucket and key; table and item key), and `is_retryable()` tells
+//! throttling and transient failures apart from answers that will not
+//! change. The SDK has already retried those (standard mode, 3 attempts)
+//! by the time an error reaches the caller, so "retryable" means "worth a
+//! Step Functions `Retry` later", not "loop now".
+//!
+//! Unit tests run every call against `aws-smithy-mocks`; the HTTP client
+//! comes from `aws-config` (rustls) at run time, from the mocks in tests.
+
+pub mod dynamodb;
+mod retry;
+pub mod s3;
+
+pub use aws_config::SdkConfig;
+
+/// The shared SDK configuration from the environment (region, credentials,
+/// `AWS_ENDPOINT_URL` for a local emulator), with the latest behavior
+/// version. Build each service's adapter from it once per process.
+pub async fn load_config() -> SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
