@@ -1,9 +1,10 @@
 //! Adapters from the ebfleet domain to AWS, over the official Rust SDK.
 //!
 //! `ebfleet-core` decides; this crate reads and writes. Each AWS service
-//! has one module here ([`s3`], [`dynamodb`]; EC2, SSM and Step Functions
-//! to come) holding one small type over the SDK client plus a resource name
-//! (a [`s3::Store`] over a bucket, [`dynamodb::Records`] over a table).
+//! has one module here ([`s3`], [`dynamodb`], [`ec2`], [`ssm`], [`sfn`])
+//! holding one small type over the SDK client plus a resource name where it
+//! has one (a [`s3::Store`] over a bucket, [`dynamodb::Records`] over a
+//! table, [`ec2::Nodes`], [`ssm::Ssm`], [`sfn::StepFunctions`]).
 //! Their methods take and return the domain's types (`ModuleRecord`,
 //! `WriteCondition`, `PlatformName`, `Built`, `RunSummary`, any
 //! `Serialize` value), so the domain never sees an SDK type and the callers
@@ -20,8 +21,11 @@
 //! comes from `aws-config` (rustls) at run time, from the mocks in tests.
 
 pub mod dynamodb;
+pub mod ec2;
 mod retry;
 pub mod s3;
+pub mod sfn;
+pub mod ssm;
 
 pub use aws_config::SdkConfig;
 

@@ -22,9 +22,11 @@ pub mod python;
 pub mod record;
 pub mod report;
 pub mod robot;
+pub mod step;
 pub mod templates;
 pub mod toolchain;
 pub mod tree;
+pub mod trigger;
 pub mod version;
 
 pub use arch::Arch;
