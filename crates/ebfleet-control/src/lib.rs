@@ -4,6 +4,7 @@
 //! the domain (`ebfleet-core`) with the adapters (`ebfleet-aws`).
 
 pub mod env;
+pub mod managed;
 pub mod runtime;
 
 pub use env::Env;
