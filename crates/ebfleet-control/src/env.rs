@@ -12,6 +12,16 @@ pub mod var {
     pub const SSM_DOCUMENT: &str = "EBFLEET_SSM_DOCUMENT";
     /// Optional: a platforms TOML replacing the shipped defaults.
     pub const PLATFORMS: &str = "EBFLEET_PLATFORMS_TOML";
+    /// The build nodes' instance profile (SSM and the bucket).
+    pub const INSTANCE_PROFILE_ARN: &str = "EBFLEET_INSTANCE_PROFILE_ARN";
+    /// The build nodes' security group (no inbound rule).
+    pub const SECURITY_GROUP_ID: &str = "EBFLEET_SECURITY_GROUP_ID";
+    /// The subnets the fleet may launch in, separated by commas.
+    pub const SUBNET_IDS: &str = "EBFLEET_SUBNET_IDS";
+    /// Optional: an `ami-` id used instead of the public SSM parameter.
+    pub const PINNED_AMI: &str = "EBFLEET_PINNED_AMI";
+    /// Optional: how many instance types to offer EC2 Fleet (default 10).
+    pub const MAX_TYPES: &str = "EBFLEET_MAX_INSTANCE_TYPES";
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,8 +3,15 @@
 //! the clients once (from [`Env`]) and call these handlers, which combine
 //! the domain (`ebfleet-core`) with the adapters (`ebfleet-aws`).
 
+pub mod capacity;
+pub mod dispatch;
 pub mod env;
 pub mod managed;
+pub mod plan;
+pub mod record;
+pub mod release;
 pub mod runtime;
+pub mod status;
+pub mod trigger;
 
 pub use env::Env;

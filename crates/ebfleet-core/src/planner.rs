@@ -59,6 +59,31 @@ pub struct PlanRequest<'a> {
 
 /// Plan every requested platform.
 pub fn plan(req: &PlanRequest<'_>, progress: &dyn Progress) -> Result<Plan, PlanError> {
+    plan_with(req, |arch| {
+        EasyconfigTree::load(req.easyconfigs, arch, progress)
+    })
+}
+
+/// [`plan`] from easyconfigs already read: `(path relative to the tree,
+/// bytes)`, e.g. downloaded from the bucket. `req.easyconfigs` only names
+/// the tree's root in messages.
+pub fn plan_sources(
+    sources: &[(String, Vec<u8>)],
+    req: &PlanRequest<'_>,
+) -> Result<Plan, PlanError> {
+    plan_with(req, |arch| {
+        Ok(EasyconfigTree::from_sources(
+            req.easyconfigs.to_path_buf(),
+            arch,
+            sources.to_vec(),
+        ))
+    })
+}
+
+fn plan_with(
+    req: &PlanRequest<'_>,
+    mut load: impl FnMut(Arch) -> Result<EasyconfigTree, TreeError>,
+) -> Result<Plan, PlanError> {
     let mut arches: Vec<Arch> = req.platforms.iter().map(|p| p.arch()).collect();
     arches.sort();
     arches.dedup();
@@ -71,7 +96,7 @@ pub fn plan(req: &PlanRequest<'_>, progress: &dyn Progress) -> Result<Plan, Plan
     };
     let mut by_name: HashMap<String, PlatformPlan> = HashMap::new();
     for arch in arches {
-        let tree = EasyconfigTree::load(req.easyconfigs, arch, progress)?;
+        let tree = load(arch)?;
         out.easyconfigs = tree.len();
         out.problems.insert(arch, tree.problems());
         let robot = Robot::new(&tree, req.robot);

@@ -1,0 +1,450 @@
+//! Capacity: start one build node for a batch of a platform — the instance
+//! types of the platform's families that fit the batch, ranked by spot
+//! price, the newest AMI for its architecture (or the pinned one), launched
+//! with EC2 Fleet (spot, on-demand fallback).
+//!
+//! Settings from the stack: [`var::INSTANCE_PROFILE_ARN`],
+//! [`var::SECURITY_GROUP_ID`], [`var::SUBNET_IDS`] (required),
+//! [`var::PINNED_AMI`], [`var::MAX_TYPES`] and [`var::PLATFORMS`]
+//! (optional).
+
+use crate::env::{var, EnvError};
+use crate::Env;
+use ebfleet_aws::ec2::{apply_spot_prices, Ec2Error, LaunchContext, Launched};
+use ebfleet_aws::ssm::SsmError;
+use ebfleet_core::capacity::{
+    choose, AmiError, AmiSource, BatchNeeds, CapacityError, CapacityOptions, CapacityPlan,
+    InstanceType, LaunchSpec, LaunchSpecError, Purchase,
+};
+use ebfleet_core::platform::{Platform, PlatformError, Platforms};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Input {
+    /// The execution's name (or ARN): tagged on the node.
+    pub execution: String,
+    /// The platform's full name, e.g. `amzn-2023_graviton-3`.
+    pub platform: String,
+    /// The batch's index in the platform's plan.
+    pub batch: usize,
+    /// How many modules the batch builds (sizes the node).
+    pub modules: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Output {
+    pub instance_ids: Vec<String>,
+    /// The launched type, as EC2 reports it.
+    pub instance_type: String,
+    pub purchase: Purchase,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error("environment variable {var}: {reason}")]
+    Setting { var: &'static str, reason: String },
+    #[error("platform {platform}: {source}")]
+    Platform {
+        platform: String,
+        source: PlatformError,
+    },
+    #[error("platform {platform}: listing instance types: {source}")]
+    Catalog { platform: String, source: Ec2Error },
+    #[error("platform {platform}: spot prices: {source}")]
+    SpotPrices { platform: String, source: Ec2Error },
+    #[error("platform {platform}: choosing instance types: {source}")]
+    Choose {
+        platform: String,
+        source: CapacityError,
+    },
+    #[error("platform {platform}: AMI: {source}")]
+    Ami { platform: String, source: AmiError },
+    #[error("platform {platform}: resolving the AMI: {source}")]
+    AmiLookup { platform: String, source: SsmError },
+    #[error("platform {platform}: launch spec: {source}")]
+    LaunchSpec {
+        platform: String,
+        source: LaunchSpecError,
+    },
+    #[error("platform {platform}: launch: {source}")]
+    Launch { platform: String, source: Ec2Error },
+    #[error("platform {platform}: EC2 Fleet reported no instance")]
+    NoInstance { platform: String },
+}
+
+/// What the launch needs from the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub instance_profile_arn: String,
+    pub security_group_id: String,
+    pub subnet_ids: Vec<String>,
+    pub pinned_ami: Option<String>,
+    pub max_types: usize,
+}
+
+impl Settings {
+    /// From the process environment.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// From `lookup` (a variable's value, `None` when unset); empty values
+    /// count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let required = |name: &'static str| get(name).ok_or(EnvError::Missing(name));
+        Ok(Settings {
+            instance_profile_arn: required(var::INSTANCE_PROFILE_ARN)?,
+            security_group_id: required(var::SECURITY_GROUP_ID)?,
+            subnet_ids: parse_subnets(&required(var::SUBNET_IDS)?)?,
+            pinned_ami: get(var::PINNED_AMI).map(|v| v.trim().to_string()),
+            max_types: parse_max_types(get(var::MAX_TYPES).as_deref())?,
+        })
+    }
+}
+
+/// Subnet ids separated by commas (spaces allowed); at least one.
+pub fn parse_subnets(text: &str) -> Result<Vec<String>, Error> {
+    let ids: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() {
+        return Err(Error::Setting {
+            var: var::SUBNET_IDS,
+            reason: "no subnet id".into(),
+        });
+    }
+    Ok(ids)
+}
+
+/// The number of types to offer; the default of [`CapacityOptions`] when
+/// unset.
+pub fn parse_max_types(text: Option<&str>) -> Result<usize, Error> {
+    match text {
+        None => Ok(CapacityOptions::default().max_types),
+        Some(t) => match t.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(Error::Setting {
+                var: var::MAX_TYPES,
+                reason: format!("{t:?} is not a whole number of at least 1"),
+            }),
+        },
+    }
+}
+
+/// The platforms: [`var::PLATFORMS`] (a platforms TOML) when set, else the
+/// shipped set.
+pub fn platforms(toml: Option<&str>) -> Result<Platforms, PlatformError> {
+    match toml {
+        Some(text) => Platforms::from_toml(text),
+        None => Platforms::default_set(),
+    }
+}
+
+/// The platform named exactly `name`.
+pub fn find_platform(platforms: &Platforms, name: &str) -> Result<Platform, Error> {
+    platforms
+        .platforms
+        .iter()
+        .find(|p| p.name == name)
+        .cloned()
+        .ok_or_else(|| Error::Platform {
+            platform: name.to_string(),
+            source: PlatformError::Unknown {
+                query: name.to_string(),
+                known: platforms
+                    .platforms
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+        })
+}
+
+/// The capacity plan for `modules` modules on `platform`: the catalog with
+/// its spot prices, sized by [`BatchNeeds::for_batch`], ranked by
+/// [`choose`].
+pub fn plan(
+    platform: &Platform,
+    mut catalog: Vec<InstanceType>,
+    prices: &HashMap<String, f64>,
+    modules: usize,
+    max_types: usize,
+) -> Result<CapacityPlan, Error> {
+    apply_spot_prices(&mut catalog, prices);
+    let needs = BatchNeeds::for_batch(modules, platform);
+    let opts = CapacityOptions {
+        max_types,
+        ..CapacityOptions::default()
+    };
+    choose(platform, &catalog, &needs, &opts).map_err(|source| Error::Choose {
+        platform: platform.name.clone(),
+        source,
+    })
+}
+
+/// The state's output from what EC2 launched.
+pub fn output(platform: &str, launched: Launched) -> Result<Output, Error> {
+    let instance_type = launched
+        .instances
+        .first()
+        .map(|i| i.instance_type.clone())
+        .ok_or_else(|| Error::NoInstance {
+            platform: platform.to_string(),
+        })?;
+    Ok(Output {
+        instance_ids: launched.instance_ids(),
+        instance_type,
+        purchase: launched.purchase,
+    })
+}
+
+pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
+    let settings = Settings::from_env()?;
+    let name = input.platform.as_str();
+    let platform_err = |source| Error::Platform {
+        platform: name.to_string(),
+        source,
+    };
+    let toml = std::env::var(var::PLATFORMS)
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let platforms = platforms(toml.as_deref()).map_err(platform_err)?;
+    let platform = find_platform(&platforms, name)?;
+
+    let catalog = env
+        .nodes
+        .instance_types(&platform.families)
+        .await
+        .map_err(|source| Error::Catalog {
+            platform: name.to_string(),
+            source,
+        })?;
+    let names: Vec<String> = catalog.iter().map(|t| t.name.clone()).collect();
+    let prices = env
+        .nodes
+        .spot_prices(&names)
+        .await
+        .map_err(|source| Error::SpotPrices {
+            platform: name.to_string(),
+            source,
+        })?;
+    let plan = plan(
+        &platform,
+        catalog,
+        &prices,
+        input.modules,
+        settings.max_types,
+    )?;
+
+    let ami =
+        AmiSource::for_platform(&platform, settings.pinned_ami.as_deref()).map_err(|source| {
+            Error::Ami {
+                platform: name.to_string(),
+                source,
+            }
+        })?;
+    let ami_id = env
+        .ssm
+        .ami_id(&ami)
+        .await
+        .map_err(|source| Error::AmiLookup {
+            platform: name.to_string(),
+            source,
+        })?;
+    let spec = LaunchSpec::new(
+        &input.execution,
+        &platform,
+        &input.batch.to_string(),
+        &plan,
+        ami,
+    )
+    .map_err(|source| Error::LaunchSpec {
+        platform: name.to_string(),
+        source,
+    })?;
+    let ctx = LaunchContext {
+        ami_id,
+        instance_profile_arn: settings.instance_profile_arn,
+        security_group_id: settings.security_group_id,
+        subnet_ids: settings.subnet_ids,
+        // The node bootstrap (installing `ebfleet-node`) is not written yet.
+        user_data: None,
+    };
+    let launched = env
+        .nodes
+        .launch(&spec, &ctx)
+        .await
+        .map_err(|source| Error::Launch {
+            platform: name.to_string(),
+            source,
+        })?;
+    output(name, launched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebfleet_aws::ec2::LaunchedInstance;
+    use ebfleet_core::capacity::SpotAllocationStrategy;
+    use ebfleet_core::Arch;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn required_vars() -> Vec<(&'static str, &'static str)> {
+        vec![
+            (
+                var::INSTANCE_PROFILE_ARN,
+                "arn:aws:iam::123456789012:instance-profile/node",
+            ),
+            (var::SECURITY_GROUP_ID, "sg-0123456789abcdef0"),
+            (var::SUBNET_IDS, "subnet-1, subnet-2,,"),
+        ]
+    }
+
+    #[test]
+    fn settings_read_required_and_optional_variables() {
+        let s = Settings::from_lookup(vars(&required_vars())).unwrap();
+        assert_eq!(s.subnet_ids, ["subnet-1", "subnet-2"]);
+        assert_eq!(s.pinned_ami, None);
+        assert_eq!(s.max_types, CapacityOptions::default().max_types);
+
+        let mut v = required_vars();
+        v.push((var::PINNED_AMI, "ami-0123456789abcdef0"));
+        v.push((var::MAX_TYPES, "3"));
+        let s = Settings::from_lookup(vars(&v)).unwrap();
+        assert_eq!(s.pinned_ami.as_deref(), Some("ami-0123456789abcdef0"));
+        assert_eq!(s.max_types, 3);
+    }
+
+    #[test]
+    fn settings_name_the_missing_or_bad_variable() {
+        let v: Vec<_> = required_vars()
+            .into_iter()
+            .filter(|(k, _)| *k != var::SECURITY_GROUP_ID)
+            .collect();
+        let e = Settings::from_lookup(vars(&v)).unwrap_err();
+        assert!(e.to_string().contains(var::SECURITY_GROUP_ID), "{e}");
+
+        let mut v = required_vars();
+        v.retain(|(k, _)| *k != var::SUBNET_IDS);
+        v.push((var::SUBNET_IDS, " , "));
+        let e = Settings::from_lookup(vars(&v)).unwrap_err();
+        assert!(e.to_string().contains(var::SUBNET_IDS), "{e}");
+
+        for bad in ["0", "-1", "many"] {
+            let e = parse_max_types(Some(bad)).unwrap_err();
+            assert!(e.to_string().contains(var::MAX_TYPES), "{e}");
+        }
+    }
+
+    #[test]
+    fn finds_shipped_platforms_by_full_name_only() {
+        let all = platforms(None).unwrap();
+        let first = &all.platforms[0];
+        assert_eq!(find_platform(&all, &first.name).unwrap().name, first.name);
+        let e = find_platform(&all, "amzn-2023_no-such-cpu").unwrap_err();
+        assert!(e.to_string().contains("amzn-2023_no-such-cpu"), "{e}");
+        assert!(e.to_string().contains(&first.name), "{e}");
+    }
+
+    fn cpu_platform() -> Platform {
+        platforms(None)
+            .unwrap()
+            .platforms
+            .into_iter()
+            .find(|p| p.gpu.is_none())
+            .expect("a CPU platform is shipped")
+    }
+
+    #[test]
+    fn plan_ranks_fitting_types_by_spot_price() {
+        let p = cpu_platform();
+        let family = &p.families[0];
+        let arch = p.arch();
+        let catalog = vec![
+            InstanceType::new(&format!("{family}.xlarge"), arch, 4, 8 * 1024)
+                .with_prices(Some(0.2), None),
+            InstanceType::new(&format!("{family}.2xlarge"), arch, 8, 16 * 1024)
+                .with_prices(Some(0.4), None),
+            InstanceType::new(&format!("{family}.4xlarge"), arch, 16, 32 * 1024)
+                .with_prices(Some(0.8), None),
+        ];
+        let prices = HashMap::from([
+            (format!("{family}.xlarge"), 0.044),
+            (format!("{family}.2xlarge"), 0.08),
+            (format!("{family}.4xlarge"), 0.2),
+        ]);
+        let plan = plan(&p, catalog, &prices, 3, 2).unwrap();
+        assert!(plan.purchase.is_spot());
+        assert_eq!(
+            plan.type_names(),
+            [format!("{family}.2xlarge"), format!("{family}.xlarge")]
+        );
+    }
+
+    #[test]
+    fn plan_error_names_the_platform() {
+        let p = cpu_platform();
+        let other = match p.arch() {
+            Arch::X86_64 => Arch::Aarch64,
+            Arch::Aarch64 => Arch::X86_64,
+        };
+        let catalog = vec![InstanceType::new("zz9.large", other, 2, 4096)];
+        let e = plan(&p, catalog, &HashMap::new(), 1, 10).unwrap_err();
+        assert!(matches!(e, Error::Choose { .. }));
+        assert!(e.to_string().contains(&p.name), "{e}");
+    }
+
+    #[test]
+    fn output_from_launched() {
+        let purchase = Purchase::Spot {
+            allocation_strategy: SpotAllocationStrategy::PriceCapacityOptimized,
+        };
+        let launched = Launched {
+            instances: vec![LaunchedInstance {
+                instance_id: "i-0123456789abcdef0".into(),
+                instance_type: "c7g.2xlarge".into(),
+            }],
+            purchase: purchase.clone(),
+            fleet_id: Some("fleet-1".into()),
+            launch_template_id: "lt-1".into(),
+            failed_attempt: None,
+        };
+        let out = output("p", launched.clone()).unwrap();
+        assert_eq!(out.instance_ids, ["i-0123456789abcdef0"]);
+        assert_eq!(out.instance_type, "c7g.2xlarge");
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(json["purchase"]["market"], "spot");
+
+        let none = Launched {
+            instances: vec![],
+            ..launched
+        };
+        let e = output("amzn-2023_x", none).unwrap_err();
+        assert!(e.to_string().contains("amzn-2023_x"));
+    }
+
+    #[test]
+    fn input_reads_the_state_input() {
+        let i: Input = serde_json::from_value(serde_json::json!({
+            "execution": "run-1", "platform": "amzn-2023_graviton-3", "batch": 2, "modules": 7
+        }))
+        .unwrap();
+        assert_eq!(i.batch, 2);
+        assert_eq!(i.modules, 7);
+    }
+}

@@ -1,0 +1,509 @@
+//! Plan: read the easyconfigs from the bucket (cached by ETag in `/tmp`
+//! across warm invocations), what each platform has built from DynamoDB,
+//! run the planner, write the plan and its batch files to
+//! `plans/<execution>/`, and return only keys and counts.
+
+use crate::env::var;
+use crate::Env;
+use ebfleet_aws::dynamodb::DynamoError;
+use ebfleet_aws::s3::{ObjectInfo, S3Error, Store};
+use ebfleet_core::keys::{BatchFile, ExecutionName, KeyError, PlatformName, EASYCONFIGS_PREFIX};
+use ebfleet_core::plan::{Built, PlanOptions};
+use ebfleet_core::planner::{plan_sources, Plan, PlanError, PlanRequest, Targets};
+use ebfleet_core::platform::{Platform, PlatformError, Platforms};
+use ebfleet_core::policy::Policy;
+use ebfleet_core::robot::RobotOptions;
+use ebfleet_core::trigger::{ExecutionInput, Mode};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// `{execution, platforms?, changed_keys?, mode}`.
+pub type Input = ExecutionInput;
+/// Per platform, keys and counts only.
+pub type Output = ebfleet_core::keys::PlanOutput;
+
+/// Where downloaded easyconfigs are kept, unless
+/// [`CACHE_DIR_VAR`] says otherwise.
+pub const DEFAULT_CACHE_DIR: &str = "/tmp/ebfleet-easyconfigs";
+/// Optional: the directory of the easyconfig cache.
+pub const CACHE_DIR_VAR: &str = "EBFLEET_EASYCONFIG_CACHE";
+/// S3 requests in flight at once.
+const CONCURRENCY: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading the platforms: {0}")]
+    Platforms(#[from] PlatformError),
+    #[error("listing the easyconfigs: {0}")]
+    List(#[source] S3Error),
+    #[error("downloading an easyconfig: {0}")]
+    Download(#[source] S3Error),
+    #[error("reading what platform {platform} has built: {source}")]
+    Built {
+        platform: String,
+        #[source]
+        source: DynamoError,
+    },
+    #[error("planning: {0}")]
+    Plan(#[from] PlanError),
+    #[error("the plan does not make valid keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("writing the plan: {0}")]
+    Write(#[source] S3Error),
+    #[error("a download or upload task failed: {0}")]
+    Task(String),
+}
+
+/// The platforms file: `EBFLEET_PLATFORMS_TOML` (its text) or the shipped defaults.
+pub fn platforms() -> Result<Platforms, PlatformError> {
+    match std::env::var(var::PLATFORMS) {
+        Ok(text) if !text.trim().is_empty() => Platforms::from_toml(&text),
+        _ => Platforms::default_set(),
+    }
+}
+
+/// The cache directory: `EBFLEET_EASYCONFIG_CACHE` or [`DEFAULT_CACHE_DIR`].
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os(CACHE_DIR_VAR)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR))
+}
+
+pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
+    handle_with_cache(env, input, &cache_dir()).await
+}
+
+/// [`handle`] with the easyconfig cache in `cache`.
+pub async fn handle_with_cache(env: &Env, input: Input, cache: &Path) -> Result<Output, Error> {
+    let all = platforms()?;
+    let selected = select_platforms(&all, &input)?;
+    let sources = load_sources(&env.store, cache).await?;
+    let mut built = HashMap::new();
+    for p in &selected {
+        let name = PlatformName::of(p)?;
+        let b: Built = env
+            .records
+            .built(&name)
+            .await
+            .map_err(|source| Error::Built {
+                platform: p.name.clone(),
+                source,
+            })?;
+        built.insert(p.name.clone(), b);
+    }
+    let plan = plan_input(&sources, &selected, &input, built)?;
+    let execution = input.execution();
+    let files = batch_files(&plan, &selected, execution)?;
+    tracing::info!(
+        %execution,
+        easyconfigs = plan.easyconfigs,
+        batches = files.len(),
+        "planned"
+    );
+    put_all(&env.store, files).await?;
+    let output = Output::new(&plan, &selected, execution)?;
+    env.store
+        .put_json(&output.plan_key, &plan)
+        .await
+        .map_err(Error::Write)?;
+    Ok(output)
+}
+
+/// The input's platforms, or all of them.
+pub fn select_platforms<'a>(
+    all: &'a Platforms,
+    input: &Input,
+) -> Result<Vec<&'a Platform>, PlatformError> {
+    let queries: Vec<String> = input
+        .platforms()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.as_str().to_string())
+        .collect();
+    all.select(&queries)
+}
+
+/// What to build: the latest of everything, or the changed easyconfigs
+/// (by file name, as an easystack) and what they need.
+pub fn targets(input: &Input) -> Targets {
+    match input.mode() {
+        Mode::Full => Targets::Latest(Policy::default()),
+        Mode::Changed => Targets::Easystack(
+            input
+                .changed_keys()
+                .iter()
+                .map(|k| k.relative().file_name().to_string())
+                .collect(),
+        ),
+    }
+}
+
+/// Plan `sources` (paths relative to `easyconfigs/`) for `platforms`.
+pub fn plan_input(
+    sources: &[(String, Vec<u8>)],
+    platforms: &[&Platform],
+    input: &Input,
+    built: HashMap<String, Built>,
+) -> Result<Plan, PlanError> {
+    let req = PlanRequest {
+        easyconfigs: Path::new(EASYCONFIGS_PREFIX.trim_end_matches('/')),
+        platforms: platforms.to_vec(),
+        targets: targets(input),
+        built,
+        robot: RobotOptions::default(),
+        options: PlanOptions::default(),
+        dot: false,
+    };
+    plan_sources(sources, &req)
+}
+
+/// Every batch file of the plan.
+pub fn batch_files(
+    plan: &Plan,
+    platforms: &[&Platform],
+    execution: &ExecutionName,
+) -> Result<Vec<BatchFile>, KeyError> {
+    let mut files = Vec::new();
+    for pp in &plan.platforms {
+        let Some(platform) = platforms.iter().find(|p| p.name == pp.platform) else {
+            return Err(KeyError::NoPlatform(pp.platform.clone()));
+        };
+        for b in &pp.batches {
+            files.push(BatchFile::from_plan(plan, platform, execution, b.index)?);
+        }
+    }
+    Ok(files)
+}
+
+/// The file name an object with `etag` is cached under: the ETag without
+/// quotes, when it is only hex digits and dashes (S3's form); else none
+/// (not cached).
+pub fn cache_name(etag: &str) -> Option<String> {
+    let e = etag.trim_matches('"');
+    (!e.is_empty() && e.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+        .then(|| format!("{}.eb", e.to_ascii_lowercase()))
+}
+
+/// The path of a key relative to `easyconfigs/`.
+pub fn relative_path(key: &str) -> Option<&str> {
+    key.strip_prefix(EASYCONFIGS_PREFIX)
+        .filter(|r| !r.is_empty())
+}
+
+/// Every easyconfig of the bucket, read from the cache when its ETag is
+/// there, else downloaded (and cached).
+pub async fn load_sources(store: &Store, cache: &Path) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let objects = store
+        .list_easyconfigs(EASYCONFIGS_PREFIX)
+        .await
+        .map_err(Error::List)?;
+    if let Err(e) = tokio::fs::create_dir_all(cache).await {
+        tracing::warn!(cache = %cache.display(), error = %e, "no easyconfig cache");
+    }
+    let mut sources = Vec::with_capacity(objects.len());
+    let mut hits = 0usize;
+    for chunk in objects.chunks(CONCURRENCY) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, o) in chunk.iter().enumerate() {
+            let Some(rel) = relative_path(&o.key) else {
+                continue;
+            };
+            let (store, cache, o, rel) = (
+                store.clone(),
+                cache.to_path_buf(),
+                o.clone(),
+                rel.to_string(),
+            );
+            tasks.spawn(async move {
+                fetch_cached(&store, &cache, &o)
+                    .await
+                    .map(|(bytes, hit)| (i, rel, bytes, hit))
+            });
+        }
+        let mut got = Vec::with_capacity(chunk.len());
+        while let Some(r) = tasks.join_next().await {
+            let (i, rel, bytes, hit) = r.map_err(|e| Error::Task(e.to_string()))??;
+            hits += usize::from(hit);
+            got.push((i, rel, bytes));
+        }
+        got.sort_by_key(|(i, _, _)| *i);
+        sources.extend(got.into_iter().map(|(_, rel, bytes)| (rel, bytes)));
+    }
+    tracing::info!(
+        easyconfigs = sources.len(),
+        cached = hits,
+        "read easyconfigs"
+    );
+    let keep: std::collections::HashSet<String> =
+        objects.iter().filter_map(|o| cache_name(&o.etag)).collect();
+    prune_cache(cache, &keep).await;
+    Ok(sources)
+}
+
+/// Remove cached files no listed object has any more, so `/tmp` does not
+/// fill up over many warm invocations.
+async fn prune_cache(cache: &Path, keep: &std::collections::HashSet<String>) {
+    let Ok(mut dir) = tokio::fs::read_dir(cache).await else {
+        return;
+    };
+    while let Ok(Some(e)) = dir.next_entry().await {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !keep.contains(&name) {
+            if let Err(err) = tokio::fs::remove_file(e.path()).await {
+                tracing::warn!(path = %e.path().display(), error = %err, "not pruned");
+            }
+        }
+    }
+}
+
+/// One object's bytes, and whether they came from the cache.
+async fn fetch_cached(
+    store: &Store,
+    cache: &Path,
+    o: &ObjectInfo,
+) -> Result<(Vec<u8>, bool), Error> {
+    let path = cache_name(&o.etag).map(|n| cache.join(n));
+    if let Some(path) = &path {
+        if let Ok(bytes) = tokio::fs::read(path).await {
+            if bytes.len() as u64 == o.size {
+                return Ok((bytes, true));
+            }
+        }
+    }
+    let bytes = store.get_bytes(&o.key).await.map_err(Error::Download)?;
+    if let Some(path) = &path {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let written = match tokio::fs::write(&tmp, &bytes).await {
+            Ok(()) => tokio::fs::rename(&tmp, path).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "not cached");
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+    }
+    Ok((bytes, false))
+}
+
+/// Write every batch file, [`CONCURRENCY`] at a time.
+async fn put_all(store: &Store, files: Vec<BatchFile>) -> Result<(), Error> {
+    let mut files = files.into_iter();
+    loop {
+        let mut tasks = tokio::task::JoinSet::new();
+        for f in files.by_ref().take(CONCURRENCY) {
+            let store = store.clone();
+            tasks.spawn(async move { store.put_json(&f.key(), &f).await });
+        }
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.map_err(|e| Error::Task(e.to_string()))?
+                .map_err(Error::Write)?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixtures() -> Vec<(String, Vec<u8>)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/easybuild/fixtures/easyconfigs");
+        let mut out = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "eb") {
+                    let rel = p
+                        .strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    out.push((rel, std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn input(json: &str) -> Input {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn cache_names_are_etags_without_quotes() {
+        assert_eq!(cache_name("\"9B2cf0\"").as_deref(), Some("9b2cf0.eb"));
+        assert_eq!(cache_name("\"abc-3\"").as_deref(), Some("abc-3.eb"));
+        assert_eq!(cache_name(""), None);
+        assert_eq!(cache_name("\"../x\""), None);
+    }
+
+    #[test]
+    fn relative_paths_drop_the_prefix() {
+        assert_eq!(
+            relative_path("easyconfigs/b/bzip2/bzip2-1.0.eb"),
+            Some("b/bzip2/bzip2-1.0.eb")
+        );
+        assert_eq!(relative_path("easyconfigs/"), None);
+        assert_eq!(relative_path("plans/x"), None);
+    }
+
+    #[test]
+    fn changed_keys_become_easystack_file_names() {
+        let i = input(
+            r#"{"execution":"e1","mode":"changed",
+                "changed_keys":["easyconfigs/o/OpenMPI/OpenMPI-1.0-GCC-1.0.eb"]}"#,
+        );
+        match targets(&i) {
+            Targets::Easystack(names) => assert_eq!(names, ["OpenMPI-1.0-GCC-1.0.eb"]),
+            t => panic!("{t:?}"),
+        }
+        assert!(matches!(
+            targets(&input(r#"{"execution":"e1","mode":"full"}"#)),
+            Targets::Latest(_)
+        ));
+    }
+
+    #[test]
+    fn plans_sources_into_batch_files_and_a_small_output() {
+        let all = Platforms::default_set().unwrap();
+        let i = input(
+            r#"{"execution":"e1","mode":"changed",
+                "changed_keys":["easyconfigs/o/OpenMPI/OpenMPI-1.0-GCC-1.0.eb"]}"#,
+        );
+        let selected = select_platforms(&all, &i).unwrap();
+        assert_eq!(selected.len(), all.platforms.len());
+        let plan = plan_input(&fixtures(), &selected, &i, HashMap::new()).unwrap();
+        assert!(plan.easyconfigs > 0);
+        let files = batch_files(&plan, &selected, i.execution()).unwrap();
+        let out = Output::new(&plan, &selected, i.execution()).unwrap();
+        assert!(!out.nothing_to_do);
+        assert_eq!(out.plan_key, "plans/e1/plan.json");
+        let total: usize = out.platforms.iter().map(|p| p.batches).sum();
+        assert_eq!(files.len(), total);
+        assert!(files.iter().all(|f| f.key().starts_with("plans/e1/")));
+        assert!(files
+            .iter()
+            .flat_map(|f| &f.builds)
+            .any(|b| b.module.as_str().starts_with("OpenMPI/")));
+    }
+
+    #[test]
+    fn everything_built_is_nothing_to_do() {
+        let all = Platforms::default_set().unwrap();
+        let first = &all.platforms[0];
+        let i = input(&format!(
+            r#"{{"execution":"e1","mode":"changed","platforms":["{}"],
+                "changed_keys":["easyconfigs/o/OpenMPI/OpenMPI-1.0-GCC-1.0.eb"]}}"#,
+            first.name
+        ));
+        let selected = select_platforms(&all, &i).unwrap();
+        assert_eq!(selected.len(), 1);
+        let sources = fixtures();
+        let plan = plan_input(&sources, &selected, &i, HashMap::new()).unwrap();
+        // Everything it would build, marked built from the same easyconfig.
+        let table = &plan.modules[&first.arch()];
+        let built: Built = table
+            .iter()
+            .map(|(m, pm)| (m.clone(), Some(pm.easyconfig_sha256.clone())))
+            .collect();
+        assert!(!built.is_empty());
+        let plan = plan_input(
+            &sources,
+            &selected,
+            &i,
+            HashMap::from([(first.name.clone(), built)]),
+        )
+        .unwrap();
+        let out = Output::new(&plan, &selected, i.execution()).unwrap();
+        assert!(out.nothing_to_do);
+        assert!(batch_files(&plan, &selected, i.execution())
+            .unwrap()
+            .is_empty());
+    }
+
+    mod cache {
+        use super::super::*;
+        use aws_sdk_s3::operation::get_object::GetObjectOutput;
+        use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+        use aws_sdk_s3::primitives::ByteStream;
+        use aws_sdk_s3::types::Object;
+        use aws_sdk_s3::Client;
+        use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+        const A: &str = "easyconfigs/a/A/A-1.0.eb";
+        const B: &str = "easyconfigs/b/B/B-2.0.eb";
+
+        fn listing(etag_b: &'static str) -> Rule {
+            mock!(Client::list_objects_v2)
+                .match_requests(|r| r.prefix() == Some(EASYCONFIGS_PREFIX))
+                .then_output(move || {
+                    ListObjectsV2Output::builder()
+                        .contents(Object::builder().key(A).e_tag("\"aa\"").size(4).build())
+                        .contents(Object::builder().key(B).e_tag(etag_b).size(4).build())
+                        .contents(
+                            Object::builder()
+                                .key("easyconfigs/a/A/A.patch")
+                                .e_tag("\"cc\"")
+                                .size(1)
+                                .build(),
+                        )
+                        .build()
+                })
+        }
+
+        fn object(key: &'static str, body: &'static [u8]) -> Rule {
+            mock!(Client::get_object)
+                .match_requests(move |r| r.key() == Some(key))
+                .then_output(move || {
+                    GetObjectOutput::builder()
+                        .body(ByteStream::from_static(body))
+                        .build()
+                })
+        }
+
+        #[tokio::test]
+        async fn warm_invocations_download_only_changed_objects() {
+            let dir =
+                std::env::temp_dir().join(format!("ebfleet-plan-cache-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let (list, a, b) = (listing("\"bb\""), object(A, b"AAAA"), object(B, b"BBBB"));
+            let store = Store::new(
+                mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&list, &a, &b]),
+                "bucket",
+            );
+            let want = vec![
+                ("a/A/A-1.0.eb".to_string(), b"AAAA".to_vec()),
+                ("b/B/B-2.0.eb".to_string(), b"BBBB".to_vec()),
+            ];
+            assert_eq!(load_sources(&store, &dir).await.unwrap(), want);
+            assert_eq!((a.num_calls(), b.num_calls()), (1, 1));
+            // Warm: nothing changed, nothing downloaded.
+            assert_eq!(load_sources(&store, &dir).await.unwrap(), want);
+            assert_eq!((a.num_calls(), b.num_calls()), (1, 1));
+            // B changed: only B is downloaded again.
+            let (list2, b2) = (listing("\"b2\""), object(B, b"bbbb"));
+            let store = Store::new(
+                mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&list2, &a, &b2]),
+                "bucket",
+            );
+            let got = load_sources(&store, &dir).await.unwrap();
+            assert_eq!(got[1].1, b"bbbb");
+            assert_eq!((a.num_calls(), b2.num_calls()), (1, 1));
+            // The old B is pruned from the cache.
+            let mut cached: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            cached.sort();
+            assert_eq!(cached, ["aa.eb", "b2.eb"]);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! Record: read a batch's manifest from S3 and write each module's record
+//! to DynamoDB under a conditional write, re-reading and deciding again
+//! when someone else wrote the item in between. Running it twice on the
+//! same manifest changes nothing.
+
+use crate::Env;
+use ebfleet_aws::dynamodb::DynamoError;
+use ebfleet_aws::s3::S3Error;
+use ebfleet_core::keys::{manifest_key, ExecutionName, KeyError, ModuleName, PlatformName};
+use ebfleet_core::record::{
+    apply_manifest, write_condition, BatchManifest, ManifestEntry, ManifestError, ModuleRecord,
+    Outcome, WriteCondition,
+};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+
+/// Writes tried per module before giving up on a contended item.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The manifest to record: its key in the bucket, or the batch it belongs to.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Input {
+    Key {
+        manifest_key: String,
+    },
+    Batch {
+        execution: ExecutionName,
+        platform: PlatformName,
+        batch: usize,
+    },
+}
+
+impl Input {
+    /// The manifest's key in the bucket.
+    pub fn key(&self) -> String {
+        match self {
+            Input::Key { manifest_key } => manifest_key.clone(),
+            Input::Batch {
+                execution,
+                platform,
+                batch,
+            } => manifest_key(platform, execution, *batch),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Output {
+    pub manifest_key: String,
+    /// Records written as built.
+    pub built: usize,
+    /// Records written with a failure.
+    pub failed: usize,
+    /// Records written for modules the node did not attempt.
+    pub skipped: usize,
+    /// Modules whose record already said what the manifest says.
+    pub unchanged: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading manifest {key}: {source}")]
+    Read {
+        key: String,
+        #[source]
+        source: S3Error,
+    },
+    #[error("manifest {key}: {source}")]
+    Manifest {
+        key: String,
+        #[source]
+        source: ManifestError,
+    },
+    #[error("manifest {key}: not UTF-8")]
+    NotUtf8 { key: String },
+    #[error("manifest {key}: {source}")]
+    Name {
+        key: String,
+        #[source]
+        source: KeyError,
+    },
+    #[error("recording {module}: {source}")]
+    Record {
+        module: String,
+        #[source]
+        source: Box<DynamoError>,
+    },
+    #[error("recording {module}: the item changed under every one of {attempts} writes")]
+    Contended { module: String, attempts: u32 },
+}
+
+/// What recording one entry came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Written (after this many writes).
+    Written { attempts: u32 },
+    /// The record already says it.
+    Unchanged,
+}
+
+/// Why one entry could not be recorded.
+#[derive(Debug)]
+pub enum EntryError {
+    Dynamo(DynamoError),
+    Contended { attempts: u32 },
+}
+
+/// Record one entry: read the record (`get`), decide with
+/// [`apply_manifest`], write it (`put`) under [`write_condition`]; when the
+/// condition fails, read and decide again, at most `max_attempts` writes.
+pub async fn record_entry<G, GF, P, PF>(
+    get: G,
+    put: P,
+    manifest: &BatchManifest,
+    entry: &ManifestEntry,
+    now: u64,
+    max_attempts: u32,
+) -> Result<Recorded, EntryError>
+where
+    G: Fn() -> GF,
+    GF: Future<Output = Result<Option<ModuleRecord>, DynamoError>>,
+    P: Fn(ModuleRecord, WriteCondition) -> PF,
+    PF: Future<Output = Result<(), DynamoError>>,
+{
+    for attempt in 1..=max_attempts {
+        let existing = get().await.map_err(EntryError::Dynamo)?;
+        let Some(record) = apply_manifest(existing.as_ref(), manifest, entry, now) else {
+            return Ok(Recorded::Unchanged);
+        };
+        match put(record, write_condition(existing.as_ref())).await {
+            Ok(()) => return Ok(Recorded::Written { attempts: attempt }),
+            Err(DynamoError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(EntryError::Dynamo(e)),
+        }
+    }
+    Err(EntryError::Contended {
+        attempts: max_attempts,
+    })
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
+    let key = input.key();
+    let bytes = env
+        .store
+        .get_bytes(&key)
+        .await
+        .map_err(|source| Error::Read {
+            key: key.clone(),
+            source,
+        })?;
+    let manifest = parse_manifest(&key, &bytes)?;
+    let platform: PlatformName = manifest.platform.parse().map_err(|source| Error::Name {
+        key: key.clone(),
+        source,
+    })?;
+    let now = now();
+    let mut out = Output {
+        manifest_key: key.clone(),
+        ..Output::default()
+    };
+    for entry in &manifest.modules {
+        let module: ModuleName = entry.module.parse().map_err(|source| Error::Name {
+            key: key.clone(),
+            source,
+        })?;
+        let recorded = record_entry(
+            || env.records.get(&platform, &module),
+            |record, condition| async move { env.records.put(&record, &condition).await },
+            &manifest,
+            entry,
+            now,
+            MAX_ATTEMPTS,
+        )
+        .await
+        .map_err(|e| match e {
+            EntryError::Dynamo(source) => Error::Record {
+                module: entry.module.clone(),
+                source: Box::new(source),
+            },
+            EntryError::Contended { attempts } => Error::Contended {
+                module: entry.module.clone(),
+                attempts,
+            },
+        })?;
+        count(&mut out, entry, recorded);
+    }
+    tracing::info!(
+        manifest = %key,
+        built = out.built,
+        failed = out.failed,
+        skipped = out.skipped,
+        unchanged = out.unchanged,
+        "recorded"
+    );
+    Ok(out)
+}
+
+/// Read and validate a manifest's bytes.
+pub fn parse_manifest(key: &str, bytes: &[u8]) -> Result<BatchManifest, Error> {
+    let manifest_error = |source| Error::Manifest {
+        key: key.to_string(),
+        source,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::NotUtf8 {
+        key: key.to_string(),
+    })?;
+    BatchManifest::from_json(text).map_err(manifest_error)
+}
+
+/// Add one entry's result to the counts.
+pub fn count(out: &mut Output, entry: &ManifestEntry, recorded: Recorded) {
+    match (recorded, &entry.outcome) {
+        (Recorded::Unchanged, _) => out.unchanged += 1,
+        (Recorded::Written { .. }, Outcome::Built { .. }) => out.built += 1,
+        (Recorded::Written { .. }, Outcome::Failed { .. }) => out.failed += 1,
+        (Recorded::Written { .. }, Outcome::Skipped { .. }) => out.skipped += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebfleet_core::record::{Status, Tarball, MANIFEST_FORMAT};
+    use std::cell::{Cell, RefCell};
+
+    const P: &str = "amzn-2023_graviton-3";
+    const M: &str = "zlib/1.3.1-GCCcore-13.3.0";
+
+    fn manifest() -> BatchManifest {
+        let m = BatchManifest {
+            format: MANIFEST_FORMAT,
+            execution: "e1".into(),
+            platform: P.into(),
+            batch: 0,
+            instance_type: "c7g.4xlarge".into(),
+            archspec: "neoverse_v1".into(),
+            eb_version: "4.9.4".into(),
+            started: 1_000,
+            finished: 1_100,
+            modules: vec![ManifestEntry {
+                module: M.into(),
+                easyconfig_sha256: "a".repeat(64),
+                outcome: Outcome::Built {
+                    tarball: Tarball {
+                        key: format!("{P}/software/zlib/1.3.1-GCCcore-13.3.0.tar.zst"),
+                        size: 123_456,
+                        sha256: "b".repeat(64),
+                    },
+                    module_file_key: format!("{P}/modules/all/zlib/1.3.1-GCCcore-13.3.0.lua"),
+                    duration_s: 42,
+                },
+            }],
+        };
+        m.validate().unwrap();
+        m
+    }
+
+    fn condition_failed(condition: WriteCondition) -> DynamoError {
+        DynamoError::ConditionFailed {
+            table: "t".into(),
+            pk: "pk".into(),
+            sk: "sk".into(),
+            condition,
+        }
+    }
+
+    /// A table of one item whose version must match, and `races` writes by
+    /// someone else landing just before ours.
+    struct Table {
+        item: RefCell<Option<ModuleRecord>>,
+        races: Cell<u32>,
+        puts: Cell<u32>,
+    }
+
+    impl Table {
+        fn new(races: u32) -> Self {
+            Table {
+                item: RefCell::new(None),
+                races: Cell::new(races),
+                puts: Cell::new(0),
+            }
+        }
+
+        async fn get(&self) -> Result<Option<ModuleRecord>, DynamoError> {
+            Ok(self.item.borrow().clone())
+        }
+
+        async fn put(&self, r: ModuleRecord, c: WriteCondition) -> Result<(), DynamoError> {
+            self.puts.set(self.puts.get() + 1);
+            if self.races.get() > 0 {
+                self.races.set(self.races.get() - 1);
+                // Someone else bumps the item.
+                let mut other = self
+                    .item
+                    .borrow()
+                    .clone()
+                    .unwrap_or_else(|| ModuleRecord::new(P, M, &"c".repeat(64), 1));
+                other.version += 1;
+                *self.item.borrow_mut() = Some(other);
+            }
+            let current = self.item.borrow().clone();
+            if write_condition(current.as_ref()) != c {
+                return Err(condition_failed(c));
+            }
+            *self.item.borrow_mut() = Some(r);
+            Ok(())
+        }
+    }
+
+    async fn run(t: &Table, m: &BatchManifest) -> Result<Recorded, EntryError> {
+        record_entry(
+            || t.get(),
+            |r, c| t.put(r, c),
+            m,
+            &m.modules[0],
+            2_000,
+            MAX_ATTEMPTS,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn writes_then_is_idempotent() {
+        let t = Table::new(0);
+        let m = manifest();
+        assert_eq!(
+            run(&t, &m).await.unwrap(),
+            Recorded::Written { attempts: 1 }
+        );
+        let r = t.item.borrow().clone().unwrap();
+        assert_eq!(r.status, Status::Built);
+        assert_eq!(r.version, 1);
+        assert_eq!(run(&t, &m).await.unwrap(), Recorded::Unchanged);
+        assert_eq!(t.puts.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn retries_after_a_failed_condition() {
+        let t = Table::new(2);
+        let m = manifest();
+        assert_eq!(
+            run(&t, &m).await.unwrap(),
+            Recorded::Written { attempts: 3 }
+        );
+        let r = t.item.borrow().clone().unwrap();
+        assert_eq!(r.status, Status::Built);
+        assert_eq!(t.puts.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn gives_up_when_always_contended() {
+        let t = Table::new(u32::MAX);
+        let m = manifest();
+        assert!(matches!(
+            run(&t, &m).await,
+            Err(EntryError::Contended {
+                attempts: MAX_ATTEMPTS
+            })
+        ));
+        assert_eq!(t.puts.get(), MAX_ATTEMPTS);
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_not_retried() {
+        let m = manifest();
+        let puts = Cell::new(0);
+        let r = record_entry(
+            || async { Ok(None) },
+            |_, _| {
+                puts.set(puts.get() + 1);
+                async {
+                    Err(DynamoError::Transient {
+                        table: "t".into(),
+                        pk: "pk".into(),
+                        sk: "sk".into(),
+                        op: "PutItem",
+                        detail: "throttled".into(),
+                    })
+                }
+            },
+            &m,
+            &m.modules[0],
+            2_000,
+            MAX_ATTEMPTS,
+        )
+        .await;
+        assert!(matches!(
+            r,
+            Err(EntryError::Dynamo(DynamoError::Transient { .. }))
+        ));
+        assert_eq!(puts.get(), 1);
+    }
+
+    #[test]
+    fn counts_by_outcome() {
+        let m = manifest();
+        let e = &m.modules[0];
+        let mut out = Output::default();
+        count(&mut out, e, Recorded::Written { attempts: 1 });
+        count(&mut out, e, Recorded::Unchanged);
+        let skipped = ManifestEntry {
+            outcome: Outcome::Skipped {
+                reason: "dependency failed".into(),
+            },
+            ..e.clone()
+        };
+        count(&mut out, &skipped, Recorded::Written { attempts: 2 });
+        assert_eq!(
+            (out.built, out.failed, out.skipped, out.unchanged),
+            (1, 0, 1, 1)
+        );
+    }
+
+    #[test]
+    fn input_is_a_key_or_a_batch() {
+        let k: Input = serde_json::from_str(r#"{"manifest_key":"x/manifests/e1/0.json"}"#).unwrap();
+        assert_eq!(k.key(), "x/manifests/e1/0.json");
+        let b: Input = serde_json::from_str(&format!(
+            r#"{{"execution":"e1","platform":"{P}","batch":3}}"#
+        ))
+        .unwrap();
+        assert_eq!(b.key(), format!("{P}/manifests/e1/3.json"));
+    }
+
+    #[test]
+    fn bad_manifests_name_their_key() {
+        let e = parse_manifest("k.json", b"{}").unwrap_err();
+        assert!(e.to_string().contains("k.json"), "{e}");
+        assert!(parse_manifest("k.json", manifest().to_json().as_bytes()).is_ok());
+    }
+}

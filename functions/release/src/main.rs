@@ -1,0 +1,10 @@
+//! Lambda `release`: see `ebfleet_control::release`.
+
+use ebfleet_control::{release, runtime, Env};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    // Built once and kept for the life of the process (warm invocations reuse it).
+    let env: &'static Env = Box::leak(Box::new(Env::from_env().await?));
+    runtime::serve(move |input| release::handle(env, input)).await
+}
