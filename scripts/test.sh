@@ -6,4 +6,5 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 log "cargo test"
 cargo test --workspace --manifest-path "$here/../Cargo.toml"
+"$here/test-aws.sh"
 "$here/test-easybuild.sh"

@@ -1,0 +1,106 @@
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use ebfleet_aws::dynamodb::{DynamoError, Records};
+use ebfleet_core::keys::{ModuleName, PlatformName};
+use ebfleet_core::record::{ModuleRecord, Status, WriteCondition};
+
+const P: &str = "amzn-2023_graviton-3";
+
+fn record(module: &str, status: Status, version: u64) -> ModuleRecord {
+    ModuleRecord {
+        status,
+        version,
+        ..ModuleRecord::new(P, module, &"a".repeat(64), 1_000)
+    }
+}
+
+#[tokio::test]
+async fn dynamodb_conditional_puts_get_and_built() {
+    let Some(conf) = super::config("dynamodb_conditional_puts_get_and_built").await else {
+        return;
+    };
+    let table = super::unique("ebfleet-records");
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |name: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    aws_sdk_dynamodb::Client::new(&conf)
+        .create_table()
+        .table_name(&table)
+        .attribute_definitions(attr(ebfleet_aws::dynamodb::attr::PK))
+        .attribute_definitions(attr(ebfleet_aws::dynamodb::attr::SK))
+        .key_schema(key(ebfleet_aws::dynamodb::attr::PK, KeyType::Hash))
+        .key_schema(key(ebfleet_aws::dynamodb::attr::SK, KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let records = Records::from_conf(&conf, &table);
+    let platform: PlatformName = P.parse().unwrap();
+    let zlib = "zlib/1.3.1-GCCcore-13.3.0";
+    let module: ModuleName = zlib.parse().unwrap();
+
+    assert_eq!(records.get(&platform, &module).await.unwrap(), None);
+    let first = record(zlib, Status::Built, 1);
+    records
+        .put(&first, &WriteCondition::NotExists)
+        .await
+        .unwrap();
+    match records.put(&first, &WriteCondition::NotExists).await {
+        Err(DynamoError::ConditionFailed {
+            table: t,
+            condition,
+            ..
+        }) => {
+            assert_eq!(t, table);
+            assert_eq!(condition, WriteCondition::NotExists);
+        }
+        other => panic!("expected ConditionFailed, got {other:?}"),
+    }
+    assert_eq!(records.get(&platform, &module).await.unwrap(), Some(first));
+
+    let second = record(zlib, Status::Built, 2);
+    records
+        .put(&second, &WriteCondition::Unchanged { version: 1 })
+        .await
+        .unwrap();
+    let stale = record(zlib, Status::Built, 2);
+    match records
+        .put(&stale, &WriteCondition::Unchanged { version: 1 })
+        .await
+    {
+        Err(DynamoError::ConditionFailed { condition, .. }) => {
+            assert_eq!(condition, WriteCondition::Unchanged { version: 1 });
+        }
+        other => panic!("expected ConditionFailed, got {other:?}"),
+    }
+    assert_eq!(records.get(&platform, &module).await.unwrap(), Some(second));
+
+    let failed = record("bzip2/1.0.8-GCCcore-13.3.0", Status::Failed, 1);
+    records
+        .put(&failed, &WriteCondition::NotExists)
+        .await
+        .unwrap();
+    let other_platform = ModuleRecord {
+        platform: "amzn-2023_zen-4".into(),
+        ..record("xz/5.4.5-GCCcore-13.3.0", Status::Built, 1)
+    };
+    records
+        .put(&other_platform, &WriteCondition::NotExists)
+        .await
+        .unwrap();
+    let built = records.built(&platform).await.unwrap();
+    assert_eq!(built.len(), 1, "{built:?}");
+    assert_eq!(built.get(zlib), Some(&Some("a".repeat(64))));
+}

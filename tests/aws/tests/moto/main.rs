@@ -1,0 +1,37 @@
+//! `ebfleet-aws` against a real moto server over HTTP. The clients come from
+//! `ebfleet_aws::load_config()` (`AWS_ENDPOINT_URL`, region and dummy keys
+//! set by `scripts/test-aws.sh`). Without `EBFLEET_MOTO_ENDPOINT` every test
+//! returns early, so a plain `cargo test --workspace` passes.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+mod dynamodb;
+mod ec2;
+mod s3;
+mod sfn;
+mod ssm;
+
+/// The shared SDK configuration, or `None` (after a skip note) when no moto
+/// server is configured.
+async fn config(test: &str) -> Option<ebfleet_aws::SdkConfig> {
+    if std::env::var_os("EBFLEET_MOTO_ENDPOINT").is_none() {
+        eprintln!("skipping {test}: EBFLEET_MOTO_ENDPOINT is unset (run scripts/test-aws.sh)");
+        return None;
+    }
+    Some(ebfleet_aws::load_config().await)
+}
+
+/// A name no other test (nor an earlier run against the same server) uses.
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
