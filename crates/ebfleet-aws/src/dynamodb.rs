@@ -10,8 +10,10 @@
 //! asks the domain again.
 
 mod item;
+mod pending;
 
 pub use item::{attr, from_item, to_item, Item, ItemError};
+pub use pending::TTL;
 
 use crate::retry;
 use aws_sdk_dynamodb::error::SdkError;

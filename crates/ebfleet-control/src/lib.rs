@@ -14,4 +14,7 @@ pub mod runtime;
 pub mod status;
 pub mod trigger;
 
+#[cfg(test)]
+mod testing;
+
 pub use env::Env;

@@ -1,29 +1,34 @@
-//! Trigger: an S3 `Object Created` event (via EventBridge) for a new
-//! easyconfig starts an execution of the state machine
-//! ([`var::STATE_MACHINE_ARN`]) that plans only the changed key.
+//! Trigger: EventBridge events start executions of the state machine
+//! ([`var::STATE_MACHINE_ARN`]).
 //!
-//! * A key that is not an easyconfig of the stack's bucket
-//!   ([`var::BUCKET`]) is ignored: the output says why
-//!   (`{"ignored": "…"}`); it is never an error.
-//! * Nothing running: start `<prefix>-<time>-changed-<hash>` with
-//!   [`ExecutionInput::for_changes`]. S3 may deliver an event twice; the
-//!   second start finds the name taken (`AlreadyExists`) and is reported as
-//!   already started, a success.
-//! * An execution running: the output is `{"deferred": "<key>", …}`.
+//! * An S3 `Object Created` event for a new easyconfig of the stack's
+//!   bucket ([`var::BUCKET`]): when nothing runs, start
+//!   `<prefix>-<time>-changed-<hash>` planning that key and every pending
+//!   one ([`ExecutionInput::for_changes`]). When an execution runs, store
+//!   the key as pending (one DynamoDB item, see
+//!   `ebfleet_core::trigger::pending`) and start nothing.
+//! * A "Step Functions Execution Status Change" event for a terminal status
+//!   of our state machine: when nothing else runs and keys are pending,
+//!   start one follow-up with all of them.
+//! * Anything else is ignored: the output says why (`{"ignored": "…"}`);
+//!   it is never an error.
 //!
-//! **Not done yet:** the pending-key storage. While an execution runs, the
-//! issue wants the key recorded so that the running execution's end starts
-//! a follow-up with every pending key (`ebfleet_core::trigger::decide` and
-//! `on_execution_end` already implement that rule). No store for pending
-//! keys exists yet, so a deferred key is only reported in the output
-//! (`pending_stored: false`) and in the log; it is picked up by the next
-//! scheduled full run or a new upload of it.
+//! Pending keys are removed only after the execution that plans them has
+//! started, so a failed start loses nothing. S3 may deliver an event twice;
+//! the second start finds the name taken (`AlreadyExists`) and is reported
+//! as already started, a success. A run that ends between the trigger's
+//! "is one running?" and its write of the pending key would strand the key
+//! until the next run, so after the write the trigger asks again and starts
+//! the execution itself when the run has ended meanwhile.
 
 use crate::env::{self, var, EnvError};
 use crate::Env;
+use ebfleet_aws::dynamodb::DynamoError;
 use ebfleet_aws::sfn::SfnError;
 use ebfleet_core::keys::{EasyconfigKey, ExecutionName};
-use ebfleet_core::trigger::{changed_key, decide, ExecutionInput, Naming, TriggerDecision};
+use ebfleet_core::trigger::{
+    decide, on_execution_end, ExecutionEnded, ExecutionInput, Naming, TriggerDecision, TriggerEvent,
+};
 use serde::{Deserialize, Serialize};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,7 +42,7 @@ pub const EXECUTION_PREFIX: &str = "ebfleet-s3";
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Output {
-    /// An execution was started for the key (or had been already, by an
+    /// An execution was started for the keys (or had been already, by an
     /// earlier delivery of the same event: `already_started`).
     Started {
         started: String,
@@ -46,14 +51,15 @@ pub enum Output {
         already_started: bool,
         changed_keys: Vec<String>,
     },
-    /// An execution is running; the key waits. See the module
-    /// documentation: it is not stored yet.
+    /// An execution is running; the key is stored as pending and its end
+    /// starts the follow-up.
     Deferred {
         deferred: String,
         running: Vec<String>,
-        pending_stored: bool,
-        note: String,
+        pending: usize,
     },
+    /// An execution ended and starts no follow-up, and why.
+    Idle { ended: String, reason: String },
     /// The event starts nothing, and why.
     Ignored { ignored: String },
 }
@@ -67,13 +73,14 @@ pub enum Error {
         state_machine: String,
         source: SfnError,
     },
-    #[error("state machine {state_machine}: starting {execution} for {key}: {source}")]
+    #[error("state machine {state_machine}: starting {execution}: {source}")]
     Start {
         state_machine: String,
         execution: String,
-        key: String,
         source: SfnError,
     },
+    #[error("pending keys: {0}")]
+    Pending(#[source] DynamoError),
 }
 
 /// How the trigger names an execution started at `now_unix`.
@@ -86,10 +93,9 @@ pub fn naming(now_unix: u64) -> Naming {
     }
 }
 
-/// The easyconfig `event` adds to `bucket`, or the output for an ignored
-/// event.
-pub fn key_of(event: Input, bucket: &str) -> Result<EasyconfigKey, Output> {
-    changed_key(event, bucket).map_err(|why| Output::Ignored {
+/// What `event` is, or the output for an ignored event.
+pub fn event_of(event: Input, bucket: &str) -> Result<TriggerEvent, Output> {
+    TriggerEvent::from_value(event, bucket).map_err(|why| Output::Ignored {
         ignored: why.to_string(),
     })
 }
@@ -108,147 +114,150 @@ pub fn started(input: &ExecutionInput, execution_arn: Option<String>) -> Output 
     }
 }
 
-/// The output when `key` waits for the `running` executions.
-pub fn deferred(key: &EasyconfigKey, running: Vec<String>) -> Output {
-    Output::Deferred {
-        deferred: key.as_str().to_string(),
-        running,
-        pending_stored: false,
-        note: "an execution is running; pending-key storage is not implemented yet, so this \
-               key is not queued for a follow-up (the next full run or a new upload picks it up)"
-            .to_string(),
-    }
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The stack's resources the trigger works on.
+struct Trigger<'a> {
+    env: &'a Env,
+    state_machine: String,
 }
 
 pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
     let bucket = env::required(var::BUCKET)?;
     let state_machine = env::required(var::STATE_MACHINE_ARN)?;
-    let key = match key_of(input, &bucket) {
-        Ok(key) => key,
-        Err(ignored) => {
-            tracing::info!(?ignored, "event ignored");
-            return Ok(ignored);
-        }
+    handle_for(env, &bucket, &state_machine, input).await
+}
+
+/// [`handle`] for the stack's `bucket` and `state_machine`.
+pub async fn handle_for(
+    env: &Env,
+    bucket: &str,
+    state_machine: &str,
+    input: Input,
+) -> Result<Output, Error> {
+    let t = Trigger {
+        env,
+        state_machine: state_machine.to_string(),
     };
-    let running = env
-        .sfn
-        .running(&state_machine)
-        .await
-        .map_err(|source| Error::Running {
-            state_machine: state_machine.clone(),
-            source,
-        })?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    // No pending-key store yet: nothing is pending.
-    match decide(!running.is_empty(), &[], key.clone(), &naming(now)) {
-        TriggerDecision::Start(input) => {
-            match env
-                .sfn
-                .start(&state_machine, input.execution(), &input)
+    let out = match event_of(input, bucket) {
+        Ok(TriggerEvent::Created(key)) => t.on_created(key).await?,
+        Ok(TriggerEvent::Ended(end)) => t.on_ended(end).await?,
+        Err(ignored) => ignored,
+    };
+    tracing::info!(?out, "trigger");
+    Ok(out)
+}
+
+impl Trigger<'_> {
+    async fn running(&self) -> Result<Vec<String>, Error> {
+        self.env
+            .sfn
+            .running(&self.state_machine)
+            .await
+            .map_err(|source| Error::Running {
+                state_machine: self.state_machine.clone(),
+                source,
+            })
+    }
+
+    async fn pending(&self) -> Result<Vec<EasyconfigKey>, Error> {
+        self.env.records.pending().await.map_err(Error::Pending)
+    }
+
+    async fn on_created(&self, key: EasyconfigKey) -> Result<Output, Error> {
+        let running = self.running().await?;
+        if !running.is_empty() {
+            self.env
+                .records
+                .add_pending(&key, now())
                 .await
-            {
-                Ok(arn) => Ok(started(&input, Some(arn))),
-                Err(SfnError::AlreadyExists { .. }) => {
-                    tracing::info!(execution = %input.execution(), "already started");
-                    Ok(started(&input, None))
-                }
-                Err(source) => Err(Error::Start {
-                    state_machine,
-                    execution: input.execution().to_string(),
-                    key: key.as_str().to_string(),
-                    source,
-                }),
+                .map_err(Error::Pending)?;
+            // The run may have ended before the key was stored; then its end
+            // saw no pending key and this trigger must start the follow-up.
+            let running = self.running().await?;
+            if !running.is_empty() {
+                let pending = self.pending().await?.len();
+                return Ok(Output::Deferred {
+                    deferred: key.as_str().to_string(),
+                    running,
+                    pending,
+                });
             }
         }
-        TriggerDecision::Defer(_) => {
-            tracing::warn!(key = %key.as_str(), ?running, "execution running; key not stored (no pending-key store yet)");
-            Ok(deferred(&key, running))
+        let pending = self.pending().await?;
+        match decide(false, &pending, key, &naming(now())) {
+            TriggerDecision::Start(input) => self.start(input, &pending).await,
+            TriggerDecision::Defer(_) => unreachable!("nothing runs"),
         }
+    }
+
+    async fn on_ended(&self, end: ExecutionEnded) -> Result<Output, Error> {
+        let ended = end.execution_arn.clone();
+        if end.state_machine_arn != self.state_machine {
+            return Ok(Output::Ignored {
+                ignored: format!(
+                    "execution {ended} is of state machine {}, not {}",
+                    end.state_machine_arn, self.state_machine
+                ),
+            });
+        }
+        let running = self.running().await?;
+        let pending = self.pending().await?;
+        match on_execution_end(!running.is_empty(), &pending, &naming(now())) {
+            Some(input) => self.start(input, &pending).await,
+            None => Ok(Output::Idle {
+                ended,
+                reason: if pending.is_empty() {
+                    "no easyconfig is pending".to_string()
+                } else {
+                    format!(
+                        "{} keys pending; {} still running and starts the follow-up when it ends",
+                        pending.len(),
+                        running.join(", ")
+                    )
+                },
+            }),
+        }
+    }
+
+    /// Start `input`, then forget the `pending` keys it plans.
+    async fn start(
+        &self,
+        input: ExecutionInput,
+        pending: &[EasyconfigKey],
+    ) -> Result<Output, Error> {
+        let arn = match self
+            .env
+            .sfn
+            .start(&self.state_machine, input.execution(), &input)
+            .await
+        {
+            Ok(arn) => Some(arn),
+            Err(SfnError::AlreadyExists { .. }) => {
+                tracing::info!(execution = %input.execution(), "already started");
+                None
+            }
+            Err(source) => {
+                return Err(Error::Start {
+                    state_machine: self.state_machine.clone(),
+                    execution: input.execution().to_string(),
+                    source,
+                })
+            }
+        };
+        // A full run (too many keys for one input) covers every pending key too.
+        self.env
+            .records
+            .remove_pending(pending)
+            .await
+            .map_err(Error::Pending)?;
+        Ok(started(&input, arn))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    const BUCKET: &str = "ebfleet-bucket";
-    const ZLIB: &str = "easyconfigs/z/zlib/zlib-1.3.1-GCCcore-13.3.0.eb";
-
-    fn event(key: &str) -> Input {
-        json!({
-            "version": "0",
-            "detail-type": "Object Created",
-            "source": "aws.s3",
-            "detail": {
-                "bucket": {"name": BUCKET},
-                "object": {"key": key, "size": 1234}
-            }
-        })
-    }
-
-    #[test]
-    fn other_keys_are_ignored_with_a_reason() {
-        for key in [
-            "plans/x/plan.json",
-            "easyconfigs/z/zlib/zlib-1.3.1_fix.patch",
-        ] {
-            let out = key_of(event(key), BUCKET).unwrap_err();
-            let json = serde_json::to_value(&out).unwrap();
-            assert!(json["ignored"].as_str().unwrap().contains("zlib") || key.starts_with("plans"));
-        }
-        let out = key_of(json!({"hello": 1}), BUCKET).unwrap_err();
-        assert!(matches!(out, Output::Ignored { .. }));
-        let out = key_of(event(ZLIB), "another-bucket").unwrap_err();
-        assert!(matches!(out, Output::Ignored { .. }));
-    }
-
-    #[test]
-    fn nothing_running_starts_a_changed_execution() {
-        let key = key_of(event(ZLIB), BUCKET).unwrap();
-        let TriggerDecision::Start(input) = decide(false, &[], key, &naming(1_795_000_000)) else {
-            panic!("expected a start");
-        };
-        assert!(input.execution().as_str().starts_with("ebfleet-s3-"));
-        let out = started(&input, Some("arn:aws:states:::execution:sm:x".into()));
-        let json = serde_json::to_value(&out).unwrap();
-        assert_eq!(json["changed_keys"], json!([ZLIB]));
-        assert_eq!(json["already_started"], false);
-
-        let again = serde_json::to_value(started(&input, None)).unwrap();
-        assert_eq!(again["already_started"], true);
-        assert_eq!(again["started"], json["started"]);
-        // The state machine's input is what the plan Lambda reads.
-        let sent = serde_json::to_value(&input).unwrap();
-        assert_eq!(sent["mode"], "changed");
-        assert_eq!(sent["changed_keys"], json!([ZLIB]));
-    }
-
-    #[test]
-    fn running_defers_and_says_the_key_is_not_stored() {
-        let key = key_of(event(ZLIB), BUCKET).unwrap();
-        assert!(matches!(
-            decide(true, &[], key.clone(), &naming(0)),
-            TriggerDecision::Defer(_)
-        ));
-        let json = serde_json::to_value(deferred(&key, vec!["arn:1".into()])).unwrap();
-        assert_eq!(json["deferred"], ZLIB);
-        assert_eq!(json["pending_stored"], false);
-        assert!(json["note"].as_str().unwrap().contains("not implemented"));
-    }
-
-    #[test]
-    fn outputs_read_back() {
-        for out in [
-            Output::Ignored {
-                ignored: "why".into(),
-            },
-            deferred(&key_of(event(ZLIB), BUCKET).unwrap(), vec![]),
-        ] {
-            let back: Output = serde_json::from_value(serde_json::to_value(&out).unwrap()).unwrap();
-            assert_eq!(back, out);
-        }
-    }
-}
+mod tests;

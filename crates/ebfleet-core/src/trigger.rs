@@ -77,6 +77,8 @@ pub enum Ignored {
     BadEncoding { key: String, reason: &'static str },
     #[error(transparent)]
     Invalid(KeyError),
+    #[error("execution status {0} is not an end")]
+    NotEnded(String),
 }
 
 /// `s` escaped (`{:?}`) and cut to 100 characters.
@@ -445,6 +447,12 @@ pub fn on_execution_end(
     }
     naming.input(pending.to_vec())
 }
+
+mod pending;
+pub use pending::{
+    key_from_pending_sk, pending_sk, EndStatus, ExecutionEnded, TriggerEvent,
+    EXECUTION_STATUS_CHANGE, PENDING_PK, PENDING_TTL_SECS,
+};
 
 #[cfg(test)]
 mod tests;
