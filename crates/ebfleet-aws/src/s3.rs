@@ -2,7 +2,10 @@
 //! and written as JSON, objects read and written as bytes.
 //!
 //! Keys come from `ebfleet_core::keys` (the S3 layout lives there only);
-//! this module adds the bucket and the SDK.
+//! this module adds the bucket and the SDK. Files too big for memory (a
+//! build node's tarballs) go through `transfer`: heads, streamed
+//! downloads, and uploads in one request or resumable parts, each object
+//! carrying its SHA-256 as metadata.
 
 use crate::retry;
 use aws_sdk_s3::error::SdkError;
@@ -13,6 +16,9 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+mod transfer;
+pub use transfer::{sha256_base64, ObjectHead, Part, Upload, SHA256_METADATA};
 
 /// What went wrong with an object. Every variant names the bucket and the
 /// key (the prefix, for a listing).
