@@ -49,10 +49,12 @@ changed() {
   say "changed: $*"
 }
 
-# A command as it would be typed, each argument shell-quoted.
+# A command as it would be typed: arguments that need it shell-quoted.
 show_cmd() {
   local out="" arg
-  for arg in "$@"; do out+=" $(printf '%q' "$arg")"; done
+  for arg in "$@"; do
+    if [[ $arg =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]]; then out+=" $arg"; else out+=" $(printf '%q' "$arg")"; fi
+  done
   printf '+%s\n' "$out"
 }
 
@@ -389,12 +391,13 @@ install_packages() {
 # ---------------------------------------------------------------- EC2
 
 # IMDSv2: one token per run, asked for once (off EC2 that costs one short
-# timeout), then GETs with it.
+# timeout) and valid for the longest TTL, 6 h, so that a slow run outlives
+# nothing; then GETs with it.
 IMDS_TOKEN=""
 imds_probe() {
   ((ON_HOST)) || return 0
   IMDS_TOKEN=$(curl -fsS --connect-timeout 1 --max-time 3 -X PUT \
-    -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$IMDS_URL/latest/api/token" 2>/dev/null) ||
+    -H 'X-aws-ec2-metadata-token-ttl-seconds: 21600' "$IMDS_URL/latest/api/token" 2>/dev/null) ||
     IMDS_TOKEN=""
 }
 
