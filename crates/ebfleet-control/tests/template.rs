@@ -148,7 +148,14 @@ fn every_function_gets_the_environment_its_handler_reads() {
     }
     // What Env::from_env and each handler require.
     let needs: &[(&str, &[&str])] = &[
-        ("capacity", &[var::INSTANCE_PROFILE_ARN, var::SECURITY_GROUP_ID, var::SUBNET_IDS]),
+        (
+            "capacity",
+            &[
+                var::INSTANCE_PROFILE_ARN,
+                var::SECURITY_GROUP_ID,
+                var::SUBNET_IDS,
+            ],
+        ),
         ("dispatch", &[var::SSM_DOCUMENT]),
         ("trigger", &[var::STATE_MACHINE_ARN]),
     ];
@@ -184,7 +191,10 @@ fn every_function_gets_the_environment_its_handler_reads() {
     .collect();
     for (binary, vars) in &envs {
         for v in vars {
-            assert!(known.contains(v.as_str()), "{binary} sets {v}, which no code reads");
+            assert!(
+                known.contains(v.as_str()),
+                "{binary} sets {v}, which no code reads"
+            );
         }
     }
 }
@@ -195,7 +205,10 @@ fn ttl_is_an_attribute_no_module_item_carries() {
     let table = one_resource(&t, "AWS::DynamoDB::Table");
     let p = &table["Properties"];
     assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
-    assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true);
+    assert_eq!(
+        p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
     assert_eq!(
         p["KeySchema"],
         json!([{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
@@ -277,7 +290,11 @@ fn every_task_sends_what_its_handler_accepts() {
     let def = read_json("statemachine/pipeline.asl.json");
     let mut all = Map::new();
     states(&def, &mut all);
-    let tasks: BTreeSet<&String> = all.iter().filter(|(_, s)| s["Type"] == "Task").map(|(n, _)| n).collect();
+    let tasks: BTreeSet<&String> = all
+        .iter()
+        .filter(|(_, s)| s["Type"] == "Task")
+        .map(|(n, _)| n)
+        .collect();
     let sent = read_json("statemachine/test/task-inputs.json");
     let sent = sent.as_object().unwrap();
     assert_eq!(
@@ -293,21 +310,31 @@ fn every_task_sends_what_its_handler_accepts() {
         match f {
             "Plan" => {
                 let p: ExecutionInput = input(state, i);
-                assert_eq!(p.execution().as_str(), "run-1", "the execution's name reaches Plan");
+                assert_eq!(
+                    p.execution().as_str(),
+                    "run-1",
+                    "the execution's name reaches Plan"
+                );
             }
             "Capacity" => {
                 let _: capacity::Input = input(state, i);
             }
             "Managed" => {
                 let m: managed::Input = input(state, i);
-                assert!(m.instance_ids.iter().all(|id| dispatch::is_instance_id(id)), "{state}");
+                assert!(
+                    m.instance_ids.iter().all(|id| dispatch::is_instance_id(id)),
+                    "{state}"
+                );
             }
             "Dispatch" => {
                 let d: dispatch::Input = input(state, i);
                 let (command, _, prefix) = dispatch::prepare(&d, Some("ebfleet-bucket"))
                     .unwrap_or_else(|e| panic!("{state}: the handler refuses {i}: {e}"));
                 assert_eq!(command.step().to_string(), state.to_lowercase());
-                assert!(prefix.starts_with("logs/"), "{state}: step output under logs/ (lifecycle)");
+                assert!(
+                    prefix.starts_with("logs/"),
+                    "{state}: step output under logs/ (lifecycle)"
+                );
             }
             "Status" => {
                 let s: status::Input = input(state, i);
@@ -347,13 +374,16 @@ fn the_definitions_substitutions_are_the_templates() {
     }
     assert_eq!(used, subs.keys().cloned().collect::<BTreeSet<_>>());
     // Each function ARN is the function that builds that binary.
-    let functions: BTreeMap<&String, &Json> =
-        resources_of_type(&t, "AWS::Serverless::Function").into_iter().collect();
+    let functions: BTreeMap<&String, &Json> = resources_of_type(&t, "AWS::Serverless::Function")
+        .into_iter()
+        .collect();
     for (name, value) in subs {
         let Some(f) = name.strip_suffix("FunctionArn") else {
             continue;
         };
-        let target = value["Fn::GetAtt"].as_str().unwrap_or_else(|| panic!("{name}: {value}"));
+        let target = value["Fn::GetAtt"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: {value}"));
         let resource = target.strip_suffix(".Arn").unwrap();
         let binary = &functions[&resource.to_string()]["Metadata"]["BuildProperties"]["Binary"];
         assert_eq!(binary.as_str().unwrap(), f.to_lowercase(), "{name}");
