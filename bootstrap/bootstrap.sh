@@ -205,8 +205,10 @@ validate() {
   check platform "$PLATFORM" "^$part(_$part){1,2}\$" "expected <os>_<cpu>[_<gpu>] of a-z 0-9 . -"
   ((${#PLATFORM} <= 128)) || die "$EXIT_USAGE" "platform name longer than 128 bytes"
   check archspec "$ARCHSPEC" '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' "expected an archspec name like neoverse_v1"
-  check optarch "$OPTARCH" '^[A-Za-z0-9][A-Za-z0-9:=,;._+ -]{0,255}$' \
-    "only A-Z a-z 0-9 : = , ; . _ + - and space (e.g. GCC:march=znver4)"
+  # Spaces separate flags, but none at the end: ebfleet-node refuses values
+  # with trailing spaces.
+  check optarch "$OPTARCH" '^[A-Za-z0-9]([A-Za-z0-9:=,;._+ -]{0,254}[A-Za-z0-9:=,;._+-])?$' \
+    "only A-Z a-z 0-9 : = , ; . _ + - and inner spaces (e.g. GCC:march=znver4)"
   [[ -z $CUDA_CC ]] || check "CUDA compute capabilities" "$CUDA_CC" \
     '^[0-9]{1,3}\.[0-9]{1,3}(,[0-9]{1,3}\.[0-9]{1,3})*$' "expected e.g. 9.0 or 8.0,9.0"
   check "EasyBuild version" "$EASYBUILD_VERSION" '^[0-9][A-Za-z0-9.]{0,31}$' "expected e.g. 5.4.1"
@@ -391,8 +393,7 @@ install_packages() {
 # ---------------------------------------------------------------- EC2
 
 # IMDSv2: one token per run, asked for once (off EC2 that costs one short
-# timeout) and valid for the longest TTL, 6 h, so that a slow run outlives
-# nothing; then GETs with it.
+# timeout), valid for the longest TTL (6 h) so that it outlives a slow run.
 IMDS_TOKEN=""
 imds_probe() {
   ((ON_HOST)) || return 0

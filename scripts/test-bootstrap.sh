@@ -17,7 +17,14 @@ for v in "${!EBFLEET_@}"; do [[ $v == EBFLEET_CACHE ]] || unset "$v"; done
 closed_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export EBFLEET_IMDS_URL="http://127.0.0.1:$closed_port"
 
-work=$(mktemp -d)
+# In memory when there is room: a venv is ~15,000 files, slow to write and
+# remove on a busy disk. The bootstrap's own scratch goes there too.
+tmp_base=${TMPDIR:-/tmp}
+if [[ -d /dev/shm && -w /dev/shm ]] && (($(df -Pk /dev/shm | awk 'NR == 2 { print $4 }') > 1048576)); then
+  tmp_base=/dev/shm
+fi
+work=$(mktemp -d "$tmp_base/ebfleet-test-bootstrap.XXXXXX")
+export TMPDIR=$work
 imds_pid=""
 cleanup() {
   [[ -z $imds_pid ]] || kill "$imds_pid" 2>/dev/null || true
@@ -232,6 +239,7 @@ hostile "optarch with \$(...)" --platform test_x86 --archspec x86_64 --optarch "
 hostile "optarch with backticks" --platform test_x86 --archspec x86_64 --optarch "GCC:march=\`touch $marker\`"
 hostile "optarch with a newline" --platform test_x86 --archspec x86_64 --optarch $'GCC:march=x86-64\nEBFLEET_PLATFORM=evil'
 hostile "optarch with a quote" --platform test_x86 --archspec x86_64 --optarch "GCC:march=x'; touch $marker; '"
+hostile "optarch with a trailing space (node.env would not parse)" --platform test_x86 --archspec x86_64 --optarch 'GCC:march=x86-64 '
 hostile "archspec with a path" --platform test_x86 --archspec ../../etc --optarch GCC:march=x86-64-v3
 hostile "CUDA capabilities with a command" --platform test_x86 "${x86[@]}" --cuda-compute-capabilities '9.0;reboot'
 hostile "node URL that is not https" --platform test_x86 "${x86[@]}" --node-url http://example.com/n --node-sha256 "$(printf '0%.0s' {1..64})"
