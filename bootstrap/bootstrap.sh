@@ -372,7 +372,8 @@ ensure_packages() {
   ((DRY_RUN)) || changed "installed packages: ${missing[*]}"
 }
 
-# Rocky's Lmod is in EPEL, whose packages may need CRB (CodeReady Builder).
+# Rocky's Lmod (and lua-posix, for --lmod source) is in EPEL, whose packages
+# may need CRB (CodeReady Builder).
 ensure_epel() {
   ensure_packages dnf-plugins-core epel-release
   if ((ON_HOST)) && dnf repolist --enabled 2>/dev/null | grep -q '^crb[[:space:]]'; then
@@ -385,7 +386,7 @@ ensure_epel() {
 
 install_packages() {
   step "OS packages ($OS, $(pkg_family))"
-  [[ $OS == rocky-9 && $LMOD_MODE == package ]] && ensure_epel
+  [[ $OS != rocky-9 ]] || ensure_epel
   os_packages
   ensure_packages "${PACKAGES[@]}"
 }
@@ -480,7 +481,7 @@ ensure_ssm_agent() {
     return
   fi
   local have=""
-  ((ON_HOST)) && have=$(ssm_agent_version)
+  if ((ON_HOST)); then have=$(ssm_agent_version || true); fi
   if [[ -n $have ]] && version_at_least "$have" "$SSM_AGENT_MIN_VERSION"; then
     say "agent $have: fine"
     return
