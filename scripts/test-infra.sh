@@ -19,6 +19,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
+# shellcheck source=scripts/env.sh
 . "$here/env.sh"
 
 CFN_LINT_VERSION=1.58.0
