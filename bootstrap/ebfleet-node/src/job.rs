@@ -34,7 +34,7 @@ pub enum JobError {
         bucket: String,
         key: String,
         #[source]
-        source: S3Error,
+        source: Box<S3Error>,
     },
     #[error("batch file {key} refused: {source}")]
     Invalid {
@@ -138,7 +138,7 @@ impl Job {
             .map_err(|source| JobError::Read {
                 bucket: store.bucket().to_string(),
                 key: key.to_string(),
-                source,
+                source: Box::new(source),
             })?;
         self.read(&bytes)
     }

@@ -112,9 +112,12 @@ fn packing_refuses_links_out_of_the_module() {
     }
 }
 
+/// A tarball entry: name, type, link target.
+type Entry<'a> = (&'a str, tar::EntryType, &'a str);
+
 /// A tarball with one hostile entry, written without the tar crate's path
 /// checks (the name goes into the header's bytes directly).
-fn hostile(path: &Path, entries: &[(&str, tar::EntryType, &str)]) {
+fn hostile(path: &Path, entries: &[Entry<'_>]) {
     let f = fs::File::create(path).unwrap();
     let enc = zstd::stream::Encoder::new(f, 3).unwrap().auto_finish();
     let mut b = tar::Builder::new(enc);
@@ -141,7 +144,7 @@ fn hostile(path: &Path, entries: &[(&str, tar::EntryType, &str)]) {
 fn hostile_tarballs_are_refused_and_leave_nothing() {
     use tar::EntryType::*;
     let ok_dir = ("hello/1.0/", Directory, "");
-    let cases: Vec<(Vec<(&str, tar::EntryType, &str)>, &str)> = vec![
+    let cases: Vec<(Vec<Entry<'_>>, &str)> = vec![
         (vec![ok_dir, ("../evil", Regular, "")], ".."),
         (vec![ok_dir, ("hello/1.0/../../evil", Regular, "")], ".."),
         (vec![("/tmp/ebfleet-evil", Regular, "")], "absolute"),

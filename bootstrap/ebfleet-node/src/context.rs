@@ -1,0 +1,121 @@
+//! What every step starts from: the validated job, the node's layout and
+//! settings, the bucket; and the errors a step can end with.
+
+use crate::archive::ArchiveError;
+use crate::eb::{EbEnvError, EbError};
+use crate::envfile::{EnvFileError, NodeEnv};
+use crate::job::{Job, JobError};
+use crate::layout::{Layout, StateDir, StateError};
+use crate::transfer::{TransferError, UploadOptions};
+use ebfleet_aws::s3::{S3Error, Store};
+use ebfleet_core::keys::{ExecutionName, PlatformName};
+use ebfleet_core::step::Step;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// One step's inputs.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub job: Job,
+    pub layout: Layout,
+    pub node: NodeEnv,
+    pub store: Store,
+    /// Downloads and uploads in flight at once.
+    pub jobs: usize,
+    pub upload: UploadOptions,
+}
+
+impl Context {
+    pub fn state(&self) -> StateDir {
+        self.layout
+            .state(self.job.execution(), self.job.platform(), self.job.batch())
+    }
+
+    /// The fields every step result starts with.
+    pub fn header(&self, step: Step, started: u64) -> Header {
+        Header {
+            step,
+            execution: self.job.execution().clone(),
+            platform: self.job.platform().clone(),
+            batch: self.job.batch(),
+            started,
+        }
+    }
+}
+
+/// The first fields of every step's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub step: Step,
+    pub execution: ExecutionName,
+    pub platform: PlatformName,
+    pub batch: usize,
+    /// Unix seconds.
+    pub started: u64,
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How a step failed. Modules that fail to build are not errors: they are
+/// results, reported in the manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Job(Box<JobError>),
+    #[error(transparent)]
+    EnvFile(#[from] EnvFileError),
+    #[error(transparent)]
+    EbEnv(#[from] EbEnvError),
+    #[error(transparent)]
+    Eb(#[from] EbError),
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A step run before the one it follows has finished.
+    #[error("{step}: {reason}")]
+    Order { step: Step, reason: String },
+    #[error("need {module}: s3://{bucket}/{key} does not exist (is it built on this platform?)")]
+    NeedMissing {
+        module: String,
+        bucket: String,
+        key: String,
+    },
+    #[error("need {module}: {key} was built under installpath {theirs}, this node installs under {ours}; module files and RPATHs hold the path, so every node of a platform must use the same root")]
+    Installpath {
+        module: String,
+        key: String,
+        theirs: String,
+        ours: String,
+    },
+    #[error("{what}: a task failed: {detail}")]
+    Task { what: String, detail: String },
+}
+
+impl From<JobError> for NodeError {
+    fn from(e: JobError) -> Self {
+        NodeError::Job(Box::new(e))
+    }
+}
+
+pub(crate) fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |source| NodeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,511 @@
+//! Running EasyBuild: its environment, its command line, its output.
+//!
+//! `eb` is started with [`std::process::Command`] and an argv — never a
+//! shell — whose only variable parts are the easyconfig's path (built from
+//! a validated [`EasyconfigPath`](ebfleet_core::keys::EasyconfigPath)) and
+//! fixed options.
+//!
+//! # Environment
+//!
+//! `eb` gets the node's environment without any inherited `EASYBUILD_*`
+//! or `MODULEPATH`, then the settings of node.env, then what the node's
+//! layout and the batch decide:
+//!
+//! | variable | value |
+//! |---|---|
+//! | `EASYBUILD_PREFIX`, `EASYBUILD_INSTALLPATH` | the root |
+//! | `EASYBUILD_SOURCEPATH` | `<root>/sources` |
+//! | `EASYBUILD_BUILDPATH` | node.env's, else `<root>/build` |
+//! | `EASYBUILD_ROBOT_PATHS` | `<root>/easyconfigs`, then node.env's |
+//! | `EASYBUILD_MODULES_TOOL`, `EASYBUILD_MODULE_SYNTAX` | `Lmod`, `Lua` |
+//! | `EASYBUILD_OPTARCH` | the batch file's |
+//! | `EASYBUILD_CUDA_COMPUTE_CAPABILITIES` | the batch file's, or unset |
+//! | `EASYBUILD_TMP_LOGDIR` | the module's log directory in the batch state |
+//! | `MODULEPATH` | `<root>/modules/all` |
+//!
+//! node.env may set the prefix, installpath and sourcepath only to these
+//! same values, and must not move modules (`EASYBUILD_INSTALLPATH_*`,
+//! `EASYBUILD_SUBDIR_*`, another naming scheme or syntax): the S3 layout
+//! and the tarballs rely on `software/<Name>/<version>` and
+//! `modules/all/<Name>/<version>.lua`. `EBFLEET_ARCHSPEC`, when set, must be
+//! the batch's archspec: a node never builds for another CPU.
+
+use crate::classify::Ended;
+use crate::envfile::NodeEnv;
+use crate::layout::Layout;
+use ebfleet_core::keys::BatchFile;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// node.env settings that would move installations or module files away
+/// from the node's layout.
+const LAYOUT_MOVERS: &[&str] = &[
+    "EASYBUILD_INSTALLPATH_SOFTWARE",
+    "EASYBUILD_INSTALLPATH_MODULES",
+    "EASYBUILD_SUBDIR_SOFTWARE",
+    "EASYBUILD_SUBDIR_MODULES",
+    "EASYBUILD_SUFFIX_MODULES_PATH",
+    "EASYBUILD_SUBDIR_USER_MODULES",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbEnvError {
+    #[error("{file}: {key}={value} disagrees with the node's layout, which needs {expected}")]
+    Conflict {
+        file: PathBuf,
+        key: String,
+        value: String,
+        expected: String,
+    },
+    #[error("{file}: {key} would move modules out of the layout (software/<Name>/<version>, modules/all); remove it")]
+    Moves { file: PathBuf, key: String },
+    #[error("this node's CPU is {node} ({file}: EBFLEET_ARCHSPEC), but the batch is for {batch}: refusing to build for another CPU")]
+    WrongCpu {
+        file: PathBuf,
+        node: String,
+        batch: String,
+    },
+}
+
+/// The environment of every `eb` of a batch (without the per-module
+/// `EASYBUILD_TMP_LOGDIR`).
+pub fn environment(
+    node: &NodeEnv,
+    layout: &Layout,
+    batch: &BatchFile,
+    inherited: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<BTreeMap<OsString, OsString>, EbEnvError> {
+    let file = node.path().to_path_buf();
+    let root = layout.root();
+    let must_be = |key: &str, expected: &Path| -> Result<(), EbEnvError> {
+        match node.get(key) {
+            Some(v) if Path::new(v) != expected => Err(EbEnvError::Conflict {
+                file: file.clone(),
+                key: key.to_string(),
+                value: v.to_string(),
+                expected: expected.display().to_string(),
+            }),
+            _ => Ok(()),
+        }
+    };
+    must_be("EASYBUILD_PREFIX", root)?;
+    must_be("EASYBUILD_INSTALLPATH", layout.installpath())?;
+    must_be("EASYBUILD_SOURCEPATH", &layout.sources())?;
+    for (key, expected) in [
+        ("EASYBUILD_MODULES_TOOL", "Lmod"),
+        ("EASYBUILD_MODULE_SYNTAX", "Lua"),
+        ("EASYBUILD_MODULE_NAMING_SCHEME", "EasyBuildMNS"),
+    ] {
+        if let Some(v) = node.get(key).filter(|v| *v != expected) {
+            return Err(EbEnvError::Conflict {
+                file: file.clone(),
+                key: key.to_string(),
+                value: v.to_string(),
+                expected: expected.to_string(),
+            });
+        }
+    }
+    if let Some(key) = LAYOUT_MOVERS.iter().find(|k| node.get(k).is_some()) {
+        return Err(EbEnvError::Moves {
+            file,
+            key: key.to_string(),
+        });
+    }
+    if let Some(cpu) = node
+        .get("EBFLEET_ARCHSPEC")
+        .filter(|c| *c != batch.archspec)
+    {
+        return Err(EbEnvError::WrongCpu {
+            file,
+            node: cpu.to_string(),
+            batch: batch.archspec.clone(),
+        });
+    }
+    if let Some(o) = node
+        .get("EASYBUILD_OPTARCH")
+        .filter(|o| *o != batch.optarch)
+    {
+        tracing::warn!(node_env = o, batch = %batch.optarch, "node.env's optarch differs from the batch's; using the batch's");
+    }
+    let mut env: BTreeMap<OsString, OsString> = inherited
+        .into_iter()
+        .filter(|(k, _)| {
+            let k = k.to_string_lossy();
+            !k.starts_with("EASYBUILD_") && k != "MODULEPATH"
+        })
+        .collect();
+    for (k, v) in node.vars() {
+        env.insert(k.into(), v.into());
+    }
+    let mut set = |k: &str, v: OsString| {
+        env.insert(k.into(), v);
+    };
+    set("EASYBUILD_PREFIX", root.into());
+    set("EASYBUILD_INSTALLPATH", layout.installpath().into());
+    set("EASYBUILD_SOURCEPATH", layout.sources().into());
+    let build = node
+        .get("EASYBUILD_BUILDPATH")
+        .map_or_else(|| layout.build().into_os_string(), OsString::from);
+    set("EASYBUILD_BUILDPATH", build);
+    let mut robot = layout.easyconfigs().into_os_string();
+    if let Some(extra) = node.get("EASYBUILD_ROBOT_PATHS").filter(|p| !p.is_empty()) {
+        robot.push(":");
+        robot.push(extra);
+    }
+    set("EASYBUILD_ROBOT_PATHS", robot);
+    set("EASYBUILD_MODULES_TOOL", "Lmod".into());
+    set("EASYBUILD_MODULE_SYNTAX", "Lua".into());
+    set("EASYBUILD_OPTARCH", batch.optarch.clone().into());
+    set("MODULEPATH", layout.modules_all().into());
+    match &batch.cuda_compute_capability {
+        Some(cc) => set("EASYBUILD_CUDA_COMPUTE_CAPABILITIES", cc.clone().into()),
+        None => {
+            env.remove(&OsString::from("EASYBUILD_CUDA_COMPUTE_CAPABILITIES"));
+        }
+    }
+    Ok(env)
+}
+
+/// The `eb` to run: node.env's `EBFLEET_EB`, else `eb` on `PATH`.
+pub fn program(node: &NodeEnv) -> OsString {
+    node.get("EBFLEET_EB").unwrap_or("eb").into()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbError {
+    #[error("cannot run {program:?}: {source}")]
+    Spawn {
+        program: OsString,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program:?} --version: {detail}")]
+    Version { program: OsString, detail: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// EasyBuild's version, from `eb --version` ("This is EasyBuild 5.4.1 (...)").
+pub fn version(program: &OsString, env: &BTreeMap<OsString, OsString>) -> Result<String, EbError> {
+    let out = Command::new(program)
+        .arg("--version")
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| EbError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_version(&text).ok_or_else(|| EbError::Version {
+        program: program.clone(),
+        detail: format!(
+            "{}; no \"This is EasyBuild X\" in its output: {:?}",
+            out.status,
+            text.chars().take(200).collect::<String>()
+        ),
+    })
+}
+
+fn parse_version(text: &str) -> Option<String> {
+    let rest = text.split("This is EasyBuild ").nth(1)?;
+    let v: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
+        .collect();
+    (!v.is_empty()).then_some(v)
+}
+
+/// How one `eb` run went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub ended: Ended,
+    pub seconds: u64,
+    /// eb's stdout and stderr, as they came.
+    pub output: PathBuf,
+}
+
+/// Run `program args…` with `env`, copying every line of its output to
+/// `output` and to this process's stderr (prefixed with `label`), so SSM
+/// and CloudWatch show the build as it goes.
+pub fn run(
+    program: &OsString,
+    args: &[OsString],
+    env: &BTreeMap<OsString, OsString>,
+    output: &Path,
+    label: &str,
+) -> Result<Run, EbError> {
+    let io_err = |source| EbError::Io {
+        path: output.to_path_buf(),
+        source,
+    };
+    let file = Arc::new(Mutex::new(std::fs::File::create(output).map_err(io_err)?));
+    let started = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| EbError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let pipes: Vec<Box<dyn Read + Send>> = vec![
+        Box::new(child.stdout.take().expect("piped stdout")),
+        Box::new(child.stderr.take().expect("piped stderr")),
+    ];
+    let copiers: Vec<_> = pipes
+        .into_iter()
+        .map(|pipe| {
+            let file = Arc::clone(&file);
+            let label = label.to_string();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(pipe);
+                let mut line = Vec::new();
+                while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                    if let Ok(mut f) = file.lock() {
+                        let _ = f.write_all(&line);
+                    }
+                    let mut err = std::io::stderr().lock();
+                    let _ = write!(err, "[{label}] ");
+                    let _ = err.write_all(&line);
+                    line.clear();
+                }
+            })
+        })
+        .collect();
+    let status = child.wait().map_err(|source| EbError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    for c in copiers {
+        let _ = c.join();
+    }
+    let ended = match (status.code(), status.signal()) {
+        (Some(c), _) => Ended::Exit(c),
+        (None, Some(s)) => Ended::Signal(s),
+        (None, None) => Ended::Exit(-1),
+    };
+    Ok(Run {
+        ended,
+        seconds: started.elapsed().as_secs(),
+        output: output.to_path_buf(),
+    })
+}
+
+/// The log files eb names in "Results of the build can be found in the
+/// log file(s) A, B".
+pub fn named_logs(output: &str) -> Vec<PathBuf> {
+    const MARK: &str = "can be found in the log file(s) ";
+    output
+        .lines()
+        .filter_map(|l| l.split_once(MARK).map(|(_, r)| r))
+        .flat_map(|r| r.split(',').map(|p| PathBuf::from(p.trim())))
+        .filter(|p| p.is_absolute())
+        .collect()
+}
+
+/// The last `max` bytes of a file, as text (a log may be huge; its end says
+/// why it failed).
+pub fn tail(path: &Path, max: u64) -> String {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+    let mut bytes = Vec::new();
+    let _ = f.take(max).read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebfleet_core::arch::Arch;
+
+    fn batch() -> BatchFile {
+        BatchFile {
+            execution: "run-1".parse().unwrap(),
+            platform: "amzn-2023_epyc-gen-3_h100".parse().unwrap(),
+            arch: Arch::X86_64,
+            archspec: "zen3".into(),
+            optarch: "GCC:march=znver3".into(),
+            cuda_compute_capability: Some("9.0".into()),
+            batch: 0,
+            builds: vec![],
+            needs: vec![],
+            after: vec![],
+        }
+    }
+
+    fn node(text: &str) -> NodeEnv {
+        NodeEnv::parse(text, Path::new("/etc/ebfleet/node.env")).unwrap()
+    }
+
+    fn get<'a>(env: &'a BTreeMap<OsString, OsString>, k: &str) -> Option<&'a str> {
+        env.get(&OsString::from(k)).and_then(|v| v.to_str())
+    }
+
+    #[test]
+    fn the_layout_and_the_batch_decide_eb_s_settings() {
+        let layout = Layout::new("/opt/eb");
+        let inherited = [
+            ("PATH", "/usr/bin"),
+            ("EASYBUILD_INSTALLPATH", "/home/me/.local/easybuild"),
+            ("EASYBUILD_DEBUG", "1"),
+            ("MODULEPATH", "/usr/share/modulefiles"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let env = environment(
+            &node(
+                "EASYBUILD_PREFIX=/opt/eb/\nEASYBUILD_BUILDPATH=/mnt/nvme/build\nEASYBUILD_ROBOT_PATHS=/opt/eb/venv/ecs\n\
+                 EASYBUILD_OPTARCH=GCC:march=native\nLMOD_CMD=/usr/share/lmod/lmod/libexec/lmod\nEBFLEET_ARCHSPEC=zen3\n",
+            ),
+            &layout,
+            &batch(),
+            inherited,
+        )
+        .unwrap();
+        assert_eq!(get(&env, "PATH"), Some("/usr/bin"));
+        assert_eq!(
+            get(&env, "EASYBUILD_DEBUG"),
+            None,
+            "inherited EASYBUILD_* are dropped"
+        );
+        assert_eq!(get(&env, "EASYBUILD_PREFIX"), Some("/opt/eb"));
+        assert_eq!(get(&env, "EASYBUILD_INSTALLPATH"), Some("/opt/eb"));
+        assert_eq!(get(&env, "EASYBUILD_SOURCEPATH"), Some("/opt/eb/sources"));
+        assert_eq!(get(&env, "EASYBUILD_BUILDPATH"), Some("/mnt/nvme/build"));
+        assert_eq!(
+            get(&env, "EASYBUILD_ROBOT_PATHS"),
+            Some("/opt/eb/easyconfigs:/opt/eb/venv/ecs")
+        );
+        assert_eq!(
+            get(&env, "EASYBUILD_OPTARCH"),
+            Some("GCC:march=znver3"),
+            "the batch's"
+        );
+        assert_eq!(
+            get(&env, "EASYBUILD_CUDA_COMPUTE_CAPABILITIES"),
+            Some("9.0")
+        );
+        assert_eq!(get(&env, "EASYBUILD_MODULE_SYNTAX"), Some("Lua"));
+        assert_eq!(get(&env, "MODULEPATH"), Some("/opt/eb/modules/all"));
+        assert_eq!(
+            get(&env, "LMOD_CMD"),
+            Some("/usr/share/lmod/lmod/libexec/lmod")
+        );
+        // Defaults when node.env says nothing; CPU platforms get no CUDA.
+        let mut cpu = batch();
+        cpu.cuda_compute_capability = None;
+        let env = environment(
+            &node("EASYBUILD_CUDA_COMPUTE_CAPABILITIES=8.0\n"),
+            &layout,
+            &cpu,
+            [],
+        )
+        .unwrap();
+        assert_eq!(get(&env, "EASYBUILD_BUILDPATH"), Some("/opt/eb/build"));
+        assert_eq!(
+            get(&env, "EASYBUILD_ROBOT_PATHS"),
+            Some("/opt/eb/easyconfigs")
+        );
+        assert_eq!(get(&env, "EASYBUILD_CUDA_COMPUTE_CAPABILITIES"), None);
+    }
+
+    #[test]
+    fn settings_that_break_the_layout_or_the_cpu_are_refused() {
+        let layout = Layout::new("/opt/eb");
+        for (text, needle) in [
+            (
+                "EASYBUILD_INSTALLPATH=/srv/eb\n",
+                "EASYBUILD_INSTALLPATH=/srv/eb",
+            ),
+            ("EASYBUILD_SOURCEPATH=/srv/src\n", "needs /opt/eb/sources"),
+            ("EASYBUILD_MODULE_SYNTAX=Tcl\n", "needs Lua"),
+            ("EASYBUILD_MODULES_TOOL=EnvironmentModules\n", "needs Lmod"),
+            (
+                "EASYBUILD_MODULE_NAMING_SCHEME=HierarchicalMNS\n",
+                "EasyBuildMNS",
+            ),
+            ("EASYBUILD_INSTALLPATH_MODULES=/x\n", "would move modules"),
+            (
+                "EBFLEET_ARCHSPEC=neoverse_v1\n",
+                "this node's CPU is neoverse_v1",
+            ),
+        ] {
+            let err = environment(&node(text), &layout, &batch(), [])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+            assert!(
+                err.contains("/etc/ebfleet/node.env") || err.contains("node.env"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn version_and_log_names_from_eb_s_output() {
+        assert_eq!(
+            parse_version(
+                "This is EasyBuild 5.4.1 (framework: 5.4.1, easyblocks: 5.4.1) on host vm.\n"
+            )
+            .as_deref(),
+            Some("5.4.1")
+        );
+        assert_eq!(parse_version("command not found"), None);
+        let out = "== COMPLETED: Installation ended successfully (took 1 secs)\n\
+                   == Results of the build can be found in the log file(s) /opt/eb/software/hello/1.0/easybuild/easybuild-hello-1.0-20261124.035106.log\n";
+        assert_eq!(
+            named_logs(out),
+            [PathBuf::from(
+                "/opt/eb/software/hello/1.0/easybuild/easybuild-hello-1.0-20261124.035106.log"
+            )]
+        );
+        assert!(named_logs("nothing here").is_empty());
+    }
+
+    #[test]
+    fn run_copies_output_and_reports_how_it_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.log");
+        let sh: OsString = "/bin/sh".into();
+        let env = BTreeMap::from([(OsString::from("GREETING"), OsString::from("hi"))]);
+        let r = run(
+            &sh,
+            &[
+                "-c".into(),
+                "echo \"$GREETING\"; echo oops >&2; exit 16".into(),
+            ],
+            &env,
+            &out,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(r.ended, Ended::Exit(16));
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("hi\n") && text.contains("oops\n"), "{text:?}");
+        let r = run(&sh, &["-c".into(), "kill -9 $$".into()], &env, &out, "t").unwrap();
+        assert_eq!(r.ended, Ended::Signal(9));
+        let err = run(&"/nonexistent/eb".into(), &[], &env, &out, "t").unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/eb"), "{err}");
+        std::fs::write(&out, "0123456789").unwrap();
+        assert_eq!(tail(&out, 4), "6789");
+    }
+}
