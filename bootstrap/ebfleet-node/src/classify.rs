@@ -57,18 +57,21 @@ pub struct Failure {
 
 const SIGKILL: i32 = 9;
 
-/// Text that means the build ran out of memory, lowercase.
+/// Text that means the build ran out of memory, lowercase: what compilers,
+/// the C++ runtime and Python print then, not words a test name could hold.
 const OOM_TEXT: &[&str] = &[
     "killed signal terminated program",
     "virtual memory exhausted",
     "cannot allocate memory",
-    "out of memory",
+    "out of memory allocating",
     "std::bad_alloc",
     "memoryerror",
     "internal compiler error: killed",
 ];
 
-/// Text that means a source must be provided by hand, lowercase.
+/// Text of eb's error that means a source must be provided by hand,
+/// lowercase. Looked for in eb's output only: EasyBuild's log also holds
+/// the same words for optional files it merely warns about.
 const MANUAL_SOURCE_TEXT: &[&str] = &[
     "please follow the download instructions",
     "downloading it is disabled",
@@ -124,15 +127,13 @@ fn missing_modules(text: &str) -> Vec<String> {
     let Some(line) = text.lines().rev().find(|l| l.contains(MISSING_DEPS)) else {
         return Vec::new();
     };
-    let rest = line
-        .split_once("): ")
-        .or_else(|| line.split_once(": "))
-        .map_or("", |(_, r)| r);
-    // The line may continue with " (took 0 secs)" on eb's FAILED line.
-    let rest = rest.split(" (took").next().unwrap_or(rest);
+    let after = &line[line.find(MISSING_DEPS).unwrap_or(0) + MISSING_DEPS.len()..];
+    let rest = after.split_once(": ").map_or("", |(_, r)| r);
+    // A module name has no space: the first word of each item, whatever
+    // follows (" (took 0 secs)" on eb's line, " (at easybuild/...)" in its log).
     rest.split(',')
-        .map(str::trim)
-        .filter(|m| !m.is_empty() && m.contains('/'))
+        .filter_map(|item| item.split_whitespace().next())
+        .filter(|m| m.contains('/'))
         .map(str::to_string)
         .collect()
 }
@@ -145,24 +146,29 @@ fn has_any(lower: &str, needles: &[&str]) -> bool {
 pub fn classify(ended: Ended, output: &str, log: &str) -> Failure {
     let output = strip_ansi(output);
     let log = strip_ansi(log);
-    let both = format!("{output}\n{log}");
-    let lower = both.to_lowercase();
     let headline = error_line(&output)
         .or_else(|| error_line(&log))
         .unwrap_or_else(|| match ended {
             Ended::Exit(c) => format!("eb exited with code {c} without an error line"),
             Ended::Signal(s) => format!("eb was killed by signal {s}"),
         });
-    let missing = missing_modules(&both);
+    let mut missing = missing_modules(&output);
+    if missing.is_empty() {
+        missing = missing_modules(&log);
+    }
+    let out_lower = output.to_lowercase();
+    let oom = has_any(&out_lower, OOM_TEXT) || has_any(&log.to_lowercase(), OOM_TEXT);
+    let manual = has_any(&out_lower, MANUAL_SOURCE_TEXT);
     use exit::*;
     let class = match ended {
         _ if !missing.is_empty() => ErrorClass::DependencyFailed,
         Ended::Exit(MISSING_DEPENDENCY) => ErrorClass::DependencyFailed,
-        _ if has_any(&lower, OOM_TEXT) => ErrorClass::OutOfMemory,
-        Ended::Signal(SIGKILL) => ErrorClass::OutOfMemory,
-        _ if has_any(&lower, MANUAL_SOURCE_TEXT) => ErrorClass::MissingSource,
+        _ if manual => ErrorClass::MissingSource,
         Ended::Exit(MISSING_SOURCES) => ErrorClass::MissingSource,
         Ended::Exit(FAIL_FETCH_STEP | FAIL_DOWNLOAD | FAIL_CHECKSUM) => ErrorClass::DownloadFailed,
+        // Past fetching, memory exhaustion shows as whatever step it hit.
+        _ if oom => ErrorClass::OutOfMemory,
+        Ended::Signal(SIGKILL) => ErrorClass::OutOfMemory,
         Ended::Exit(
             FAIL_TEST_STEP | FAIL_TEST_CASES_STEP | FAIL_SANITY_CHECK_STEP | FAIL_SANITY_CHECK,
         ) => ErrorClass::TestFailure,
@@ -347,6 +353,34 @@ make: *** [Makefile:2: all] Error 1
             classify(Ended::Exit(31), "ERROR: Missing dependencies: x/1", "").class,
             ErrorClass::DependencyFailed
         );
+    }
+
+    #[test]
+    fn words_elsewhere_in_the_log_do_not_decide() {
+        // EasyBuild logs a warning with these words for an optional file
+        // (config.guess) it could not fetch; the build failed compiling.
+        let log = format!(
+            "{BUILD_FAIL_LOG}== WARNING Couldn't find file 'config.guess' anywhere, and downloading it is disabled...\n\
+             test_out_of_memory_handling PASSED\n"
+        );
+        assert_eq!(
+            classify(Ended::Exit(16), BUILD_FAIL_OUTPUT, &log).class,
+            ErrorClass::CompileError
+        );
+        // A download failure is one even when the log mentions memory.
+        let out = "ERROR: Installation of x.eb failed: Couldn't find file x.tgz anywhere, and downloading it didn't work either...";
+        assert_eq!(
+            classify(Ended::Exit(41), out, "std::bad_alloc in a test log").class,
+            ErrorClass::DownloadFailed
+        );
+    }
+
+    #[test]
+    fn missing_modules_from_the_log_line_too() {
+        let log = "== 2026-11-24 04:19:55,123 build_log.py:233 ERROR EasyBuild encountered an error: \
+                   Missing modules for dependencies (use --robot?): broken/1.0, zlib/.1.3 (at easybuild/tools/toolchain/toolchain.py:603 in _check_dependencies)\n";
+        let f = classify(Ended::Exit(1), "", log);
+        assert_eq!(f.missing, ["broken/1.0", "zlib/.1.3"]);
     }
 
     #[test]

@@ -8,9 +8,15 @@
 //! **Uploads** first ask S3 for the object's head: an object already there
 //! with the same size and `sha256` metadata is not sent again, so a re-run
 //! uploads nothing twice. Files from [`UploadOptions::multipart_threshold`]
-//! on go in parts; the upload's id is kept in the batch's state directory,
-//! and a re-run after a crash asks S3 which parts it holds (ListParts) and
-//! sends only the others, each with its SHA-256 for S3 to check.
+//! on go in parts, each with its SHA-256 for S3 to check. The upload's id
+//! and every part S3 acknowledged (number, ETag, checksum) are recorded in
+//! the batch's state directory as they complete, so a re-run after a crash
+//! sends only the parts not recorded yet; an upload S3 no longer knows
+//! (aborted by a lifecycle rule) starts over. The record is of the whole
+//! file's sha256: a file that changed since is uploaded afresh. (S3's
+//! ListParts would do as the record too, but moto answers it with a
+//! `ListPartsResponse` root the Rust SDK refuses; the local record needs
+//! no call at all.)
 
 use crate::archive::{hex, HashingWriter};
 use crate::layout::{partial, read_json, write_json, StateError};
@@ -173,6 +179,38 @@ struct InFlight {
     sha256: String,
     size: u64,
     part_size: u64,
+    /// Parts S3 acknowledged.
+    parts: Vec<DonePart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct DonePart {
+    number: i32,
+    etag: String,
+    checksum_sha256: Option<String>,
+    size: u64,
+}
+
+impl From<&Part> for DonePart {
+    fn from(p: &Part) -> Self {
+        DonePart {
+            number: p.number,
+            etag: p.etag.clone(),
+            checksum_sha256: p.checksum_sha256.clone(),
+            size: p.size,
+        }
+    }
+}
+
+impl From<&DonePart> for Part {
+    fn from(p: &DonePart) -> Self {
+        Part {
+            number: p.number,
+            etag: p.etag.clone(),
+            checksum_sha256: p.checksum_sha256.clone(),
+            size: p.size,
+        }
+    }
 }
 
 /// Where the multipart state of `key` lives.
@@ -235,62 +273,44 @@ async fn multipart(
     size: u64,
     stop_after: Option<usize>,
 ) -> Result<Uploaded, TransferError> {
-    let record = inflight_path(state, key);
+    let record_path = inflight_path(state, key);
     let part_size = opts.part_size_for(size);
-    let previous: Option<InFlight> = read_json(&record)?;
-    let mut done: BTreeMap<i32, Part> = BTreeMap::new();
-    let mut upload_id = None;
-    if let Some(p) = previous.filter(|p| {
+    let count = size.div_ceil(part_size) as i32;
+    let previous: Option<InFlight> = read_json(&record_path)?;
+    let mut record = match previous.filter(|p| {
         p.key == key && p.sha256 == upload.sha256 && p.size == size && p.part_size == part_size
     }) {
-        if let Some(parts) = store.list_parts(key, &p.upload_id).await? {
-            tracing::info!(key, held = parts.len(), "resuming multipart upload");
-            done = parts.into_iter().map(|p| (p.number, p)).collect();
-            upload_id = Some(p.upload_id);
+        Some(p) => {
+            tracing::info!(
+                key,
+                held = p.parts.len(),
+                of = count,
+                "resuming multipart upload"
+            );
+            p
         }
-    }
-    let upload_id = match upload_id {
-        Some(id) => id,
         None => {
-            let id = store.create_multipart(key, upload).await?;
-            write_json(
-                &record,
-                &InFlight {
-                    key: key.to_string(),
-                    upload_id: id.clone(),
-                    sha256: upload.sha256.clone(),
-                    size,
-                    part_size,
-                },
-            )?;
-            id
+            let upload_id = store.create_multipart(key, upload).await?;
+            let r = InFlight {
+                key: key.to_string(),
+                upload_id,
+                sha256: upload.sha256.clone(),
+                size,
+                part_size,
+                parts: Vec::new(),
+            };
+            write_json(&record_path, &r)?;
+            r
         }
     };
-    let count = size.div_ceil(part_size) as i32;
-    let mut sent_bytes = 0u64;
-    let mut sent_parts = 0u32;
-    // Parts S3 holds are kept when their size and checksum are this
-    // file's (reading them only when resuming).
-    let mut todo = Vec::new();
-    for n in 1..=count {
-        if let Some(held) = done.get(&n) {
-            let (bytes, sha) = read_part(path, n, part_size)?;
-            let same = held.size == bytes.len() as u64
-                && held
-                    .checksum_sha256
-                    .as_deref()
-                    .is_none_or(|c| Some(c) == ebfleet_aws::s3::sha256_base64(&sha).as_deref());
-            if same {
-                continue;
-            }
-            done.remove(&n);
-        }
-        todo.push(n);
-    }
+    let held: std::collections::BTreeSet<i32> = record.parts.iter().map(|p| p.number).collect();
+    let mut todo: Vec<i32> = (1..=count).filter(|n| !held.contains(n)).collect();
     if let Some(limit) = stop_after {
         todo.truncate(limit);
     }
-    // Parts in flight at once, each read when its turn comes.
+    let (mut sent_bytes, mut sent_parts) = (0u64, 0u32);
+    // Parts in flight at once, each read when its turn comes; each
+    // acknowledged part is recorded before the next is counted.
     let mut set = tokio::task::JoinSet::new();
     let mut queue = todo.into_iter();
     let mut failure = None;
@@ -299,7 +319,7 @@ async fn multipart(
             let Some(n) = queue.next() else { break };
             let (bytes, sha) = read_part(path, n, part_size)?;
             let store = store.clone();
-            let (key, id) = (key.to_string(), upload_id.clone());
+            let (key, id) = (key.to_string(), record.upload_id.clone());
             set.spawn(async move { store.upload_part(&key, &id, n, bytes, &sha).await });
         }
         let Some(joined) = set.join_next().await else {
@@ -309,7 +329,9 @@ async fn multipart(
             Ok(Ok(part)) => {
                 sent_bytes += part.size;
                 sent_parts += 1;
-                done.insert(part.number, part);
+                record.parts.retain(|p| p.number != part.number);
+                record.parts.push(DonePart::from(&part));
+                write_json(&record_path, &record)?;
             }
             Ok(Err(e)) => failure = failure.or(Some(TransferError::from(e))),
             Err(e) => {
@@ -319,22 +341,31 @@ async fn multipart(
                 }))
             }
         }
-        if failure.is_some() && set.is_empty() {
-            break;
-        }
     }
     if let Some(e) = failure {
         return Err(e);
     }
-    if stop_after.is_some() && done.len() < count as usize {
+    if record.parts.len() < count as usize {
+        // Stopped on purpose (a crash test): the upload stays in flight.
         return Ok(Uploaded::Sent {
             bytes: sent_bytes,
             parts: sent_parts,
         });
     }
-    let parts: Vec<Part> = done.into_values().collect();
-    store.complete_multipart(key, &upload_id, &parts).await?;
-    let _ = std::fs::remove_file(&record);
+    let parts: Vec<Part> = record.parts.iter().map(Part::from).collect();
+    if let Err(e) = store
+        .complete_multipart(key, &record.upload_id, &parts)
+        .await
+    {
+        // An answer that will not change (the upload is gone, a part is
+        // not what the record says): forget the record, the next run
+        // starts over. Throttling keeps it for a plain retry.
+        if !e.is_retryable() {
+            let _ = std::fs::remove_file(&record_path);
+        }
+        return Err(e.into());
+    }
+    let _ = std::fs::remove_file(&record_path);
     Ok(Uploaded::Sent {
         bytes: sent_bytes,
         parts: sent_parts,

@@ -1,6 +1,7 @@
 //! Objects too big for memory: a file put in one request or in parts
-//! (multipart upload, resumable from the parts S3 already holds), an
-//! object's head, and an object streamed into a writer.
+//! (multipart upload: create, parts, complete or abort; the caller keeps
+//! the acknowledged parts to resume), an object's head, and an object
+//! streamed into a writer.
 //!
 //! Every object written here carries its content's SHA-256 twice: as the
 //! user metadata [`SHA256_METADATA`] (lowercase hex of the whole object,
@@ -245,48 +246,6 @@ impl Store {
             checksum_sha256: Some(out.checksum_sha256().unwrap_or(&checksum).to_string()),
             size,
         })
-    }
-
-    /// The parts S3 holds for `upload_id`, every page, by number; `None`
-    /// when the upload no longer exists (completed or aborted).
-    pub async fn list_parts(
-        &self,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<Option<Vec<Part>>, S3Error> {
-        let mut pages = self
-            .client
-            .list_parts()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .into_paginator()
-            .send();
-        let mut parts = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = match page {
-                Ok(p) => p,
-                Err(e) => {
-                    let code = e.as_service_error().and_then(|s| {
-                        aws_smithy_types::error::metadata::ProvideErrorMetadata::code(s)
-                    });
-                    if code == Some("NoSuchUpload") {
-                        return Ok(None);
-                    }
-                    return Err(self.error("ListParts", key, e));
-                }
-            };
-            for p in page.parts() {
-                parts.push(Part {
-                    number: p.part_number().unwrap_or(0),
-                    etag: p.e_tag().unwrap_or_default().to_string(),
-                    checksum_sha256: p.checksum_sha256().map(str::to_string),
-                    size: p.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-                });
-            }
-        }
-        parts.sort_by_key(|p| p.number);
-        Ok(Some(parts))
     }
 
     /// Complete `upload_id` from its parts (in number order).

@@ -9,7 +9,6 @@ use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOut
 use aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadOutput;
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::operation::head_object::{HeadObjectError, HeadObjectOutput};
-use aws_sdk_s3::operation::list_parts::ListPartsOutput;
 use aws_sdk_s3::operation::put_object::PutObjectOutput;
 use aws_sdk_s3::operation::upload_part::UploadPartOutput;
 use aws_sdk_s3::types::error::NotFound;
@@ -155,7 +154,7 @@ async fn put_file_sends_the_checksum_and_the_sha256_metadata() {
 }
 
 #[tokio::test]
-async fn multipart_create_upload_list_complete_and_abort() {
+async fn multipart_create_upload_complete_and_abort() {
     let create = mock!(Client::create_multipart_upload)
         .match_requests(|r| {
             r.key() == Some(KEY)
@@ -182,36 +181,6 @@ async fn multipart_create_upload_list_complete_and_abort() {
                 .checksum_sha256(ABC_B64)
                 .build()
         });
-    let page1 = mock!(Client::list_parts)
-        .match_requests(|r| r.upload_id() == Some("up-1") && r.part_number_marker().is_none())
-        .then_output(|| {
-            ListPartsOutput::builder()
-                .parts(
-                    aws_sdk_s3::types::Part::builder()
-                        .part_number(2)
-                        .e_tag("\"e2\"")
-                        .size(3)
-                        .checksum_sha256(ABC_B64)
-                        .build(),
-                )
-                .is_truncated(true)
-                .next_part_number_marker("2")
-                .build()
-        });
-    let page2 = mock!(Client::list_parts)
-        .match_requests(|r| r.upload_id() == Some("up-1") && r.part_number_marker() == Some("2"))
-        .then_output(|| {
-            ListPartsOutput::builder()
-                .parts(
-                    aws_sdk_s3::types::Part::builder()
-                        .part_number(1)
-                        .e_tag("\"e1\"")
-                        .size(5)
-                        .build(),
-                )
-                .is_truncated(false)
-                .build()
-        });
     let complete = mock!(Client::complete_multipart_upload)
         .match_requests(|r| {
             let parts = r.multipart_upload().map(|m| m.parts()).unwrap_or_default();
@@ -229,7 +198,7 @@ async fn multipart_create_upload_list_complete_and_abort() {
     let s = store(mock_client!(
         aws_sdk_s3,
         RuleMode::MatchAny,
-        [&create, &part, &page1, &page2, &complete, &abort]
+        [&create, &part, &complete, &abort]
     ));
     assert_eq!(s.create_multipart(KEY, &upload()).await.unwrap(), "up-1");
     let p = s
@@ -245,49 +214,26 @@ async fn multipart_create_upload_list_complete_and_abort() {
             size: 3
         }
     );
-    let parts = s.list_parts(KEY, "up-1").await.unwrap().unwrap();
-    assert_eq!(
-        parts.iter().map(|p| (p.number, p.size)).collect::<Vec<_>>(),
-        [(1, 5), (2, 3)],
-        "every page, sorted by number"
-    );
+    let first = Part {
+        number: 1,
+        etag: "\"e1\"".into(),
+        checksum_sha256: None,
+        size: 5,
+    };
     // Completed from parts in any order: sent sorted.
-    let reversed: Vec<Part> = parts.iter().rev().cloned().collect();
+    let reversed = vec![p.clone(), first];
     s.complete_multipart(KEY, "up-1", &reversed).await.unwrap();
     s.abort_multipart(KEY, "up-1").await.unwrap();
     assert_eq!(
         [
             create.num_calls(),
             part.num_calls(),
-            page1.num_calls(),
-            page2.num_calls(),
             complete.num_calls(),
             abort.num_calls()
         ],
-        [1, 1, 1, 1, 1, 1]
+        [1, 1, 1, 1]
     );
     // A part whose checksum is not hex is refused before sending.
     assert!(s.upload_part(KEY, "up-1", 3, vec![1], "x").await.is_err());
     assert_eq!(part.num_calls(), 1);
-}
-
-#[tokio::test]
-async fn list_parts_of_a_finished_upload_is_none() {
-    let rule = mock!(Client::list_parts).then_http_response(|| s3_error(404, "NoSuchUpload"));
-    let s = store(mock_client!(
-        aws_sdk_s3,
-        RuleMode::Sequential,
-        [&rule],
-        |c| c.retry_config(RetryConfig::disabled())
-    ));
-    assert_eq!(s.list_parts(KEY, "gone").await.unwrap(), None);
-    let other = mock!(Client::list_parts).then_http_response(|| s3_error(403, "AccessDenied"));
-    let s = store(mock_client!(
-        aws_sdk_s3,
-        RuleMode::Sequential,
-        [&other],
-        |c| c.retry_config(RetryConfig::disabled())
-    ));
-    let err = s.list_parts(KEY, "up").await.unwrap_err();
-    assert!(err.to_string().contains("ListParts"), "{err}");
 }
