@@ -94,6 +94,16 @@ impl StepArgs {
     pub fn context(&self, conf: &ebfleet_aws::SdkConfig) -> Result<Context, NodeError> {
         let job = Job::parse(&self.bucket, &self.batch, &self.execution, &self.platform)?;
         let node = NodeEnv::load_or_empty(&self.env_file)?;
+        if let Some(p) = node
+            .get("EBFLEET_PLATFORM")
+            .filter(|p| *p != job.platform().as_str())
+        {
+            return Err(NodeError::WrongPlatform {
+                file: self.env_file.clone(),
+                node: p.to_string(),
+                job: job.platform().to_string(),
+            });
+        }
         Ok(Context {
             store: Store::from_conf(conf, job.bucket.as_str()),
             job,
@@ -169,6 +179,42 @@ mod tests {
                 Job::parse(&args.bucket, &args.batch, &args.execution, &args.platform).unwrap();
             assert_eq!(job.batch(), 12);
         }
+    }
+
+    #[test]
+    fn a_node_set_up_for_another_platform_refuses_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let env_file = dir.path().join("node.env");
+        std::fs::write(&env_file, "EBFLEET_PLATFORM=amzn-2023_graviton-3\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "ebfleet-node",
+            "sync",
+            "--bucket",
+            "b-1",
+            "--batch",
+            "plans/run-1/amzn-2023_epyc-gen-4/0.json",
+            "--execution",
+            "run-1",
+            "--platform",
+            "amzn-2023_epyc-gen-4",
+            "--env-file",
+            env_file.to_str().unwrap(),
+        ])
+        .unwrap();
+        let Command::Sync(args) = cli.command else {
+            panic!()
+        };
+        let conf = ebfleet_aws::SdkConfig::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .build();
+        let err = args.context(&conf).unwrap_err().to_string();
+        assert!(
+            err.contains("set up for platform amzn-2023_graviton-3"),
+            "{err}"
+        );
+        std::fs::write(&env_file, "EBFLEET_PLATFORM=amzn-2023_epyc-gen-4\n").unwrap();
+        let ctx = args.context(&conf).unwrap();
+        assert_eq!(ctx.job.platform().as_str(), "amzn-2023_epyc-gen-4");
     }
 
     #[test]

@@ -103,6 +103,12 @@ pub enum NodeError {
         theirs: String,
         ours: String,
     },
+    #[error("this node was set up for platform {node} ({file}: EBFLEET_PLATFORM), not {job}: refusing to work on another platform's batch")]
+    WrongPlatform {
+        file: PathBuf,
+        node: String,
+        job: String,
+    },
     #[error("{what}: a task failed: {detail}")]
     Task { what: String, detail: String },
 }

@@ -17,6 +17,7 @@
 //! | `EASYBUILD_SOURCEPATH` | `<root>/sources` |
 //! | `EASYBUILD_BUILDPATH` | node.env's, else `<root>/build` |
 //! | `EASYBUILD_ROBOT_PATHS` | `<root>/easyconfigs`, then node.env's |
+//! | `EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES` | `1` when the node runs as root and node.env does not set it |
 //! | `EASYBUILD_MODULES_TOOL`, `EASYBUILD_MODULE_SYNTAX` | `Lmod`, `Lua` |
 //! | `EASYBUILD_OPTARCH` | the batch file's |
 //! | `EASYBUILD_CUDA_COMPUTE_CAPABILITIES` | the batch file's, or unset |
@@ -153,12 +154,22 @@ pub fn environment(
         .get("EASYBUILD_BUILDPATH")
         .map_or_else(|| layout.build().into_os_string(), OsString::from);
     set("EASYBUILD_BUILDPATH", build);
-    let mut robot = layout.easyconfigs().into_os_string();
-    if let Some(extra) = node.get("EASYBUILD_ROBOT_PATHS").filter(|p| !p.is_empty()) {
-        robot.push(":");
-        robot.push(extra);
+    // The batch's easyconfigs first, then node.env's paths (without the
+    // batch's directory again, which the bootstrap may list itself).
+    let ours = layout.easyconfigs();
+    let mut robot = ours.clone().into_os_string();
+    for p in node.get("EASYBUILD_ROBOT_PATHS").unwrap_or("").split(':') {
+        if !p.is_empty() && Path::new(p) != ours {
+            robot.push(":");
+            robot.push(p);
+        }
     }
     set("EASYBUILD_ROBOT_PATHS", robot);
+    // SSM Run Command runs the node as root on a disposable instance, and
+    // EasyBuild refuses root unless told; node.env may still say otherwise.
+    if running_as_root() && node.get(ALLOW_ROOT).is_none() {
+        set(ALLOW_ROOT, "1".into());
+    }
     set("EASYBUILD_MODULES_TOOL", "Lmod".into());
     set("EASYBUILD_MODULE_SYNTAX", "Lua".into());
     set("EASYBUILD_OPTARCH", batch.optarch.clone().into());
@@ -170,6 +181,21 @@ pub fn environment(
         }
     }
     Ok(env)
+}
+
+/// EasyBuild's switch for running as root.
+const ALLOW_ROOT: &str = "EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES";
+
+/// Whether this process's effective user is root (Linux: `/proc/self/status`).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }
 
 /// The `eb` to run: node.env's `EBFLEET_EB`, else `eb` on `PATH`.
@@ -394,6 +420,23 @@ mod tests {
         assert_eq!(
             get(&env, "EASYBUILD_ROBOT_PATHS"),
             Some("/opt/eb/easyconfigs:/opt/eb/venv/ecs")
+        );
+        // The bootstrap's own list, which names the batch's directory too.
+        let env2 = environment(
+            &node("EASYBUILD_ROBOT_PATHS=/opt/eb/easyconfigs:/opt/eb/venv/ecs\n"),
+            &layout,
+            &batch(),
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            get(&env2, "EASYBUILD_ROBOT_PATHS"),
+            Some("/opt/eb/easyconfigs:/opt/eb/venv/ecs")
+        );
+        assert_eq!(
+            get(&env2, ALLOW_ROOT).is_some(),
+            running_as_root(),
+            "allowed as root only"
         );
         assert_eq!(
             get(&env, "EASYBUILD_OPTARCH"),

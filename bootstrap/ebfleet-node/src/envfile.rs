@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! # written by bootstrap.sh
+//! EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES=1
 //! EASYBUILD_PREFIX=/opt/eb
 //! EASYBUILD_BUILDPATH=/mnt/instance-store/eb-build
 //! EASYBUILD_OPTARCH=GCC:march=znver4
@@ -30,7 +31,14 @@
 //! A line that breaks a rule is an error naming the file and the line
 //! number: a node must not build with settings it half understood.
 //!
-//! Every setting reaches `eb`'s environment. The node reads these itself:
+//! Every setting reaches `eb`'s environment, and only these: `EASYBUILD_*`
+//! variables the node inherits (from SSM Agent, a shell) are dropped, so
+//! what a node builds with is this file. A node that runs as root (SSM Run
+//! Command does) needs `EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES=1`
+//! here. `EASYBUILD_PREFIX`, `EASYBUILD_INSTALLPATH` and
+//! `EASYBUILD_SOURCEPATH` may be left out (the node sets them from its
+//! root); when present they must be the root, the root and `<root>/sources`.
+//! The node reads these itself:
 //! `EBFLEET_EB` (the `eb` to run, default `eb` on `PATH`),
 //! `EBFLEET_ARCHSPEC` (the CPU as archspec names it; a batch for another
 //! CPU is refused), `EBFLEET_INSTANCE_TYPE` (for the manifest), and the
