@@ -13,7 +13,7 @@
 //!   reports each as built, failed with a [`classify`]d reason, or skipped.
 //! - [`pack`] (`tar`) packs each built module deterministically ([`archive`]).
 //! - [`upload`] publishes tarballs, module files, sources and logs, then
-//!   the batch manifest the record Lambda reads.
+//!   the batch [`manifest`] the record Lambda reads.
 //!
 //! # Checksums
 //!
@@ -53,6 +53,7 @@ pub mod envfile;
 pub mod heartbeat;
 pub mod job;
 pub mod layout;
+pub mod manifest;
 pub mod pack;
 pub mod sync;
 pub mod transfer;

@@ -15,22 +15,18 @@
 //! re-run produces the same bytes and skips it too. Since the manifest goes
 //! last, a manifest in the bucket means everything it names is there.
 
-use crate::build::{BuildOutcome, BuildResult};
 use crate::context::{io_at, now, Context, Header, NodeError};
 use crate::layout::{read_json, write_atomic, write_json, StateDir};
+use crate::manifest::{log_key, manifest, NodeFacts};
 use crate::pack::{finished_build, FileSum, PackOutcome, TarResult};
 use crate::sync::{safe_relative, Installed, INSTALLPATH_METADATA};
 use crate::transfer::{upload_file, Uploaded};
 use ebfleet_aws::s3::Upload;
-use ebfleet_core::keys::{
-    log_prefix, module_file_key, source_prefix, tarball_key, BatchFile, ModuleName,
-};
-use ebfleet_core::record::{
-    BatchManifest, ErrorClass, ManifestEntry, Outcome, Tarball, MANIFEST_FORMAT,
-};
+use ebfleet_core::keys::{module_file_key, source_prefix, tarball_key};
+use ebfleet_core::record::{BatchManifest, Outcome};
 use ebfleet_core::step::Step;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Counts of one kind of object.
@@ -68,103 +64,6 @@ pub struct UploadResult {
     pub built: usize,
     pub failed: usize,
     pub skipped: usize,
-}
-
-/// What the node says about itself in the manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeFacts {
-    pub instance_type: String,
-    pub archspec: String,
-}
-
-/// The log key of a file of a module's logs:
-/// `<platform>/logs/<Name>/<version>/<execution>/<file>`.
-fn log_key(batch: &BatchFile, m: &ModuleName, file: &str) -> String {
-    format!(
-        "{}{}/{file}",
-        log_prefix(&batch.platform, m),
-        batch.execution
-    )
-}
-
-/// The batch manifest from the batch file and the steps' results. Pure.
-pub fn manifest(
-    batch: &BatchFile,
-    build: &BuildResult,
-    tar: &TarResult,
-    node: &NodeFacts,
-    finished: u64,
-) -> BatchManifest {
-    let packed: BTreeMap<&ModuleName, &PackOutcome> = tar
-        .modules
-        .iter()
-        .map(|p| (&p.module, &p.outcome))
-        .collect();
-    let modules = build
-        .modules
-        .iter()
-        .map(|mb| {
-            let m = &mb.module;
-            let outcome = match (&mb.outcome, packed.get(m)) {
-                (BuildOutcome::Built { duration_s }, Some(PackOutcome::Packed { tarball, .. })) => {
-                    Outcome::Built {
-                        tarball: Tarball {
-                            key: tarball_key(&batch.platform, m),
-                            size: tarball.size,
-                            sha256: tarball.sha256.clone(),
-                        },
-                        module_file_key: module_file_key(&batch.platform, m),
-                        duration_s: *duration_s,
-                    }
-                }
-                (BuildOutcome::Built { .. }, Some(PackOutcome::Failed { message })) => {
-                    Outcome::Failed {
-                        class: ErrorClass::Unknown,
-                        message: format!("built, but not published: {message}"),
-                        log_key: None,
-                    }
-                }
-                (BuildOutcome::Built { .. }, None) => Outcome::Failed {
-                    class: ErrorClass::Unknown,
-                    message: "built, but tar did not pack it".into(),
-                    log_key: None,
-                },
-                (
-                    BuildOutcome::Failed {
-                        class,
-                        message,
-                        log,
-                        ..
-                    },
-                    _,
-                ) => Outcome::Failed {
-                    class: *class,
-                    message: message.clone(),
-                    log_key: log.as_deref().map(|f| log_key(batch, m, f)),
-                },
-                (BuildOutcome::Skipped { reason }, _) => Outcome::Skipped {
-                    reason: reason.clone(),
-                },
-            };
-            ManifestEntry {
-                module: m.to_string(),
-                easyconfig_sha256: mb.easyconfig_sha256.clone(),
-                outcome,
-            }
-        })
-        .collect();
-    BatchManifest {
-        format: MANIFEST_FORMAT,
-        execution: batch.execution.to_string(),
-        platform: batch.platform.to_string(),
-        batch: u32::try_from(batch.batch).unwrap_or(u32::MAX),
-        instance_type: node.instance_type.clone(),
-        archspec: node.archspec.clone(),
-        eb_version: build.eb_version.clone(),
-        started: build.header.started,
-        finished: finished.max(build.header.started),
-        modules,
-    }
 }
 
 fn upload_of(content_type: &str, sum: &FileSum, extra: &[(&str, String)]) -> Upload {

@@ -191,9 +191,28 @@ async fn build_upload_then_a_fresh_root_syncs_only_the_closure_and_builds_on_it(
     let again = node.ok("sync", &execution, 1);
     assert_eq!(n(&again, &["bytes_downloaded"]), 0, "{again}");
     assert_eq!(n(&again, &["needs", "already_present"]), 1);
+    // A crash between unpacking and the marker: the module is fetched and
+    // unpacked again, nothing else.
+    std::fs::remove_file(node.root.join("ebfleet/installed/hello/1.0.json")).unwrap();
+    std::fs::write(node.root.join("software/hello/1.0/half-written"), b"x").unwrap();
+    let again = node.ok("sync", &execution, 1);
+    assert_eq!(n(&again, &["needs", "downloaded"]), 1, "{again}");
+    assert_eq!(n(&again, &["bytes_downloaded"]), tarball_size + lua_size);
+    assert!(!node.root.join("software/hello/1.0/half-written").exists());
 
     let build = node.ok("build", &execution, 1);
     assert_eq!(build["modules"][0]["status"], "built", "{build}");
+    // Build again: the recorded outcome stands, eb does not run again.
+    let eb_output = node.root.join(format!(
+        "ebfleet/{execution}/{PLATFORM}/1/logs/greeter/1.0/eb-output.log"
+    ));
+    let before = std::fs::metadata(&eb_output).unwrap().modified().unwrap();
+    let rebuilt = node.ok("build", &execution, 1);
+    assert_eq!(rebuilt["modules"], build["modules"]);
+    assert_eq!(
+        std::fs::metadata(&eb_output).unwrap().modified().unwrap(),
+        before
+    );
     // greeter compiled against the synced libhello and runs it.
     let out = std::process::Command::new(node.root.join("software/greeter/1.0/bin/greet"))
         .output()

@@ -1,0 +1,329 @@
+//! `eb`'s environment: the node's, without inherited `EASYBUILD_*` or
+//! `MODULEPATH`, then node.env's settings, then what the node's layout and
+//! the batch decide:
+//!
+//! | variable | value |
+//! |---|---|
+//! | `EASYBUILD_PREFIX`, `EASYBUILD_INSTALLPATH` | the root |
+//! | `EASYBUILD_SOURCEPATH` | `<root>/sources` |
+//! | `EASYBUILD_BUILDPATH` | node.env's, else `<root>/build` |
+//! | `EASYBUILD_ROBOT_PATHS` | `<root>/easyconfigs`, then node.env's |
+//! | `EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES` | `1` when the node runs as root and node.env does not set it |
+//! | `EASYBUILD_MODULES_TOOL`, `EASYBUILD_MODULE_SYNTAX` | `Lmod`, `Lua` |
+//! | `EASYBUILD_OPTARCH` | the batch file's |
+//! | `EASYBUILD_CUDA_COMPUTE_CAPABILITIES` | the batch file's, or unset |
+//! | `EASYBUILD_TMP_LOGDIR` | the module's log directory in the batch state |
+//! | `MODULEPATH` | `<root>/modules/all` |
+//!
+//! node.env may set the prefix, installpath and sourcepath only to these
+//! same values, and must not move modules (`EASYBUILD_INSTALLPATH_*`,
+//! `EASYBUILD_SUBDIR_*`, another naming scheme or syntax): the S3 layout
+//! and the tarballs rely on `software/<Name>/<version>` and
+//! `modules/all/<Name>/<version>.lua`. `EBFLEET_ARCHSPEC`, when set, must be
+//! the batch's archspec: a node never builds for another CPU.
+
+use crate::envfile::NodeEnv;
+use crate::layout::Layout;
+use ebfleet_core::keys::BatchFile;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// node.env settings that would move installations or module files away
+/// from the node's layout.
+const LAYOUT_MOVERS: &[&str] = &[
+    "EASYBUILD_INSTALLPATH_SOFTWARE",
+    "EASYBUILD_INSTALLPATH_MODULES",
+    "EASYBUILD_SUBDIR_SOFTWARE",
+    "EASYBUILD_SUBDIR_MODULES",
+    "EASYBUILD_SUFFIX_MODULES_PATH",
+    "EASYBUILD_SUBDIR_USER_MODULES",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbEnvError {
+    #[error("{file}: {key}={value} disagrees with the node's layout, which needs {expected}")]
+    Conflict {
+        file: PathBuf,
+        key: String,
+        value: String,
+        expected: String,
+    },
+    #[error("{file}: {key} would move modules out of the layout (software/<Name>/<version>, modules/all); remove it")]
+    Moves { file: PathBuf, key: String },
+    #[error("this node's CPU is {node} ({file}: EBFLEET_ARCHSPEC), but the batch is for {batch}: refusing to build for another CPU")]
+    WrongCpu {
+        file: PathBuf,
+        node: String,
+        batch: String,
+    },
+}
+
+/// The environment of every `eb` of a batch (without the per-module
+/// `EASYBUILD_TMP_LOGDIR`).
+pub fn environment(
+    node: &NodeEnv,
+    layout: &Layout,
+    batch: &BatchFile,
+    inherited: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<BTreeMap<OsString, OsString>, EbEnvError> {
+    let file = node.path().to_path_buf();
+    let root = layout.root();
+    let must_be = |key: &str, expected: &Path| -> Result<(), EbEnvError> {
+        match node.get(key) {
+            Some(v) if Path::new(v) != expected => Err(EbEnvError::Conflict {
+                file: file.clone(),
+                key: key.to_string(),
+                value: v.to_string(),
+                expected: expected.display().to_string(),
+            }),
+            _ => Ok(()),
+        }
+    };
+    must_be("EASYBUILD_PREFIX", root)?;
+    must_be("EASYBUILD_INSTALLPATH", layout.installpath())?;
+    must_be("EASYBUILD_SOURCEPATH", &layout.sources())?;
+    for (key, expected) in [
+        ("EASYBUILD_MODULES_TOOL", "Lmod"),
+        ("EASYBUILD_MODULE_SYNTAX", "Lua"),
+        ("EASYBUILD_MODULE_NAMING_SCHEME", "EasyBuildMNS"),
+    ] {
+        if let Some(v) = node.get(key).filter(|v| *v != expected) {
+            return Err(EbEnvError::Conflict {
+                file: file.clone(),
+                key: key.to_string(),
+                value: v.to_string(),
+                expected: expected.to_string(),
+            });
+        }
+    }
+    if let Some(key) = LAYOUT_MOVERS.iter().find(|k| node.get(k).is_some()) {
+        return Err(EbEnvError::Moves {
+            file,
+            key: key.to_string(),
+        });
+    }
+    if let Some(cpu) = node
+        .get("EBFLEET_ARCHSPEC")
+        .filter(|c| *c != batch.archspec)
+    {
+        return Err(EbEnvError::WrongCpu {
+            file,
+            node: cpu.to_string(),
+            batch: batch.archspec.clone(),
+        });
+    }
+    if let Some(o) = node
+        .get("EASYBUILD_OPTARCH")
+        .filter(|o| *o != batch.optarch)
+    {
+        tracing::warn!(node_env = o, batch = %batch.optarch, "node.env's optarch differs from the batch's; using the batch's");
+    }
+    let mut env: BTreeMap<OsString, OsString> = inherited
+        .into_iter()
+        .filter(|(k, _)| {
+            let k = k.to_string_lossy();
+            !k.starts_with("EASYBUILD_") && k != "MODULEPATH"
+        })
+        .collect();
+    for (k, v) in node.vars() {
+        env.insert(k.into(), v.into());
+    }
+    let mut set = |k: &str, v: OsString| {
+        env.insert(k.into(), v);
+    };
+    set("EASYBUILD_PREFIX", root.into());
+    set("EASYBUILD_INSTALLPATH", layout.installpath().into());
+    set("EASYBUILD_SOURCEPATH", layout.sources().into());
+    let build = node
+        .get("EASYBUILD_BUILDPATH")
+        .map_or_else(|| layout.build().into_os_string(), OsString::from);
+    set("EASYBUILD_BUILDPATH", build);
+    // The batch's easyconfigs first, then node.env's paths (without the
+    // batch's directory again, which the bootstrap may list itself).
+    let ours = layout.easyconfigs();
+    let mut robot = ours.clone().into_os_string();
+    for p in node.get("EASYBUILD_ROBOT_PATHS").unwrap_or("").split(':') {
+        if !p.is_empty() && Path::new(p) != ours {
+            robot.push(":");
+            robot.push(p);
+        }
+    }
+    set("EASYBUILD_ROBOT_PATHS", robot);
+    // SSM Run Command runs the node as root on a disposable instance, and
+    // EasyBuild refuses root unless told; node.env may still say otherwise.
+    if running_as_root() && node.get(ALLOW_ROOT).is_none() {
+        set(ALLOW_ROOT, "1".into());
+    }
+    set("EASYBUILD_MODULES_TOOL", "Lmod".into());
+    set("EASYBUILD_MODULE_SYNTAX", "Lua".into());
+    set("EASYBUILD_OPTARCH", batch.optarch.clone().into());
+    set("MODULEPATH", layout.modules_all().into());
+    match &batch.cuda_compute_capability {
+        Some(cc) => set("EASYBUILD_CUDA_COMPUTE_CAPABILITIES", cc.clone().into()),
+        None => {
+            env.remove(&OsString::from("EASYBUILD_CUDA_COMPUTE_CAPABILITIES"));
+        }
+    }
+    Ok(env)
+}
+
+/// EasyBuild's switch for running as root.
+const ALLOW_ROOT: &str = "EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES";
+
+/// Whether this process's effective user is root (Linux: `/proc/self/status`).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebfleet_core::arch::Arch;
+
+    fn batch() -> BatchFile {
+        BatchFile {
+            execution: "run-1".parse().unwrap(),
+            platform: "amzn-2023_epyc-gen-3_h100".parse().unwrap(),
+            arch: Arch::X86_64,
+            archspec: "zen3".into(),
+            optarch: "GCC:march=znver3".into(),
+            cuda_compute_capability: Some("9.0".into()),
+            batch: 0,
+            builds: vec![],
+            needs: vec![],
+            after: vec![],
+        }
+    }
+
+    fn node(text: &str) -> NodeEnv {
+        NodeEnv::parse(text, Path::new("/etc/ebfleet/node.env")).unwrap()
+    }
+
+    fn get<'a>(env: &'a BTreeMap<OsString, OsString>, k: &str) -> Option<&'a str> {
+        env.get(&OsString::from(k)).and_then(|v| v.to_str())
+    }
+
+    #[test]
+    fn the_layout_and_the_batch_decide_eb_s_settings() {
+        let layout = Layout::new("/opt/eb");
+        let inherited = [
+            ("PATH", "/usr/bin"),
+            ("EASYBUILD_INSTALLPATH", "/home/me/.local/easybuild"),
+            ("EASYBUILD_DEBUG", "1"),
+            ("MODULEPATH", "/usr/share/modulefiles"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let env = environment(
+            &node(
+                "EASYBUILD_PREFIX=/opt/eb/\nEASYBUILD_BUILDPATH=/mnt/nvme/build\nEASYBUILD_ROBOT_PATHS=/opt/eb/venv/ecs\n\
+                 EASYBUILD_OPTARCH=GCC:march=native\nLMOD_CMD=/usr/share/lmod/lmod/libexec/lmod\nEBFLEET_ARCHSPEC=zen3\n",
+            ),
+            &layout,
+            &batch(),
+            inherited,
+        )
+        .unwrap();
+        assert_eq!(get(&env, "PATH"), Some("/usr/bin"));
+        assert_eq!(
+            get(&env, "EASYBUILD_DEBUG"),
+            None,
+            "inherited EASYBUILD_* are dropped"
+        );
+        assert_eq!(get(&env, "EASYBUILD_PREFIX"), Some("/opt/eb"));
+        assert_eq!(get(&env, "EASYBUILD_INSTALLPATH"), Some("/opt/eb"));
+        assert_eq!(get(&env, "EASYBUILD_SOURCEPATH"), Some("/opt/eb/sources"));
+        assert_eq!(get(&env, "EASYBUILD_BUILDPATH"), Some("/mnt/nvme/build"));
+        assert_eq!(
+            get(&env, "EASYBUILD_ROBOT_PATHS"),
+            Some("/opt/eb/easyconfigs:/opt/eb/venv/ecs")
+        );
+        // The bootstrap's own list, which names the batch's directory too.
+        let env2 = environment(
+            &node("EASYBUILD_ROBOT_PATHS=/opt/eb/easyconfigs:/opt/eb/venv/ecs\n"),
+            &layout,
+            &batch(),
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            get(&env2, "EASYBUILD_ROBOT_PATHS"),
+            Some("/opt/eb/easyconfigs:/opt/eb/venv/ecs")
+        );
+        assert_eq!(
+            get(&env2, ALLOW_ROOT).is_some(),
+            running_as_root(),
+            "allowed as root only"
+        );
+        assert_eq!(
+            get(&env, "EASYBUILD_OPTARCH"),
+            Some("GCC:march=znver3"),
+            "the batch's"
+        );
+        assert_eq!(
+            get(&env, "EASYBUILD_CUDA_COMPUTE_CAPABILITIES"),
+            Some("9.0")
+        );
+        assert_eq!(get(&env, "EASYBUILD_MODULE_SYNTAX"), Some("Lua"));
+        assert_eq!(get(&env, "MODULEPATH"), Some("/opt/eb/modules/all"));
+        assert_eq!(
+            get(&env, "LMOD_CMD"),
+            Some("/usr/share/lmod/lmod/libexec/lmod")
+        );
+        // Defaults when node.env says nothing; CPU platforms get no CUDA.
+        let mut cpu = batch();
+        cpu.cuda_compute_capability = None;
+        let env = environment(
+            &node("EASYBUILD_CUDA_COMPUTE_CAPABILITIES=8.0\n"),
+            &layout,
+            &cpu,
+            [],
+        )
+        .unwrap();
+        assert_eq!(get(&env, "EASYBUILD_BUILDPATH"), Some("/opt/eb/build"));
+        assert_eq!(
+            get(&env, "EASYBUILD_ROBOT_PATHS"),
+            Some("/opt/eb/easyconfigs")
+        );
+        assert_eq!(get(&env, "EASYBUILD_CUDA_COMPUTE_CAPABILITIES"), None);
+    }
+
+    #[test]
+    fn settings_that_break_the_layout_or_the_cpu_are_refused() {
+        let layout = Layout::new("/opt/eb");
+        for (text, needle) in [
+            (
+                "EASYBUILD_INSTALLPATH=/srv/eb\n",
+                "EASYBUILD_INSTALLPATH=/srv/eb",
+            ),
+            ("EASYBUILD_SOURCEPATH=/srv/src\n", "needs /opt/eb/sources"),
+            ("EASYBUILD_MODULE_SYNTAX=Tcl\n", "needs Lua"),
+            ("EASYBUILD_MODULES_TOOL=EnvironmentModules\n", "needs Lmod"),
+            (
+                "EASYBUILD_MODULE_NAMING_SCHEME=HierarchicalMNS\n",
+                "EasyBuildMNS",
+            ),
+            ("EASYBUILD_INSTALLPATH_MODULES=/x\n", "would move modules"),
+            (
+                "EBFLEET_ARCHSPEC=neoverse_v1\n",
+                "this node's CPU is neoverse_v1",
+            ),
+        ] {
+            let err = environment(&node(text), &layout, &batch(), [])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+            assert!(
+                err.contains("/etc/ebfleet/node.env") || err.contains("node.env"),
+                "{err}"
+            );
+        }
+    }
+}

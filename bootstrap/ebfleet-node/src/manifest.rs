@@ -1,0 +1,113 @@
+//! The batch manifest — what the record Lambda reads — from the batch
+//! file and the steps' results: each module built (tarball key, size,
+//! sha256, module file key, duration), failed (class, message, the key of
+//! its log) or skipped (why). A module built but not packed is reported
+//! failed: nothing of it is published. Pure, so every case is tested.
+
+use crate::build::{BuildOutcome, BuildResult};
+use crate::pack::{PackOutcome, TarResult};
+use ebfleet_core::keys::{log_prefix, module_file_key, tarball_key, BatchFile, ModuleName};
+use ebfleet_core::record::{
+    BatchManifest, ErrorClass, ManifestEntry, Outcome, Tarball, MANIFEST_FORMAT,
+};
+use std::collections::BTreeMap;
+
+/// What the node says about itself in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFacts {
+    pub instance_type: String,
+    pub archspec: String,
+}
+
+/// The log key of a file of a module's logs:
+/// `<platform>/logs/<Name>/<version>/<execution>/<file>`.
+pub fn log_key(batch: &BatchFile, m: &ModuleName, file: &str) -> String {
+    format!(
+        "{}{}/{file}",
+        log_prefix(&batch.platform, m),
+        batch.execution
+    )
+}
+
+/// The batch manifest from the batch file and the steps' results. Pure.
+pub fn manifest(
+    batch: &BatchFile,
+    build: &BuildResult,
+    tar: &TarResult,
+    node: &NodeFacts,
+    finished: u64,
+) -> BatchManifest {
+    let packed: BTreeMap<&ModuleName, &PackOutcome> = tar
+        .modules
+        .iter()
+        .map(|p| (&p.module, &p.outcome))
+        .collect();
+    let modules = build
+        .modules
+        .iter()
+        .map(|mb| {
+            let m = &mb.module;
+            let outcome = match (&mb.outcome, packed.get(m)) {
+                (BuildOutcome::Built { duration_s }, Some(PackOutcome::Packed { tarball, .. })) => {
+                    Outcome::Built {
+                        tarball: Tarball {
+                            key: tarball_key(&batch.platform, m),
+                            size: tarball.size,
+                            sha256: tarball.sha256.clone(),
+                        },
+                        module_file_key: module_file_key(&batch.platform, m),
+                        duration_s: *duration_s,
+                    }
+                }
+                (BuildOutcome::Built { .. }, Some(PackOutcome::Failed { message })) => {
+                    Outcome::Failed {
+                        class: ErrorClass::Unknown,
+                        message: format!("built, but not published: {message}"),
+                        log_key: None,
+                    }
+                }
+                (BuildOutcome::Built { .. }, None) => Outcome::Failed {
+                    class: ErrorClass::Unknown,
+                    message: "built, but tar did not pack it".into(),
+                    log_key: None,
+                },
+                (
+                    BuildOutcome::Failed {
+                        class,
+                        message,
+                        log,
+                        ..
+                    },
+                    _,
+                ) => Outcome::Failed {
+                    class: *class,
+                    message: message.clone(),
+                    log_key: log.as_deref().map(|f| log_key(batch, m, f)),
+                },
+                (BuildOutcome::Skipped { reason }, _) => Outcome::Skipped {
+                    reason: reason.clone(),
+                },
+            };
+            ManifestEntry {
+                module: m.to_string(),
+                easyconfig_sha256: mb.easyconfig_sha256.clone(),
+                outcome,
+            }
+        })
+        .collect();
+    BatchManifest {
+        format: MANIFEST_FORMAT,
+        execution: batch.execution.to_string(),
+        platform: batch.platform.to_string(),
+        batch: u32::try_from(batch.batch).unwrap_or(u32::MAX),
+        instance_type: node.instance_type.clone(),
+        archspec: node.archspec.clone(),
+        eb_version: build.eb_version.clone(),
+        started: build.header.started,
+        finished: finished.max(build.header.started),
+        modules,
+    }
+}
+
+#[cfg(test)]
+mod tests;
