@@ -34,7 +34,7 @@ start_moto() {
   curl -fsS -o /dev/null "$endpoint/moto-api/" || { cat "$MOTO_LOG" >&2; echo "moto server does not answer" >&2; return 1; }
   export EBFLEET_MOTO_ENDPOINT="$endpoint"
   export AWS_ENDPOINT_URL="$endpoint"
-  export AWS_REGION=us-east-1
+  export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
   export AWS_ACCESS_KEY_ID=testing
   export AWS_SECRET_ACCESS_KEY=testing
   unset AWS_PROFILE AWS_SESSION_TOKEN

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 mod dynamodb;
 mod ec2;
+mod lambdas;
 mod s3;
 mod sfn;
 mod ssm;
