@@ -77,7 +77,6 @@ pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
 pub async fn handle_with_cache(env: &Env, input: Input, cache: &Path) -> Result<Output, Error> {
     let all = platforms()?;
     let selected = select_platforms(&all, &input)?;
-    let sources = load_sources(&env.store, cache).await?;
     let mut built = HashMap::new();
     for p in &selected {
         let name = PlatformName::of(p)?;
@@ -91,16 +90,21 @@ pub async fn handle_with_cache(env: &Env, input: Input, cache: &Path) -> Result<
             })?;
         built.insert(p.name.clone(), b);
     }
-    let plan = plan_input(&sources, &selected, &input, built)?;
+    // The easyconfigs' bytes are dropped once planned: the handler's peak
+    // memory is the plan plus what is being written, not the sources too.
+    let plan = {
+        let sources = load_sources(&env.store, cache).await?;
+        plan_input(&sources, &selected, &input, built)?
+    };
     let execution = input.execution();
-    let files = batch_files(&plan, &selected, execution)?;
+    let batches = batch_indices(&plan);
     tracing::info!(
         %execution,
         easyconfigs = plan.easyconfigs,
-        batches = files.len(),
+        batches = batches.len(),
         "planned"
     );
-    put_all(&env.store, files).await?;
+    put_batch_files(&env.store, &plan, &selected, execution, &batches).await?;
     let output = Output::new(&plan, &selected, execution)?;
     env.store
         .put_json(&output.plan_key, &plan)
@@ -123,11 +127,32 @@ pub fn select_platforms<'a>(
     all.select(&queries)
 }
 
-/// What to build: the latest of everything, or the changed easyconfigs
-/// (by file name, as an easystack) and what they need.
+/// The toolchain policy: [`Policy::default`] with the toolchains of
+/// `EBFLEET_TOOLCHAINS` (comma-separated names) when it is set and not empty.
+pub fn policy() -> Policy {
+    policy_from(&std::env::var(var::TOOLCHAINS).unwrap_or_default())
+}
+
+/// [`policy`] for the variable's value `toolchains`.
+pub fn policy_from(toolchains: &str) -> Policy {
+    let toolchains: Vec<String> = toolchains
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect();
+    let mut policy = Policy::default();
+    if !toolchains.is_empty() {
+        policy.toolchains = toolchains;
+    }
+    policy
+}
+
+/// What to build: the latest of everything (under [`policy`]), or the
+/// changed easyconfigs (by file name, as an easystack) and what they need.
 pub fn targets(input: &Input) -> Targets {
     match input.mode() {
-        Mode::Full => Targets::Latest(Policy::default()),
+        Mode::Full => Targets::Latest(policy()),
         Mode::Changed => Targets::Easystack(
             input
                 .changed_keys()
@@ -157,22 +182,39 @@ pub fn plan_input(
     plan_sources(sources, &req)
 }
 
-/// Every batch file of the plan.
+/// Every batch of the plan: `(platform, index)`.
+pub fn batch_indices(plan: &Plan) -> Vec<(String, usize)> {
+    plan.platforms
+        .iter()
+        .flat_map(|pp| pp.batches.iter().map(|b| (pp.platform.clone(), b.index)))
+        .collect()
+}
+
+/// Every batch file of the plan at once (the handler builds and writes
+/// them a few at a time instead: a full plan's set is hundreds of MB).
 pub fn batch_files(
     plan: &Plan,
     platforms: &[&Platform],
     execution: &ExecutionName,
 ) -> Result<Vec<BatchFile>, KeyError> {
-    let mut files = Vec::new();
-    for pp in &plan.platforms {
-        let Some(platform) = platforms.iter().find(|p| p.name == pp.platform) else {
-            return Err(KeyError::NoPlatform(pp.platform.clone()));
-        };
-        for b in &pp.batches {
-            files.push(BatchFile::from_plan(plan, platform, execution, b.index)?);
-        }
-    }
-    Ok(files)
+    batch_indices(plan)
+        .iter()
+        .map(|(p, i)| batch_file(plan, platforms, execution, p, *i))
+        .collect()
+}
+
+/// The batch file of `platform`'s batch `index`.
+fn batch_file(
+    plan: &Plan,
+    platforms: &[&Platform],
+    execution: &ExecutionName,
+    platform: &str,
+    index: usize,
+) -> Result<BatchFile, KeyError> {
+    let Some(p) = platforms.iter().find(|p| p.name == platform) else {
+        return Err(KeyError::NoPlatform(platform.to_string()));
+    };
+    BatchFile::from_plan(plan, p, execution, index)
 }
 
 /// The file name an object with `etag` is cached under: the ETag without
@@ -285,28 +327,43 @@ async fn fetch_cached(
     Ok((bytes, false))
 }
 
-/// Write every batch file, [`CONCURRENCY`] at a time.
-async fn put_all(store: &Store, files: Vec<BatchFile>) -> Result<(), Error> {
-    let mut files = files.into_iter();
-    loop {
+/// Write every batch file, [`CONCURRENCY`] at a time, each built and
+/// serialised just before it is sent: the whole set of a full plan is
+/// hundreds of MB.
+async fn put_batch_files(
+    store: &Store,
+    plan: &Plan,
+    platforms: &[&Platform],
+    execution: &ExecutionName,
+    batches: &[(String, usize)],
+) -> Result<(), Error> {
+    for chunk in batches.chunks(CONCURRENCY) {
         let mut tasks = tokio::task::JoinSet::new();
-        for f in files.by_ref().take(CONCURRENCY) {
+        for (platform, index) in chunk {
+            let file = batch_file(plan, platforms, execution, platform, *index)?;
             let store = store.clone();
-            tasks.spawn(async move { store.put_json(&f.key(), &f).await });
-        }
-        if tasks.is_empty() {
-            return Ok(());
+            tasks.spawn(async move { store.put_json(&file.key(), &file).await });
         }
         while let Some(r) = tasks.join_next().await {
             r.map_err(|e| Error::Task(e.to_string()))?
                 .map_err(Error::Write)?;
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_toolchains_variable_replaces_only_the_toolchains() {
+        let p = policy_from(" foss, GCCcore ,SYSTEM,,");
+        assert_eq!(p.toolchains, ["foss", "GCCcore", "SYSTEM"]);
+        assert_eq!(p.floors, Policy::default().floors);
+        assert_eq!(policy_from("").toolchains, Policy::default().toolchains);
+        assert_eq!(policy_from(" , ").toolchains, Policy::default().toolchains);
+    }
 
     fn fixtures() -> Vec<(String, Vec<u8>)> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Input {
     pub execution: ExecutionName,
-    pub platform: PlatformName,
+    /// Absent: every platform of the execution (the rule that releases a
+    /// failed or aborted execution knows only its name).
+    #[serde(default)]
+    pub platform: Option<PlatformName>,
     /// The instances Capacity started; may be empty (those with the
     /// execution's and platform's tags are found anyway).
     #[serde(default)]
@@ -39,32 +42,30 @@ impl From<Released> for Output {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("releasing platform {platform} of execution {execution}: {source}")]
+    #[error("releasing {scope}: {source}")]
     Terminate {
-        execution: String,
-        platform: String,
+        scope: String,
         #[source]
         source: Ec2Error,
     },
 }
 
 pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
+    let platform = input.platform.as_ref().map(PlatformName::as_str);
     let released = env
         .nodes
-        .terminate(
-            &input.instance_ids,
-            input.execution.as_str(),
-            Some(input.platform.as_str()),
-        )
+        .terminate(&input.instance_ids, input.execution.as_str(), platform)
         .await
         .map_err(|source| Error::Terminate {
-            execution: input.execution.to_string(),
-            platform: input.platform.to_string(),
+            scope: match platform {
+                Some(p) => format!("platform {p} of execution {}", input.execution),
+                None => format!("every platform of execution {}", input.execution),
+            },
             source,
         })?;
     tracing::info!(
         execution = %input.execution,
-        platform = %input.platform,
+        platform = platform.unwrap_or("*"),
         terminated = released.terminated.len(),
         already_gone = released.already_gone.len(),
         "released"
@@ -86,5 +87,80 @@ mod tests {
             r#"{"execution":"e 1; rm","platform":"amzn-2023_graviton-3"}"#
         )
         .is_err());
+    }
+
+    /// Without a platform, everything tagged with the execution goes:
+    /// what the rule on a failed or aborted execution sends.
+    #[tokio::test]
+    async fn without_a_platform_every_instance_of_the_execution_is_released() {
+        use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
+        use aws_sdk_ec2::operation::describe_launch_templates::DescribeLaunchTemplatesOutput;
+        use aws_sdk_ec2::operation::terminate_instances::TerminateInstancesOutput;
+        use aws_sdk_ec2::types::{
+            Instance, InstanceState, InstanceStateChange, InstanceStateName, Reservation,
+        };
+        use aws_smithy_mocks::mock;
+
+        fn scoped(f: &[aws_sdk_ec2::types::Filter]) -> bool {
+            let n: Vec<String> = f
+                .iter()
+                .filter_map(|f| f.name().map(str::to_string))
+                .collect();
+            n.contains(&"tag:ebfleet:execution".to_string())
+                && !n.iter().any(|n| n.contains("platform"))
+        }
+        let describe = mock!(aws_sdk_ec2::Client::describe_instances)
+            .match_requests(|q| scoped(q.filters()))
+            .then_output(|| {
+                DescribeInstancesOutput::builder()
+                    .reservations(
+                        Reservation::builder()
+                            .instances(
+                                Instance::builder()
+                                    .instance_id("i-0aaaaaaaaaaaaaaa1")
+                                    .build(),
+                            )
+                            .instances(
+                                Instance::builder()
+                                    .instance_id("i-0aaaaaaaaaaaaaaa2")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            });
+        let terminate = mock!(aws_sdk_ec2::Client::terminate_instances)
+            .match_requests(|q| q.instance_ids().len() == 2)
+            .then_output(|| {
+                let change = |id: &str| {
+                    InstanceStateChange::builder()
+                        .instance_id(id)
+                        .previous_state(
+                            InstanceState::builder()
+                                .name(InstanceStateName::Running)
+                                .build(),
+                        )
+                        .build()
+                };
+                TerminateInstancesOutput::builder()
+                    .terminating_instances(change("i-0aaaaaaaaaaaaaaa1"))
+                    .terminating_instances(change("i-0aaaaaaaaaaaaaaa2"))
+                    .build()
+            });
+        let templates = mock!(aws_sdk_ec2::Client::describe_launch_templates)
+            .match_requests(|q| scoped(q.filters()))
+            .then_output(|| DescribeLaunchTemplatesOutput::builder().build());
+        let mocks = crate::testing::Mocks {
+            ec2: vec![&describe, &terminate, &templates],
+            ..Default::default()
+        };
+        let input: Input = serde_json::from_str(r#"{"execution":"run-1"}"#).unwrap();
+        assert_eq!(input.platform, None);
+        let out = handle(&mocks.env(), input).await.unwrap();
+        assert_eq!(
+            out.terminated,
+            ["i-0aaaaaaaaaaaaaaa1", "i-0aaaaaaaaaaaaaaa2"]
+        );
+        assert_eq!((describe.num_calls(), terminate.num_calls()), (1, 1));
     }
 }
