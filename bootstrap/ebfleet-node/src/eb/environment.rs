@@ -295,6 +295,53 @@ mod tests {
         assert_eq!(get(&env, "EASYBUILD_CUDA_COMPUTE_CAPABILITIES"), None);
     }
 
+    /// node.env as `bootstrap.sh --dry-run --os debian-12 --platform
+    /// amzn-2023_epyc-gen-4 --archspec zen4 --optarch GCC:march=znver4`
+    /// writes it: the two sides of the file agree.
+    const BOOTSTRAP_NODE_ENV: &str = "\
+EASYBUILD_PREFIX=/opt/eb
+EASYBUILD_INSTALLPATH=/opt/eb
+EASYBUILD_SOURCEPATH=/opt/eb/sources
+EASYBUILD_BUILDPATH=/opt/eb/build
+EASYBUILD_ROBOT_PATHS=/opt/eb/easyconfigs:/opt/eb/venv/easybuild/easyconfigs
+EASYBUILD_OPTARCH=GCC:march=znver4
+EASYBUILD_PARALLEL=2
+EASYBUILD_MODULES_TOOL=Lmod
+EASYBUILD_MODULE_SYNTAX=Lua
+LMOD_CMD=/usr/share/lmod/lmod/libexec/lmod
+EB_PYTHON=/opt/eb/venv/bin/python
+EBFLEET_EB=/opt/eb/venv/bin/eb
+EBFLEET_PLATFORM=amzn-2023_epyc-gen-4
+EBFLEET_ARCHSPEC=zen4
+EBFLEET_INSTANCE_TYPE=unknown
+";
+
+    #[test]
+    fn the_bootstraps_node_env_is_accepted() {
+        let mut b = batch();
+        b.archspec = "zen4".into();
+        b.optarch = "GCC:march=znver4".into();
+        b.cuda_compute_capability = None;
+        let n = node(BOOTSTRAP_NODE_ENV);
+        let env = environment(&n, &Layout::new("/opt/eb"), &b, []).unwrap();
+        assert_eq!(
+            get(&env, "EASYBUILD_ROBOT_PATHS"),
+            Some("/opt/eb/easyconfigs:/opt/eb/venv/easybuild/easyconfigs")
+        );
+        assert_eq!(get(&env, "EB_PYTHON"), Some("/opt/eb/venv/bin/python"));
+        assert_eq!(get(&env, "EASYBUILD_PARALLEL"), Some("2"));
+        assert_eq!(
+            crate::eb::program(&n),
+            OsString::from("/opt/eb/venv/bin/eb")
+        );
+        // Another root than the bootstrap's is refused, not silently mixed.
+        let err = environment(&n, &Layout::new("/srv/eb"), &b, []).unwrap_err();
+        assert!(
+            err.to_string().contains("EASYBUILD_PREFIX=/opt/eb"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn settings_that_break_the_layout_or_the_cpu_are_refused() {
         let layout = Layout::new("/opt/eb");
