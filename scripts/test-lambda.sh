@@ -38,10 +38,14 @@ if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-g
 else
   log "aarch64-unknown-linux-gnu is not installed: arm64 build skipped (deployments build it with sam build)"
 fi
+# Lambda refuses a function over 250 MB (262,144,000 bytes) unzipped.
+max_bytes=262144000
 for f in "${functions[@]}"; do
   bin="$CARGO_TARGET_DIR/lambda/$f/bootstrap"
   [ -x "$bin" ] || { echo "no Lambda bootstrap for $f at $bin" >&2; exit 1; }
-  printf '%-10s %s bytes\n' "$f" "$(stat -c %s "$bin")"
+  size=$(stat -c %s "$bin")
+  printf '%-10s %s bytes\n' "$f" "$size"
+  [ "$size" -le "$max_bytes" ] || { echo "$f: $size bytes, over Lambda's 250 MB" >&2; exit 1; }
 done
 
 start_moto

@@ -9,7 +9,7 @@
 #  4. the template and the state machine: cfn-lint, sam validate,
 #     asl-validator, infra/check.py, the ASL interpreter;
 #  5. the node bootstrap: shellcheck, dry runs per OS, a real run twice;
-#  6. the node agent with real EasyBuild, Lmod and moto (when present);
+#  6. the node agent with real EasyBuild, Lmod and moto;
 #  7. the planner against EasyBuild itself on the real easyconfigs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,7 +20,5 @@ cargo test --workspace --manifest-path "$here/../Cargo.toml"
 "$here/test-lambda.sh"
 "$here/test-infra.sh" --no-cargo
 "$here/test-bootstrap.sh"
-if [ -x "$here/test-node.sh" ]; then
-  "$here/test-node.sh"
-fi
+"$here/test-node.sh"
 "$here/test-easybuild.sh"
