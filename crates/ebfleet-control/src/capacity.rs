@@ -75,6 +75,24 @@ pub enum Error {
     NoInstance { platform: String },
 }
 
+impl crate::failure::Failure for Error {
+    fn kind(&self) -> crate::failure::Kind {
+        use crate::failure::Kind;
+        match self {
+            Error::Env(_)
+            | Error::Setting { .. }
+            | Error::Platform { .. }
+            | Error::Ami { .. }
+            | Error::LaunchSpec { .. } => Kind::Invalid,
+            Error::Catalog { source, .. }
+            | Error::SpotPrices { source, .. }
+            | Error::Launch { source, .. } => source.kind(),
+            Error::Choose { .. } | Error::NoInstance { .. } => Kind::NoCapacity,
+            Error::AmiLookup { source, .. } => source.kind(),
+        }
+    }
+}
+
 /// What the launch needs from the stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {

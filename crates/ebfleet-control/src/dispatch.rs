@@ -52,6 +52,18 @@ pub enum Error {
     },
 }
 
+impl crate::failure::Failure for Error {
+    fn kind(&self) -> crate::failure::Kind {
+        use crate::failure::Kind;
+        match self {
+            Error::Env(_) | Error::Step(_) | Error::InstanceId(_) | Error::OutputPrefix(_) => {
+                Kind::Invalid
+            }
+            Error::Send { source, .. } => source.kind(),
+        }
+    }
+}
+
 /// Whether `id` is an EC2 instance id: `i-` and 8 or 17 lowercase hex
 /// digits.
 pub fn is_instance_id(id: &str) -> bool {

@@ -6,6 +6,7 @@
 pub mod capacity;
 pub mod dispatch;
 pub mod env;
+pub mod failure;
 pub mod managed;
 pub mod plan;
 pub mod record;

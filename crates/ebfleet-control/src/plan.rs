@@ -54,6 +54,18 @@ pub enum Error {
     Task(String),
 }
 
+impl crate::failure::Failure for Error {
+    fn kind(&self) -> crate::failure::Kind {
+        use crate::failure::Kind;
+        match self {
+            Error::Platforms(_) | Error::Keys(_) => Kind::Invalid,
+            Error::List(e) | Error::Download(e) | Error::Write(e) => e.kind(),
+            Error::Built { source, .. } => Kind::retry_or(source.is_retryable(), Kind::Failed),
+            Error::Plan(_) | Error::Task(_) => Kind::Failed,
+        }
+    }
+}
+
 /// The platforms file: `EBFLEET_PLATFORMS_TOML` (its text) or the shipped defaults.
 pub fn platforms() -> Result<Platforms, PlatformError> {
     match std::env::var(var::PLATFORMS) {

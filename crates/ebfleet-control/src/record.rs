@@ -90,6 +90,19 @@ pub enum Error {
     Contended { module: String, attempts: u32 },
 }
 
+impl crate::failure::Failure for Error {
+    fn kind(&self) -> crate::failure::Kind {
+        use crate::failure::Kind;
+        match self {
+            Error::Read { source, .. } => source.kind(),
+            Error::Manifest { .. } | Error::NotUtf8 { .. } | Error::Name { .. } => Kind::Invalid,
+            Error::Record { source, .. } => Kind::retry_or(source.is_retryable(), Kind::Failed),
+            // Someone else keeps writing the item: asking again later may work.
+            Error::Contended { .. } => Kind::Transient,
+        }
+    }
+}
+
 /// What recording one entry came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {

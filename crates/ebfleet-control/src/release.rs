@@ -50,6 +50,14 @@ pub enum Error {
     },
 }
 
+impl crate::failure::Failure for Error {
+    fn kind(&self) -> crate::failure::Kind {
+        match self {
+            Error::Terminate { source, .. } => source.kind(),
+        }
+    }
+}
+
 pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
     let platform = input.platform.as_ref().map(PlatformName::as_str);
     let released = env

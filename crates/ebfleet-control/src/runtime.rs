@@ -1,7 +1,10 @@
 //! Serving a handler as a Lambda: JSON logs for CloudWatch, the event's
-//! payload in, the handler's output or error out.
+//! payload in, the handler's output or error out, the error named by its
+//! [`Kind`](crate::failure::Kind) (`ebfleet.Transient`, ...) for Step
+//! Functions.
 
-use lambda_runtime::{service_fn, LambdaEvent};
+use crate::failure::Failure;
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde::{de::DeserializeOwned, Serialize};
 use std::future::Future;
 
@@ -10,7 +13,7 @@ pub async fn serve<I, O, E, F, Fut>(handler: F) -> Result<(), lambda_runtime::Er
 where
     I: DeserializeOwned + Send + 'static,
     O: Serialize + Send + 'static,
-    E: std::fmt::Display + Send + 'static,
+    E: Failure + Send + 'static,
     F: Fn(I) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<O, E>> + Send,
 {
@@ -23,8 +26,12 @@ where
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<I>| async move {
         handler(event.payload).await.map_err(|e| {
-            tracing::error!(error = %e, "handler failed");
-            lambda_runtime::Error::from(e.to_string())
+            let error_type = e.kind().error_type();
+            tracing::error!(error = %e, error_type, "handler failed");
+            Diagnostic {
+                error_type: error_type.to_string(),
+                error_message: e.to_string(),
+            }
         })
     }))
     .await

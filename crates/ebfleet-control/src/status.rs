@@ -33,6 +33,17 @@ pub enum Error {
     },
 }
 
+impl crate::failure::Failure for Error {
+    fn kind(&self) -> crate::failure::Kind {
+        use crate::failure::Kind;
+        match self {
+            Error::CommandId(_) => Kind::Invalid,
+            Error::Input(e) => e.kind(),
+            Error::Status { source, .. } => source.kind(),
+        }
+    }
+}
+
 /// Whether `id` looks like an SSM command id (a UUID: 36 characters of hex
 /// digits and dashes).
 pub fn is_command_id(id: &str) -> bool {

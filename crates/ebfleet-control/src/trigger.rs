@@ -83,6 +83,19 @@ pub enum Error {
     Pending(#[source] DynamoError),
 }
 
+impl crate::failure::Failure for Error {
+    fn kind(&self) -> crate::failure::Kind {
+        use crate::failure::Kind;
+        match self {
+            Error::Env(_) => Kind::Invalid,
+            Error::Running { source, .. } | Error::Start { source, .. } => {
+                Kind::retry_or(source.is_retryable(), Kind::Failed)
+            }
+            Error::Pending(e) => Kind::retry_or(e.is_retryable(), Kind::Failed),
+        }
+    }
+}
+
 /// How the trigger names an execution started at `now_unix`.
 pub fn naming(now_unix: u64) -> Naming {
     Naming {

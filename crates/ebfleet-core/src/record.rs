@@ -713,8 +713,9 @@ pub fn truncate_message(message: &str, max: usize) -> String {
 ///   error cleared.
 /// - `Failed`: the error is noted; a record that was built stays built with
 ///   its tarball and checksum; otherwise status `Failed`.
-/// - `Skipped`: not an attempt; a `Building` record goes back to `Planned`,
-///   a missing one is created `Planned`.
+/// - `Skipped`: not an attempt; a `Building` record goes back to `Planned`
+///   (unless another owner's live lease is on it), a missing one is created
+///   `Planned`.
 /// - Built and failed results count one attempt per (execution, batch); a
 ///   result of the attempt the record already counted is `None`.
 /// - The batch's own lease ([`BatchManifest::owner`]) is released; anyone
@@ -787,7 +788,10 @@ pub fn apply_manifest(
             });
         }
         Outcome::Skipped { .. } => {
-            if matches!(r.status, Status::Building | Status::Planned) {
+            // A `Building` record under someone else's live lease is theirs:
+            // this batch skipping the module says nothing about their build.
+            let theirs = r.held_by_other(&manifest.owner(), now).is_some();
+            if !theirs && matches!(r.status, Status::Building | Status::Planned) {
                 r.status = Status::Planned;
                 r.easyconfig_sha256 = entry.easyconfig_sha256.clone();
             }
@@ -1320,6 +1324,27 @@ mod tests {
             (Status::Planned, None, 0)
         );
         assert_eq!(apply(Some(&r), &skip, 1_200), None);
+    }
+
+    #[test]
+    fn a_skip_leaves_another_owners_live_build_alone() {
+        // Another execution leased the module and is building it; this
+        // batch skipped it (e.g. its own dependency failed).
+        let theirs = acquire_lease(None, P, M, &req("other-run#batch-0", 1_000), &sha('e'));
+        let skip = manifest(
+            EXEC,
+            2,
+            Outcome::Skipped {
+                reason: "dependency GCC/13.3.0 failed".into(),
+            },
+            'e',
+        );
+        assert_eq!(apply(Some(&theirs), &skip, 1_100), None);
+        // Once their lease has run out, the stale `Building` is replanned.
+        let expired = theirs.lease.as_ref().unwrap().expires + 1;
+        let r = apply(Some(&theirs), &skip, expired).unwrap();
+        assert_eq!(r.status, Status::Planned);
+        assert_eq!(r.lease, theirs.lease, "their lease is theirs to clear");
     }
 
     #[test]

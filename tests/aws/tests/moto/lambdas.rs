@@ -43,7 +43,9 @@ impl Watch {
         } else {
             cmd.args(["--data-ascii", data]);
         }
-        let out = cmd.output().map_err(|e| format!("cargo lambda invoke: {e}"))?;
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cargo lambda invoke: {e}"))?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         if !out.status.success() {
@@ -89,9 +91,17 @@ async fn create_stack(conf: &ebfleet_aws::SdkConfig) -> Store {
     let mut all = Vec::new();
     files(&fixtures, &mut all);
     for f in all {
-        let rel = f.strip_prefix(&fixtures).unwrap().to_string_lossy().into_owned();
+        let rel = f
+            .strip_prefix(&fixtures)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         store
-            .put_bytes(&format!("easyconfigs/{rel}"), std::fs::read(&f).unwrap(), "text/plain")
+            .put_bytes(
+                &format!("easyconfigs/{rel}"),
+                std::fs::read(&f).unwrap(),
+                "text/plain",
+            )
             .await
             .unwrap();
     }
@@ -102,7 +112,13 @@ async fn create_stack(conf: &ebfleet_aws::SdkConfig) -> Store {
             .build()
             .unwrap()
     };
-    let key = |n: &str, t| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
     aws_sdk_dynamodb::Client::new(conf)
         .create_table()
         .table_name(&table)
@@ -132,7 +148,11 @@ async fn create_stack(conf: &ebfleet_aws::SdkConfig) -> Store {
         .send()
         .await
         .unwrap();
-    assert_eq!(created.state_machine_arn(), sm, "the ARN the functions are given");
+    assert_eq!(
+        created.state_machine_arn(),
+        sm,
+        "the ARN the functions are given"
+    );
     store
 }
 
@@ -142,8 +162,9 @@ async fn planned(store: &Store, out: &Value) -> Vec<BatchFile> {
     for p in out["platforms"].as_array().unwrap() {
         let prefix = p["batch_prefix"].as_str().unwrap();
         for i in 0..p["batches"].as_u64().unwrap() {
-            let text = String::from_utf8(store.get_bytes(&format!("{prefix}{i}.json")).await.unwrap())
-                .unwrap();
+            let text =
+                String::from_utf8(store.get_bytes(&format!("{prefix}{i}.json")).await.unwrap())
+                    .unwrap();
             batches.push(BatchFile::from_json(&text).unwrap());
         }
     }
@@ -180,9 +201,15 @@ async fn lambdas_under_cargo_lambda_watch() {
     assert_eq!(plan["platforms"].as_array().unwrap().len(), 1);
     let batches = planned(&store, &plan).await;
     let first_plan = modules(&batches);
-    assert!(first_plan.contains("AppGCCcore/1.0-GCCcore-1.0"), "{first_plan:?}");
+    assert!(
+        first_plan.contains("AppGCCcore/1.0-GCCcore-1.0"),
+        "{first_plan:?}"
+    );
     assert!(first_plan.contains("GCCcore/1.0"), "{first_plan:?}");
-    store.get_bytes(plan["plan_key"].as_str().unwrap()).await.unwrap();
+    store
+        .get_bytes(plan["plan_key"].as_str().unwrap())
+        .await
+        .unwrap();
     // The same input plans the same (the easyconfigs now come from the cache).
     assert_eq!(w.ok("plan", "changed.json"), plan);
 
@@ -191,7 +218,12 @@ async fn lambdas_under_cargo_lambda_watch() {
     let ids: Vec<String> = serde_json::from_value(cap["instance_ids"].clone()).unwrap();
     assert_eq!(ids.len(), 1, "{cap}");
     let ec2 = aws_sdk_ec2::Client::new(&conf);
-    let described = ec2.describe_instances().instance_ids(&ids[0]).send().await.unwrap();
+    let described = ec2
+        .describe_instances()
+        .instance_ids(&ids[0])
+        .send()
+        .await
+        .unwrap();
     let instance = &described.reservations()[0].instances()[0];
     let tag = |k: &str| {
         instance
@@ -204,8 +236,14 @@ async fn lambdas_under_cargo_lambda_watch() {
     assert_eq!(tag("ebfleet:platform").as_deref(), Some(PLATFORM));
     assert_eq!(tag("ebfleet:execution").as_deref(), Some("lambda-test-1"));
     let itype = instance.instance_type().unwrap().as_str().to_string();
-    assert!(itype.starts_with('c') || itype.starts_with('m') || itype.starts_with('r'), "{itype}");
-    assert!(itype.contains("7g"), "graviton-3 families are *7g*: {itype}");
+    assert!(
+        itype.starts_with('c') || itype.starts_with('m') || itype.starts_with('r'),
+        "{itype}"
+    );
+    assert!(
+        itype.contains("7g"),
+        "graviton-3 families are *7g*: {itype}"
+    );
     assert_eq!(w.ok("managed", "none.json"), json!({"managed": false}));
 
     // dispatch + status: the command moto records is the project's
@@ -223,7 +261,10 @@ async fn lambdas_under_cargo_lambda_watch() {
         .await
         .unwrap();
     let command = &listed.commands()[0];
-    assert_eq!(command.document_name(), Some(var("EBFLEET_SSM_DOCUMENT").as_str()));
+    assert_eq!(
+        command.document_name(),
+        Some(var("EBFLEET_SSM_DOCUMENT").as_str())
+    );
     let params = command.parameters().unwrap();
     assert_eq!(params["step"], vec!["sync".to_string()]);
     assert_eq!(params["batchKey"], vec![batch_key.clone()]);
@@ -233,9 +274,13 @@ async fn lambdas_under_cargo_lambda_watch() {
         &json!({"command_id": command_id, "instance_id": ids[0]}).to_string(),
     );
     assert_eq!(status["status"], "success");
+    // Refused with the error name a state's Catch matches.
     for hostile in ["dispatch", "status"] {
         let err = w.invoke(hostile, "hostile.json").unwrap_err();
-        assert!(err.contains("refused"), "{hostile}: {err}");
+        assert!(
+            err.contains("refused") && err.contains("ebfleet.Invalid"),
+            "{hostile}: {err}"
+        );
     }
 
     // record: the node's manifest of batch 0 becomes records, once.
@@ -268,11 +313,17 @@ async fn lambdas_under_cargo_lambda_watch() {
         finished: 1_795_000_600,
         modules: entries.clone(),
     };
-    store.put_json(&batches[0].manifest_key(), &manifest).await.unwrap();
+    store
+        .put_json(&batches[0].manifest_key(), &manifest)
+        .await
+        .unwrap();
     let rec = w.ok("record", "batch.json");
     assert_eq!(rec["built"], entries.len());
     let again = w.ok("record", "batch.json");
-    assert_eq!((again["built"].as_u64(), again["unchanged"].as_u64()), (Some(0), Some(entries.len() as u64)));
+    assert_eq!(
+        (again["built"].as_u64(), again["unchanged"].as_u64()),
+        (Some(0), Some(entries.len() as u64))
+    );
     for e in &entries {
         let module: ModuleName = e.module.parse().unwrap();
         let r = records.get(&platform, &module).await.unwrap().unwrap();
@@ -298,16 +349,29 @@ async fn lambdas_under_cargo_lambda_watch() {
     assert_eq!(rel["terminated"], json!(ids));
     let again = w.ok("release", "platform.json");
     assert_eq!(again["terminated"], json!([]));
-    let state = ec2.describe_instances().instance_ids(&ids[0]).send().await.unwrap();
+    let state = ec2
+        .describe_instances()
+        .instance_ids(&ids[0])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        state.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str(),
+        state.reservations()[0].instances()[0]
+            .state()
+            .unwrap()
+            .name()
+            .unwrap()
+            .as_str(),
         "terminated"
     );
 
     // trigger: start, defer while it runs, follow up when it ends.
     let sm = var("EBFLEET_STATE_MACHINE_ARN");
     let started = w.ok("trigger", "object-created.json");
-    assert_eq!(started["changed_keys"], json!(["easyconfigs/z/zlib/zlib-1.0.eb"]));
+    assert_eq!(
+        started["changed_keys"],
+        json!(["easyconfigs/z/zlib/zlib-1.0.eb"])
+    );
     let first_run = started["execution_arn"].as_str().unwrap().to_string();
     let other = json!({"detail-type": "Object Created",
         "detail": {"bucket": {"name": var("EBFLEET_BUCKET")},
@@ -316,11 +380,21 @@ async fn lambdas_under_cargo_lambda_watch() {
     assert_eq!(deferred["deferred"], "easyconfigs/s/SysOnly/SysOnly-1.0.eb");
     assert_eq!(deferred["pending"], 1);
     let idle = w.ok("trigger", "execution-ended.json");
-    assert!(idle["reason"].as_str().unwrap().contains("still running"), "{idle}");
+    assert!(
+        idle["reason"].as_str().unwrap().contains("still running"),
+        "{idle}"
+    );
     let sfn = aws_sdk_sfn::Client::new(&conf);
-    sfn.stop_execution().execution_arn(&first_run).send().await.unwrap();
+    sfn.stop_execution()
+        .execution_arn(&first_run)
+        .send()
+        .await
+        .unwrap();
     let follow = w.ok("trigger", "execution-ended.json");
-    assert_eq!(follow["changed_keys"], json!(["easyconfigs/s/SysOnly/SysOnly-1.0.eb"]));
+    assert_eq!(
+        follow["changed_keys"],
+        json!(["easyconfigs/s/SysOnly/SysOnly-1.0.eb"])
+    );
     let pending = aws_sdk_dynamodb::Client::new(&conf)
         .query()
         .table_name(var("EBFLEET_TABLE"))
@@ -329,7 +403,11 @@ async fn lambdas_under_cargo_lambda_watch() {
         .send()
         .await
         .unwrap();
-    assert_eq!(pending.count(), 0, "pending keys are cleared once the follow-up started");
+    assert_eq!(
+        pending.count(),
+        0,
+        "pending keys are cleared once the follow-up started"
+    );
     let running = sfn
         .list_executions()
         .state_machine_arn(&sm)

@@ -1,0 +1,103 @@
+//! How a handler's error reads in Step Functions: the error name that a
+//! state's `Retry` and `Catch` match and the console shows (`ebfleet.*`),
+//! instead of the Rust type name the runtime would report.
+
+use ebfleet_aws::{ec2::Ec2Error, s3::S3Error, ssm::SsmError};
+
+/// What kind of failure an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Throttled, timed out or unavailable: the same call may work later.
+    Transient,
+    /// The input or the stack's configuration is wrong: retrying changes
+    /// nothing.
+    Invalid,
+    /// The build node is gone: SSM no longer knows the instance.
+    NodeLost,
+    /// EC2 has no capacity (or no fitting type) for the request.
+    NoCapacity,
+    /// Anything else.
+    Failed,
+}
+
+impl Kind {
+    /// The `errorType` Lambda returns.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            Kind::Transient => "ebfleet.Transient",
+            Kind::Invalid => "ebfleet.Invalid",
+            Kind::NodeLost => "ebfleet.NodeLost",
+            Kind::NoCapacity => "ebfleet.NoCapacity",
+            Kind::Failed => "ebfleet.Failed",
+        }
+    }
+
+    /// `Transient` when `retryable`, else `otherwise`.
+    pub fn retry_or(retryable: bool, otherwise: Kind) -> Kind {
+        if retryable {
+            Kind::Transient
+        } else {
+            otherwise
+        }
+    }
+}
+
+/// An error a handler returns.
+pub trait Failure: std::fmt::Display {
+    fn kind(&self) -> Kind;
+}
+
+impl Failure for S3Error {
+    fn kind(&self) -> Kind {
+        Kind::retry_or(self.is_retryable(), Kind::Failed)
+    }
+}
+
+impl Failure for SsmError {
+    fn kind(&self) -> Kind {
+        match self {
+            SsmError::InvalidInstance { .. } => Kind::NodeLost,
+            e => Kind::retry_or(e.is_retryable(), Kind::Failed),
+        }
+    }
+}
+
+impl Failure for Ec2Error {
+    fn kind(&self) -> Kind {
+        match self {
+            Ec2Error::NoCapacity { .. } => Kind::NoCapacity,
+            Ec2Error::InvalidLaunch { .. } => Kind::Invalid,
+            e => Kind::retry_or(e.is_retryable(), Kind::Failed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapter_errors_map_to_what_a_retry_or_catch_needs() {
+        let lost = SsmError::InvalidInstance {
+            instance_id: "i-0123456789abcdef0".into(),
+            detail: "InvalidInstanceId".into(),
+        };
+        assert_eq!(lost.kind().error_type(), "ebfleet.NodeLost");
+        let busy = SsmError::Transient {
+            resource: "command".into(),
+            op: "SendCommand",
+            detail: "ThrottlingException".into(),
+        };
+        assert_eq!(busy.kind(), Kind::Transient);
+        let full = Ec2Error::NoCapacity {
+            platform: "amzn-2023_graviton-3".into(),
+            attempts: vec![],
+        };
+        assert_eq!(full.kind(), Kind::NoCapacity);
+        let missing = S3Error::NotFound {
+            bucket: "b".into(),
+            key: "k".into(),
+        };
+        assert_eq!(missing.kind(), Kind::Failed);
+    }
+}
