@@ -919,43 +919,8 @@ mod tests {
     use super::*;
     use crate::checksum::sha256_hex;
     use crate::plan::{Batch, PlannedModule, Unresolvable};
-    use crate::platform::Platforms;
+    use crate::platform::{Platforms, SMALL as PLATFORMS};
     use std::collections::HashMap;
-
-    const PLATFORMS: &str = r#"
-[cpu.graviton-3]
-arch = "aarch64"
-archspec = "neoverse_v1"
-optarch = "GCC:mcpu=neoverse-v1"
-vendor = "aws"
-families = ["c7g", "m7g"]
-
-[cpu.epyc-gen-3]
-arch = "x86_64"
-archspec = "zen3"
-optarch = "GCC:march=znver3"
-vendor = "amd"
-families = ["c6a", "m6a", "p5"]
-
-[gpu.h100]
-model = "NVIDIA H100"
-vendor = "nvidia"
-cuda_compute_capability = "9.0"
-families = ["p5"]
-
-[[platform]]
-os = "amzn-2023"
-cpu = "graviton-3"
-
-[[platform]]
-os = "amzn-2023"
-cpu = "epyc-gen-3"
-
-[[platform]]
-os = "amzn-2023"
-cpu = "epyc-gen-3"
-gpu = "h100"
-"#;
 
     fn platforms() -> Platforms {
         Platforms::from_toml(PLATFORMS).unwrap()

@@ -209,11 +209,9 @@ impl Platforms {
     }
 }
 
+/// Two CPUs, a GPU and three platforms: what tests across the crate plan for.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SMALL: &str = r#"
+pub(crate) const SMALL: &str = r#"
 [cpu.graviton-3]
 arch = "aarch64"
 archspec = "neoverse_v1"
@@ -248,6 +246,10 @@ os = "amzn-2023"
 cpu = "epyc-gen-3"
 gpu = "h100"
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn platforms_combine_cpu_and_gpu_families() {
