@@ -9,6 +9,7 @@
 
 use crate::retry;
 use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use aws_sdk_s3::Client;
@@ -125,6 +126,18 @@ impl Store {
         &self.bucket
     }
 
+    /// A GetObject failure: `NoSuchKey` is [`S3Error::NotFound`].
+    fn get_error(&self, key: &str, err: SdkError<GetObjectError, HttpResponse>) -> S3Error {
+        if err.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+            S3Error::NotFound {
+                bucket: self.bucket.clone(),
+                key: key.to_string(),
+            }
+        } else {
+            self.error("GetObject", key, err)
+        }
+    }
+
     fn error<E>(&self, op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> S3Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -193,16 +206,7 @@ impl Store {
             .key(key)
             .send()
             .await
-            .map_err(|e| {
-                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                    S3Error::NotFound {
-                        bucket: self.bucket.clone(),
-                        key: key.to_string(),
-                    }
-                } else {
-                    self.error("GetObject", key, e)
-                }
-            })?;
+            .map_err(|e| self.get_error(key, e))?;
         let body = out.body.collect().await.map_err(|e| S3Error::Body {
             bucket: self.bucket.clone(),
             key: key.to_string(),

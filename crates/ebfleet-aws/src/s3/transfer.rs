@@ -132,16 +132,7 @@ impl Store {
             .key(key)
             .send()
             .await
-            .map_err(|e| {
-                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                    S3Error::NotFound {
-                        bucket: self.bucket.clone(),
-                        key: key.to_string(),
-                    }
-                } else {
-                    self.error("GetObject", key, e)
-                }
-            })?;
+            .map_err(|e| self.get_error(key, e))?;
         let head = ObjectHead::new(resp.content_length(), resp.metadata());
         let body_error = |detail: String| S3Error::Body {
             bucket: self.bucket.clone(),
