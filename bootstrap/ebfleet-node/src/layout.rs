@@ -75,6 +75,13 @@ impl Layout {
         self.root.join("sources")
     }
 
+    /// Where a `sources/<letter>/<Name>/` prefix of the bucket lives on the
+    /// node: the same path under [`Layout::sources`].
+    pub fn source_dir(&self, prefix: &str) -> PathBuf {
+        self.sources()
+            .join(prefix.strip_prefix("sources/").unwrap_or(prefix))
+    }
+
     pub fn easyconfigs(&self) -> PathBuf {
         self.root.join("easyconfigs")
     }

@@ -17,8 +17,9 @@
 use crate::context::{io_at, now, Context, Header, NodeError};
 use crate::layout::{read_json, write_json};
 use crate::transfer::{download, Verify};
+use ebfleet_aws::s3::ObjectInfo;
 use ebfleet_core::checksum::sha256_hex;
-use ebfleet_core::keys::{source_prefix, BatchFile, BatchNeed, ModuleName};
+use ebfleet_core::keys::{BatchFile, BatchNeed, ModuleName};
 use ebfleet_core::step::Step;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -148,13 +149,7 @@ async fn easyconfigs(ctx: &Context, batch: &BatchFile, tally: &mut Tally) -> Res
                 tracing::warn!(key = %o.key, "skipping a file whose name is not safe as a path");
                 continue;
             };
-            let dest = ctx.layout.root().join(&dir).join(rel);
-            if std::fs::metadata(&dest).is_ok_and(|m| m.len() == o.size) {
-                tally.add(None);
-                continue;
-            }
-            let got = download(&ctx.store, &o.key, &dest, Verify::MetadataIfAny).await?;
-            tally.add(Some(got.size));
+            fetch_listed(ctx, &o, &ctx.layout.root().join(&dir).join(rel), tally).await?;
         }
     }
     Ok(())
@@ -276,31 +271,32 @@ async fn sync_need(ctx: &Context, need: &BatchNeed) -> Result<Option<u64>, NodeE
 }
 
 async fn sources(ctx: &Context, batch: &BatchFile, tally: &mut Tally) -> Result<(), NodeError> {
-    let prefixes: BTreeSet<String> = batch
-        .builds
-        .iter()
-        .map(|b| source_prefix(&b.module))
-        .collect();
-    for prefix in prefixes {
+    for prefix in batch.source_prefixes() {
         for o in ctx.store.list(&prefix).await? {
             let Some(rel) = safe_relative(&o.key[prefix.len()..]) else {
                 tracing::warn!(key = %o.key, "skipping a source whose name is not safe as a path");
                 continue;
             };
-            // `sources/<letter>/<Name>/` maps onto the node's sources/.
-            let dest = ctx
-                .layout
-                .sources()
-                .join(&prefix["sources/".len()..])
-                .join(rel);
-            if std::fs::metadata(&dest).is_ok_and(|m| m.len() == o.size) {
-                tally.add(None);
-                continue;
-            }
-            let got = download(&ctx.store, &o.key, &dest, Verify::MetadataIfAny).await?;
-            tally.add(Some(got.size));
+            fetch_listed(ctx, &o, &ctx.layout.source_dir(&prefix).join(rel), tally).await?;
         }
     }
+    Ok(())
+}
+
+/// Download a listed object to `dest` unless a file of its size is there
+/// (patches and sources carry no checksum in the batch file).
+async fn fetch_listed(
+    ctx: &Context,
+    o: &ObjectInfo,
+    dest: &Path,
+    tally: &mut Tally,
+) -> Result<(), NodeError> {
+    if std::fs::metadata(dest).is_ok_and(|m| m.len() == o.size) {
+        tally.add(None);
+        return Ok(());
+    }
+    let got = download(&ctx.store, &o.key, dest, Verify::MetadataIfAny).await?;
+    tally.add(Some(got.size));
     Ok(())
 }
 

@@ -22,11 +22,10 @@ use crate::pack::{finished_build, FileSum, PackOutcome, TarResult};
 use crate::sync::{safe_relative, Installed, INSTALLPATH_METADATA};
 use crate::transfer::{upload_file, Uploaded};
 use ebfleet_aws::s3::Upload;
-use ebfleet_core::keys::{module_file_key, source_prefix, tarball_key};
+use ebfleet_core::keys::{module_file_key, tarball_key};
 use ebfleet_core::record::{BatchManifest, Outcome};
 use ebfleet_core::step::Step;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Counts of one kind of object.
@@ -166,13 +165,8 @@ pub async fn run(ctx: &Context) -> Result<UploadResult, NodeError> {
     }
 
     // 2. Sources EasyBuild fetched for the batch's software.
-    let prefixes: BTreeSet<String> = batch
-        .builds
-        .iter()
-        .map(|b| source_prefix(&b.module))
-        .collect();
-    for prefix in prefixes {
-        let dir = ctx.layout.sources().join(&prefix["sources/".len()..]);
+    for prefix in batch.source_prefixes() {
+        let dir = ctx.layout.source_dir(&prefix);
         for rel in files_under(&dir)? {
             let rel_str = rel.to_string_lossy().into_owned();
             if safe_relative(&rel_str).is_none() {

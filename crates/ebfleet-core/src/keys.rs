@@ -817,6 +817,15 @@ impl BatchFile {
         batch_key(&self.execution, &self.platform, self.batch)
     }
 
+    /// The shared `sources/` prefixes of the software this batch builds,
+    /// each once: what a node downloads before and uploads after.
+    pub fn source_prefixes(&self) -> std::collections::BTreeSet<String> {
+        self.builds
+            .iter()
+            .map(|b| source_prefix(&b.module))
+            .collect()
+    }
+
     /// Where the node uploads what this batch produced.
     pub fn manifest_key(&self) -> String {
         manifest_key(&self.platform, &self.execution, self.batch)
