@@ -1,6 +1,3 @@
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use ebfleet_aws::dynamodb::{DynamoError, Records};
 use ebfleet_core::keys::{ModuleName, PlatformName};
 use ebfleet_core::record::{ModuleRecord, Status, WriteCondition};
@@ -21,31 +18,7 @@ async fn dynamodb_conditional_puts_get_and_built() {
         return;
     };
     let table = super::unique("ebfleet-records");
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |name: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
-    aws_sdk_dynamodb::Client::new(&conf)
-        .create_table()
-        .table_name(&table)
-        .attribute_definitions(attr(ebfleet_aws::dynamodb::attr::PK))
-        .attribute_definitions(attr(ebfleet_aws::dynamodb::attr::SK))
-        .key_schema(key(ebfleet_aws::dynamodb::attr::PK, KeyType::Hash))
-        .key_schema(key(ebfleet_aws::dynamodb::attr::SK, KeyType::Range))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    super::create_table(&conf, &table).await;
     let records = Records::from_conf(&conf, &table);
     let platform: PlatformName = P.parse().unwrap();
     let zlib = "zlib/1.3.1-GCCcore-13.3.0";

@@ -7,10 +7,7 @@
 //! One test, in the order a run calls the functions, since each step reads
 //! what the one before left in S3, DynamoDB and EC2.
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ssm::types::{DocumentFormat, DocumentType};
 use ebfleet_aws::dynamodb::Records;
 use ebfleet_aws::s3::Store;
@@ -105,31 +102,7 @@ async fn create_stack(conf: &ebfleet_aws::SdkConfig) -> Store {
             .await
             .unwrap();
     }
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |n: &str, t| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
-    aws_sdk_dynamodb::Client::new(conf)
-        .create_table()
-        .table_name(&table)
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    super::create_table(conf, &table).await;
     aws_sdk_ssm::Client::new(conf)
         .create_document()
         .name(var("EBFLEET_SSM_DOCUMENT"))
