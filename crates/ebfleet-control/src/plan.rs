@@ -202,19 +202,6 @@ pub fn batch_indices(plan: &Plan) -> Vec<(String, usize)> {
         .collect()
 }
 
-/// Every batch file of the plan at once (the handler builds and writes
-/// them a few at a time instead: a full plan's set is hundreds of MB).
-pub fn batch_files(
-    plan: &Plan,
-    platforms: &[&Platform],
-    execution: &ExecutionName,
-) -> Result<Vec<BatchFile>, KeyError> {
-    batch_indices(plan)
-        .iter()
-        .map(|(p, i)| batch_file(plan, platforms, execution, p, *i))
-        .collect()
-}
-
 /// The batch file of `platform`'s batch `index`.
 fn batch_file(
     plan: &Plan,
@@ -367,6 +354,19 @@ async fn put_batch_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every batch file of the plan at once (the handler writes them a few at
+    /// a time).
+    fn batch_files(
+        plan: &Plan,
+        platforms: &[&Platform],
+        execution: &ExecutionName,
+    ) -> Result<Vec<BatchFile>, KeyError> {
+        batch_indices(plan)
+            .iter()
+            .map(|(p, i)| batch_file(plan, platforms, execution, p, *i))
+            .collect()
+    }
 
     #[test]
     fn the_toolchains_variable_replaces_only_the_toolchains() {
