@@ -14,6 +14,7 @@ pub mod easyconfig;
 pub mod graph;
 pub mod hierarchy;
 pub mod keys;
+pub mod lease;
 pub mod plan;
 pub mod planner;
 pub mod platform;
