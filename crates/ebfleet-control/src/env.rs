@@ -25,6 +25,8 @@ pub mod var {
     /// Optional: the toolchains the planner may pick, separated by commas
     /// (empty or unset: the planner's default policy).
     pub const TOOLCHAINS: &str = "EBFLEET_TOOLCHAINS";
+    /// Optional: most modules in one batch (default 50).
+    pub const MAX_BATCH_MODULES: &str = "EBFLEET_MAX_BATCH_MODULES";
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -160,6 +160,29 @@ pub fn policy_from(toolchains: &str) -> Policy {
     policy
 }
 
+/// Batch sizes: [`PlanOptions::default`], with `EBFLEET_MAX_BATCH_MODULES`
+/// when it is a positive number.
+pub fn plan_options() -> PlanOptions {
+    plan_options_from(std::env::var(var::MAX_BATCH_MODULES).ok().as_deref())
+}
+
+/// [`plan_options`] for the variable's value `max_batch_modules`; anything
+/// but a positive number is ignored, with a warning unless empty.
+pub fn plan_options_from(max_batch_modules: Option<&str>) -> PlanOptions {
+    let mut options = PlanOptions::default();
+    let text = max_batch_modules.unwrap_or_default().trim();
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => options.max_batch_modules = n,
+        _ if text.is_empty() => {}
+        _ => tracing::warn!(
+            value = %text,
+            "{} is not a positive number: ignored",
+            var::MAX_BATCH_MODULES
+        ),
+    }
+    options
+}
+
 /// What to build: the latest of everything (under [`policy`]), or the
 /// changed easyconfigs (by file name, as an easystack) and what they need.
 pub fn targets(input: &Input) -> Targets {
@@ -188,7 +211,7 @@ pub fn plan_input(
         targets: targets(input),
         built,
         robot: RobotOptions::default(),
-        options: PlanOptions::default(),
+        options: plan_options(),
         dot: false,
     };
     plan_sources(sources, &req)
@@ -375,6 +398,19 @@ mod tests {
         assert_eq!(p.floors, Policy::default().floors);
         assert_eq!(policy_from("").toolchains, Policy::default().toolchains);
         assert_eq!(policy_from(" , ").toolchains, Policy::default().toolchains);
+    }
+
+    #[test]
+    fn the_batch_size_variable_takes_positive_numbers_only() {
+        let default = PlanOptions::default().max_batch_modules;
+        assert_eq!(plan_options_from(Some(" 3 ")).max_batch_modules, 3);
+        for ignored in [None, Some(""), Some("0"), Some("-2"), Some("ten")] {
+            assert_eq!(
+                plan_options_from(ignored).max_batch_modules,
+                default,
+                "{ignored:?}"
+            );
+        }
     }
 
     fn fixtures() -> Vec<(String, Vec<u8>)> {

@@ -184,6 +184,7 @@ fn every_function_gets_the_environment_its_handler_reads() {
         var::PINNED_AMI,
         var::MAX_TYPES,
         var::TOOLCHAINS,
+        var::MAX_BATCH_MODULES,
         plan::CACHE_DIR_VAR,
         "RUST_LOG",
     ]
