@@ -773,12 +773,66 @@ impl MetadataOptions {
     }
 }
 
+/// Smallest root volume accepted: the OS, EasyBuild, its sources and one
+/// batch's build tree do not fit in less (and every supported AMI's root
+/// snapshot is smaller).
+pub const MIN_ROOT_VOLUME_GIB: u32 = 30;
+/// gp3's largest volume.
+pub const MAX_ROOT_VOLUME_GIB: u32 = 16_384;
+/// What the stack's `NodeLaunchTemplate` gives a node.
+pub const DEFAULT_ROOT_VOLUME_GIB: u32 = 200;
+
+/// The node's root volume, on the AMI's root device: gp3, encrypted,
+/// deleted with the instance (a spot node that is gone leaves nothing to
+/// pay for). The AMIs' own root volume (8 GiB on Amazon Linux 2023) is far
+/// too small to build on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootVolume {
+    pub size_gib: u32,
+    /// Always `gp3`.
+    pub volume_type: String,
+    /// Always true.
+    pub encrypted: bool,
+    /// Always true.
+    pub delete_on_termination: bool,
+}
+
+impl RootVolume {
+    /// A gp3 root volume of `size_gib` GiB, [`MIN_ROOT_VOLUME_GIB`] to
+    /// [`MAX_ROOT_VOLUME_GIB`].
+    pub fn gp3(size_gib: u32) -> Result<Self, LaunchSpecError> {
+        if !(MIN_ROOT_VOLUME_GIB..=MAX_ROOT_VOLUME_GIB).contains(&size_gib) {
+            return Err(LaunchSpecError::InvalidRootVolume(size_gib));
+        }
+        Ok(RootVolume {
+            size_gib,
+            volume_type: "gp3".into(),
+            encrypted: true,
+            delete_on_termination: true,
+        })
+    }
+}
+
+impl Default for RootVolume {
+    /// [`DEFAULT_ROOT_VOLUME_GIB`].
+    fn default() -> Self {
+        RootVolume {
+            size_gib: DEFAULT_ROOT_VOLUME_GIB,
+            volume_type: "gp3".into(),
+            encrypted: true,
+            delete_on_termination: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LaunchSpecError {
     #[error("tag {key}: value must be 1 to 256 characters of letters, digits, spaces and + - = . _ : / @ (got '{value}')")]
     InvalidTagValue { key: String, value: String },
     #[error("capacity plan for {0} has no instance type")]
     NoInstanceTypes(String),
+    #[error("root volume of {0} GiB: expected {MIN_ROOT_VOLUME_GIB} to {MAX_ROOT_VOLUME_GIB} GiB")]
+    InvalidRootVolume(u32),
 }
 
 /// Everything the adapter needs to launch one build node besides the
@@ -798,6 +852,9 @@ pub struct LaunchSpec {
     /// Always 1.
     pub instance_count: u32,
     pub ami: AmiSource,
+    /// [`RootVolume::default`] unless [`LaunchSpec::with_root_volume`].
+    #[serde(default)]
+    pub root_volume: RootVolume,
 }
 
 fn valid_tag_value(v: &str) -> bool {
@@ -843,7 +900,14 @@ impl LaunchSpec {
             on_demand_fallback: plan.fallback_type_names(),
             instance_count: 1,
             ami,
+            root_volume: RootVolume::default(),
         })
+    }
+
+    /// The same launch with `root_volume`.
+    pub fn with_root_volume(mut self, root_volume: RootVolume) -> Self {
+        self.root_volume = root_volume;
+        self
     }
 
     /// The same launch bought on-demand from the fallback types, for when
@@ -1534,6 +1598,9 @@ cpu = "unsold"
         assert!(spec.purchase.is_spot());
         assert_eq!(spec.instance_types, ["c7g.4xlarge", "m7g.4xlarge"]);
         assert_eq!(spec.ami, ami);
+        assert_eq!(spec.root_volume.size_gib, DEFAULT_ROOT_VOLUME_GIB);
+        assert_eq!(spec.root_volume.volume_type, "gp3");
+        assert!(spec.root_volume.encrypted && spec.root_volume.delete_on_termination);
 
         let fallback = spec.on_demand_fallback().unwrap();
         assert_eq!(
@@ -1549,11 +1616,32 @@ cpu = "unsold"
         );
         assert!(fallback.on_demand_fallback().is_none());
 
+        let big = spec
+            .clone()
+            .with_root_volume(RootVolume::gp3(500).unwrap());
+        assert_eq!(big.root_volume.size_gib, 500);
+        assert_eq!(big.on_demand_fallback().unwrap().root_volume, big.root_volume);
+
         for bad in ["", "b1;reboot", "$(id)", &"x".repeat(257)] {
             let err = LaunchSpec::new(exec, &p, bad, &plan, ami.clone()).unwrap_err();
             assert!(
                 matches!(err, LaunchSpecError::InvalidTagValue { ref key, .. } if key == TAG_BATCH)
             );
+        }
+    }
+
+    #[test]
+    fn root_volume_size_is_range_checked() {
+        assert_eq!(RootVolume::default(), RootVolume::gp3(200).unwrap());
+        for ok in [MIN_ROOT_VOLUME_GIB, 200, MAX_ROOT_VOLUME_GIB] {
+            let v = RootVolume::gp3(ok).unwrap();
+            assert_eq!((v.size_gib, v.volume_type.as_str()), (ok, "gp3"));
+            assert!(v.encrypted && v.delete_on_termination);
+        }
+        for bad in [0, 8, MIN_ROOT_VOLUME_GIB - 1, MAX_ROOT_VOLUME_GIB + 1] {
+            let err = RootVolume::gp3(bad).unwrap_err();
+            assert_eq!(err, LaunchSpecError::InvalidRootVolume(bad));
+            assert!(err.to_string().contains("30 to 16384 GiB"), "{err}");
         }
     }
 

@@ -28,6 +28,7 @@ pub mod templates;
 pub mod toolchain;
 pub mod tree;
 pub mod trigger;
+pub mod userdata;
 pub mod version;
 
 pub use arch::Arch;
