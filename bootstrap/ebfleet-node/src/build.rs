@@ -14,10 +14,22 @@
 //! for as long as it takes), and a dependency missing from the plan would
 //! be built and installed silently outside it. Without it, EasyBuild
 //! answers "Missing modules for dependencies: X" at once; when every X
-//! failed or was skipped earlier in this batch the module is reported
-//! skipped, otherwise failed with `dependency_failed`. `--rebuild` because
+//! failed or was skipped earlier in this batch, or is a need `sync` found
+//! missing from the bucket (a module an earlier batch did not build), the
+//! module is reported skipped with why ([`dependency_skip`]), otherwise
+//! failed with `dependency_failed`. `--rebuild` because
 //! a module of the batch is never built on this platform yet: anything in
 //! its install directory is a crashed attempt's leftover.
+//!
+//! # Leases
+//!
+//! When `sync` found the batch's leases file, a module it does not lease
+//! to this batch (another execution holds it, or built it since the plan)
+//! is reported skipped with the file's reason and `eb` does not run for it
+//! ([`lease_skip`]); the manifest then says skipped, and the record
+//! Lambda leaves the holder's record alone. Its dependents in the batch
+//! are skipped by the rule above. Without a leases file every module is
+//! built.
 //!
 //! Progress is kept in `build.json` after every module, so a re-run after
 //! a crash continues with the first module that has no outcome.
@@ -26,8 +38,10 @@ use crate::classify::{classify, Ended};
 use crate::context::{io_at, now, Context, Header, NodeError};
 use crate::eb;
 use crate::layout::{read_json, write_json};
-use ebfleet_core::keys::{BatchBuild, ModuleName};
-use ebfleet_core::record::ErrorClass;
+use crate::sync::{parse_leases, SyncResult};
+use ebfleet_core::keys::{BatchBuild, BatchFile, ModuleName};
+use ebfleet_core::lease::BatchLeases;
+use ebfleet_core::record::{truncate_message, ErrorClass, MAX_ERROR_MESSAGE_BYTES};
 use ebfleet_core::step::Step;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -91,6 +105,100 @@ impl BuildResult {
     }
 }
 
+/// What `sync` left for `build` beyond the files: the batch's leases and
+/// the needs missing from the bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Synced {
+    pub leases: Option<BatchLeases>,
+    pub missing_needs: Vec<ModuleName>,
+}
+
+/// Read `sync.json` and the leases file it names from the state directory.
+fn synced(ctx: &Context, batch: &BatchFile) -> Result<Synced, NodeError> {
+    let state = ctx.state();
+    let order = |reason: String| NodeError::Order {
+        step: Step::Build,
+        reason,
+    };
+    let sync_path = state.result(Step::Sync);
+    let sync: SyncResult = read_json(&sync_path)?.ok_or_else(|| {
+        order(format!(
+            "{} is missing: run sync first",
+            sync_path.display()
+        ))
+    })?;
+    let leases = match &sync.leases_key {
+        None => None,
+        Some(key) => {
+            let path = state.leases();
+            let bytes = std::fs::read(&path).map_err(|e| {
+                order(format!(
+                    "sync read the leases file {key}, but {} is unreadable ({e}): run sync again",
+                    path.display()
+                ))
+            })?;
+            Some(
+                parse_leases(&bytes, batch).map_err(|reason| NodeError::Leases {
+                    bucket: ctx.store.bucket().to_string(),
+                    key: key.clone(),
+                    reason,
+                })?,
+            )
+        }
+    };
+    Ok(Synced {
+        leases,
+        missing_needs: sync.missing_needs,
+    })
+}
+
+/// Why the batch's leases say not to build `m`; `None` when it may be
+/// built (it is leased to this batch, or the batch has no leases file).
+pub fn lease_skip(leases: Option<&BatchLeases>, m: &ModuleName) -> Option<String> {
+    leases.and_then(|l| l.skip_reason(m))
+}
+
+/// Why a module is skipped rather than failed when `eb` found the modules
+/// `missing` missing, or `None` when it failed: every missing module must
+/// have failed or been skipped earlier in this batch (`earlier`), or be a
+/// need `sync` did not find in the bucket (`missing_needs`). A missing
+/// module that is built, or that nothing explains, is a failure.
+pub fn dependency_skip(
+    missing: &[String],
+    earlier: &[ModuleBuild],
+    missing_needs: &[ModuleName],
+) -> Option<String> {
+    if missing.is_empty() {
+        return None;
+    }
+    let mut failed = Vec::new();
+    let mut other = Vec::new();
+    for x in missing {
+        match earlier.iter().find(|e| e.module.as_str() == x) {
+            Some(e) => match &e.outcome {
+                BuildOutcome::Built { .. } => return None,
+                BuildOutcome::Failed { .. } => failed.push(x.as_str()),
+                BuildOutcome::Skipped { reason } => other.push(format!(
+                    "dependency {x} was skipped in this batch: {reason}"
+                )),
+            },
+            None if missing_needs.iter().any(|n| n.as_str() == x) => other.push(format!(
+                "dependency {x} is not in the bucket (not built by an earlier batch)"
+            )),
+            None => return None,
+        }
+    }
+    let mut parts = Vec::new();
+    if !failed.is_empty() {
+        parts.push(format!(
+            "dependency {} failed in this batch",
+            failed.join(", ")
+        ));
+    }
+    parts.extend(other);
+    Some(truncate_message(&parts.join("; "), MAX_ERROR_MESSAGE_BYTES))
+}
+
 pub async fn run(ctx: &Context) -> Result<BuildResult, NodeError> {
     let batch = ctx.job.fetch(&ctx.store).await?;
     let env = eb::environment(&ctx.node, &ctx.layout, &batch, std::env::vars_os())?;
@@ -104,6 +212,7 @@ pub async fn run(ctx: &Context) -> Result<BuildResult, NodeError> {
             });
         }
     }
+    let synced = synced(ctx, &batch)?;
     let state = ctx.state();
     let path = state.result(Step::Build);
     let previous: Option<BuildResult> = read_json(&path)?;
@@ -120,13 +229,14 @@ pub async fn run(ctx: &Context) -> Result<BuildResult, NodeError> {
     result.eb_version = eb_version;
     let ctx2 = ctx.clone();
     let builds = batch.builds.clone();
-    let result =
-        tokio::task::spawn_blocking(move || build_all(&ctx2, &builds, &env, &program, result))
-            .await
-            .map_err(|e| NodeError::Task {
-                what: "build".into(),
-                detail: e.to_string(),
-            })??;
+    let result = tokio::task::spawn_blocking(move || {
+        build_all(&ctx2, &builds, &synced, &env, &program, result)
+    })
+    .await
+    .map_err(|e| NodeError::Task {
+        what: "build".into(),
+        detail: e.to_string(),
+    })??;
     let (built, failed, skipped) = result.counts();
     tracing::info!(built, failed, skipped, "build done");
     Ok(result)
@@ -135,6 +245,7 @@ pub async fn run(ctx: &Context) -> Result<BuildResult, NodeError> {
 fn build_all(
     ctx: &Context,
     builds: &[BatchBuild],
+    synced: &Synced,
     env: &BTreeMap<OsString, OsString>,
     program: &OsString,
     mut result: BuildResult,
@@ -155,7 +266,17 @@ fn build_all(
             result.modules.push(m.clone());
             continue;
         }
-        let outcome = build_one(ctx, b, env, program, &result.modules)?;
+        let outcome = match lease_skip(synced.leases.as_ref(), &b.module) {
+            Some(reason) => {
+                // No eb, no logs (a crashed attempt's are not this run's).
+                let logs = ctx.state().logs(&b.module);
+                if logs.exists() {
+                    std::fs::remove_dir_all(&logs).map_err(io_at(&logs))?;
+                }
+                BuildOutcome::Skipped { reason }
+            }
+            None => build_one(ctx, b, env, program, &result.modules, &synced.missing_needs)?,
+        };
         tracing::info!(module = %b.module, outcome = ?outcome, "module done");
         result.modules.push(ModuleBuild {
             module: b.module.clone(),
@@ -175,6 +296,7 @@ fn build_one(
     env: &BTreeMap<OsString, OsString>,
     program: &OsString,
     earlier: &[ModuleBuild],
+    missing_needs: &[ModuleName],
 ) -> Result<BuildOutcome, NodeError> {
     let m = &b.module;
     let logs = ctx.state().logs(m);
@@ -229,19 +351,9 @@ fn build_one(
         .map(|p| eb::tail(p, LOG_TAIL_BYTES))
         .unwrap_or_default();
     let failure = classify(run.ended, &output, &log_text);
-    if failure.class == ErrorClass::DependencyFailed && !failure.missing.is_empty() {
-        let gone: Vec<&str> = earlier
-            .iter()
-            .filter(|e| !matches!(e.outcome, BuildOutcome::Built { .. }))
-            .map(|e| e.module.as_str())
-            .collect();
-        if failure.missing.iter().all(|x| gone.contains(&x.as_str())) {
-            return Ok(BuildOutcome::Skipped {
-                reason: format!(
-                    "dependency {} failed in this batch",
-                    failure.missing.join(", ")
-                ),
-            });
+    if failure.class == ErrorClass::DependencyFailed {
+        if let Some(reason) = dependency_skip(&failure.missing, earlier, missing_needs) {
+            return Ok(BuildOutcome::Skipped { reason });
         }
     }
     Ok(BuildOutcome::Failed {
@@ -268,3 +380,6 @@ fn newest_log(dir: &Path) -> Option<std::path::PathBuf> {
         .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
         .map(|e| e.path())
 }
+
+#[cfg(test)]
+mod tests;

@@ -90,11 +90,12 @@ pub enum NodeError {
     /// A step run before the one it follows has finished.
     #[error("{step}: {reason}")]
     Order { step: Step, reason: String },
-    #[error("need {module}: s3://{bucket}/{key} does not exist (is it built on this platform?)")]
-    NeedMissing {
-        module: String,
+    /// The batch's leases file is there but cannot be used.
+    #[error("leases file s3://{bucket}/{key} refused: {reason}")]
+    Leases {
         bucket: String,
         key: String,
+        reason: String,
     },
     #[error("need {module}: {key} was built under installpath {theirs}, this node installs under {ours}; module files and RPATHs hold the path, so every node of a platform must use the same root")]
     Installpath {

@@ -11,6 +11,7 @@
 //!                                     upload: the tarball's sha256 it holds
 //! ebfleet/<execution>/<platform>/<batch>/
 //!     sync.json build.json tar.json upload.json   each step's result
+//!     leases.json                     the batch's leases file, when it has one
 //!     logs/<Name>/<version>/          EasyBuild's logs and eb's output
 //!     tarballs/<Name>/<version>.tar.zst, .lua     what upload sends
 //!     downloads/                      tarballs being fetched and unpacked
@@ -143,6 +144,12 @@ impl StateDir {
     /// `<step>.json`: the step's result.
     pub fn result(&self, step: Step) -> PathBuf {
         self.dir.join(format!("{}.json", step.as_str()))
+    }
+
+    /// `leases.json`: the batch's leases file as `sync` found it in the
+    /// bucket; absent when the batch has none.
+    pub fn leases(&self) -> PathBuf {
+        self.dir.join("leases.json")
     }
 
     pub fn logs(&self, m: &ModuleName) -> PathBuf {
@@ -281,6 +288,7 @@ mod tests {
         );
         assert_eq!(s.dir(), Path::new("/opt/eb/ebfleet/run-1/amzn-2023_zen4/7"));
         assert_eq!(s.result(Step::Tar), s.dir().join("tar.json"));
+        assert_eq!(s.leases(), s.dir().join("leases.json"));
         assert_eq!(s.logs(&z), s.dir().join("logs/zlib/1.3.1-GCCcore-13.3.0"));
         assert_eq!(
             s.tarball(&z),

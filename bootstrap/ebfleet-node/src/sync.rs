@@ -1,5 +1,10 @@
 //! `sync`: put on the node what its batch's builds read, and nothing else.
 //!
+//! 0. The batch's leases file (`<batch>.leases.json`, written by the
+//!    `Lease` state), when there is one: checked to be this batch's and
+//!    kept in the state directory, where `build` reads which modules it
+//!    may build. Without one every module of the batch may be built (a
+//!    state machine without the `Lease` state).
 //! 1. The batch's easyconfigs, each checked against the sha256 the planner
 //!    put in the batch file, into `easyconfigs/<letter>/<Name>/`, with the
 //!    patches beside them in the bucket.
@@ -8,7 +13,14 @@
 //!    `sha256` metadata `upload` wrote); a module whose installed marker
 //!    holds that sha256 is skipped, anything else is downloaded, verified,
 //!    unpacked (see [`crate::archive`]) and its module file fetched and
-//!    verified the same way; the marker is written last.
+//!    verified the same way; the marker is written last. A need whose
+//!    tarball is not in the bucket is no error: a module that failed (or
+//!    was left to another execution) in an earlier batch is never
+//!    uploaded, and its dependents here are reported skipped by `build`
+//!    while the rest of the batch is built. It is listed in `sync.json`
+//!    as `missing_needs`. Anything else wrong with a need — a tarball
+//!    without its `sha256`, a checksum that does not match, an archive
+//!    that would unpack outside its module — still fails the step.
 //! 3. The sources the bucket already holds for the batch's software
 //!    (`sources/<letter>/<Name>/`), so EasyBuild does not fetch them again.
 //!
@@ -18,8 +30,10 @@ use crate::context::{io_at, now, Context, Header, NodeError};
 use crate::layout::{read_json, write_json};
 use crate::transfer::{download, Verify};
 use ebfleet_aws::s3::ObjectInfo;
+use ebfleet_aws::s3::{ObjectHead, S3Error};
 use ebfleet_core::checksum::sha256_hex;
 use ebfleet_core::keys::{BatchFile, BatchNeed, ModuleName};
+use ebfleet_core::lease::{leases_key, BatchLeases};
 use ebfleet_core::step::Step;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -62,6 +76,14 @@ pub struct SyncResult {
     pub sources: Tally,
     /// Everything downloaded by this run.
     pub bytes_downloaded: u64,
+    /// Needs whose tarball is not in the bucket (not built by an earlier
+    /// batch), sorted; `build` skips the modules that need them.
+    #[serde(default)]
+    pub missing_needs: Vec<ModuleName>,
+    /// The leases file read, when the batch has one (kept as
+    /// `leases.json` in the state directory).
+    #[serde(default)]
+    pub leases_key: Option<String>,
 }
 
 /// What an installed marker holds: the module came from this tarball.
@@ -83,9 +105,14 @@ pub async fn run(ctx: &Context) -> Result<SyncResult, NodeError> {
         needs: Tally::default(),
         sources: Tally::default(),
         bytes_downloaded: 0,
+        missing_needs: Vec::new(),
+        leases_key: None,
     };
+    result.leases_key = leases(ctx, &batch)
+        .await?
+        .map(|_| leases_key(&batch.execution, &batch.platform, batch.batch));
     easyconfigs(ctx, &batch, &mut result.easyconfigs).await?;
-    needs(ctx, &batch, &mut result.needs).await?;
+    result.missing_needs = needs(ctx, &batch, &mut result.needs).await?;
     sources(ctx, &batch, &mut result.sources).await?;
     result.bytes_downloaded = result.easyconfigs.bytes + result.needs.bytes + result.sources.bytes;
     result.finished = now();
@@ -93,10 +120,75 @@ pub async fn run(ctx: &Context) -> Result<SyncResult, NodeError> {
     tracing::info!(
         needs_downloaded = result.needs.downloaded,
         needs_present = result.needs.already_present,
+        needs_missing = result.missing_needs.len(),
+        leases = result.leases_key.is_some(),
         bytes = result.bytes_downloaded,
         "sync done"
     );
     Ok(result)
+}
+
+/// Fetch the batch's leases file into the state directory and return it;
+/// `None` (and no local copy) when the bucket has none. A file that does
+/// not parse, or is another batch's, is refused.
+async fn leases(ctx: &Context, batch: &BatchFile) -> Result<Option<BatchLeases>, NodeError> {
+    let key = leases_key(&batch.execution, &batch.platform, batch.batch);
+    let local = ctx.state().leases();
+    let bytes = match ctx.store.get_bytes(&key).await {
+        Ok(b) => b,
+        Err(S3Error::NotFound { .. }) => {
+            tracing::info!(%key, "no leases file: every module of the batch may be built");
+            match std::fs::remove_file(&local) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_at(&local)(e)),
+                _ => {}
+            }
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let leases = parse_leases(&bytes, batch).map_err(|reason| NodeError::Leases {
+        bucket: ctx.store.bucket().to_string(),
+        key: key.clone(),
+        reason,
+    })?;
+    write_json(&local, &leases)?;
+    tracing::info!(
+        %key,
+        leased = leases.leased.len(),
+        held = leases.held.len(),
+        already_built = leases.already_built.len(),
+        "leases"
+    );
+    Ok(Some(leases))
+}
+
+/// A leases file's bytes, checked to be `batch`'s. Pure.
+pub fn parse_leases(bytes: &[u8], batch: &BatchFile) -> Result<BatchLeases, String> {
+    let l: BatchLeases =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a leases file: {e}"))?;
+    let mismatch = |what: &str, theirs: String, ours: String| {
+        Err(format!(
+            "its {what} is {theirs}, but the batch file's is {ours}"
+        ))
+    };
+    if l.execution != batch.execution {
+        return mismatch(
+            "execution",
+            l.execution.to_string(),
+            batch.execution.to_string(),
+        );
+    }
+    if l.platform != batch.platform {
+        return mismatch(
+            "platform",
+            l.platform.to_string(),
+            batch.platform.to_string(),
+        );
+    }
+    if l.batch != batch.batch {
+        return mismatch("batch", l.batch.to_string(), batch.batch.to_string());
+    }
+    Ok(l)
 }
 
 /// A key's part under a prefix as a relative path of safe segments
@@ -155,7 +247,12 @@ async fn easyconfigs(ctx: &Context, batch: &BatchFile, tally: &mut Tally) -> Res
     Ok(())
 }
 
-async fn needs(ctx: &Context, batch: &BatchFile, tally: &mut Tally) -> Result<(), NodeError> {
+/// Sync every need; the ones whose tarball is not in the bucket, sorted.
+async fn needs(
+    ctx: &Context,
+    batch: &BatchFile,
+    tally: &mut Tally,
+) -> Result<Vec<ModuleName>, NodeError> {
     let limit = Arc::new(tokio::sync::Semaphore::new(ctx.jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();
     for need in batch.needs.clone() {
@@ -163,14 +260,26 @@ async fn needs(ctx: &Context, batch: &BatchFile, tally: &mut Tally) -> Result<()
         let limit = Arc::clone(&limit);
         set.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let module = need.module.to_string();
-            sync_need(&ctx, &need).await.map_err(|e| (module, e))
+            let module = need.module.clone();
+            match sync_need(&ctx, &need).await {
+                Ok(synced) => Ok((module, synced)),
+                Err(e) => Err((module, e)),
+            }
         });
     }
     let mut first_error = None;
+    let mut missing = Vec::new();
     while let Some(joined) = set.join_next().await {
         match joined {
-            Ok(Ok(bytes)) => tally.add(bytes),
+            Ok(Ok((_, NeedSynced::Installed(bytes)))) => tally.add(bytes),
+            Ok(Ok((module, NeedSynced::Missing { key }))) => {
+                tracing::warn!(
+                    %module,
+                    %key,
+                    "need is not in the bucket (not built by an earlier batch): what needs it will be skipped"
+                );
+                missing.push(module);
+            }
             Ok(Err((module, e))) => {
                 tracing::error!(%module, error = %e, "need failed");
                 first_error.get_or_insert(e);
@@ -183,28 +292,52 @@ async fn needs(ctx: &Context, batch: &BatchFile, tally: &mut Tally) -> Result<()
             }
         }
     }
-    first_error.map_or(Ok(()), Err)
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    missing.sort();
+    Ok(missing)
 }
 
-/// One need: `None` when already installed from the same tarball, else
-/// the bytes downloaded.
-async fn sync_need(ctx: &Context, need: &BatchNeed) -> Result<Option<u64>, NodeError> {
-    let m = &need.module;
-    let head = ctx
-        .store
-        .head(&need.tarball_key)
-        .await?
-        .ok_or_else(|| NodeError::NeedMissing {
-            module: m.to_string(),
-            bucket: ctx.store.bucket().to_string(),
-            key: need.tarball_key.clone(),
-        })?;
-    let sha = head.sha256.clone().ok_or_else(|| {
+/// What became of one need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NeedSynced {
+    /// `None` when already installed from the same tarball, else the bytes
+    /// downloaded.
+    Installed(Option<u64>),
+    /// The tarball is not in the bucket.
+    Missing { key: String },
+}
+
+/// A need's tarball as its head says: `Ok(None)` when there is no such
+/// object (the need is missing), its sha256 when there is, an error when
+/// the object is there without one. Pure.
+pub fn need_checksum(
+    head: Option<&ObjectHead>,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<String>, NodeError> {
+    let Some(head) = head else {
+        return Ok(None);
+    };
+    head.sha256.clone().map(Some).ok_or_else(|| {
         NodeError::Transfer(crate::transfer::TransferError::NoChecksum {
-            bucket: ctx.store.bucket().to_string(),
-            key: need.tarball_key.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
         })
-    })?;
+    })
+}
+
+/// One need: installed (or already there), or missing from the bucket.
+async fn sync_need(ctx: &Context, need: &BatchNeed) -> Result<NeedSynced, NodeError> {
+    let m = &need.module;
+    let head = ctx.store.head(&need.tarball_key).await?;
+    let sha = need_checksum(head.as_ref(), ctx.store.bucket(), &need.tarball_key)?;
+    let (Some(head), Some(sha)) = (head, sha) else {
+        return Ok(NeedSynced::Missing {
+            key: need.tarball_key.clone(),
+        });
+    };
     let marker_path = ctx.layout.installed_marker(m);
     let marker: Option<Installed> = read_json(&marker_path)?;
     let install_dir = ctx.layout.install_dir(m);
@@ -214,7 +347,7 @@ async fn sync_need(ctx: &Context, need: &BatchNeed) -> Result<Option<u64>, NodeE
         && module_file.is_file()
     {
         tracing::debug!(module = %m, "already installed");
-        return Ok(None);
+        return Ok(NeedSynced::Installed(None));
     }
     if let Some(theirs) = head.metadata.get(INSTALLPATH_METADATA) {
         let ours = ctx.layout.installpath();
@@ -267,7 +400,7 @@ async fn sync_need(ctx: &Context, need: &BatchNeed) -> Result<Option<u64>, NodeE
     )?;
     std::fs::remove_file(&tarball).map_err(io_at(&tarball))?;
     tracing::info!(module = %m, bytes = got.size + module.size, "installed from the bucket");
-    Ok(Some(got.size + module.size))
+    Ok(NeedSynced::Installed(Some(got.size + module.size)))
 }
 
 async fn sources(ctx: &Context, batch: &BatchFile, tally: &mut Tally) -> Result<(), NodeError> {
@@ -301,49 +434,4 @@ async fn fetch_listed(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_safe_relative_keys_become_paths() {
-        for ok in [
-            "hello-1.0.tar.gz",
-            "extensions/numpy-1.26.tar.gz",
-            "x_1.0+dfsg.orig.tar.xz",
-            "v1.0~rc1.zip",
-        ] {
-            assert_eq!(safe_relative(ok), Some(PathBuf::from(ok)), "{ok}");
-        }
-        for bad in [
-            "",
-            "../x",
-            "a/../../x",
-            "/etc/passwd",
-            "a//b",
-            "a/./b",
-            "x;id",
-            "$(id).tgz",
-            "a b",
-            "x\ny",
-            "`id`",
-        ] {
-            assert_eq!(safe_relative(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn tally_counts_bytes_of_downloads_only() {
-        let mut t = Tally::default();
-        t.add(Some(10));
-        t.add(None);
-        t.add(Some(5));
-        assert_eq!(
-            t,
-            Tally {
-                downloaded: 2,
-                already_present: 1,
-                bytes: 15
-            }
-        );
-    }
-}
+mod tests;
