@@ -2,6 +2,11 @@
 //! to DynamoDB under a conditional write, re-reading and deciding again
 //! when someone else wrote the item in between. Running it twice on the
 //! same manifest changes nothing.
+//!
+//! The same Lambda takes a batch's build leases before its `Sync`
+//! ([`lease`]), with the same read-decide-write loop ([`write_decided`]).
+
+pub mod lease;
 
 use crate::Env;
 use ebfleet_aws::dynamodb::DynamoError;
@@ -17,7 +22,9 @@ use std::future::Future;
 /// Writes tried per module before giving up on a contended item.
 pub const MAX_ATTEMPTS: u32 = 5;
 
-/// The manifest to record: its key in the bucket, or the batch it belongs to.
+/// What the record Lambda is asked: a manifest to record (its key in the
+/// bucket, or the batch it belongs to), a batch's leases to take, or a
+/// given-up batch's leases to release.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Input {
@@ -29,20 +36,39 @@ pub enum Input {
         platform: PlatformName,
         batch: usize,
     },
+    /// `{"lease": {"execution", "platform", "batch"}}`: the `Lease` state.
+    Lease {
+        lease: lease::BatchRef,
+    },
+    /// `{"release_leases": {"execution", "platform", "batch"}}`: a batch
+    /// given up without a manifest.
+    ReleaseLeases {
+        release_leases: lease::BatchRef,
+    },
 }
 
 impl Input {
-    /// The manifest's key in the bucket.
-    pub fn key(&self) -> String {
+    /// The manifest's key in the bucket, for the inputs that record one.
+    pub fn key(&self) -> Option<String> {
         match self {
-            Input::Key { manifest_key } => manifest_key.clone(),
+            Input::Key { manifest_key } => Some(manifest_key.clone()),
             Input::Batch {
                 execution,
                 platform,
                 batch,
-            } => manifest_key(platform, execution, *batch),
+            } => Some(manifest_key(platform, execution, *batch)),
+            Input::Lease { .. } | Input::ReleaseLeases { .. } => None,
         }
     }
+}
+
+/// What the record Lambda answers, by input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Recorded(Output),
+    Leased(lease::Output),
+    Released(lease::ReleaseOutput),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -80,22 +106,67 @@ pub enum Error {
         #[source]
         source: KeyError,
     },
-    #[error("recording {module}: {source}")]
+    /// `action` is `recording`, `leasing` or `releasing`.
+    #[error("{action} {module}: {source}")]
     Record {
+        action: &'static str,
         module: String,
         #[source]
         source: Box<DynamoError>,
     },
-    #[error("recording {module}: the item changed under every one of {attempts} writes")]
-    Contended { module: String, attempts: u32 },
+    #[error("{action} {module}: the item changed under every one of {attempts} writes")]
+    Contended {
+        action: &'static str,
+        module: String,
+        attempts: u32,
+    },
+    #[error("reading batch file {key}: {source}")]
+    ReadBatch {
+        key: String,
+        #[source]
+        source: S3Error,
+    },
+    #[error("batch file {key}: {reason}")]
+    BatchFile { key: String, reason: String },
+    #[error("writing leases file {key}: {source}")]
+    WriteLeases {
+        key: String,
+        #[source]
+        source: S3Error,
+    },
+    #[error("{var}={value:?} is not a number of seconds above 0")]
+    LeaseSeconds { var: &'static str, value: String },
+}
+
+impl Error {
+    fn entry(action: &'static str, module: &str, e: EntryError) -> Self {
+        match e {
+            EntryError::Dynamo(source) => Error::Record {
+                action,
+                module: module.to_string(),
+                source: Box::new(source),
+            },
+            EntryError::Contended { attempts } => Error::Contended {
+                action,
+                module: module.to_string(),
+                attempts,
+            },
+        }
+    }
 }
 
 impl crate::failure::Failure for Error {
     fn kind(&self) -> crate::failure::Kind {
         use crate::failure::Kind;
         match self {
-            Error::Read { source, .. } => source.kind(),
-            Error::Manifest { .. } | Error::NotUtf8 { .. } | Error::Name { .. } => Kind::Invalid,
+            Error::Read { source, .. }
+            | Error::ReadBatch { source, .. }
+            | Error::WriteLeases { source, .. } => source.kind(),
+            Error::Manifest { .. }
+            | Error::NotUtf8 { .. }
+            | Error::Name { .. }
+            | Error::BatchFile { .. }
+            | Error::LeaseSeconds { .. } => Kind::Invalid,
             Error::Record { source, .. } => Kind::retry_or(source.is_retryable(), Kind::Failed),
             // Someone else keeps writing the item: asking again later may work.
             Error::Contended { .. } => Kind::Transient,
@@ -119,9 +190,62 @@ pub enum EntryError {
     Contended { attempts: u32 },
 }
 
-/// Record one entry: read the record (`get`), decide with
-/// [`apply_manifest`], write it (`put`) under [`write_condition`]; when the
-/// condition fails, read and decide again, at most `max_attempts` writes.
+/// What to do with a module's record, decided from what was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+// Short-lived, one per decision: not worth a box.
+#[allow(clippy::large_enum_variant)]
+pub enum Decision<T> {
+    /// Write this record under this condition.
+    Write(ModuleRecord, WriteCondition),
+    /// Nothing to write.
+    Done(T),
+}
+
+/// What [`write_decided`] came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled<T> {
+    /// Written (after this many writes).
+    Written { attempts: u32 },
+    /// The decision was to write nothing.
+    Done(T),
+}
+
+/// The one read-decide-write loop: read the record (`get`), `decide` on
+/// it, write what it decided (`put`); when the write's condition fails
+/// (someone wrote the item in between), read and decide again, at most
+/// `max_attempts` writes.
+pub async fn write_decided<G, GF, P, PF, D, T>(
+    get: G,
+    put: P,
+    mut decide: D,
+    max_attempts: u32,
+) -> Result<Settled<T>, EntryError>
+where
+    G: Fn() -> GF,
+    GF: Future<Output = Result<Option<ModuleRecord>, DynamoError>>,
+    P: Fn(ModuleRecord, WriteCondition) -> PF,
+    PF: Future<Output = Result<(), DynamoError>>,
+    D: FnMut(Option<&ModuleRecord>) -> Decision<T>,
+{
+    for attempt in 1..=max_attempts {
+        let existing = get().await.map_err(EntryError::Dynamo)?;
+        let (record, condition) = match decide(existing.as_ref()) {
+            Decision::Write(record, condition) => (record, condition),
+            Decision::Done(t) => return Ok(Settled::Done(t)),
+        };
+        match put(record, condition).await {
+            Ok(()) => return Ok(Settled::Written { attempts: attempt }),
+            Err(DynamoError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(EntryError::Dynamo(e)),
+        }
+    }
+    Err(EntryError::Contended {
+        attempts: max_attempts,
+    })
+}
+
+/// Record one entry: [`write_decided`] with [`apply_manifest`]'s record
+/// under [`write_condition`].
 pub async fn record_entry<G, GF, P, PF>(
     get: G,
     put: P,
@@ -136,19 +260,14 @@ where
     P: Fn(ModuleRecord, WriteCondition) -> PF,
     PF: Future<Output = Result<(), DynamoError>>,
 {
-    for attempt in 1..=max_attempts {
-        let existing = get().await.map_err(EntryError::Dynamo)?;
-        let Some(record) = apply_manifest(existing.as_ref(), manifest, entry, now) else {
-            return Ok(Recorded::Unchanged);
+    let decide =
+        |existing: Option<&ModuleRecord>| match apply_manifest(existing, manifest, entry, now) {
+            Some(record) => Decision::Write(record, write_condition(existing)),
+            None => Decision::Done(()),
         };
-        match put(record, write_condition(existing.as_ref())).await {
-            Ok(()) => return Ok(Recorded::Written { attempts: attempt }),
-            Err(DynamoError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(EntryError::Dynamo(e)),
-        }
-    }
-    Err(EntryError::Contended {
-        attempts: max_attempts,
+    Ok(match write_decided(get, put, decide, max_attempts).await? {
+        Settled::Written { attempts } => Recorded::Written { attempts },
+        Settled::Done(()) => Recorded::Unchanged,
     })
 }
 
@@ -158,8 +277,28 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
-    let key = input.key();
+/// The record Lambda: record a manifest, take or release a batch's leases.
+pub async fn handle(env: &Env, input: Input) -> Result<Reply, Error> {
+    match input {
+        Input::Lease { lease } => {
+            let ttl = lease::ttl_from_env()?;
+            lease::take(env, &lease, now(), ttl)
+                .await
+                .map(Reply::Leased)
+        }
+        Input::ReleaseLeases { release_leases } => lease::release(env, &release_leases, now())
+            .await
+            .map(Reply::Released),
+        Input::Key { manifest_key } => record(env, manifest_key).await.map(Reply::Recorded),
+        batch @ Input::Batch { .. } => {
+            let key = batch.key().expect("a batch has a manifest key");
+            record(env, key).await.map(Reply::Recorded)
+        }
+    }
+}
+
+/// Record the manifest at `key`.
+pub async fn record(env: &Env, key: String) -> Result<Output, Error> {
     let bytes = env
         .store
         .get_bytes(&key)
@@ -192,16 +331,7 @@ pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
             MAX_ATTEMPTS,
         )
         .await
-        .map_err(|e| match e {
-            EntryError::Dynamo(source) => Error::Record {
-                module: entry.module.clone(),
-                source: Box::new(source),
-            },
-            EntryError::Contended { attempts } => Error::Contended {
-                module: entry.module.clone(),
-                attempts,
-            },
-        })?;
+        .map_err(|e| Error::entry("recording", &entry.module, e))?;
         count(&mut out, entry, recorded);
     }
     tracing::info!(
@@ -434,12 +564,24 @@ mod tests {
     #[test]
     fn input_is_a_key_or_a_batch() {
         let k: Input = serde_json::from_str(r#"{"manifest_key":"x/manifests/e1/0.json"}"#).unwrap();
-        assert_eq!(k.key(), "x/manifests/e1/0.json");
+        assert_eq!(k.key().unwrap(), "x/manifests/e1/0.json");
         let b: Input = serde_json::from_str(&format!(
             r#"{{"execution":"e1","platform":"{P}","batch":3}}"#
         ))
         .unwrap();
-        assert_eq!(b.key(), format!("{P}/manifests/e1/3.json"));
+        assert_eq!(b.key().unwrap(), format!("{P}/manifests/e1/3.json"));
+        let l: Input = serde_json::from_str(&format!(
+            r#"{{"lease":{{"execution":"e1","platform":"{P}","batch":3}}}}"#
+        ))
+        .unwrap();
+        assert!(matches!(&l, Input::Lease { lease } if lease.batch == 3));
+        assert_eq!(l.key(), None);
+        let r: Input = serde_json::from_str(&format!(
+            r#"{{"release_leases":{{"execution":"e1","platform":"{P}","batch":3}}}}"#
+        ))
+        .unwrap();
+        assert!(matches!(r, Input::ReleaseLeases { .. }));
+        assert!(serde_json::from_str::<Input>(r#"{"lease":{"execution":"e 1"}}"#).is_err());
     }
 
     #[test]

@@ -1176,6 +1176,34 @@ mod tests {
     }
 
     #[test]
+    fn failed_result_is_recorded_and_releases_the_batch_lease() {
+        let owner = lease_owner(EXEC, 3);
+        let leased = acquire_lease(None, P, M, &req(&owner, 900), &sha('e'));
+        let r = apply(
+            Some(&leased),
+            &manifest(EXEC, 3, failed_outcome(), 'e'),
+            1_100,
+        )
+        .unwrap();
+        assert_eq!(r.status, Status::Failed);
+        assert_eq!(r.lease, None);
+        assert_eq!(
+            r.last_error.as_ref().map(|e| e.class),
+            Some(ErrorClass::CompileError)
+        );
+        // The lease taken again by the same batch on new capacity is
+        // released by its manifest all the same.
+        let again = acquire_lease(Some(&leased), P, M, &req(&owner, 1_000), &sha('e'));
+        let r = apply(
+            Some(&again),
+            &manifest(EXEC, 3, built_outcome('b'), 'e'),
+            1_100,
+        )
+        .unwrap();
+        assert_eq!((r.status, r.lease), (Status::Built, None));
+    }
+
+    #[test]
     fn someone_elses_lease_is_kept() {
         let rec = acquire_lease(None, P, M, &req("other#batch-0", 1_000), &sha('e'));
         let r = apply(

@@ -1,0 +1,259 @@
+//! The `Lease` state (before every `Sync`): for every module of a batch,
+//! read its record, decide with [`decide_lease`] for the batch's owner
+//! ([`lease_owner`]`(execution, batch)`), and take the lease by conditional
+//! write ([`acquire_lease`]), deciding again when the item changed in
+//! between; then write the batch's [`BatchLeases`] beside its batch file
+//! ([`leases_key`]), which tells the node what it may build.
+//!
+//! A batch retried on new capacity has the same owner: it re-acquires its
+//! own leases (and extends them). Recording the batch's manifest releases
+//! them ([`ebfleet_core::record::apply_manifest`]); a batch given up
+//! without a manifest releases them with [`release`].
+//!
+//! Nothing renews a lease yet, so it lasts as long as a batch may take:
+//! `EBFLEET_LEASE_SECONDS`, by default the sum of every step's timeout.
+
+use super::{write_decided, Decision, Error, Settled, MAX_ATTEMPTS};
+use crate::Env;
+use ebfleet_core::keys::{batch_key, BatchFile, ExecutionName, ModuleName, PlatformName};
+use ebfleet_core::lease::{leases_key, BatchLeases, HeldModule};
+use ebfleet_core::record::{
+    acquire_lease, decide_lease, lease_owner, release_lease, write_condition, LeaseDecision,
+    LeaseRequest, ModuleRecord,
+};
+use ebfleet_core::step::Step;
+use serde::{Deserialize, Serialize};
+
+/// Optional: seconds a batch's leases last (default [`default_ttl`]).
+pub const LEASE_SECONDS_VAR: &str = "EBFLEET_LEASE_SECONDS";
+
+/// The longest a batch may run: every step's default timeout, added up.
+pub fn default_ttl() -> u64 {
+    Step::ALL
+        .iter()
+        .map(|s| u64::from(s.default_timeout_secs()))
+        .sum()
+}
+
+/// The lease TTL from `EBFLEET_LEASE_SECONDS`, or [`default_ttl`].
+pub fn ttl_from_env() -> Result<u64, Error> {
+    parse_ttl(std::env::var(LEASE_SECONDS_VAR).ok().as_deref())
+}
+
+/// The lease TTL from the variable's value (unset or empty: the default).
+pub fn parse_ttl(value: Option<&str>) -> Result<u64, Error> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(default_ttl()),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| Error::LeaseSeconds {
+                var: LEASE_SECONDS_VAR,
+                value: v.to_string(),
+            }),
+    }
+}
+
+/// One batch of one platform of an execution.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct BatchRef {
+    pub execution: ExecutionName,
+    pub platform: PlatformName,
+    pub batch: usize,
+}
+
+impl BatchRef {
+    /// `plans/<execution>/<platform>/<batch>.json`.
+    pub fn batch_key(&self) -> String {
+        batch_key(&self.execution, &self.platform, self.batch)
+    }
+
+    /// `plans/<execution>/<platform>/<batch>.leases.json`.
+    pub fn leases_key(&self) -> String {
+        leases_key(&self.execution, &self.platform, self.batch)
+    }
+
+    /// The batch's lease owner, as its manifest will name it.
+    pub fn owner(&self) -> Result<String, Error> {
+        let batch = u32::try_from(self.batch).map_err(|_| Error::BatchFile {
+            key: self.batch_key(),
+            reason: format!("batch {} is over {}", self.batch, u32::MAX),
+        })?;
+        Ok(lease_owner(self.execution.as_str(), batch))
+    }
+}
+
+/// The `Lease` state's output: where the leases file is, and counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Output {
+    pub leases_key: String,
+    /// Modules leased to the batch: it builds them.
+    pub leased: usize,
+    /// Modules another batch holds a live lease on: skipped.
+    pub held: usize,
+    /// Modules built from the same easyconfig since the plan: skipped.
+    pub already_built: usize,
+}
+
+/// What releasing a given-up batch's leases came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ReleaseOutput {
+    /// Leases of the batch given up.
+    pub released: usize,
+    /// Modules the batch held no lease on (any more).
+    pub not_held: usize,
+}
+
+/// Why a module is not leased to the batch.
+enum NotLeased {
+    AlreadyBuilt,
+    Held { owner: String, expires: u64 },
+}
+
+/// The batch file of `batch`, checked to be that batch.
+async fn read_batch(env: &Env, batch: &BatchRef) -> Result<BatchFile, Error> {
+    let key = batch.batch_key();
+    let bytes = env
+        .store
+        .get_bytes(&key)
+        .await
+        .map_err(|source| Error::ReadBatch {
+            key: key.clone(),
+            source,
+        })?;
+    let bad = |reason: String| Error::BatchFile {
+        key: key.clone(),
+        reason,
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad("not UTF-8".into()))?;
+    let file = BatchFile::from_json(text).map_err(|e| bad(e.to_string()))?;
+    if (&file.execution, &file.platform, file.batch)
+        != (&batch.execution, &batch.platform, batch.batch)
+    {
+        return Err(bad(format!(
+            "it is batch {} of {} in {}",
+            file.batch, file.platform, file.execution
+        )));
+    }
+    Ok(file)
+}
+
+/// Take the leases of `batch` at `now` for `ttl` seconds and write its
+/// leases file.
+pub async fn take(env: &Env, batch: &BatchRef, now: u64, ttl: u64) -> Result<Output, Error> {
+    let file = read_batch(env, batch).await?;
+    let req = LeaseRequest {
+        owner: batch.owner()?,
+        now,
+        ttl,
+    };
+    let platform = &batch.platform;
+    let mut leases = BatchLeases {
+        execution: batch.execution.clone(),
+        platform: platform.clone(),
+        batch: batch.batch,
+        owner: req.owner.clone(),
+        expires: req.expires(),
+        leased: Vec::new(),
+        held: Vec::new(),
+        already_built: Vec::new(),
+    };
+    for build in &file.builds {
+        let (module, sha) = (&build.module, build.easyconfig_sha256.as_str());
+        let decide = |existing: Option<&ModuleRecord>| match decide_lease(existing, &req, sha) {
+            LeaseDecision::Acquire { condition } => Decision::Write(
+                acquire_lease(existing, platform.as_str(), module.as_str(), &req, sha),
+                condition,
+            ),
+            LeaseDecision::AlreadyBuilt => Decision::Done(NotLeased::AlreadyBuilt),
+            LeaseDecision::HeldBy { owner, expires } => {
+                Decision::Done(NotLeased::Held { owner, expires })
+            }
+        };
+        let settled = write_decided(
+            || env.records.get(platform, module),
+            |record, condition| async move { env.records.put(&record, &condition).await },
+            decide,
+            MAX_ATTEMPTS,
+        )
+        .await
+        .map_err(|e| Error::entry("leasing", module.as_str(), e))?;
+        match settled {
+            Settled::Written { .. } => leases.leased.push(module.clone()),
+            Settled::Done(NotLeased::AlreadyBuilt) => leases.already_built.push(module.clone()),
+            Settled::Done(NotLeased::Held { owner, expires }) => leases.held.push(HeldModule {
+                module: module.clone(),
+                owner,
+                expires,
+            }),
+        }
+    }
+    let key = batch.leases_key();
+    env.store
+        .put_bytes(&key, leases.to_json().into_bytes(), "application/json")
+        .await
+        .map_err(|source| Error::WriteLeases {
+            key: key.clone(),
+            source,
+        })?;
+    let out = Output {
+        leases_key: key,
+        leased: leases.leased.len(),
+        held: leases.held.len(),
+        already_built: leases.already_built.len(),
+    };
+    tracing::info!(
+        leases = %out.leases_key,
+        owner = %leases.owner,
+        expires = leases.expires,
+        leased = out.leased,
+        held = out.held,
+        already_built = out.already_built,
+        "leased"
+    );
+    Ok(out)
+}
+
+/// Give up the leases `batch` still holds ([`release_lease`]): for a batch
+/// abandoned without a manifest, so other executions need not wait for
+/// the leases to run out.
+pub async fn release(env: &Env, batch: &BatchRef, now: u64) -> Result<ReleaseOutput, Error> {
+    let file = read_batch(env, batch).await?;
+    let owner = batch.owner()?;
+    let platform = &batch.platform;
+    let mut out = ReleaseOutput::default();
+    for build in &file.builds {
+        let module: &ModuleName = &build.module;
+        let decide = |existing: Option<&ModuleRecord>| {
+            match existing.map(|r| release_lease(r, &owner, now)) {
+                Some(Ok(record)) => Decision::Write(record, write_condition(existing)),
+                // Not leased, or leased by someone else: not ours to touch.
+                None | Some(Err(_)) => Decision::Done(()),
+            }
+        };
+        let settled = write_decided(
+            || env.records.get(platform, module),
+            |record, condition| async move { env.records.put(&record, &condition).await },
+            decide,
+            MAX_ATTEMPTS,
+        )
+        .await
+        .map_err(|e| Error::entry("releasing", module.as_str(), e))?;
+        match settled {
+            Settled::Written { .. } => out.released += 1,
+            Settled::Done(()) => out.not_held += 1,
+        }
+    }
+    tracing::info!(
+        batch = %batch.batch_key(),
+        %owner,
+        released = out.released,
+        not_held = out.not_held,
+        "released leases"
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
