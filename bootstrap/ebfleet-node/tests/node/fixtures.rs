@@ -145,3 +145,31 @@ pub fn needs_broken(src: &Path) -> Easyconfig {
     );
     Easyconfig::new("needsbroken/1.0", ec)
 }
+
+/// `solo/1.0`: depends on nothing (the batch's independent module); its
+/// source comes from a `file://` URL.
+pub fn solo(src: &Path) -> Easyconfig {
+    source_tar(
+        src,
+        "solo-1.0",
+        &[
+            (
+                "solo.c",
+                "#include <stdio.h>\nint main(void) { puts(\"solo 1.0\"); return 0; }\n",
+            ),
+            ("Makefile", "all:\n\t$(CC) -O2 -o solo solo.c\n"),
+        ],
+    );
+    let ec = easyconfig(
+        "solo",
+        "A tiny program that needs nothing",
+        &format!(
+            "source_urls = ['file://{}']\n\
+             files_to_copy = [(['solo'], 'bin')]\n\
+             sanity_check_paths = {{'files': ['bin/solo'], 'dirs': []}}\n\
+             sanity_check_commands = ['solo']\n",
+            src.display()
+        ),
+    );
+    Easyconfig::new("solo/1.0", ec)
+}

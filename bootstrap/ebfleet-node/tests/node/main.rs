@@ -10,4 +10,5 @@ mod easybuild;
 mod failing;
 mod fixtures;
 mod hostile;
+mod skips;
 mod transfer;
