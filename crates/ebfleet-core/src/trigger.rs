@@ -188,8 +188,10 @@ pub enum InputError {
     NoPlatforms(ExecutionName),
 }
 
-/// The state machine's input, `{execution, platforms?, changed_keys?, mode}`,
-/// valid by construction and on deserialisation: `changed` mode has keys,
+/// The state machine's input, `{execution, platforms?, changed_keys?, mode?}`,
+/// valid by construction and on deserialisation: `mode` left out is
+/// `changed` when keys are given, else `full` (a run started by hand with
+/// `{}` or `{"platforms": [...]}`); `changed` mode has keys,
 /// `full` mode has none, `platforms` is absent (every platform) or not
 /// empty. Keys are sorted and unique.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,7 +212,8 @@ struct RawInput {
     platforms: Option<Vec<PlatformName>>,
     #[serde(default)]
     changed_keys: Option<Vec<EasyconfigKey>>,
-    mode: Mode,
+    #[serde(default)]
+    mode: Option<Mode>,
 }
 
 impl TryFrom<RawInput> for ExecutionInput {
@@ -225,6 +228,10 @@ impl TryFrom<RawInput> for ExecutionInput {
         if platforms.as_ref().is_some_and(Vec::is_empty) {
             return Err(InputError::NoPlatforms(execution));
         }
+        let mode = mode.unwrap_or(match changed_keys {
+            Some(_) => Mode::Changed,
+            None => Mode::Full,
+        });
         let changed_keys = match (mode, changed_keys) {
             (Mode::Full, None) => None,
             (Mode::Full, Some(_)) => return Err(InputError::KeysWithFull(execution)),

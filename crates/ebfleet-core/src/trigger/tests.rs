@@ -207,6 +207,27 @@ fn the_input_is_the_documented_json() {
 }
 
 #[test]
+fn a_run_started_by_hand_may_leave_the_mode_out() {
+    let by_hand: ExecutionInput =
+        serde_json::from_value(json!({"execution": "r", "platforms": ["amzn-2023_graviton-3"]}))
+            .unwrap();
+    assert_eq!(by_hand.mode(), Mode::Full);
+    let keys: ExecutionInput =
+        serde_json::from_value(json!({"execution": "r", "changed_keys": [ZLIB]})).unwrap();
+    assert_eq!(keys.mode(), Mode::Changed);
+    assert_eq!(keys.changed_keys(), &[key(ZLIB)]);
+    for bad in [
+        json!({"execution": "r", "changed_keys": []}),
+        json!({"execution": "r", "platforms": []}),
+    ] {
+        assert!(
+            serde_json::from_value::<ExecutionInput>(bad.clone()).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn inconsistent_or_hostile_inputs_do_not_deserialise() {
     for bad in [
         json!({"execution": "r", "mode": "changed"}),
