@@ -15,18 +15,22 @@
 //!   never bring `c7gn`);
 //! * [`Nodes::spot_prices`] — DescribeSpotPriceHistory for `Linux/UNIX`, the
 //!   newest price per type and availability zone, the lowest zone per type;
-//! * [`Nodes::launch`] — one launch template per launch, then the fleet; when
-//!   spot has no capacity (in the fleet's `errors` or as the call's error)
-//!   it asks once more with the spec's on-demand fallback;
+//! * [`Nodes::launch`] — the AMI's root device (DescribeImages), one launch
+//!   template per launch (the spec's root volume on that device, the
+//!   context's user data), then the fleet; when spot has no capacity (in
+//!   the fleet's `errors` or as the call's error) it asks once more with the
+//!   spec's on-demand fallback;
 //! * [`Nodes::terminate`] — the instances by id and by the execution's tag,
 //!   then the execution's launch templates; instances and templates already
 //!   gone count as released, so Release can run on every path, twice.
 
 mod catalog;
+mod image;
 mod launch;
 mod release;
 
 pub use catalog::apply_spot_prices;
+pub use image::RootDevice;
 pub use launch::{AttemptFailure, LaunchContext, Launched, LaunchedInstance};
 pub use release::Released;
 
@@ -50,7 +54,9 @@ pub enum Ec2Error {
         attempts: Vec<AttemptFailure>,
     },
     /// The launch cannot be asked for as given (no subnet, not an AMI id,
-    /// user data over EC2's 16 KiB); asking again will not help.
+    /// an AMI EC2 does not know or whose root snapshot is larger than the
+    /// root volume, user data over EC2's 16 KiB); asking again will not
+    /// help.
     #[error("platform {platform}: cannot launch: {reason}")]
     InvalidLaunch { platform: String, reason: String },
     /// Throttling (`RequestLimitExceeded`), a timeout, a lost connection or a

@@ -5,7 +5,8 @@
 //! this module adds the bucket and the SDK. Files too big for memory (a
 //! build node's tarballs) go through `transfer`: heads, streamed
 //! downloads, and uploads in one request or resumable parts, each object
-//! carrying its SHA-256 as metadata.
+//! carrying its SHA-256 as metadata. `presign` hands out time-limited
+//! download URLs (a build node's `ebfleet-node`).
 
 use crate::retry;
 use aws_sdk_s3::error::SdkError;
@@ -18,6 +19,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod presign;
 mod transfer;
 pub use transfer::{sha256_base64, ObjectHead, Part, Upload, SHA256_METADATA};
 

@@ -1616,11 +1616,12 @@ cpu = "unsold"
         );
         assert!(fallback.on_demand_fallback().is_none());
 
-        let big = spec
-            .clone()
-            .with_root_volume(RootVolume::gp3(500).unwrap());
+        let big = spec.clone().with_root_volume(RootVolume::gp3(500).unwrap());
         assert_eq!(big.root_volume.size_gib, 500);
-        assert_eq!(big.on_demand_fallback().unwrap().root_volume, big.root_volume);
+        assert_eq!(
+            big.on_demand_fallback().unwrap().root_volume,
+            big.root_volume
+        );
 
         for bad in ["", "b1;reboot", "$(id)", &"x".repeat(257)] {
             let err = LaunchSpec::new(exec, &p, bad, &plan, ami.clone()).unwrap_err();

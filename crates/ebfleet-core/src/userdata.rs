@@ -175,7 +175,9 @@ pub fn script(settings: &NodeSettings) -> Result<String, UserDataError> {
     let vars = settings.variables()?;
     let mut text = String::with_capacity(BOOTSTRAP_SH.len() + 4096);
     text.push_str("#!/bin/bash\n");
-    text.push_str("# ebfleet build node, first boot: bootstrap/bootstrap.sh with these settings.\n");
+    text.push_str(
+        "# ebfleet build node, first boot: bootstrap/bootstrap.sh with these settings.\n",
+    );
     for (name, value) in &vars {
         text.push_str("export ");
         text.push_str(name);
@@ -357,7 +359,11 @@ fn check_node_url(v: &str) -> Result<(), String> {
     if rest.is_empty() {
         return Err("no host".into());
     }
-    only(rest, url_byte, "A-Z a-z 0-9 and . _ ~ : / ? # @ ! & * + , ; = % -")
+    only(
+        rest,
+        url_byte,
+        "A-Z a-z 0-9 and . _ ~ : / ? # @ ! & * + , ; = % -",
+    )
 }
 
 fn check_sha256(v: &str) -> Result<(), String> {
@@ -450,7 +456,10 @@ mod tests {
         let text = script(&s).unwrap();
         assert!(text.starts_with("#!/bin/bash\n"));
         assert!(text.ends_with(BOOTSTRAP_SH));
-        assert!(BOOTSTRAP_SH.contains("EBFLEET_NODE_URL"), "the real bootstrap");
+        assert!(
+            BOOTSTRAP_SH.contains("EBFLEET_NODE_URL"),
+            "the real bootstrap"
+        );
         let head = &text[..text.len() - BOOTSTRAP_SH.len()];
         let exports: Vec<&str> = head.lines().filter(|l| l.starts_with("export ")).collect();
         assert_eq!(
@@ -632,7 +641,11 @@ mod tests {
     fn rendered_user_data_is_gzip_of_the_script_within_the_limit() {
         let s = settings("amzn-2023_graviton-3");
         let data = render(&s).unwrap();
-        assert_eq!(&data.gzip[..2], &[0x1f, 0x8b], "gzip magic: cloud-init unpacks it");
+        assert_eq!(
+            &data.gzip[..2],
+            &[0x1f, 0x8b],
+            "gzip magic: cloud-init unpacks it"
+        );
         let text = gunzip(&data.gzip);
         assert_eq!(text, script(&s).unwrap());
         assert_eq!(data.script_len, text.len());

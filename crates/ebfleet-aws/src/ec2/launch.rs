@@ -1,18 +1,24 @@
 //! Launching one build node: a launch template that fixes the node's
-//! security settings, and an EC2 Fleet `instant` request over the chosen
-//! types and subnets.
+//! security settings, root volume and first-boot user data, and an EC2
+//! Fleet `instant` request over the chosen types and subnets.
+//!
+//! The template is made per launch rather than taken from the stack's
+//! `NodeLaunchTemplate`: a fleet request cannot override user data, and
+//! each launch's differs (the platform's settings, a fresh presigned URL).
 
+use super::image::RootDevice;
 use super::{code, error, is_fallback_code, Ec2Error, Nodes};
 use aws_sdk_ec2::operation::create_fleet::CreateFleetOutput;
 use aws_sdk_ec2::types::{
     DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest,
     FleetLaunchTemplateOverridesRequest, FleetLaunchTemplateSpecificationRequest,
     FleetOnDemandAllocationStrategy, FleetType, InstanceType as Ec2InstanceType,
+    LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
     LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
     LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
     LaunchTemplateTagSpecificationRequest, OnDemandOptionsRequest, RequestLaunchTemplateData,
     ResourceType, ShutdownBehavior, SpotAllocationStrategy as Ec2SpotAllocationStrategy,
-    SpotOptionsRequest, Tag, TagSpecification, TargetCapacitySpecificationRequest,
+    SpotOptionsRequest, Tag, TagSpecification, TargetCapacitySpecificationRequest, VolumeType,
 };
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use ebfleet_core::capacity::{
@@ -23,7 +29,7 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// EC2's limit on user data, before base64.
-pub const MAX_USER_DATA_BYTES: usize = 16 * 1024;
+pub const MAX_USER_DATA_BYTES: usize = ebfleet_core::userdata::MAX_USER_DATA_BYTES;
 
 /// What the launch needs from the account besides the spec: the resolved
 /// AMI, the network and the instance profile (from the stack's outputs).
@@ -37,8 +43,9 @@ pub struct LaunchContext {
     pub security_group_id: String,
     /// The fleet may launch in any of them; each type is offered in each.
     pub subnet_ids: Vec<String>,
-    /// The bootstrap script, as text (base64-encoded here).
-    pub user_data: Option<String>,
+    /// What the instance runs at first boot, as the instance reads it
+    /// (e.g. gzip, see `ebfleet_core::userdata`); base64-encoded here.
+    pub user_data: Option<Vec<u8>>,
 }
 
 /// One launched instance.
@@ -153,9 +160,11 @@ fn spot_strategy(s: SpotAllocationStrategy) -> Ec2SpotAllocationStrategy {
 impl Nodes {
     /// Launch `spec.instance_count` node(s) of `spec`'s platform.
     ///
-    /// Creates the launch template (IMDSv2 required, hop limit 1, no key
-    /// pair, terminate on shutdown, the spec's tags on the template, the
-    /// instance and its volumes), then an EC2 Fleet `instant` request with
+    /// Looks up the AMI's root device, creates the launch template (IMDSv2
+    /// required, hop limit 1, no key pair, terminate on shutdown, the spec's
+    /// root volume on the AMI's root device, the context's user data, the
+    /// spec's tags on the template, the instance and its volumes), then an
+    /// EC2 Fleet `instant` request with
     /// every type × subnet as overrides. Spot uses `price-capacity-optimized`;
     /// on-demand uses `prioritized` in the spec's order (best first). When a
     /// spot request launches nothing because of capacity or a spot-only
@@ -192,7 +201,17 @@ impl Nodes {
             }
         }
 
-        let template_id = self.create_launch_template(spec, ctx, &platform).await?;
+        let root = self.root_device(&ctx.ami_id, &platform).await?;
+        let size = spec.root_volume.size_gib;
+        if let Some(snapshot) = root.snapshot_gib.filter(|s| *s > size) {
+            return Err(invalid(format!(
+                "AMI {} needs a root volume of at least {snapshot} GiB, the spec has {size} GiB",
+                ctx.ami_id
+            )));
+        }
+        let template_id = self
+            .create_launch_template(spec, ctx, &root, &platform)
+            .await?;
         let first = match self
             .create_fleet(spec, ctx, &template_id, &platform)
             .await?
@@ -230,11 +249,13 @@ impl Nodes {
         &self,
         spec: &LaunchSpec,
         ctx: &LaunchContext,
+        root: &RootDevice,
         platform: &str,
     ) -> Result<String, Ec2Error> {
         let name = template_name(spec);
         let tags = tags(spec);
         let metadata = &spec.metadata;
+        let volume = &spec.root_volume;
         let data = RequestLaunchTemplateData::builder()
             .image_id(&ctx.ami_id)
             .iam_instance_profile(
@@ -264,6 +285,19 @@ impl Nodes {
             // left to pay for.
             .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
             .set_key_name(spec.key_name.clone())
+            .block_device_mappings(
+                LaunchTemplateBlockDeviceMappingRequest::builder()
+                    .device_name(&root.name)
+                    .ebs(
+                        LaunchTemplateEbsBlockDeviceRequest::builder()
+                            .volume_size(i32::try_from(volume.size_gib).unwrap_or(i32::MAX))
+                            .volume_type(VolumeType::from(volume.volume_type.as_str()))
+                            .encrypted(volume.encrypted)
+                            .delete_on_termination(volume.delete_on_termination)
+                            .build(),
+                    )
+                    .build(),
+            )
             .set_user_data(ctx.user_data.as_ref().map(aws_smithy_types::base64::encode))
             .tag_specifications(
                 LaunchTemplateTagSpecificationRequest::builder()

@@ -11,20 +11,22 @@ use aws_sdk_ec2::operation::create_launch_template::{
     CreateLaunchTemplateInput, CreateLaunchTemplateOutput,
 };
 use aws_sdk_ec2::operation::delete_launch_template::DeleteLaunchTemplateOutput;
+use aws_sdk_ec2::operation::describe_images::{DescribeImagesInput, DescribeImagesOutput};
 use aws_sdk_ec2::operation::describe_instance_types::DescribeInstanceTypesOutput;
 use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
 use aws_sdk_ec2::operation::describe_launch_templates::DescribeLaunchTemplatesOutput;
 use aws_sdk_ec2::operation::describe_spot_price_history::DescribeSpotPriceHistoryOutput;
 use aws_sdk_ec2::operation::terminate_instances::TerminateInstancesOutput;
 use aws_sdk_ec2::types::{
-    ArchitectureType, CreateFleetError, CreateFleetInstance, DefaultTargetCapacityType, Filter,
-    FleetLaunchTemplateOverrides, FleetOnDemandAllocationStrategy, FleetType, GpuDeviceInfo,
-    GpuDeviceMemoryInfo, GpuInfo, Instance, InstanceLifecycle, InstanceState, InstanceStateChange,
-    InstanceStateName, InstanceStorageInfo, InstanceType as Ec2Type, InstanceTypeInfo,
-    LaunchTemplate, LaunchTemplateAndOverridesResponse, LaunchTemplateHttpTokensState,
+    ArchitectureType, BlockDeviceMapping, CreateFleetError, CreateFleetInstance,
+    DefaultTargetCapacityType, EbsBlockDevice, Filter, FleetLaunchTemplateOverrides,
+    FleetOnDemandAllocationStrategy, FleetType, GpuDeviceInfo, GpuDeviceMemoryInfo, GpuInfo, Image,
+    Instance, InstanceLifecycle, InstanceState, InstanceStateChange, InstanceStateName,
+    InstanceStorageInfo, InstanceType as Ec2Type, InstanceTypeInfo, LaunchTemplate,
+    LaunchTemplateAndOverridesResponse, LaunchTemplateHttpTokensState,
     LaunchTemplateInstanceMetadataEndpointState, MemoryInfo, ProcessorInfo, Reservation,
     ResourceType, ShutdownBehavior, SpotAllocationStrategy, SpotPrice, Tag, UsageClassType,
-    VCpuInfo,
+    VCpuInfo, VolumeType,
 };
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use aws_smithy_types::body::SdkBody;
@@ -39,7 +41,10 @@ use ebfleet_core::Arch;
 const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:ebfleet:run-2026-11-24";
 const PLATFORM: &str = "amzn-2023_graviton-3";
 const TEMPLATE_ID: &str = "lt-0123456789abcdef0";
-const USER_DATA: &str = "#!/bin/bash\nexec /opt/ebfleet/bootstrap\n";
+/// Gzip magic and more: the adapter passes bytes, not text.
+const USER_DATA: &[u8] = b"\x1f\x8b\x08\x00#!/bin/bash\nexec /opt/ebfleet/bootstrap\n\xff";
+const AMI: &str = "ami-0abcdef1234567890";
+const ROOT_DEVICE: &str = "/dev/xvda";
 
 fn no_retries(c: aws_sdk_ec2::config::Builder) -> aws_sdk_ec2::config::Builder {
     c.retry_config(RetryConfig::disabled())
@@ -347,7 +352,7 @@ fn context() -> LaunchContext {
         instance_profile_arn: "arn:aws:iam::123456789012:instance-profile/ebfleet-node".into(),
         security_group_id: "sg-0123456789abcdef0".into(),
         subnet_ids: vec!["subnet-a".into(), "subnet-b".into()],
-        user_data: Some(USER_DATA.into()),
+        user_data: Some(USER_DATA.to_vec()),
     }
 }
 
@@ -395,9 +400,62 @@ fn locked_down(r: &CreateLaunchTemplateInput) -> bool {
         && d.security_group_ids() == ["sg-0123456789abcdef0"]
         && d.network_interfaces().is_empty()
         && d.instance_initiated_shutdown_behavior() == Some(&ShutdownBehavior::Terminate)
-        && user_data.as_deref() == Some(USER_DATA.as_bytes())
+        && user_data.as_deref() == Some(USER_DATA)
+        && root_volume(d, ROOT_DEVICE, 200)
         && tagged(ResourceType::Instance)
         && tagged(ResourceType::Volume)
+}
+
+/// One block device: `device`, gp3, `gib` GiB, encrypted, deleted with
+/// the instance.
+fn root_volume(d: &aws_sdk_ec2::types::RequestLaunchTemplateData, device: &str, gib: i32) -> bool {
+    let [m] = d.block_device_mappings() else {
+        return false;
+    };
+    let Some(ebs) = m.ebs() else {
+        return false;
+    };
+    m.device_name() == Some(device)
+        && m.no_device().is_none()
+        && m.virtual_name().is_none()
+        && ebs.volume_size() == Some(gib)
+        && ebs.volume_type() == Some(&VolumeType::Gp3)
+        && ebs.encrypted() == Some(true)
+        && ebs.delete_on_termination() == Some(true)
+        && ebs.snapshot_id().is_none()
+}
+
+/// The AMI as DescribeImages answers: root device and its snapshot.
+fn image(device: &str, snapshot_gib: i32) -> DescribeImagesOutput {
+    DescribeImagesOutput::builder()
+        .images(
+            Image::builder()
+                .image_id(AMI)
+                .root_device_name(device)
+                .block_device_mappings(
+                    BlockDeviceMapping::builder()
+                        .device_name(device)
+                        .ebs(
+                            EbsBlockDevice::builder()
+                                .snapshot_id("snap-0123456789abcdef0")
+                                .volume_size(snapshot_gib)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+fn asks_for_the_ami(r: &DescribeImagesInput) -> bool {
+    r.image_ids() == [AMI]
+}
+
+fn image_rule() -> aws_smithy_mocks::Rule {
+    mock!(Client::describe_images)
+        .match_requests(asks_for_the_ami)
+        .then_output(|| image(ROOT_DEVICE, 8))
 }
 
 fn template_rule() -> aws_smithy_mocks::Rule {
@@ -517,6 +575,7 @@ fn nothing_launched(code: &str) -> CreateFleetOutput {
 
 #[tokio::test]
 async fn spot_launch_creates_a_locked_down_template_and_an_instant_fleet() {
+    let image = image_rule();
     let template = template_rule();
     let fleet = mock!(Client::create_fleet)
         .match_requests(spot_fleet)
@@ -524,7 +583,7 @@ async fn spot_launch_creates_a_locked_down_template_and_an_instant_fleet() {
     let nodes = Nodes::new(mock_client!(
         aws_sdk_ec2,
         RuleMode::Sequential,
-        [&template, &fleet],
+        [&image, &template, &fleet],
         no_retries
     ));
     let spec = spot_spec();
@@ -540,6 +599,7 @@ async fn spot_launch_creates_a_locked_down_template_and_an_instant_fleet() {
 
 #[tokio::test]
 async fn insufficient_spot_capacity_in_the_fleet_errors_falls_back_to_on_demand() {
+    let image = image_rule();
     let template = template_rule();
     let spot = mock!(Client::create_fleet)
         .match_requests(spot_fleet)
@@ -550,7 +610,7 @@ async fn insufficient_spot_capacity_in_the_fleet_errors_falls_back_to_on_demand(
     let nodes = Nodes::new(mock_client!(
         aws_sdk_ec2,
         RuleMode::Sequential,
-        [&template, &spot, &on_demand],
+        [&image, &template, &spot, &on_demand],
         no_retries
     ));
     let got = nodes.launch(&spot_spec(), &context()).await.unwrap();
@@ -577,6 +637,7 @@ async fn insufficient_spot_capacity_in_the_fleet_errors_falls_back_to_on_demand(
 
 #[tokio::test]
 async fn insufficient_capacity_as_the_calls_error_falls_back_to_on_demand() {
+    let image = image_rule();
     let template = template_rule();
     let spot = mock!(Client::create_fleet)
         .match_requests(spot_fleet)
@@ -593,7 +654,7 @@ async fn insufficient_capacity_as_the_calls_error_falls_back_to_on_demand() {
     let nodes = Nodes::new(mock_client!(
         aws_sdk_ec2,
         RuleMode::Sequential,
-        [&template, &spot, &on_demand],
+        [&image, &template, &spot, &on_demand],
         no_retries
     ));
     let got = nodes.launch(&spot_spec(), &context()).await.unwrap();
@@ -606,6 +667,7 @@ async fn insufficient_capacity_as_the_calls_error_falls_back_to_on_demand() {
 
 #[tokio::test]
 async fn no_capacity_anywhere_is_a_typed_error_naming_platform_and_codes() {
+    let image = image_rule();
     let template = template_rule();
     let spot = mock!(Client::create_fleet)
         .match_requests(spot_fleet)
@@ -616,7 +678,7 @@ async fn no_capacity_anywhere_is_a_typed_error_naming_platform_and_codes() {
     let nodes = Nodes::new(mock_client!(
         aws_sdk_ec2,
         RuleMode::Sequential,
-        [&template, &spot, &on_demand],
+        [&image, &template, &spot, &on_demand],
         no_retries
     ));
     let err = nodes.launch(&spot_spec(), &context()).await.unwrap_err();
@@ -638,6 +700,7 @@ async fn no_capacity_anywhere_is_a_typed_error_naming_platform_and_codes() {
 
 #[tokio::test]
 async fn fleet_errors_that_on_demand_cannot_fix_end_without_a_fallback() {
+    let image = image_rule();
     let template = template_rule();
     let spot = mock!(Client::create_fleet)
         .match_requests(spot_fleet)
@@ -645,7 +708,7 @@ async fn fleet_errors_that_on_demand_cannot_fix_end_without_a_fallback() {
     let nodes = Nodes::new(mock_client!(
         aws_sdk_ec2,
         RuleMode::Sequential,
-        [&template, &spot],
+        [&image, &template, &spot],
         no_retries
     ));
     let err = nodes.launch(&spot_spec(), &context()).await.unwrap_err();
@@ -663,6 +726,7 @@ async fn an_on_demand_spec_has_no_second_attempt() {
     let mut spec = spot_spec().on_demand_fallback().unwrap();
     // Now an on-demand spec: asking again would ask the same.
     spec.on_demand_fallback = spec.instance_types.clone();
+    let image = image_rule();
     let template = template_rule();
     let fleet = mock!(Client::create_fleet)
         .match_requests(on_demand_fleet)
@@ -670,7 +734,7 @@ async fn an_on_demand_spec_has_no_second_attempt() {
     let nodes = Nodes::new(mock_client!(
         aws_sdk_ec2,
         RuleMode::Sequential,
-        [&template, &fleet],
+        [&image, &template, &fleet],
         no_retries
     ));
     let err = nodes.launch(&spec, &context()).await.unwrap_err();
@@ -684,6 +748,7 @@ async fn an_on_demand_spec_has_no_second_attempt() {
 
 #[tokio::test]
 async fn a_throttled_fleet_request_is_retryable_and_not_a_fallback() {
+    let image = image_rule();
     let template = template_rule();
     let spot = mock!(Client::create_fleet)
         .match_requests(spot_fleet)
@@ -691,7 +756,7 @@ async fn a_throttled_fleet_request_is_retryable_and_not_a_fallback() {
     let nodes = Nodes::new(mock_client!(
         aws_sdk_ec2,
         RuleMode::Sequential,
-        [&template, &spot],
+        [&image, &template, &spot],
         no_retries
     ));
     let err = nodes.launch(&spot_spec(), &context()).await.unwrap_err();
@@ -707,6 +772,7 @@ async fn a_throttled_fleet_request_is_retryable_and_not_a_fallback() {
 
 #[tokio::test]
 async fn a_failed_template_names_platform_and_template() {
+    let image = image_rule();
     let template = mock!(Client::create_launch_template).then_http_response(|| {
         ec2_error(
             400,
@@ -717,7 +783,7 @@ async fn a_failed_template_names_platform_and_template() {
     let nodes = Nodes::new(mock_client!(
         aws_sdk_ec2,
         RuleMode::Sequential,
-        [&template],
+        [&image, &template],
         no_retries
     ));
     let err = nodes.launch(&spot_spec(), &context()).await.unwrap_err();
@@ -749,7 +815,7 @@ async fn an_impossible_launch_asks_nothing() {
             ..context()
         },
         LaunchContext {
-            user_data: Some("x".repeat(16 * 1024 + 1)),
+            user_data: Some(vec![0x1f; 16 * 1024 + 1]),
             ..context()
         },
     ];
@@ -760,6 +826,98 @@ async fn an_impossible_launch_asks_nothing() {
             "{err:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_root_volume_goes_on_the_amis_root_device() {
+    let image = mock!(Client::describe_images)
+        .match_requests(asks_for_the_ami)
+        .then_output(|| image("/dev/sda1", 10));
+    let template = mock!(Client::create_launch_template)
+        .match_requests(|r| {
+            r.launch_template_data()
+                .is_some_and(|d| root_volume(d, "/dev/sda1", 500))
+        })
+        .then_output(|| {
+            CreateLaunchTemplateOutput::builder()
+                .launch_template(
+                    LaunchTemplate::builder()
+                        .launch_template_id(TEMPLATE_ID)
+                        .build(),
+                )
+                .build()
+        });
+    let fleet = mock!(Client::create_fleet)
+        .match_requests(spot_fleet)
+        .then_output(|| launched("i-0aaa", "c7g.4xlarge", InstanceLifecycle::Spot));
+    let nodes = Nodes::new(mock_client!(
+        aws_sdk_ec2,
+        RuleMode::Sequential,
+        [&image, &template, &fleet],
+        no_retries
+    ));
+    let spec = spot_spec().with_root_volume(ebfleet_core::capacity::RootVolume::gp3(500).unwrap());
+    nodes.launch(&spec, &context()).await.unwrap();
+    assert_eq!((image.num_calls(), template.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn an_unknown_ami_or_a_too_small_root_volume_launches_nothing() {
+    let not_found = mock!(Client::describe_images).then_http_response(|| {
+        ec2_error(
+            400,
+            "InvalidAMIID.NotFound",
+            "The image id '[ami-0abcdef1234567890]' does not exist",
+        )
+    });
+    let empty =
+        mock!(Client::describe_images).then_output(|| DescribeImagesOutput::builder().build());
+    let no_device = mock!(Client::describe_images).then_output(|| {
+        DescribeImagesOutput::builder()
+            .images(Image::builder().image_id(AMI).build())
+            .build()
+    });
+    let huge_snapshot = mock!(Client::describe_images)
+        .match_requests(asks_for_the_ami)
+        .then_output(|| image(ROOT_DEVICE, 250));
+    let cases = [
+        (&not_found, "InvalidAMIID.NotFound"),
+        (&empty, "does not exist or is not shared"),
+        (&no_device, "has no root device name"),
+        (&huge_snapshot, "at least 250 GiB, the spec has 200 GiB"),
+    ];
+    for (rule, says) in cases {
+        // Only DescribeImages: a template or fleet request fails the test.
+        let nodes = Nodes::new(mock_client!(
+            aws_sdk_ec2,
+            RuleMode::Sequential,
+            [rule],
+            no_retries
+        ));
+        let err = nodes.launch(&spot_spec(), &context()).await.unwrap_err();
+        assert!(
+            matches!(&err, Ec2Error::InvalidLaunch { platform, reason } if platform == PLATFORM && reason.contains(says) && reason.contains(AMI)),
+            "{says}: {err:?}"
+        );
+        assert!(!err.is_retryable());
+    }
+}
+
+#[tokio::test]
+async fn a_throttled_image_lookup_is_transient() {
+    let image = mock!(Client::describe_images)
+        .then_http_response(|| ec2_error(503, "RequestLimitExceeded", "Request limit exceeded."));
+    let nodes = Nodes::new(mock_client!(
+        aws_sdk_ec2,
+        RuleMode::Sequential,
+        [&image],
+        no_retries
+    ));
+    let err = nodes.launch(&spot_spec(), &context()).await.unwrap_err();
+    assert!(
+        matches!(&err, Ec2Error::Transient { op: "DescribeImages", resource, .. } if resource.contains(AMI)),
+        "{err:?}"
+    );
 }
 
 // ------------------------------------------------------------------ release

@@ -324,3 +324,44 @@ async fn get_json_reads_a_domain_type_and_names_the_key_when_garbled() {
         .to_string()
         .starts_with("s3://ebfleet-test/bad.json: not the expected JSON"));
 }
+
+#[tokio::test]
+async fn presigned_get_signs_the_key_for_its_lifetime_and_sends_nothing() {
+    let key = "tools/ebfleet-node/aarch64/ebfleet-node";
+    // The mocks see the request being presigned (they intercept before
+    // signing), never an answer: presigning sends nothing.
+    let rule = mock!(Client::get_object)
+        .match_requests(move |r| r.bucket() == Some(BUCKET) && r.key() == Some(key))
+        .then_output(|| GetObjectOutput::builder().build());
+    let s = store(mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule]));
+    let url = s
+        .presigned_get(key, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(url.starts_with("https://"), "{url}");
+    let (base, query) = url.split_once('?').unwrap();
+    assert!(
+        base.ends_with(&format!("/{key}")) && base.contains(BUCKET),
+        "{url}"
+    );
+    let params: Vec<&str> = query.split('&').collect();
+    for want in [
+        "X-Amz-Algorithm=AWS4-HMAC-SHA256",
+        "X-Amz-Expires=3600",
+        "x-id=GetObject",
+    ] {
+        assert!(params.contains(&want), "{want} in {url}");
+    }
+    assert!(
+        params.iter().any(|p| p.starts_with("X-Amz-Signature=")),
+        "{url}"
+    );
+
+    // S3 refuses presigned URLs valid for more than a week.
+    let err = s
+        .presigned_get(key, Duration::from_secs(8 * 24 * 3600))
+        .await
+        .unwrap_err();
+    assert_eq!(err.key(), key);
+    assert!(!err.is_retryable());
+}
