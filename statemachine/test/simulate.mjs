@@ -1,8 +1,9 @@
 // Runs statemachine/pipeline.asl.json in aws-local-stepfunctions (a real
 // ASL interpreter) with every Lambda replaced by a small model of it, and
-// checks the workflow, scenario by scenario: batches in order, every step in
-// order, a lost node replaced and its batch retried, failures caught, and
-// every platform that started a node released on every path.
+// checks the workflow, scenario by scenario: batches in order, each leased
+// before its steps, every step in order, a lost node replaced and its batch
+// retried, failures caught, and every platform that started a node released
+// on every path.
 //
 // The models answer with the shapes in lambda-outputs.json (the Rust test
 // crates/ebfleet-control/tests/template.rs checks those against the handlers'
@@ -115,7 +116,14 @@ async function run({ platforms, hooks = {}, stateHooks = {}, settings = {}, inpu
       const polls = step === 'build' ? 3 : 2;
       return copy(n < polls ? OUT.status.in_progress : OUT.status.success);
     },
+    // One function, three inputs: a batch's leases to take (the Lease
+    // state), a lost batch's leases to give up, a manifest to record.
     Record(i) {
+      if (i.lease) {
+        const { execution, platform, batch } = i.lease;
+        return { ...copy(OUT.lease), leases_key: `plans/${execution}/${platform}/${batch}.leases.json` };
+      }
+      if (i.release_leases) return copy(OUT.release_leases);
       return { ...copy(OUT.record), manifest_key: `${i.platform}/manifests/${i.execution}/${i.batch}.json` };
     },
     Release(i) {
@@ -125,7 +133,7 @@ async function run({ platforms, hooks = {}, stateHooks = {}, settings = {}, inpu
 
   // The platform a call is about, from its input or its instance.
   const platformOf = (i) =>
-    i.platform ?? world.platformOf[i.instance_id] ?? world.platformOf[(i.instance_ids ?? [])[0]]
+    i.platform ?? i.lease?.platform ?? i.release_leases?.platform ?? world.platformOf[i.instance_id] ?? world.platformOf[(i.instance_ids ?? [])[0]]
       ?? world.platformOf[world.instanceOf[i.command_id]?.instance];
 
   const handlers = {};
@@ -172,6 +180,8 @@ const B = 'amzn-2023_epyc-gen-4';
 const C = 'amzn-2023_xeon-gen-4_h100';
 
 const of = (calls, platform, ...fns) => calls.filter((c) => c.platform === platform && (!fns.length || fns.includes(c.fn)));
+const at = (calls, platform, ...states) => calls.filter((c) => c.platform === platform && states.includes(c.state));
+const LOST_LEASES = "Release lost batch's leases";
 const batchOf = (key) => Number(key.match(/\/(\d+)\.json$/)[1]);
 const STEP_ORDER = ['sync', 'build', 'tar', 'upload'];
 
@@ -193,6 +203,18 @@ function invariants(r, platforms) {
       if (c.fn === 'Release') (c.input.instance_ids ?? []).forEach((id) => released.add(id));
       if (c.fn === 'Dispatch') assert.ok(!released.has(c.input.instance_id), `${p}: ${c.state} sent to released ${c.input.instance_id}`);
     }
+    // Every Sync of a batch on a node comes right after that batch's Lease
+    // (failed sends of the same Sync aside).
+    mine.forEach((c, n) => {
+      if (c.state !== 'Sync' || !c.output) return;
+      let k = n - 1;
+      while (k >= 0 && mine[k].state === 'Sync' && mine[k].error) k--;
+      const lease = mine[k];
+      const batch = batchOf(c.input.batch_key);
+      assert.ok(lease && lease.state === 'Lease' && lease.output,
+        `${p}: Sync of batch ${batch} on ${c.input.instance_id} after ${lease?.state}, not a Lease`);
+      assert.deepEqual(lease.input.lease, { execution: EXECUTION, platform: p, batch }, `${p}: Lease before Sync of batch ${batch}`);
+    });
     // Batches never go back; within a batch (on one node) the steps run in order.
     let prev = { batch: -1, step: -1, instance: null };
     for (const c of mine.filter((c) => c.fn === 'Dispatch' && c.output)) {
@@ -229,7 +251,9 @@ scenario('happy path: batches in order, one node per platform, all released', as
     const want = [];
     for (let b = 0; b < n; b++) for (const s of STEP_ORDER) want.push([b, s]);
     assert.deepEqual(dispatched, want, p);
-    assert.deepEqual(of(r.calls, p, 'Record').map((c) => c.input.batch), [...Array(n).keys()], p);
+    assert.deepEqual(at(r.calls, p, 'Record').map((c) => c.input.batch), [...Array(n).keys()], p);
+    assert.deepEqual(at(r.calls, p, 'Lease').map((c) => c.input.lease.batch), [...Array(n).keys()], p);
+    assert.equal(at(r.calls, p, LOST_LEASES).length, 0, p);
     assert.equal(of(r.calls, p, 'Capacity').length, 1, p);
     const keys = of(r.calls, p, 'Dispatch').map((c) => c.input.batch_key);
     assert.ok(keys.every((k) => k === `plans/${EXECUTION}/${p}/${batchOf(k)}.json`), p);
@@ -320,7 +344,9 @@ scenario('node lost mid-build: released, new capacity, the batch again from Sync
   const dispatched = of(r.calls, A, 'Dispatch').map((c) => `${batchOf(c.input.batch_key)}:${c.input.step}`);
   assert.deepEqual(dispatched, ['0:sync', '0:build', '0:tar', '0:upload', '1:sync', '1:build',
     '1:sync', '1:build', '1:tar', '1:upload', '2:sync', '2:build', '2:tar', '2:upload']);
-  assert.deepEqual(of(r.calls, A, 'Record').map((c) => c.input.batch), [0, 1, 2], 'each batch recorded once');
+  assert.deepEqual(at(r.calls, A, 'Record').map((c) => c.input.batch), [0, 1, 2], 'each batch recorded once');
+  assert.deepEqual(at(r.calls, A, 'Lease').map((c) => c.input.lease.batch), [0, 1, 1, 2], 'leased again on the new node');
+  assert.equal(at(r.calls, A, LOST_LEASES).length, 0, 'a batch retried keeps its leases');
   const s = summaryOf(r, A);
   assert.deepEqual([s.nodes_started, s.nodes_lost, s.batches_done, s.batches_failed], [2, 1, 3, 0]);
   assert.equal(summaryOf(r, B).batches_done, 2, 'the other platform goes on');
@@ -370,7 +396,12 @@ scenario('a batch that loses every node: failed after N nodes, the next batch on
   assert.deepEqual([s.nodes_started, s.nodes_lost, s.batches_done, s.batches_failed], [4, 3, 2, 1]);
   assert.equal(s.last_error.batch, 1);
   assert.equal(s.last_error.error, 'ebfleet.NodeLost');
-  assert.deepEqual(of(r.calls, A, 'Record').map((c) => c.input.batch), [0, 2]);
+  assert.deepEqual(at(r.calls, A, 'Record').map((c) => c.input.batch), [0, 2]);
+  const given = at(r.calls, A, LOST_LEASES);
+  assert.deepEqual(given.map((c) => c.input), [{ release_leases: { execution: EXECUTION, platform: A, batch: 1 } }]);
+  assert.ok(given[0].output, 'the lost batch gives up its leases');
+  const afterGiveUp = of(r.calls, A).slice(of(r.calls, A).indexOf(given[0]) + 1);
+  assert.equal(afterGiveUp.find((c) => c.fn !== 'Managed')?.state, 'Capacity', 'then the next batch on a new node');
   return r;
 });
 
@@ -428,7 +459,49 @@ scenario('a failing build step: batch failed, the same node goes on', async () =
   assert.deepEqual([s.nodes_started, s.batches_done, s.batches_failed], [1, 2, 1]);
   assert.equal(s.last_error.error, 'ebfleet.StepFailed');
   assert.match(s.last_error.cause, /^build of batch 0 on i-/);
-  assert.deepEqual(of(r.calls, A, 'Record').map((c) => c.input.batch), [1, 2]);
+  assert.deepEqual(at(r.calls, A, 'Record').map((c) => c.input.batch), [1, 2]);
+  return r;
+});
+
+scenario('a Lease that fails: the batch fails without reaching its node, the node goes on', async () => {
+  const platforms = [[A, 3]];
+  const r = await run({
+    platforms,
+    stateHooks: {
+      Lease(i, call, world, models) {
+        if (i.lease.batch === 1) { const e = new Error('leasing zlib/1.3.1: access denied'); e.name = 'ebfleet.Failed'; throw e; }
+        return models.Record(i);
+      },
+    },
+  });
+  assert.equal(r.error, undefined);
+  invariants(r, platforms);
+  assert.equal(at(r.calls, A, 'Lease').filter((c) => c.input.lease.batch === 1).length, 3, 'retried twice, then caught');
+  const dispatched = of(r.calls, A, 'Dispatch').map((c) => batchOf(c.input.batch_key));
+  assert.ok(!dispatched.includes(1), 'nothing of batch 1 is sent to the node');
+  const s = summaryOf(r, A);
+  assert.deepEqual([s.nodes_started, s.nodes_lost, s.batches_done, s.batches_failed], [1, 0, 2, 1]);
+  assert.deepEqual([s.last_error.batch, s.last_error.error], [1, 'ebfleet.Failed']);
+  assert.deepEqual(at(r.calls, A, 'Record').map((c) => c.input.batch), [0, 2]);
+  return r;
+});
+
+scenario('a Lease throttled once is retried, not a failure', async () => {
+  const platforms = [[A, 2]];
+  let n = 0;
+  const r = await run({
+    platforms,
+    stateHooks: {
+      Lease(i, call, world, models) {
+        if (n++ === 0) { const e = new Error('GetItem throttled'); e.name = 'ebfleet.Transient'; throw e; }
+        return models.Record(i);
+      },
+    },
+  });
+  assert.equal(r.error, undefined);
+  invariants(r, platforms);
+  assert.deepEqual(at(r.calls, A, 'Lease').map((c) => [c.input.lease.batch, Boolean(c.output)]), [[0, false], [0, true], [1, true]]);
+  assert.equal(summaryOf(r, A).batches_done, 2);
   return r;
 });
 
@@ -492,7 +565,7 @@ for (const failing of loopTasks) {
     const stateHooks = { [failing]: fail(failing) };
     // States reached only after another failure get that failure too.
     if (failing === 'Check node') stateHooks.Sync = fail('Sync');
-    if (failing === 'Release lost node') {
+    if (failing === 'Release lost node' || failing === LOST_LEASES) {
       stateHooks['Build status'] = (i, call, world, models) =>
         call.platform === A ? copy(OUT.status.node_lost) : models.Status(i);
     }
@@ -506,7 +579,7 @@ for (const failing of loopTasks) {
       assert.equal(summaryOf(r, A).release, 'released');
     }
     assert.ok(of(r.calls, B, 'Release').some((c) => c.output), 'the other platform is released');
-    assert.equal(of(r.calls, B, 'Record').filter((c) => c.output).length, 2, 'the other platform builds');
+    assert.equal(at(r.calls, B, 'Record').filter((c) => c.output).length, 2, 'the other platform builds');
   });
 }
 

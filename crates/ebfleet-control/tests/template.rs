@@ -269,6 +269,8 @@ fn the_simulations_lambda_outputs_are_the_handlers() {
         round_trips::<CommandStatus>(&format!("status {name}"), s);
     }
     round_trips::<record::Output>("record", &out["record"]);
+    round_trips::<record::lease::Output>("lease", &out["lease"]);
+    round_trips::<record::lease::ReleaseOutput>("release_leases", &out["release_leases"]);
     round_trips::<release::Output>("release", &out["release"]);
 }
 
@@ -342,11 +344,30 @@ fn every_task_sends_what_its_handler_accepts() {
                 let s: status::Input = input(state, i);
                 status::validate(&s).unwrap_or_else(|e| panic!("{state}: {e}"));
             }
-            "Record" => {
-                let r: record::Input = input(state, i);
-                assert!(matches!(r, record::Input::Batch { .. }), "{state}");
-                assert_eq!(r.key(), "amzn-2023_epyc-gen-4/manifests/run-1/0.json");
-            }
+            // One function, three states: each must send its own input.
+            "Record" => match (state.as_str(), input(state, i)) {
+                ("Record", r @ record::Input::Batch { .. }) => {
+                    assert_eq!(
+                        r.key().as_deref(),
+                        Some("amzn-2023_epyc-gen-4/manifests/run-1/0.json")
+                    );
+                }
+                ("Lease", record::Input::Lease { lease }) => {
+                    assert_eq!(
+                        lease.batch_key(),
+                        "plans/run-1/amzn-2023_epyc-gen-4/0.json",
+                        "{state} leases the batch the steps run"
+                    );
+                    assert_eq!(lease.owner().unwrap(), "run-1#batch-0");
+                }
+                (
+                    "Release lost batch's leases",
+                    record::Input::ReleaseLeases { release_leases },
+                ) => {
+                    assert_eq!(release_leases.owner().unwrap(), "run-1#batch-0");
+                }
+                (_, other) => panic!("{state} sends {other:?} to the record function"),
+            },
             "Release" => {
                 let _: release::Input = input(state, i);
             }
