@@ -6,11 +6,15 @@
 //! command line ([`job`]), does its part, writes a small JSON result into
 //! the batch's state directory ([`layout`]) for the next step, and prints it.
 //!
-//! - [`sync`] downloads only the batch's easyconfigs, the tarballs and
-//!   module files of the modules it needs, and known sources; verified,
-//!   parallel, skipping what is installed.
+//! - [`sync`] downloads only the batch's leases file (when the `Lease`
+//!   state wrote one), easyconfigs, the tarballs and module files of the
+//!   modules it needs, and known sources; verified, parallel, skipping
+//!   what is installed. A need an earlier batch never uploaded is listed,
+//!   not fatal.
 //! - [`build`] runs `eb` per module ([`eb`]: argv, never a shell) and
-//!   reports each as built, failed with a [`classify`]d reason, or skipped.
+//!   reports each as built, failed with a [`classify`]d reason, or skipped
+//!   (not leased to the batch, or a dependency failed, was skipped or is
+//!   missing from the bucket).
 //! - [`pack`] (`tar`) packs each built module deterministically ([`archive`]).
 //! - [`upload`] publishes tarballs, module files, sources and logs, then
 //!   the batch [`manifest`] the record Lambda reads.

@@ -116,8 +116,7 @@ async fn a_module_leased_to_another_execution_is_skipped_with_its_dependents() {
     assert_eq!(sync["leases_key"], lkey.as_str(), "{sync}");
     let state = node.root.join(format!("ebfleet/{execution}/{PLATFORM}/0"));
     let kept: BatchLeases =
-        serde_json::from_str(&std::fs::read_to_string(state.join("leases.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(state.join("leases.json")).unwrap()).unwrap();
     assert_eq!(kept, leases);
 
     let build = node.ok("build", &execution, 0);
@@ -187,7 +186,11 @@ async fn a_need_missing_from_the_bucket_skips_its_dependents_only() {
     let node = node(t.path(), &bucket, &eb);
 
     let sync = node.ok("sync", &execution, 1);
-    assert_eq!(sync["missing_needs"], serde_json::json!(["hello/1.0"]), "{sync}");
+    assert_eq!(
+        sync["missing_needs"],
+        serde_json::json!(["hello/1.0"]),
+        "{sync}"
+    );
     assert_eq!(sync["needs"]["downloaded"], 0, "{sync}");
     assert_eq!(sync["leases_key"], Value::Null, "no leases file: {sync}");
     let build = node.ok("build", &execution, 1);
