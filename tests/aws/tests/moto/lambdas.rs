@@ -12,8 +12,9 @@ use aws_sdk_ssm::types::{DocumentFormat, DocumentType};
 use ebfleet_aws::dynamodb::Records;
 use ebfleet_aws::s3::Store;
 use ebfleet_core::keys::{module_file_key, tarball_key, BatchFile, ModuleName, PlatformName};
+use ebfleet_core::lease::{leases_key, BatchLeases};
 use ebfleet_core::record::{
-    BatchManifest, ManifestEntry, Outcome, Status, Tarball, MANIFEST_FORMAT,
+    lease_owner, BatchManifest, ManifestEntry, Outcome, Status, Tarball, MANIFEST_FORMAT,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -256,7 +257,45 @@ async fn lambdas_under_cargo_lambda_watch() {
         );
     }
 
-    // record: the node's manifest of batch 0 becomes records, once.
+    // lease: batch 0 takes its modules' leases and writes its leases file.
+    let owner = lease_owner("lambda-test-1", 0);
+    let leased = w.ok("record", "lease.json");
+    let key = leased["leases_key"].as_str().unwrap().to_string();
+    assert_eq!(
+        key,
+        leases_key(&batches[0].execution, &batches[0].platform, 0)
+    );
+    assert_eq!(
+        (
+            leased["leased"].as_u64(),
+            leased["held"].as_u64(),
+            leased["already_built"].as_u64()
+        ),
+        (Some(batches[0].builds.len() as u64), Some(0), Some(0)),
+        "{leased}"
+    );
+    let file: BatchLeases = store.get_json(&key).await.unwrap();
+    assert_eq!(file.owner, owner);
+    assert_eq!(
+        file.leased,
+        batches[0]
+            .builds
+            .iter()
+            .map(|b| b.module.clone())
+            .collect::<Vec<_>>()
+    );
+    for b in &batches[0].builds {
+        let r = records.get(&platform, &b.module).await.unwrap().unwrap();
+        assert_eq!(r.status, Status::Building, "{}", b.module);
+        let lease = r
+            .lease
+            .unwrap_or_else(|| panic!("{} is not leased", b.module));
+        assert_eq!(lease.owner, owner);
+        assert!(file.skip_reason(&b.module).is_none());
+    }
+
+    // record: the node's manifest of batch 0 becomes records, once, and
+    // the batch's leases are released.
     let entries: Vec<ManifestEntry> = batches[0]
         .builds
         .iter()
@@ -303,6 +342,11 @@ async fn lambdas_under_cargo_lambda_watch() {
         assert_eq!(r.status, Status::Built, "{}", e.module);
         assert_eq!(r.easyconfig_sha256, e.easyconfig_sha256);
         assert_eq!(r.instance_type.as_deref(), Some(itype.as_str()));
+        assert_eq!(
+            r.lease, None,
+            "{}: the manifest releases the lease",
+            e.module
+        );
     }
     // What is recorded built is not planned again.
     let replan = w.ok(
