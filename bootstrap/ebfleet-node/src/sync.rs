@@ -98,6 +98,13 @@ pub struct Installed {
 pub async fn run(ctx: &Context) -> Result<SyncResult, NodeError> {
     let started = now();
     let batch = ctx.job.fetch(&ctx.store).await?;
+    // `build` trusts sync.json (missing needs, leases): none until this
+    // run has finished.
+    let done = ctx.state().result(Step::Sync);
+    match std::fs::remove_file(&done) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_at(&done)(e)),
+        _ => {}
+    }
     let mut result = SyncResult {
         header: ctx.header(Step::Sync, started),
         finished: started,
@@ -116,7 +123,7 @@ pub async fn run(ctx: &Context) -> Result<SyncResult, NodeError> {
     sources(ctx, &batch, &mut result.sources).await?;
     result.bytes_downloaded = result.easyconfigs.bytes + result.needs.bytes + result.sources.bytes;
     result.finished = now();
-    write_json(&ctx.state().result(Step::Sync), &result)?;
+    write_json(&done, &result)?;
     tracing::info!(
         needs_downloaded = result.needs.downloaded,
         needs_present = result.needs.already_present,

@@ -91,7 +91,12 @@ async fn a_module_leased_to_another_execution_is_skipped_with_its_dependents() {
     };
     let node = node(t.path(), &bucket, &eb);
 
-    // Another batch's leases file is refused before anything is used.
+    // Synced once before the leases file was there (every module could
+    // be built then)...
+    let before = node.ok("sync", &execution, 0);
+    assert_eq!(before["leases_key"], Value::Null, "{before}");
+    // ...then again with another batch's leases file: refused, and build
+    // must not go by the first sync.
     let mut wrong = leases.clone();
     wrong.batch = 1;
     store
