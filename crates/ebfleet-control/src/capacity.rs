@@ -1,22 +1,28 @@
 //! Capacity: start one build node for a batch of a platform — the instance
 //! types of the platform's families that fit the batch, ranked by spot
 //! price, the newest AMI for its architecture (or the pinned one), launched
-//! with EC2 Fleet (spot, on-demand fallback).
+//! with EC2 Fleet (spot, on-demand fallback), with a root volume to build
+//! on and user data that bootstraps the node ([`node`]).
 //!
 //! Settings from the stack: [`var::INSTANCE_PROFILE_ARN`],
 //! [`var::SECURITY_GROUP_ID`], [`var::SUBNET_IDS`] (required),
-//! [`var::PINNED_AMI`], [`var::MAX_TYPES`] and [`var::PLATFORMS`]
-//! (optional).
+//! [`var::PINNED_AMI`], [`var::MAX_TYPES`], [`var::ROOT_VOLUME_GIB`] and
+//! [`var::PLATFORMS`] (optional); the bucket's `ebfleet-node` binary for
+//! the platform's architecture (`ebfleet_core::userdata::node_binary_key`).
+
+pub mod node;
 
 use crate::env::{var, EnvError};
 use crate::Env;
 use ebfleet_aws::ec2::{apply_spot_prices, Ec2Error, LaunchContext, Launched};
+use ebfleet_aws::s3::S3Error;
 use ebfleet_aws::ssm::SsmError;
 use ebfleet_core::capacity::{
     choose, AmiError, AmiSource, BatchNeeds, CapacityError, CapacityOptions, CapacityPlan,
-    InstanceType, LaunchSpec, LaunchSpecError, Purchase,
+    InstanceType, LaunchSpec, LaunchSpecError, Purchase, RootVolume, DEFAULT_ROOT_VOLUME_GIB,
 };
 use ebfleet_core::platform::{Platform, PlatformError, Platforms};
+use ebfleet_core::userdata::UserDataError;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -73,6 +79,33 @@ pub enum Error {
     Launch { platform: String, source: Ec2Error },
     #[error("platform {platform}: EC2 Fleet reported no instance")]
     NoInstance { platform: String },
+    #[error(
+        "platform {platform}: no ebfleet-node for {arch} at s3://{bucket}/{key}: \
+         upload one with scripts/publish-node.sh (infra/OPERATOR.md)"
+    )]
+    NodeBinaryMissing {
+        platform: String,
+        arch: String,
+        bucket: String,
+        key: String,
+    },
+    #[error(
+        "platform {platform}: s3://{bucket}/{key} has no sha256 metadata of 64 hex digits \
+         (found: {found}): upload it again with scripts/publish-node.sh"
+    )]
+    NodeBinaryChecksum {
+        platform: String,
+        bucket: String,
+        key: String,
+        found: String,
+    },
+    #[error("platform {platform}: ebfleet-node: {source}")]
+    NodeBinary { platform: String, source: S3Error },
+    #[error("platform {platform}: {source}")]
+    UserData {
+        platform: String,
+        source: UserDataError,
+    },
 }
 
 impl crate::failure::Failure for Error {
@@ -83,7 +116,14 @@ impl crate::failure::Failure for Error {
             | Error::Setting { .. }
             | Error::Platform { .. }
             | Error::Ami { .. }
-            | Error::LaunchSpec { .. } => Kind::Invalid,
+            | Error::LaunchSpec { .. }
+            | Error::NodeBinaryMissing { .. }
+            | Error::NodeBinaryChecksum { .. }
+            | Error::UserData { .. } => Kind::Invalid,
+            // Access denied and the like: the stack's configuration.
+            Error::NodeBinary { source, .. } => {
+                Kind::retry_or(source.is_retryable(), Kind::Invalid)
+            }
             Error::Catalog { source, .. }
             | Error::SpotPrices { source, .. }
             | Error::Launch { source, .. } => source.kind(),
@@ -101,6 +141,7 @@ pub struct Settings {
     pub subnet_ids: Vec<String>,
     pub pinned_ami: Option<String>,
     pub max_types: usize,
+    pub root_volume: RootVolume,
 }
 
 impl Settings {
@@ -120,8 +161,26 @@ impl Settings {
             subnet_ids: parse_subnets(&required(var::SUBNET_IDS)?)?,
             pinned_ami: get(var::PINNED_AMI).map(|v| v.trim().to_string()),
             max_types: parse_max_types(get(var::MAX_TYPES).as_deref())?,
+            root_volume: parse_root_volume(get(var::ROOT_VOLUME_GIB).as_deref())?,
         })
     }
+}
+
+/// The nodes' root volume: [`DEFAULT_ROOT_VOLUME_GIB`] when unset, else a
+/// whole number of GiB in [`RootVolume::gp3`]'s range.
+pub fn parse_root_volume(text: Option<&str>) -> Result<RootVolume, Error> {
+    let setting = |reason: String| Error::Setting {
+        var: var::ROOT_VOLUME_GIB,
+        reason,
+    };
+    let gib = match text {
+        None => DEFAULT_ROOT_VOLUME_GIB,
+        Some(t) => t
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| setting(format!("{t:?} is not a whole number of GiB")))?,
+    };
+    RootVolume::gp3(gib).map_err(|e| setting(e.to_string()))
 }
 
 /// Subnet ids separated by commas (spaces allowed); at least one.
@@ -226,16 +285,28 @@ pub fn output(platform: &str, launched: Launched) -> Result<Output, Error> {
 
 pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
     let settings = Settings::from_env()?;
-    let name = input.platform.as_str();
-    let platform_err = |source| Error::Platform {
-        platform: name.to_string(),
-        source,
-    };
     let toml = std::env::var(var::PLATFORMS)
         .ok()
         .filter(|t| !t.trim().is_empty());
-    let platforms = platforms(toml.as_deref()).map_err(platform_err)?;
-    let platform = find_platform(&platforms, name)?;
+    let platforms = platforms(toml.as_deref()).map_err(|source| Error::Platform {
+        platform: input.platform.clone(),
+        source,
+    })?;
+    launch(env, &settings, &platforms, input).await
+}
+
+/// [`handle`] with its settings and platforms read: the node's user data
+/// first (a missing `ebfleet-node` stops here, before EC2 is asked
+/// anything), then the plan, the AMI and the launch.
+pub async fn launch(
+    env: &Env,
+    settings: &Settings,
+    platforms: &Platforms,
+    input: Input,
+) -> Result<Output, Error> {
+    let name = input.platform.as_str();
+    let platform = find_platform(platforms, name)?;
+    let user_data = node::user_data(&env.store, &platform).await?;
 
     let catalog = env
         .nodes
@@ -287,14 +358,14 @@ pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
     .map_err(|source| Error::LaunchSpec {
         platform: name.to_string(),
         source,
-    })?;
+    })?
+    .with_root_volume(settings.root_volume.clone());
     let ctx = LaunchContext {
         ami_id,
-        instance_profile_arn: settings.instance_profile_arn,
-        security_group_id: settings.security_group_id,
-        subnet_ids: settings.subnet_ids,
-        // The node bootstrap (installing `ebfleet-node`) is not written yet.
-        user_data: None,
+        instance_profile_arn: settings.instance_profile_arn.clone(),
+        security_group_id: settings.security_group_id.clone(),
+        subnet_ids: settings.subnet_ids.clone(),
+        user_data: Some(user_data.gzip),
     };
     let launched = env
         .nodes
@@ -308,7 +379,10 @@ pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod unit_tests {
     use super::*;
     use ebfleet_aws::ec2::LaunchedInstance;
     use ebfleet_core::capacity::SpotAllocationStrategy;
@@ -366,6 +440,21 @@ mod tests {
         for bad in ["0", "-1", "many"] {
             let e = parse_max_types(Some(bad)).unwrap_err();
             assert!(e.to_string().contains(var::MAX_TYPES), "{e}");
+        }
+    }
+
+    #[test]
+    fn root_volume_defaults_to_the_templates_and_is_range_checked() {
+        let s = Settings::from_lookup(vars(&required_vars())).unwrap();
+        assert_eq!(s.root_volume, RootVolume::gp3(200).unwrap());
+        let mut v = required_vars();
+        v.push((var::ROOT_VOLUME_GIB, " 500 "));
+        let s = Settings::from_lookup(vars(&v)).unwrap();
+        assert_eq!(s.root_volume.size_gib, 500);
+        for bad in ["8", "29", "16385", "-1", "200GiB", "1e3"] {
+            let e = parse_root_volume(Some(bad)).unwrap_err();
+            assert!(matches!(e, Error::Setting { .. }), "{bad}: {e:?}");
+            assert!(e.to_string().contains(var::ROOT_VOLUME_GIB), "{e}");
         }
     }
 

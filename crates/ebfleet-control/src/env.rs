@@ -22,6 +22,8 @@ pub mod var {
     pub const PINNED_AMI: &str = "EBFLEET_PINNED_AMI";
     /// Optional: how many instance types to offer EC2 Fleet (default 10).
     pub const MAX_TYPES: &str = "EBFLEET_MAX_INSTANCE_TYPES";
+    /// Optional: the build nodes' root volume in GiB (default 200).
+    pub const ROOT_VOLUME_GIB: &str = "EBFLEET_ROOT_VOLUME_GIB";
     /// Optional: the toolchains the planner may pick, separated by commas
     /// (empty or unset: the planner's default policy).
     pub const TOOLCHAINS: &str = "EBFLEET_TOOLCHAINS";

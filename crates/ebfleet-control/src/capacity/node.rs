@@ -1,0 +1,64 @@
+//! What a node runs at first boot: `bootstrap/bootstrap.sh` with the
+//! platform's settings and a download of `ebfleet-node` for its
+//! architecture (a presigned GET of the bucket's binary and the SHA-256
+//! its publisher stored as metadata), rendered by
+//! [`ebfleet_core::userdata`].
+
+use super::Error;
+use ebfleet_aws::s3::Store;
+use ebfleet_core::platform::Platform;
+use ebfleet_core::userdata::{
+    node_binary_key, render, NodeDownload, NodeSettings, UserData, NODE_URL_EXPIRY,
+};
+
+/// The user data of `platform`'s nodes. The binary must be in the bucket
+/// with its `sha256` metadata: otherwise an [`Error::NodeBinaryMissing`] or
+/// [`Error::NodeBinaryChecksum`] naming the key, before anything launches.
+pub async fn user_data(store: &Store, platform: &Platform) -> Result<UserData, Error> {
+    let name = platform.name.as_str();
+    let key = node_binary_key(platform.arch());
+    let s3_err = |source| Error::NodeBinary {
+        platform: name.to_string(),
+        source,
+    };
+    let head = store
+        .head(&key)
+        .await
+        .map_err(s3_err)?
+        .ok_or_else(|| Error::NodeBinaryMissing {
+            platform: name.to_string(),
+            arch: platform.arch().to_string(),
+            bucket: store.bucket().to_string(),
+            key: key.clone(),
+        })?;
+    let sha256 = match head.sha256 {
+        Some(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            s.to_ascii_lowercase()
+        }
+        other => {
+            return Err(Error::NodeBinaryChecksum {
+                platform: name.to_string(),
+                bucket: store.bucket().to_string(),
+                key,
+                found: other.unwrap_or_else(|| "none".into()),
+            })
+        }
+    };
+    let url = store
+        .presigned_get(&key, NODE_URL_EXPIRY)
+        .await
+        .map_err(s3_err)?;
+    let settings = NodeSettings::for_platform(platform, NodeDownload { url, sha256 });
+    let data = render(&settings).map_err(|source| Error::UserData {
+        platform: name.to_string(),
+        source,
+    })?;
+    tracing::info!(
+        platform = name,
+        node_binary = %key,
+        bytes = data.gzip.len(),
+        script_bytes = data.script_len,
+        "rendered user data"
+    );
+    Ok(data)
+}
