@@ -183,6 +183,7 @@ fn every_function_gets_the_environment_its_handler_reads() {
         var::SUBNET_IDS,
         var::PINNED_AMI,
         var::MAX_TYPES,
+        var::ROOT_VOLUME_GIB,
         var::TOOLCHAINS,
         var::MAX_BATCH_MODULES,
         plan::CACHE_DIR_VAR,
@@ -199,6 +200,50 @@ fn every_function_gets_the_environment_its_handler_reads() {
             );
         }
     }
+}
+
+#[test]
+fn capacity_sizes_the_root_volume_as_the_node_template_and_may_presign_the_node_binary() {
+    use ebfleet_core::capacity::{
+        DEFAULT_ROOT_VOLUME_GIB, MAX_ROOT_VOLUME_GIB, MIN_ROOT_VOLUME_GIB,
+    };
+    let t = template();
+    let (_, capacity) = resources_of_type(&t, "AWS::Serverless::Function")
+        .into_iter()
+        .find(|(_, f)| f["Metadata"]["BuildProperties"]["Binary"] == "capacity")
+        .expect("the capacity function");
+    let size = json!({"Ref": "NodeRootVolumeGiB"});
+    assert_eq!(
+        capacity["Properties"]["Environment"]["Variables"][var::ROOT_VOLUME_GIB],
+        size
+    );
+    let node = one_resource(&t, "AWS::EC2::LaunchTemplate");
+    assert_eq!(
+        node["Properties"]["LaunchTemplateData"]["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"],
+        size
+    );
+    let p = &t["Parameters"]["NodeRootVolumeGiB"];
+    assert_eq!(
+        (&p["Default"], &p["MinValue"], &p["MaxValue"]),
+        (
+            &json!(DEFAULT_ROOT_VOLUME_GIB),
+            &json!(MIN_ROOT_VOLUME_GIB),
+            &json!(MAX_ROOT_VOLUME_GIB)
+        )
+    );
+    // Presigning signs with the function's role.
+    let binaries = json!({
+        "Fn::Sub": format!("${{Bucket.Arn}}/{}*", ebfleet_core::userdata::NODE_BINARY_PREFIX)
+    });
+    let statements = capacity["Properties"]["Policies"][0]["Statement"]
+        .as_array()
+        .expect("the capacity function's policy statements");
+    assert!(
+        statements.iter().any(|s| s["Effect"] == "Allow"
+            && s["Action"] == "s3:GetObject"
+            && s["Resource"] == binaries),
+        "the capacity function may not read {binaries}"
+    );
 }
 
 #[test]
