@@ -1,0 +1,72 @@
+# shellcheck shell=bash
+# Installers of the tools the tests run, each once into the cache; sourced
+# after env.sh, not run. Each `ensure_*` is a no-op when the tool is there.
+
+CARGO_LAMBDA_VERSION=${CARGO_LAMBDA_VERSION:-1.9.2}
+CARGO_LAMBDA_VENV="$EBFLEET_CACHE/cargo-lambda-$CARGO_LAMBDA_VERSION"
+
+# cargo-lambda (PyPI, with zig) on PATH.
+ensure_cargo_lambda() {
+  if [ ! -x "$CARGO_LAMBDA_VENV/bin/cargo-lambda" ]; then
+    log "installing cargo-lambda $CARGO_LAMBDA_VERSION into $CARGO_LAMBDA_VENV"
+    python3 -m venv "$CARGO_LAMBDA_VENV"
+    "$CARGO_LAMBDA_VENV/bin/pip" install --quiet "cargo-lambda==$CARGO_LAMBDA_VERSION"
+  fi
+  export PATH="$CARGO_LAMBDA_VENV/bin:$PATH"
+}
+
+# EasyBuild (pinned, pip) in $EB_VENV; Debian's Lmod and zstd (apt, as root).
+ensure_easybuild() {
+  if [ ! -x "$EB_VENV/bin/eb" ]; then
+    log "installing EasyBuild $EASYBUILD_VERSION into $EB_VENV"
+    rm -rf "$EB_VENV"
+    python3 -m venv "$EB_VENV"
+    "$EB_VENV/bin/pip" install --quiet --disable-pip-version-check "easybuild==$EASYBUILD_VERSION"
+  fi
+  local missing=()
+  [ -x /usr/share/lmod/lmod/libexec/lmod ] || missing+=(lmod)
+  command -v zstd >/dev/null || missing+=(zstd)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      log "installing ${missing[*]}"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+      echo "error: ${missing[*]} missing and cannot be installed here (need root and apt-get)" >&2
+      return 1
+    fi
+  fi
+}
+
+INFRA_CFN_LINT_VERSION=1.58.0
+INFRA_SAM_CLI_VERSION=1.170.0
+INFRA_ASL_VALIDATOR_VERSION=4.0.0
+INFRA_LOCAL_SFN_VERSION=3.0.0
+INFRA_NODE_VERSION=22
+INFRA_TOOLS="$EBFLEET_CACHE/infra-tools"
+
+# cfn-lint and aws-sam-cli (PyPI) in $INFRA_TOOLS/venv; asl-validator,
+# aws-local-stepfunctions and Node 22 (npm) in $INFRA_TOOLS/npm. Sets
+# INFRA_VENV, INFRA_NODE_MODULES and INFRA_NODE (the node binary).
+ensure_infra_tools() {
+  INFRA_VENV="$INFRA_TOOLS/venv"
+  local npm_dir="$INFRA_TOOLS/npm"
+  INFRA_NODE_MODULES="$npm_dir/node_modules"
+  INFRA_NODE="$INFRA_NODE_MODULES/.bin/node"
+  local stamp="$INFRA_TOOLS/installed-$INFRA_CFN_LINT_VERSION-$INFRA_SAM_CLI_VERSION-$INFRA_ASL_VALIDATOR_VERSION-$INFRA_LOCAL_SFN_VERSION-$INFRA_NODE_VERSION"
+  if [[ ! -e $stamp ]]; then
+    log "installing cfn-lint $INFRA_CFN_LINT_VERSION, aws-sam-cli $INFRA_SAM_CLI_VERSION (PyPI) into $INFRA_VENV"
+    python3 -m venv "$INFRA_VENV"
+    "$INFRA_VENV/bin/pip" install -q "cfn-lint==$INFRA_CFN_LINT_VERSION" "aws-sam-cli==$INFRA_SAM_CLI_VERSION"
+    log "installing asl-validator, aws-local-stepfunctions $INFRA_LOCAL_SFN_VERSION, node $INFRA_NODE_VERSION (npm) into $npm_dir"
+    mkdir -p "$npm_dir"
+    (cd "$npm_dir" && npm install --no-audit --no-fund --silent \
+      "asl-validator@$INFRA_ASL_VALIDATOR_VERSION" "aws-local-stepfunctions@$INFRA_LOCAL_SFN_VERSION" "node@$INFRA_NODE_VERSION")
+    touch "$stamp"
+  fi
+  "$INFRA_NODE" --version | grep -q "^v$INFRA_NODE_VERSION\." || { echo "Node $INFRA_NODE_VERSION expected at $INFRA_NODE" >&2; return 1; }
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}

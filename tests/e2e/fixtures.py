@@ -1,0 +1,107 @@
+"""Tiny easyconfigs EasyBuild builds in seconds: each module is a C library
+`lib<name>.a` with `<name>.h` and a program `<name>` that calls its own
+function, which calls its dependencies' (found only through their loaded
+modules' `$EBROOT<NAME>`). SYSTEM toolchain, `MakeCp`, sources as plain tar
+files in the bucket's `sources/`, as a real stack keeps them."""
+
+import io
+import tarfile
+
+
+def _tar(nv, files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{nv}/{name}")
+            info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class Module:
+    """`name/1.0` depending on `deps`; `compiles=False` makes it fail."""
+
+    def __init__(self, name, deps=(), compiles=True):
+        self.name, self.deps, self.compiles = name, list(deps), compiles
+        self.version = "1.0"
+
+    @property
+    def module(self):
+        return f"{self.name}/{self.version}"
+
+    @property
+    def nv(self):
+        return f"{self.name}-{self.version}"
+
+    @property
+    def easyconfig_key(self):
+        return f"easyconfigs/{self.name[0]}/{self.name}/{self.nv}.eb"
+
+    @property
+    def source_key(self):
+        return f"sources/{self.name[0]}/{self.name}/{self.nv}.tar"
+
+    def closure(self):
+        """Every module this one uses, directly or not, users first."""
+        out = []
+        for d in self.deps:
+            for m in [d] + d.closure():
+                if m in out:
+                    out.remove(m)
+                out.append(m)
+        return out
+
+    def easyconfig(self):
+        deps = "".join(f"('{d.name}', '{d.version}'), " for d in self.deps)
+        return (
+            "easyblock = 'MakeCp'\n"
+            f"name = '{self.name}'\n"
+            f"version = '{self.version}'\n"
+            f"homepage = 'https://example.org/{self.name}'\n"
+            f'description = "ebfleet end-to-end fixture {self.name}"\n'
+            "toolchain = SYSTEM\n"
+            f"sources = ['{self.nv}.tar']\n"
+            + (f"dependencies = [{deps}]\n" if self.deps else "")
+            + f"files_to_copy = [(['{self.name}'], 'bin'), (['lib{self.name}.a'], 'lib'), (['{self.name}.h'], 'include')]\n"
+            f"sanity_check_paths = {{'files': ['bin/{self.name}', 'lib/lib{self.name}.a', 'include/{self.name}.h'], 'dirs': []}}\n"
+            f"sanity_check_commands = ['{self.name}']\n"
+        )
+
+    def source(self):
+        n = self.name
+        calls = "".join(f"    {d.name}_hello();\n" for d in self.deps)
+        includes = "".join(f'#include "{d.name}.h"\n' for d in self.deps)
+        body = f'    puts("{n} 1.0");\n{calls}' if self.compiles else "    this is not C;\n"
+        flags = "".join(f" -I$(EBROOT{d.name.upper()})/include" for d in self.deps)
+        # Static libraries: every module below, each before what it uses.
+        libs = "".join(f" -L$(EBROOT{d.name.upper()})/lib -l{d.name}" for d in self.closure())
+        return _tar(
+            self.nv,
+            {
+                f"{n}.h": f"void {n}_hello(void);\n",
+                f"{n}.c": f'#include <stdio.h>\n#include "{n}.h"\n{includes}void {n}_hello(void) {{\n{body}}}\n',
+                "main.c": f'#include "{n}.h"\nint main(void) {{ {n}_hello(); return 0; }}\n',
+                "Makefile": (
+                    "all:\n"
+                    f"\t$(CC) -O2{flags} -c {n}.c\n"
+                    f"\tar rcs lib{n}.a {n}.o\n"
+                    f"\t$(CC) -O2 -o {n} main.c lib{n}.a{libs}\n"
+                ),
+            },
+        )
+
+
+# The stack the scenarios grow, in the order they upload it.
+ALPHA = Module("alpha")
+BETA = Module("beta")
+GAMMA = Module("gamma", [ALPHA])
+DELTA = Module("delta", [GAMMA, BETA])
+STACK = [ALPHA, BETA, GAMMA, DELTA]
+# Uploaded later: the trigger must plan only it.
+EPSILON = Module("epsilon", [ALPHA])
+# A failing build, its dependent, and an independent module.
+BROKEN = Module("broken", compiles=False)
+DEPENDENT = Module("dependent", [BROKEN])
+SOLO = Module("solo")
+FAILING = [BROKEN, DEPENDENT, SOLO]
