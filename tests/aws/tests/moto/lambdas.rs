@@ -8,6 +8,7 @@
 //! what the one before left in S3, DynamoDB and EC2.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_ec2::types::{Filter, VolumeType};
 use aws_sdk_ssm::types::{DocumentFormat, DocumentType};
 use ebfleet_aws::dynamodb::Records;
 use ebfleet_aws::s3::Store;
@@ -16,10 +17,13 @@ use ebfleet_core::lease::{leases_key, BatchLeases};
 use ebfleet_core::record::{
     lease_owner, BatchManifest, ManifestEntry, Outcome, Status, Tarball, MANIFEST_FORMAT,
 };
+use ebfleet_core::userdata::{node_binary_key, BOOTSTRAP_SH};
+use ebfleet_core::Arch;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 const PLATFORM: &str = "amzn-2023_graviton-3";
 
@@ -57,6 +61,26 @@ impl Watch {
         eprintln!("{function} -> {out}");
         out
     }
+}
+
+/// User data as the instance runs it: the API's base64, decoded and
+/// gunzipped as cloud-init does.
+fn decode_user_data(base64: &str) -> String {
+    let mut child = Command::new("sh")
+        .args(["-c", "base64 -d | gzip -dc"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sh, base64 and gzip run");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(base64.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "base64 -d | gzip -dc");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 fn var(name: &str) -> String {
@@ -187,6 +211,26 @@ async fn lambdas_under_cargo_lambda_watch() {
     // The same input plans the same (the easyconfigs now come from the cache).
     assert_eq!(w.ok("plan", "changed.json"), plan);
 
+    // capacity: refused while no ebfleet-node is published for the
+    // platform's architecture, before anything is launched.
+    let node_key = node_binary_key(Arch::Aarch64);
+    let err = w.invoke("capacity", "batch.json").unwrap_err();
+    assert!(
+        err.contains("ebfleet.Invalid") && err.contains(&node_key),
+        "{err}"
+    );
+    let node_binary = b"\x7fELF a stand-in for ebfleet-node".to_vec();
+    let node_sha256 = ebfleet_core::checksum::sha256_hex(&node_binary);
+    aws_sdk_s3::Client::new(&conf)
+        .put_object()
+        .bucket(var("EBFLEET_BUCKET"))
+        .key(&node_key)
+        .metadata("sha256", &node_sha256)
+        .body(node_binary.into())
+        .send()
+        .await
+        .unwrap();
+
     // capacity: a node of the platform's families, tagged with the run.
     let cap = w.ok("capacity", "batch.json");
     let ids: Vec<String> = serde_json::from_value(cap["instance_ids"].clone()).unwrap();
@@ -218,6 +262,70 @@ async fn lambdas_under_cargo_lambda_watch() {
         itype.contains("7g"),
         "graviton-3 families are *7g*: {itype}"
     );
+    // Its launch template: the bootstrap with the platform's settings and
+    // a presigned download of the binary, on a 200 GiB gp3 root volume on
+    // the AMI's root device.
+    let templates = ec2
+        .describe_launch_templates()
+        .filters(
+            Filter::builder()
+                .name("tag:ebfleet:execution")
+                .values("lambda-test-1")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let [template] = templates.launch_templates() else {
+        panic!("one launch template: {templates:?}");
+    };
+    let versions = ec2
+        .describe_launch_template_versions()
+        .launch_template_id(template.launch_template_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let data = versions.launch_template_versions()[0]
+        .launch_template_data()
+        .unwrap();
+    let script = decode_user_data(data.user_data().expect("user data"));
+    assert!(script.starts_with("#!/bin/bash\n"), "{script:.300}");
+    assert!(
+        script.ends_with(BOOTSTRAP_SH),
+        "the bootstrap follows the settings"
+    );
+    for line in [
+        format!("export EBFLEET_PLATFORM='{PLATFORM}'"),
+        "export EBFLEET_ARCHSPEC='neoverse_v1'".to_string(),
+        "export EBFLEET_OPTARCH='GCC:mcpu=neoverse-v1'".to_string(),
+        format!("export EBFLEET_NODE_SHA256='{node_sha256}'"),
+    ] {
+        assert!(script.lines().any(|l| l == line), "{line} in {script:.600}");
+    }
+    let url = script
+        .lines()
+        .find_map(|l| l.strip_prefix("export EBFLEET_NODE_URL='"))
+        .and_then(|l| l.strip_suffix('\''))
+        .expect("the node URL");
+    assert!(
+        url.contains(&format!("/{node_key}?")) && url.contains("X-Amz-Signature="),
+        "{url}"
+    );
+    let [root] = data.block_device_mappings() else {
+        panic!("one block device: {data:?}");
+    };
+    let image = ec2
+        .describe_images()
+        .image_ids(data.image_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(root.device_name(), image.images()[0].root_device_name());
+    let ebs = root.ebs().unwrap();
+    assert_eq!(ebs.volume_size(), Some(200));
+    assert_eq!(ebs.volume_type(), Some(&VolumeType::Gp3));
+    assert_eq!(ebs.encrypted(), Some(true));
+    assert_eq!(ebs.delete_on_termination(), Some(true));
     assert_eq!(w.ok("managed", "none.json"), json!({"managed": false}));
 
     // dispatch + status: the command moto records is the project's
