@@ -10,7 +10,9 @@ request to moto unchanged except those two:
   and runs the document's own `runCommand` lines with bash, parameters as
   `SSM_<name>` environment variables as the SSM agent passes ENV_VAR
   parameters, the agent's path replaced by the locally built
-  `ebfleet-node`, in a root of its own per instance. It answers InProgress
+  `ebfleet-node`, on a disk of its own per instance (a directory
+  bind-mounted at the platform's root path in a private mount namespace:
+  needs root, as a build node's agent has). It answers InProgress
   while that runs, then Success or Failed with the exit code and output.
 * DescribeInstanceInformation: an instance is Online while moto's EC2 says
   it is running and the harness has not taken it away.
@@ -124,15 +126,25 @@ class Nodes:
                 if spec.get("interpolationType") == "ENV_VAR" and name in run.params:
                     env[f"SSM_{name}"] = run.params[name]
             root = self._node_root(run.instance_id, run.params)
+            # Every node of a platform installs under the same path (module
+            # files and RPATHs hold it), each on its own disk: the
+            # instance's directory is bind-mounted there, in a mount
+            # namespace of the command's own.
+            disk = root / "root"
+            disk.mkdir(exist_ok=True)
+            mount_point = self.work / "mnt" / run.params["platform"]
+            mount_point.mkdir(parents=True, exist_ok=True)
             env.update(
-                EBFLEET_NODE_ROOT=str(root / "root"),
+                EBFLEET_NODE_ROOT=str(mount_point),
                 EBFLEET_NODE_ENV=str(root / "node.env"),
                 PATH=f"{Path(self.eb).parent}:{env.get('PATH', '')}",
             )
             env.pop("EBFLEET_TASK_TOKEN", None)
             timeout = int(run.params.get("executionTimeout", "3600"))
             p = subprocess.run(
-                ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=timeout
+                ["unshare", "--mount", "bash", "-c", 'mount --bind "$0" "$1" && exec bash -c "$2"',
+                 str(disk), str(mount_point), script],
+                env=env, capture_output=True, text=True, timeout=timeout,
             )
             run.exit_code, run.stdout, run.stderr = p.returncode, p.stdout, p.stderr
             logs = root / "commands"

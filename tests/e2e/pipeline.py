@@ -9,8 +9,10 @@ list are played by this machine (nodes.py): each command the real dispatch
 Lambda sent to moto runs the real `ebfleet-node`, which builds with real
 EasyBuild and Lmod. `scripts/test-e2e.sh` installs and starts all of it.
 
-    pipeline.py setup      create the stack in moto; print KEY=VALUE lines
-    pipeline.py run [NAME] run the scenarios (or the one named)
+    pipeline.py setup       create the stack in moto; print KEY=VALUE lines
+    pipeline.py platforms   the platforms file the Lambdas get
+    pipeline.py demo        one run on two platforms, and what it left
+    pipeline.py test [NAME] the scenarios (they build on each other, in order)
 
 Every scenario asserts on DynamoDB, S3 and EC2 afterwards.
 """
@@ -456,7 +458,41 @@ def failing_build(w):
     all_terminated(w, r["name"])
 
 
-def run(only):
+def demo():
+    """What an operator sees after a run: the execution's output, the
+    records, the objects."""
+    w = World()
+    w.upload(fx.STACK)
+    print(f"easyconfigs in s3://{w.bucket}/easyconfigs/: " + ", ".join(m.module for m in fx.STACK))
+    print(f"starting an execution for {A} and {B} (input {{\"platforms\": [...]}})", flush=True)
+    t = time.monotonic()
+    r = w.execute({"platforms": [A, B]})
+    print(f"execution {r['name']}: {r['status']} in {time.monotonic() - t:.0f} s, {len(r['tasks'])} Lambda calls")
+    if r["status"] != "SUCCEEDED":
+        print(f"  {r.get('error')}: {r.get('cause')}")
+        return 1
+    for p in r["output"]["platforms"]:
+        print(
+            f"  {p['platform']}: built {p['built']}, failed {p['failed']}, skipped {p['skipped']}, "
+            f"{p['batches_done']} batches on {p['nodes_started']} node(s) ({p['instance_type']}), instances {p['release']}"
+        )
+    for p in (A, B):
+        print(f"\nDynamoDB {w.table}, pk = PLATFORM#{p}:")
+        for m, rec in sorted(w.records(p).items()):
+            print(f"  {m:12} {rec['status']:7} {rec['tarball_key']}  {rec['tarball_size']} bytes, {rec['duration_s']} s on {rec['instance_type']}")
+    print(f"\nS3 s3://{w.bucket}/ (by prefix):")
+    counts = {}
+    for key in w.versions(""):
+        head = "/".join(key.split("/")[:2]) + "/"
+        counts[head] = counts.get(head, 0) + 1
+    for head, n in sorted(counts.items()):
+        print(f"  {head:45} {n} object(s)")
+    states = {s for s, _ in w.instances(r["name"]).values()}
+    print(f"\nEC2: the run's instances are {', '.join(sorted(states))}")
+    return 0
+
+
+def test(only):
     w = World()
     failures = 0
     for f in SCENARIOS:
@@ -474,12 +510,14 @@ def run(only):
 
 
 if __name__ == "__main__":
-    cmd = sys.argv[1] if len(sys.argv) > 1 else "run"
+    cmd = sys.argv[1] if len(sys.argv) > 1 else "test"
     if cmd == "setup":
         setup()
     elif cmd == "platforms":
         print(platforms_toml())
-    elif cmd == "run":
-        sys.exit(1 if run(sys.argv[2:]) else 0)
+    elif cmd == "demo":
+        sys.exit(demo())
+    elif cmd == "test":
+        sys.exit(1 if test(sys.argv[2:]) else 0)
     else:
         sys.exit(__doc__)
