@@ -24,6 +24,7 @@ root=$(cd "$here/.." && pwd)
 
 ensure_cargo_lambda
 ensure_easybuild
+ensure_lmod
 ensure_infra_tools
 
 packages=(-p ebfleet-node)

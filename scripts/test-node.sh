@@ -8,26 +8,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 . "$here/moto.sh"
+. "$here/tools.sh"
 
-if [ ! -x "$EB_VENV/bin/eb" ]; then
-  log "installing EasyBuild $EASYBUILD_VERSION into $EB_VENV"
-  rm -rf "$EB_VENV"
-  python3 -m venv "$EB_VENV"
-  "$EB_VENV/bin/pip" install --quiet --disable-pip-version-check "easybuild==$EASYBUILD_VERSION"
-fi
-
-missing=()
-[ -x /usr/share/lmod/lmod/libexec/lmod ] || missing+=(lmod)
-command -v zstd >/dev/null || missing+=(zstd)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    log "installing ${missing[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    echo "error: ${missing[*]} missing and cannot be installed here (need root and apt-get)" >&2
-    exit 1
-  fi
-fi
+ensure_easybuild
+ensure_lmod
 
 start_moto
 export EBFLEET_TEST_EB="$EB_VENV/bin/eb"

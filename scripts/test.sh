@@ -10,7 +10,10 @@
 #     asl-validator, infra/check.py, the ASL interpreter;
 #  5. the node bootstrap: shellcheck, dry runs per OS, a real run twice;
 #  6. the node agent with real EasyBuild, Lmod and moto;
-#  7. the planner against EasyBuild itself on the real easyconfigs.
+#  7. the planner against EasyBuild itself on the real easyconfigs;
+#  8. the whole pipeline end to end: the state machine in an ASL
+#     interpreter, the Lambdas under cargo lambda watch, moto, and real
+#     ebfleet-node + EasyBuild as the build nodes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
@@ -22,3 +25,4 @@ cargo test --workspace --manifest-path "$here/../Cargo.toml"
 "$here/test-bootstrap.sh"
 "$here/test-node.sh"
 "$here/test-easybuild.sh"
+"$here/test-e2e.sh"

@@ -15,14 +15,18 @@ ensure_cargo_lambda() {
   export PATH="$CARGO_LAMBDA_VENV/bin:$PATH"
 }
 
-# EasyBuild (pinned, pip) in $EB_VENV; Debian's Lmod and zstd (apt, as root).
+# EasyBuild (pinned, pip, with its easyconfigs) in $EB_VENV.
 ensure_easybuild() {
-  if [ ! -x "$EB_VENV/bin/eb" ]; then
+  if [ ! -x "$EB_VENV/bin/eb" ] || [ ! -d "$EB_EASYCONFIGS" ]; then
     log "installing EasyBuild $EASYBUILD_VERSION into $EB_VENV"
     rm -rf "$EB_VENV"
     python3 -m venv "$EB_VENV"
     "$EB_VENV/bin/pip" install --quiet --disable-pip-version-check "easybuild==$EASYBUILD_VERSION"
   fi
+}
+
+# Debian's Lmod and zstd (apt, as root), for real builds.
+ensure_lmod() {
   local missing=()
   [ -x /usr/share/lmod/lmod/libexec/lmod ] || missing+=(lmod)
   command -v zstd >/dev/null || missing+=(zstd)

@@ -383,6 +383,7 @@ def node_lost(w):
 def two_at_once(w):
     """Two executions for the same platform at the same time: leases keep
     every module built exactly once."""
+    w.upload(fx.STACK)
     first = w.start({"platforms": [D]})
     second = w.start({"platforms": [D]})
     r1, r2 = w.finish(first), w.finish(second)
