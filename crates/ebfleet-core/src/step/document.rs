@@ -4,6 +4,10 @@
 
 use super::{param, Step, NODE_PROGRAM};
 
+/// The step's exit code when the node's bootstrap failed or never installed
+/// the agent (EX_SOFTWARE).
+pub const BOOTSTRAP_FAILED: u8 = 70;
+
 /// The project's SSM Command document (schema 2.2) as JSON, for
 /// `AWS::SSM::Document` in the template. The `step` module documentation
 /// says what it promises.
@@ -39,6 +43,16 @@ pub fn ssm_document() -> serde_json::Value {
     });
     let mut run: Vec<String> = vec!["set -euo pipefail".into()];
     run.extend(guard);
+    // SSM reports the node managed as soon as its agent starts, which is
+    // before the first-boot user data (bootstrap.sh) has installed
+    // EasyBuild and the agent: the first step waits for it to finish.
+    run.push(format!(
+        "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null || \
+         {{ echo \"ebfleet: the node's first-boot bootstrap failed (see /var/log/cloud-init-output.log)\" >&2; exit {BOOTSTRAP_FAILED}; }}; fi"
+    ));
+    run.push(format!(
+        "[ -x {NODE_PROGRAM} ] || {{ echo \"ebfleet: {NODE_PROGRAM} is not installed: the node's bootstrap did not finish\" >&2; exit {BOOTSTRAP_FAILED}; }}"
+    ));
     run.push(script);
     serde_json::json!({
         "schemaVersion": "2.2",
@@ -127,6 +141,13 @@ mod tests {
         assert!(run
             .iter()
             .all(|l| !l.contains("sh -c") && !l.contains("eval")));
+        // The bootstrap is waited for, and the agent checked, before it runs.
+        let n = run.len();
+        assert!(run[n - 3].contains("cloud-init status --wait"), "{run:?}");
+        assert!(
+            run[n - 2].starts_with(&format!("[ -x {NODE_PROGRAM} ] ||")),
+            "{run:?}"
+        );
         let last = run.last().unwrap();
         assert_eq!(
             *last,
