@@ -46,9 +46,11 @@ pub fn ssm_document() -> serde_json::Value {
     // SSM reports the node managed as soon as its agent starts, which is
     // before the first-boot user data (bootstrap.sh) has installed
     // EasyBuild and the agent: the first step waits for it to finish.
+    // `cloud-init status --wait` exits 1 when a user-data script failed, 2
+    // ("degraded", cloud-init 23.4+) for warnings that do not matter here.
     run.push(format!(
-        "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null || \
-         {{ echo \"ebfleet: the node's first-boot bootstrap failed (see /var/log/cloud-init-output.log)\" >&2; exit {BOOTSTRAP_FAILED}; }}; fi"
+        "if command -v cloud-init >/dev/null 2>&1; then rc=0; cloud-init status --wait >/dev/null || rc=$?; \
+         if [ \"$rc\" -ne 0 ] && [ \"$rc\" -ne 2 ]; then echo \"ebfleet: the node's first-boot bootstrap failed (see /var/log/cloud-init-output.log)\" >&2; exit {BOOTSTRAP_FAILED}; fi; fi"
     ));
     run.push(format!(
         "[ -x {NODE_PROGRAM} ] || {{ echo \"ebfleet: {NODE_PROGRAM} is not installed: the node's bootstrap did not finish\" >&2; exit {BOOTSTRAP_FAILED}; }}"
