@@ -211,9 +211,11 @@ function invariants(r, platforms) {
       while (k >= 0 && mine[k].state === 'Sync' && mine[k].error) k--;
       const lease = mine[k];
       const batch = batchOf(c.input.batch_key);
-      assert.ok(lease && lease.state === 'Lease' && lease.output,
-        `${p}: Sync of batch ${batch} on ${c.input.instance_id} after ${lease?.state}, not a Lease`);
-      assert.deepEqual(lease.input.lease, { execution: EXECUTION, platform: p, batch }, `${p}: Lease before Sync of batch ${batch}`);
+      assert.ok(lease && lease.state === 'Lease' && lease.output && lease.output.waiting === 0,
+        `${p}: Sync of batch ${batch} on ${c.input.instance_id} after ${lease?.state}, not a Lease with nothing to wait for`);
+      const { waits_left: left, ...ref } = lease.input.lease;
+      assert.deepEqual(ref, { execution: EXECUTION, platform: p, batch }, `${p}: Lease before Sync of batch ${batch}`);
+      assert.ok(Number.isInteger(left) && left >= 0, `${p}: Lease sends waits_left ${left}`);
     });
     // Batches never go back; within a batch (on one node) the steps run in order.
     let prev = { batch: -1, step: -1, instance: null };
@@ -501,6 +503,32 @@ scenario('a Lease throttled once is retried, not a failure', async () => {
   assert.equal(r.error, undefined);
   invariants(r, platforms);
   assert.deepEqual(at(r.calls, A, 'Lease').map((c) => [c.input.lease.batch, Boolean(c.output)]), [[0, false], [0, true], [1, true]]);
+  assert.equal(summaryOf(r, A).batches_done, 2);
+  return r;
+});
+
+scenario('another run holds the leases: the batch waits, counting down, then builds', async () => {
+  const platforms = [[A, 2]];
+  let held = 2;
+  const r = await run({
+    platforms,
+    stateHooks: {
+      Lease(i, call, world, models) {
+        const out = models.Record(i);
+        if (i.lease.batch === 1 && held > 0) { held--; return { ...out, leased: 0, held: 0, already_built: 0, waiting: 1 }; }
+        return out;
+      },
+    },
+  });
+  assert.equal(r.error, undefined);
+  invariants(r, platforms);
+  const leases = at(r.calls, A, 'Lease').map((c) => [c.input.lease.batch, c.input.lease.waits_left, c.output.waiting]);
+  const w = leases[0][1];
+  assert.ok(w > 2, `settings.lease_waits is ${w}`);
+  assert.deepEqual(leases, [[0, w, 0], [1, w, 1], [1, w - 1, 1], [1, w - 2, 0]]);
+  // Nothing is sent to the node while it waits.
+  const sent = of(r.calls, A, 'Dispatch').map((c) => [batchOf(c.input.batch_key), c.input.step]);
+  assert.deepEqual(sent.filter(([b]) => b === 1).map(([, s]) => s), STEP_ORDER);
   assert.equal(summaryOf(r, A).batches_done, 2);
   return r;
 });

@@ -36,9 +36,10 @@ pub enum Input {
         platform: PlatformName,
         batch: usize,
     },
-    /// `{"lease": {"execution", "platform", "batch"}}`: the `Lease` state.
+    /// `{"lease": {"execution", "platform", "batch", "waits_left"?}}`: the
+    /// `Lease` state.
     Lease {
-        lease: lease::BatchRef,
+        lease: lease::LeaseInput,
     },
     /// `{"release_leases": {"execution", "platform", "batch"}}`: a batch
     /// given up without a manifest.
@@ -282,7 +283,7 @@ pub async fn handle(env: &Env, input: Input) -> Result<Reply, Error> {
     match input {
         Input::Lease { lease } => {
             let ttl = lease::ttl_from_env()?;
-            lease::take(env, &lease, now(), ttl)
+            lease::take(env, &lease.batch, now(), ttl, lease.waits_left > 0)
                 .await
                 .map(Reply::Leased)
         }
@@ -574,7 +575,9 @@ mod tests {
             r#"{{"lease":{{"execution":"e1","platform":"{P}","batch":3}}}}"#
         ))
         .unwrap();
-        assert!(matches!(&l, Input::Lease { lease } if lease.batch == 3));
+        assert!(
+            matches!(&l, Input::Lease { lease } if lease.batch.batch == 3 && lease.waits_left == 0)
+        );
         assert_eq!(l.key(), None);
         let r: Input = serde_json::from_str(&format!(
             r#"{{"release_leases":{{"execution":"e1","platform":"{P}","batch":3}}}}"#

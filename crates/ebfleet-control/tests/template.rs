@@ -399,11 +399,12 @@ fn every_task_sends_what_its_handler_accepts() {
                 }
                 ("Lease", record::Input::Lease { lease }) => {
                     assert_eq!(
-                        lease.batch_key(),
+                        lease.batch.batch_key(),
                         "plans/run-1/amzn-2023_epyc-gen-4/0.json",
                         "{state} leases the batch the steps run"
                     );
-                    assert_eq!(lease.owner().unwrap(), "run-1#batch-0");
+                    assert_eq!(lease.batch.owner().unwrap(), "run-1#batch-0");
+                    assert!(lease.waits_left > 0, "{state} may wait for another run's leases");
                 }
                 (
                     "Release lost batch's leases",

@@ -84,10 +84,29 @@ impl BatchRef {
     }
 }
 
+/// The `Lease` state's input: the batch, and how many more times the state
+/// machine may wait for another execution's leases before building what is
+/// free.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct LeaseInput {
+    #[serde(flatten)]
+    pub batch: BatchRef,
+    #[serde(default)]
+    pub waits_left: u32,
+}
+
 /// The `Lease` state's output: where the leases file is, and counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Output {
     pub leases_key: String,
+    /// Modules of the batch, and needs of it not built yet, that another
+    /// execution holds a live lease on, when the state machine may still
+    /// wait: nothing was leased and no leases file written; ask again
+    /// later. Waiting (rather than skipping them) is what keeps two
+    /// executions of one platform from each skipping what the other has
+    /// not finished yet.
+    #[serde(default)]
+    pub waiting: usize,
     /// Modules leased to the batch: it builds them.
     pub leased: usize,
     /// Modules another batch holds a live lease on: skipped.
@@ -140,14 +159,33 @@ async fn read_batch(env: &Env, batch: &BatchRef) -> Result<BatchFile, Error> {
 }
 
 /// Take the leases of `batch` at `now` for `ttl` seconds and write its
-/// leases file.
-pub async fn take(env: &Env, batch: &BatchRef, now: u64, ttl: u64) -> Result<Output, Error> {
+/// leases file — unless `may_wait` and another execution holds a module of
+/// the batch or a need it has not built yet: then take nothing and say how
+/// many ([`Output::waiting`]).
+pub async fn take(
+    env: &Env,
+    batch: &BatchRef,
+    now: u64,
+    ttl: u64,
+    may_wait: bool,
+) -> Result<Output, Error> {
     let file = read_batch(env, batch).await?;
     let req = LeaseRequest {
         owner: batch.owner()?,
         now,
         ttl,
     };
+    if may_wait {
+        let waiting = held_elsewhere(env, &file, &req).await?;
+        if waiting > 0 {
+            tracing::info!(batch = %batch.batch_key(), waiting, "waiting for another execution's leases");
+            return Ok(Output {
+                leases_key: batch.leases_key(),
+                waiting,
+                ..Output::default()
+            });
+        }
+    }
     let platform = &batch.platform;
     let mut leases = BatchLeases {
         execution: batch.execution.clone(),
@@ -202,6 +240,7 @@ pub async fn take(env: &Env, batch: &BatchRef, now: u64, ttl: u64) -> Result<Out
         leased: leases.leased.len(),
         held: leases.held.len(),
         already_built: leases.already_built.len(),
+        waiting: 0,
     };
     tracing::info!(
         leases = %out.leases_key,
@@ -213,6 +252,38 @@ pub async fn take(env: &Env, batch: &BatchRef, now: u64, ttl: u64) -> Result<Out
         "leased"
     );
     Ok(out)
+}
+
+/// How many of the batch's builds, and of its needs not built yet, another
+/// owner holds a live lease on (read only: nothing is taken).
+async fn held_elsewhere(env: &Env, file: &BatchFile, req: &LeaseRequest) -> Result<usize, Error> {
+    let platform = &file.platform;
+    let mut held = 0;
+    let builds = file
+        .builds
+        .iter()
+        .map(|b| (&b.module, Some(b.easyconfig_sha256.as_str())));
+    let needs = file.needs.iter().map(|n| (&n.module, None));
+    for (module, sha) in builds.chain(needs) {
+        let record = env
+            .records
+            .get(platform, module)
+            .await
+            .map_err(|source| Error::Record {
+                action: "leasing",
+                module: module.to_string(),
+                source: Box::new(source),
+            })?;
+        let Some(r) = record else { continue };
+        let done = match sha {
+            Some(sha) => r.is_built_from(sha),
+            None => r.status == ebfleet_core::record::Status::Built,
+        };
+        if !done && r.held_by_other(&req.owner, req.now).is_some() {
+            held += 1;
+        }
+    }
+    Ok(held)
 }
 
 /// Give up the leases `batch` still holds ([`release_lease`]): for a batch

@@ -202,14 +202,20 @@ struct Run {
 /// Take the leases of a batch of `modules` over `dynamodb`'s rules (built
 /// with the `writes` they record).
 async fn take_with(modules: &[&str], dynamodb: &[&Rule], writes: Writes) -> Run {
-    let file = Arc::new(Mutex::new(None));
-    let (get, put) = (get_batch(&batch_file(modules)), put_leases(file.clone()));
+    take_file(batch_file(modules), dynamodb, writes, false).await
+}
+
+/// Take the leases of batch `file`, waiting for others' leases if `may_wait`.
+async fn take_file(file: BatchFile, dynamodb: &[&Rule], writes: Writes, may_wait: bool) -> Run {
+    let leases = Arc::new(Mutex::new(None));
+    let (get, put) = (get_batch(&file), put_leases(leases.clone()));
     let mocks = Mocks {
         s3: vec![&get, &put],
         dynamodb: dynamodb.to_vec(),
         ..Default::default()
     };
-    let result = take(&mocks.env(), &batch(), NOW, TTL).await;
+    let result = take(&mocks.env(), &batch(), NOW, TTL, may_wait).await;
+    let file = leases;
     let writes = writes.lock().unwrap().clone();
     let file = file.lock().unwrap().clone();
     Run {
@@ -241,6 +247,7 @@ async fn a_fresh_module_is_leased_to_the_batch() {
             leased: 1,
             held: 0,
             already_built: 0,
+            waiting: 0,
         }
     );
     assert_eq!(r.writes.len(), 1);
@@ -280,6 +287,74 @@ async fn another_owners_live_lease_is_held() {
         }]
     );
     assert!(file.skip_reason(&m(ZLIB)).unwrap().contains(OTHER));
+}
+
+#[tokio::test]
+async fn while_waits_are_left_a_module_held_elsewhere_is_waited_for() {
+    let writes = Writes::default();
+    let theirs = record(ZLIB, Status::Building, Some((OTHER, NOW + 60)), 3);
+    let (get, put) = (
+        get_record(ZLIB, Some(theirs)),
+        put_record(ZLIB, writes.clone()),
+    );
+    let free = (get_record(BZIP2, None), put_record(BZIP2, writes.clone()));
+    let dynamodb = [&get, &put, &free.0, &free.1];
+    let r = take_file(batch_file(&[BZIP2, ZLIB]), &dynamodb, writes, true).await;
+    let out = r.result.unwrap();
+    assert_eq!((out.waiting, counts(&out)), (1, (0, 0, 0)));
+    assert!(
+        r.writes.is_empty(),
+        "nothing is leased while waiting, not even the free module"
+    );
+    assert!(r.file.is_none(), "no leases file while waiting");
+}
+
+#[tokio::test]
+async fn while_waits_are_left_a_need_another_run_is_building_is_waited_for() {
+    let mut file = batch_file(&[ZLIB]);
+    let need = m(BZIP2);
+    let platform: PlatformName = P.parse().unwrap();
+    file.needs = vec![ebfleet_core::keys::BatchNeed {
+        tarball_key: ebfleet_core::keys::tarball_key(&platform, &need),
+        module_file_key: ebfleet_core::keys::module_file_key(&platform, &need),
+        module: need,
+    }];
+    let writes = Writes::default();
+    let building = record(BZIP2, Status::Building, Some((OTHER, NOW + 60)), 2);
+    let rules = (
+        get_record(BZIP2, Some(building)),
+        get_record(ZLIB, None),
+        put_record(ZLIB, writes.clone()),
+    );
+    let r = take_file(
+        file.clone(),
+        &[&rules.0, &rules.1, &rules.2],
+        writes.clone(),
+        true,
+    )
+    .await;
+    assert_eq!(r.result.unwrap().waiting, 1);
+    assert!(r.writes.is_empty() && r.file.is_none());
+    // Out of waits: the batch takes what is free and its node skips the rest.
+    let r = take_file(file, &[&rules.0, &rules.1, &rules.2], writes, false).await;
+    let out = r.result.unwrap();
+    assert_eq!((out.waiting, counts(&out)), (0, (1, 0, 0)));
+    assert_eq!(r.file.unwrap().leased, [m(ZLIB)]);
+}
+
+#[tokio::test]
+async fn a_need_already_built_or_free_is_not_waited_for() {
+    let writes = Writes::default();
+    // Built from the same easyconfig, still under its builder's lease.
+    let built = record(ZLIB, Status::Built, Some((OTHER, NOW + 60)), 2);
+    let (get, put) = (
+        get_record(ZLIB, Some(built)),
+        put_record(ZLIB, writes.clone()),
+    );
+    let r = take_file(batch_file(&[ZLIB]), &[&get, &put], writes, true).await;
+    let out = r.result.unwrap();
+    assert_eq!((out.waiting, counts(&out)), (0, (0, 0, 1)));
+    assert!(r.file.is_some());
 }
 
 #[tokio::test]
@@ -427,7 +502,9 @@ async fn a_missing_batch_file_is_an_error_naming_its_key() {
         s3: vec![&get],
         ..Default::default()
     };
-    let e = take(&mocks.env(), &batch(), NOW, TTL).await.unwrap_err();
+    let e = take(&mocks.env(), &batch(), NOW, TTL, false)
+        .await
+        .unwrap_err();
     let text = e.to_string();
     assert!(
         text.starts_with("reading batch file plans/run-1/amzn-2023_epyc-gen-4/2.json: "),
@@ -451,7 +528,9 @@ async fn a_batch_file_of_another_batch_is_refused() {
         s3: vec![&get],
         ..Default::default()
     };
-    let e = take(&mocks.env(), &batch(), NOW, TTL).await.unwrap_err();
+    let e = take(&mocks.env(), &batch(), NOW, TTL, false)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), Kind::Invalid, "{e}");
     assert!(e.to_string().contains("it is batch 3"), "{e}");
 }
@@ -468,7 +547,7 @@ async fn the_handler_answers_the_lease_state_with_counts() {
         ..Default::default()
     };
     let input: Input = serde_json::from_value(serde_json::json!(
-        {"lease": {"execution": "run-1", "platform": P, "batch": 2}}
+        {"lease": {"execution": "run-1", "platform": P, "batch": 2, "waits_left": 3}}
     ))
     .unwrap();
     let reply = handle(&mocks.env(), input).await.unwrap();
@@ -477,7 +556,7 @@ async fn the_handler_answers_the_lease_state_with_counts() {
         serde_json::to_value(&reply).unwrap(),
         serde_json::json!({
             "leases_key": "plans/run-1/amzn-2023_epyc-gen-4/2.leases.json",
-            "leased": 1, "held": 0, "already_built": 0
+            "leased": 1, "held": 0, "already_built": 0, "waiting": 0
         })
     );
     let lease = writes.lock().unwrap()[0].0.lease.clone().unwrap();
