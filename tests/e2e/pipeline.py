@@ -459,6 +459,34 @@ def failing_build(w):
     all_terminated(w, r["name"])
 
 
+@scenario
+def batch_lost_for_good(w):
+    """Every node a batch runs on is lost: after MaxNodeAttempts nodes its
+    modules are recorded failed (node_lost), the next batch runs on a new
+    node and skips what needed them, the run still succeeds and releases
+    everything."""
+    w.nodes.lose = lambda step, params, instance: (
+        step == "build" and params["platform"] == B and params["batchKey"].endswith("/0.json")
+    )
+    try:
+        r = w.execute({"platforms": [B]})
+    finally:
+        w.nodes.lose = None
+    out = succeeded(r)
+    s = platform_summary(out, B)
+    assert (s["nodes_lost"], s["nodes_started"], s["batches_failed"]) == (3, 4, 1), f"{B}: {s}"
+    recs = w.records(B)
+    for m in (fx.BROKEN, fx.SOLO):
+        rec = recs[m.module]
+        assert (rec["status"], rec.get("error_class")) == ("failed", "node_lost"), f"{m.module}: {rec}"
+        assert "lease_owner" not in rec, f"{m.module} still leased"
+    entries = {e["module"]: e for m in w.manifests(B, r["name"]) for e in m["modules"]}
+    outcome = entries[fx.DEPENDENT.module]["outcome"]
+    assert outcome["status"] == "skipped" and "broken/1.0" in outcome["reason"], outcome
+    assert not w.versions(f"{B}/software/solo/"), "a lost batch published a tarball"
+    all_terminated(w, r["name"])
+
+
 def demo():
     """What an operator sees after a run: the execution's output, the
     records, the objects."""

@@ -469,6 +469,38 @@ pub fn release_lease(
     Ok(next_version(Some(existing), r, now))
 }
 
+/// The record of a module whose batch was given up after losing every node
+/// it was tried on: the owner's lease released and the attempt counted as
+/// failed with [`ErrorClass::NodeLost`] (a record already built keeps its
+/// tarball and status). Only the owner may. Write under
+/// [`write_condition`]`(Some(existing))`.
+pub fn give_up_lost(
+    existing: &ModuleRecord,
+    owner: &str,
+    execution: &str,
+    batch: u32,
+    message: &str,
+    now: u64,
+) -> Result<ModuleRecord, LeaseError> {
+    check_owner(existing, owner)?;
+    let mut r = existing.clone();
+    r.lease = None;
+    if r.status != Status::Built {
+        r.status = Status::Failed;
+    }
+    r.last_error = Some(RecordedError {
+        class: ErrorClass::NodeLost,
+        message: truncate_message(message, MAX_ERROR_MESSAGE_BYTES),
+        log_key: None,
+    });
+    if r.execution.as_deref() != Some(execution) || r.batch != Some(batch) {
+        r.attempts = r.attempts.saturating_add(1);
+        r.execution = Some(execution.to_string());
+        r.batch = Some(batch);
+    }
+    Ok(next_version(Some(existing), r, now))
+}
+
 /// What one module of a batch came to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
@@ -1148,6 +1180,34 @@ mod tests {
             release_lease(&released, "a", 2_700),
             Err(LeaseError::NotLeased { module: M.into() })
         );
+    }
+
+    #[test]
+    fn a_batch_given_up_records_its_modules_lost_and_frees_them() {
+        let owner = lease_owner(EXEC, 4);
+        let rec = acquire_lease(None, P, M, &req(&owner, 2_000), &sha('e'));
+        assert!(matches!(
+            give_up_lost(&rec, "someone#batch-1", EXEC, 4, "lost", 2_100),
+            Err(LeaseError::NotOwner { .. })
+        ));
+        let lost = give_up_lost(&rec, &owner, EXEC, 4, "lost 3 nodes", 2_100).unwrap();
+        assert_eq!((lost.status, lost.lease.clone()), (Status::Failed, None));
+        let err = lost.last_error.clone().unwrap();
+        assert_eq!(
+            (err.class, err.message.as_str()),
+            (ErrorClass::NodeLost, "lost 3 nodes")
+        );
+        assert_eq!((lost.attempts, lost.batch, lost.version), (1, Some(4), 2));
+        // Free again: the next run leases it.
+        assert!(matches!(
+            decide_lease(Some(&lost), &req("next#batch-0", 2_200), &sha('e')),
+            LeaseDecision::Acquire { .. }
+        ));
+        // A built record stays built (with its tarball) when a rebuild is lost.
+        let mut built = rec.clone();
+        built.status = Status::Built;
+        let kept = give_up_lost(&built, &owner, EXEC, 4, "lost", 2_100).unwrap();
+        assert_eq!(kept.status, Status::Built);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::Env;
 use ebfleet_core::keys::{batch_key, BatchFile, ExecutionName, ModuleName, PlatformName};
 use ebfleet_core::lease::{leases_key, BatchLeases, HeldModule};
 use ebfleet_core::record::{
-    acquire_lease, decide_lease, lease_owner, release_lease, write_condition, LeaseDecision,
+    acquire_lease, decide_lease, give_up_lost, lease_owner, write_condition, LeaseDecision,
     LeaseRequest, ModuleRecord,
 };
 use ebfleet_core::step::Step;
@@ -115,10 +115,10 @@ pub struct Output {
     pub already_built: usize,
 }
 
-/// What releasing a given-up batch's leases came to.
+/// What giving up a lost batch came to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ReleaseOutput {
-    /// Leases of the batch given up.
+    /// Modules recorded failed (`node_lost`), their leases released.
     pub released: usize,
     /// Modules the batch held no lease on (any more).
     pub not_held: usize,
@@ -286,18 +286,26 @@ async fn held_elsewhere(env: &Env, file: &BatchFile, req: &LeaseRequest) -> Resu
     Ok(held)
 }
 
-/// Give up the leases `batch` still holds ([`release_lease`]): for a batch
-/// abandoned without a manifest, so other executions need not wait for
-/// the leases to run out.
+/// Give up a batch that lost every node it was tried on: each module it
+/// still holds the lease of is recorded failed ([`give_up_lost`], error
+/// class `node_lost`) and its lease released, so the record says why and
+/// other executions need not wait for the lease to run out. Its dependents
+/// in later batches are skipped by their nodes (the tarballs are missing).
 pub async fn release(env: &Env, batch: &BatchRef, now: u64) -> Result<ReleaseOutput, Error> {
     let file = read_batch(env, batch).await?;
     let owner = batch.owner()?;
     let platform = &batch.platform;
+    let execution = batch.execution.as_str();
+    let batch_index = u32::try_from(batch.batch).unwrap_or(u32::MAX);
+    let message = format!(
+        "batch {} of {execution} was given up: every node it ran on was lost (spot interruption or terminated)",
+        batch.batch
+    );
     let mut out = ReleaseOutput::default();
     for build in &file.builds {
         let module: &ModuleName = &build.module;
         let decide = |existing: Option<&ModuleRecord>| {
-            match existing.map(|r| release_lease(r, &owner, now)) {
+            match existing.map(|r| give_up_lost(r, &owner, execution, batch_index, &message, now)) {
                 Some(Ok(record)) => Decision::Write(record, write_condition(existing)),
                 // Not leased, or leased by someone else: not ours to touch.
                 None | Some(Err(_)) => Decision::Done(()),

@@ -619,6 +619,17 @@ async fn releasing_gives_up_only_the_batchs_own_leases() {
     assert_eq!(condition, "version 2");
     assert_eq!(
         (written.status, written.lease.clone()),
-        (Status::Planned, None)
+        (Status::Failed, None)
+    );
+    let error = written.last_error.clone().unwrap();
+    assert_eq!(error.class, ebfleet_core::record::ErrorClass::NodeLost);
+    assert!(
+        error.message.contains("batch 2 of run-1"),
+        "{}",
+        error.message
+    );
+    assert_eq!(
+        (written.execution.as_deref(), written.batch),
+        (Some("run-1"), Some(2))
     );
 }
