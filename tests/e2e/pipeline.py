@@ -20,6 +20,7 @@ Every scenario asserts on DynamoDB, S3 and EC2 afterwards.
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -534,7 +535,10 @@ def test(only):
         except AssertionError as e:
             failures += 1
             print(f"FAIL {f.__name__} ({time.monotonic() - t:.0f} s): {e}", flush=True)
-    print(f"work dir: {w.work}", file=sys.stderr)
+    if failures:
+        print(f"the nodes' disks and command output are kept in {w.work}", file=sys.stderr)
+    else:
+        shutil.rmtree(w.work, ignore_errors=True)
     return failures
 
 
