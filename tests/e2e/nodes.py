@@ -64,7 +64,6 @@ class Nodes:
         self.lost = set()
         # (step, params, instance_id) -> bool: lose this node instead.
         self.lose = None
-        self.log = []
 
     # ------------------------------------------------------------- commands
 
@@ -104,7 +103,6 @@ class Nodes:
         params = {k: v[0] for k, v in cmd["Parameters"].items()}
         step = params["step"]
         run = Run(command_id, instance_id, step, params)
-        self.log.append((instance_id, step, params.get("batchKey", params.get("batch", ""))))
         if self.lose and self.lose(step, params, instance_id):
             self.ec2.terminate_instances(InstanceIds=[instance_id])
             self.lost.add(instance_id)
@@ -230,10 +228,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self._json(status, out)
             if op == "DescribeInstanceInformation":
                 req = json.loads(body)
-                ids = []
-                for f in req.get("Filters", []) + req.get("InstanceInformationFilterList", []):
-                    if f.get("Key") in ("InstanceIds", "InstanceIds".lower()):
-                        ids += f.get("Values", f.get("valueSet", []))
+                # Filters: [{Key, Values}]; the older filter list: [{key, valueSet}].
+                ids = [v for f in req.get("Filters", []) if f.get("Key") == "InstanceIds" for v in f.get("Values", [])]
+                ids += [
+                    v
+                    for f in req.get("InstanceInformationFilterList", [])
+                    if f.get("key") == "InstanceIds"
+                    for v in f.get("valueSet", [])
+                ]
                 return self._json(*nodes.instance_information(ids))
         except Exception as e:
             return self._json(500, {"__type": "InternalServerError", "message": repr(e)})
