@@ -404,7 +404,10 @@ fn every_task_sends_what_its_handler_accepts() {
                         "{state} leases the batch the steps run"
                     );
                     assert_eq!(lease.batch.owner().unwrap(), "run-1#batch-0");
-                    assert!(lease.waits_left > 0, "{state} may wait for another run's leases");
+                    assert!(
+                        lease.waits_left > 0,
+                        "{state} may wait for another run's leases"
+                    );
                 }
                 (
                     "Release lost batch's leases",

@@ -109,9 +109,18 @@ mod tests {
     fn only_leased_modules_are_built() {
         let l = leases();
         assert_eq!(l.skip_reason(&m("zlib/1.3")), None);
-        assert!(l.skip_reason(&m("bzip2/1.0.8")).unwrap().contains("run-0#batch-0"));
-        assert!(l.skip_reason(&m("xz/5.4")).unwrap().contains("already built"));
-        assert!(l.skip_reason(&m("curl/8.0")).unwrap().contains("not leased"));
+        assert!(l
+            .skip_reason(&m("bzip2/1.0.8"))
+            .unwrap()
+            .contains("run-0#batch-0"));
+        assert!(l
+            .skip_reason(&m("xz/5.4"))
+            .unwrap()
+            .contains("already built"));
+        assert!(l
+            .skip_reason(&m("curl/8.0"))
+            .unwrap()
+            .contains("not leased"));
     }
 
     #[test]
