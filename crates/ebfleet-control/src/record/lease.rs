@@ -130,6 +130,24 @@ enum NotLeased {
     Held { owner: String, expires: u64 },
 }
 
+/// [`write_decided`] on `module`'s record in the table; errors say `action`.
+async fn settle<T>(
+    env: &Env,
+    platform: &PlatformName,
+    module: &ModuleName,
+    action: &'static str,
+    decide: impl FnMut(Option<&ModuleRecord>) -> Decision<T>,
+) -> Result<Settled<T>, Error> {
+    write_decided(
+        || env.records.get(platform, module),
+        |record, condition| async move { env.records.put(&record, &condition).await },
+        decide,
+        MAX_ATTEMPTS,
+    )
+    .await
+    .map_err(|e| Error::entry(action, module.as_str(), e))
+}
+
 /// The batch file of `batch`, checked to be that batch.
 async fn read_batch(env: &Env, batch: &BatchRef) -> Result<BatchFile, Error> {
     let key = batch.batch_key();
@@ -209,14 +227,7 @@ pub async fn take(
                 Decision::Done(NotLeased::Held { owner, expires })
             }
         };
-        let settled = write_decided(
-            || env.records.get(platform, module),
-            |record, condition| async move { env.records.put(&record, &condition).await },
-            decide,
-            MAX_ATTEMPTS,
-        )
-        .await
-        .map_err(|e| Error::entry("leasing", module.as_str(), e))?;
+        let settled = settle(env, platform, module, "leasing", decide).await?;
         match settled {
             Settled::Written { .. } => leases.leased.push(module.clone()),
             Settled::Done(NotLeased::AlreadyBuilt) => leases.already_built.push(module.clone()),
@@ -311,14 +322,7 @@ pub async fn release(env: &Env, batch: &BatchRef, now: u64) -> Result<ReleaseOut
                 None | Some(Err(_)) => Decision::Done(()),
             }
         };
-        let settled = write_decided(
-            || env.records.get(platform, module),
-            |record, condition| async move { env.records.put(&record, &condition).await },
-            decide,
-            MAX_ATTEMPTS,
-        )
-        .await
-        .map_err(|e| Error::entry("releasing", module.as_str(), e))?;
+        let settled = settle(env, platform, module, "releasing", decide).await?;
         match settled {
             Settled::Written { .. } => out.released += 1,
             Settled::Done(()) => out.not_held += 1,
