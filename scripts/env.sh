@@ -11,3 +11,8 @@ EBFLEET_BIN="$CARGO_TARGET_DIR/release/ebfleet"
 mkdir -p "$EBFLEET_CACHE"
 
 log() { printf '\n== %s\n' "$*" >&2; }
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}

@@ -48,20 +48,11 @@ export EBFLEET_PLATFORMS_TOML EBFLEET_EASYCONFIG_CACHE
 # The functions' SSM client goes to the harness's proxy (tests/e2e/nodes.py),
 # which forwards everything to moto but the two calls moto cannot answer.
 EBFLEET_SSM_PROXY_PORT=$(free_port)
-port=$(free_port)
 watch_log="$EBFLEET_CACHE/e2e-cargo-lambda-watch.log"
-log "cargo lambda watch on 127.0.0.1:$port, SSM through 127.0.0.1:$EBFLEET_SSM_PROXY_PORT"
-(cd "$root" && AWS_ENDPOINT_URL_SSM="http://127.0.0.1:$EBFLEET_SSM_PROXY_PORT" \
-  exec cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes >"$watch_log" 2>&1) &
-watch_pid=$!
-trap 'kill "$watch_pid" 2>/dev/null || true; wait "$watch_pid" 2>/dev/null || true; rm -rf "$EBFLEET_EASYCONFIG_CACHE"; stop_moto' EXIT
-for _ in $(seq 1 150); do
-  curl -s -o /dev/null "http://127.0.0.1:$port/" && break
-  kill -0 "$watch_pid" 2>/dev/null || { cat "$watch_log" >&2; echo "cargo lambda watch exited" >&2; exit 1; }
-  sleep 0.2
-done
+trap 'stop_lambda_watch; rm -rf "$EBFLEET_EASYCONFIG_CACHE"; stop_moto' EXIT
+AWS_ENDPOINT_URL_SSM="http://127.0.0.1:$EBFLEET_SSM_PROXY_PORT" start_lambda_watch "$root" "$watch_log"
 
-export EBFLEET_SSM_PROXY_PORT EBFLEET_LAMBDA_INVOKE_PORT=$port
+export EBFLEET_SSM_PROXY_PORT EBFLEET_LAMBDA_INVOKE_PORT=$LAMBDA_WATCH_PORT
 export NODE="$INFRA_NODE" EBFLEET_NODE_MODULES="$INFRA_NODE_MODULES"
 [ "$mode" = test ] && log "end-to-end scenarios"
 if ! "$python" "$e2e" "$mode" "$@"; then

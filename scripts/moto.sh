@@ -13,7 +13,7 @@ start_moto() {
     "$MOTO_VENV/bin/pip" install --quiet "moto[server]==$MOTO_VERSION"
   fi
   local port
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   log "moto server on 127.0.0.1:$port"
   MOTO_LOG="$EBFLEET_CACHE/moto-server.$port.log"
   "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$MOTO_LOG" 2>&1 &

@@ -14,7 +14,7 @@ export PIP_CACHE_DIR=${PIP_CACHE_DIR:-$EBFLEET_CACHE/pip}
 # Settings come from the flags below only, not from the caller's environment.
 for v in "${!EBFLEET_@}"; do [[ $v == EBFLEET_CACHE ]] || unset "$v"; done
 # Not on EC2, whatever this machine is: instance metadata from a closed port.
-closed_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+closed_port=$(free_port)
 export EBFLEET_IMDS_URL="http://127.0.0.1:$closed_port"
 
 # In memory when there is room: a venv is ~15,000 files, slow to write and

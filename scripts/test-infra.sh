@@ -21,18 +21,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 # shellcheck source=scripts/env.sh
 . "$here/env.sh"
-
-CFN_LINT_VERSION=1.58.0
-SAM_CLI_VERSION=1.170.0
-ASL_VALIDATOR_VERSION=4.0.0
-LOCAL_SFN_VERSION=3.0.0
-NODE_VERSION=22
-
-tools="$EBFLEET_CACHE/infra-tools"
-venv="$tools/venv"
-npm_dir="$tools/npm"
-modules="$npm_dir/node_modules"
-stamp="$tools/installed-$CFN_LINT_VERSION-$SAM_CLI_VERSION-$ASL_VALIDATOR_VERSION-$LOCAL_SFN_VERSION-$NODE_VERSION"
+# shellcheck source=scripts/tools.sh
+. "$here/tools.sh"
 
 cargo=1
 for arg in "$@"; do
@@ -42,18 +32,10 @@ for arg in "$@"; do
   esac
 done
 
-if [[ ! -e $stamp ]]; then
-  log "installing cfn-lint $CFN_LINT_VERSION, aws-sam-cli $SAM_CLI_VERSION (PyPI) into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "cfn-lint==$CFN_LINT_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
-  log "installing asl-validator $ASL_VALIDATOR_VERSION, aws-local-stepfunctions $LOCAL_SFN_VERSION, node $NODE_VERSION (npm) into $npm_dir"
-  mkdir -p "$npm_dir"
-  (cd "$npm_dir" && npm install --no-audit --no-fund --silent \
-    "asl-validator@$ASL_VALIDATOR_VERSION" "aws-local-stepfunctions@$LOCAL_SFN_VERSION" "node@$NODE_VERSION")
-  touch "$stamp"
-fi
-node="$modules/.bin/node"
-"$node" --version | grep -q "^v$NODE_VERSION\." || { echo "Node $NODE_VERSION expected at $node" >&2; exit 1; }
+ensure_infra_tools
+venv=$INFRA_VENV
+modules=$INFRA_NODE_MODULES
+node=$INFRA_NODE
 
 export SAM_CLI_TELEMETRY=0
 cd "$repo"
@@ -152,7 +134,7 @@ for name, t, mutate in cases:
 sys.exit(1 if failures else 0)
 PY
 
-log "statemachine/test/simulate.mjs (aws-local-stepfunctions $LOCAL_SFN_VERSION)"
+log "statemachine/test/simulate.mjs (aws-local-stepfunctions $INFRA_LOCAL_SFN_VERSION)"
 EBFLEET_NODE_MODULES="$modules" "$node" statemachine/test/simulate.mjs
 
 if [[ $cargo == 1 ]]; then

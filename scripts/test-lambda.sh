@@ -11,15 +11,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 . "$here/env.sh"
 . "$here/moto.sh"
+. "$here/tools.sh"
 
-CARGO_LAMBDA_VERSION=${CARGO_LAMBDA_VERSION:-1.9.2}
-CARGO_LAMBDA_VENV="$EBFLEET_CACHE/cargo-lambda-$CARGO_LAMBDA_VERSION"
-if [ ! -x "$CARGO_LAMBDA_VENV/bin/cargo-lambda" ]; then
-  log "installing cargo-lambda $CARGO_LAMBDA_VERSION into $CARGO_LAMBDA_VENV"
-  python3 -m venv "$CARGO_LAMBDA_VENV"
-  "$CARGO_LAMBDA_VENV/bin/pip" install --quiet "cargo-lambda==$CARGO_LAMBDA_VERSION"
-fi
-export PATH="$CARGO_LAMBDA_VENV/bin:$PATH"
+ensure_cargo_lambda
 
 functions=()
 for dir in "$root"/functions/*/; do
@@ -72,20 +66,10 @@ EBFLEET_EASYCONFIG_CACHE=$(mktemp -d)
 # Built once here so that watch's first invocation of each does not compile.
 log "cargo build (the functions, as watch runs them)"
 (cd "$root" && cargo build --quiet "${packages[@]}")
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 watch_log="$EBFLEET_CACHE/cargo-lambda-watch.log"
-log "cargo lambda watch on 127.0.0.1:$port"
-(cd "$root" && exec cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes >"$watch_log" 2>&1) &
-watch_pid=$!
-trap 'kill "$watch_pid" 2>/dev/null || true; wait "$watch_pid" 2>/dev/null || true; rm -rf "$EBFLEET_EASYCONFIG_CACHE"; stop_moto' EXIT
-for _ in $(seq 1 150); do
-  if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
-    break
-  fi
-  kill -0 "$watch_pid" 2>/dev/null || { cat "$watch_log" >&2; echo "cargo lambda watch exited" >&2; exit 1; }
-  sleep 0.2
-done
-export EBFLEET_LAMBDA_INVOKE_PORT=$port
+trap 'stop_lambda_watch; rm -rf "$EBFLEET_EASYCONFIG_CACHE"; stop_moto' EXIT
+start_lambda_watch "$root" "$watch_log"
+export EBFLEET_LAMBDA_INVOKE_PORT=$LAMBDA_WATCH_PORT
 export EBFLEET_FUNCTIONS_DIR="$root/functions"
 export EBFLEET_FIXTURES="$root/tests/easybuild/fixtures/easyconfigs"
 log "cargo test -p ebfleet-aws-integration lambdas"

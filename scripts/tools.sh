@@ -70,7 +70,30 @@ ensure_infra_tools() {
   "$INFRA_NODE" --version | grep -q "^v$INFRA_NODE_VERSION\." || { echo "Node $INFRA_NODE_VERSION expected at $INFRA_NODE" >&2; return 1; }
 }
 
-# A free TCP port on 127.0.0.1.
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# `cargo lambda watch` of the workspace at $1 on 127.0.0.1 and a free port,
+# its output in $2; returns once it answers. Sets LAMBDA_WATCH_PORT and
+# LAMBDA_WATCH_PID (stop it with stop_lambda_watch). Variables given on the
+# call (`X=1 start_lambda_watch ...`) reach the functions.
+start_lambda_watch() {
+  local workspace=$1 log_file=$2
+  LAMBDA_WATCH_PORT=$(free_port)
+  log "cargo lambda watch on 127.0.0.1:$LAMBDA_WATCH_PORT"
+  (cd "$workspace" && exec cargo lambda watch --invoke-address 127.0.0.1 \
+    --invoke-port "$LAMBDA_WATCH_PORT" --ignore-changes >"$log_file" 2>&1) &
+  LAMBDA_WATCH_PID=$!
+  for _ in $(seq 1 150); do
+    curl -s -o /dev/null "http://127.0.0.1:$LAMBDA_WATCH_PORT/" && return 0
+    kill -0 "$LAMBDA_WATCH_PID" 2>/dev/null || { cat "$log_file" >&2; echo "cargo lambda watch exited" >&2; return 1; }
+    sleep 0.2
+  done
+  echo "cargo lambda watch does not answer on 127.0.0.1:$LAMBDA_WATCH_PORT" >&2
+  return 1
+}
+
+stop_lambda_watch() {
+  if [ -n "${LAMBDA_WATCH_PID:-}" ]; then
+    kill "$LAMBDA_WATCH_PID" 2>/dev/null || true
+    wait "$LAMBDA_WATCH_PID" 2>/dev/null || true
+    LAMBDA_WATCH_PID=
+  fi
 }
