@@ -21,6 +21,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import assert from 'node:assert/strict';
+import { allStates, functionArn, substitute } from './definition.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const modules = process.env.EBFLEET_NODE_MODULES;
@@ -36,29 +37,15 @@ const FUNCTIONS = ['Plan', 'Capacity', 'Managed', 'Dispatch', 'Status', 'Record'
 const copy = (v) => JSON.parse(JSON.stringify(v));
 const hex = (s, n) => createHash('sha256').update(s).digest('hex').slice(0, n);
 
-/** The definition as SAM deploys it: every ${Name} substituted. */
+/** The definition as SAM deploys it, the stack's settings in `settings`. */
 function definition(settings) {
   const subs = {
-    MapConcurrency: String(settings.mapConcurrency ?? 2),
-    MaxNodeAttempts: String(settings.nodeAttempts ?? 3),
-    MaxInstancesPerPlatform: String(settings.instances ?? 6),
+    MapConcurrency: settings.mapConcurrency ?? 2,
+    MaxNodeAttempts: settings.nodeAttempts ?? 3,
+    MaxInstancesPerPlatform: settings.instances ?? 6,
   };
-  for (const f of FUNCTIONS) subs[`${f}FunctionArn`] = `arn:aws:lambda:us-east-1:123456789012:function:ebfleet-${f.toLowerCase()}`;
-  const text = TEMPLATE.replace(/\$\{(\w+)\}/g, (m, name) => {
-    if (!(name in subs)) throw new Error(`no substitution for ${m}`);
-    return subs[name];
-  });
-  return JSON.parse(text);
-}
-
-/** Every state of the definition, nested ones too: name -> state. */
-function allStates(def, into = {}) {
-  for (const [name, s] of Object.entries(def.States)) {
-    into[name] = s;
-    if (s.ItemProcessor) allStates(s.ItemProcessor, into);
-    if (s.Iterator) allStates(s.Iterator, into);
-  }
-  return into;
+  for (const f of FUNCTIONS) subs[`${f}FunctionArn`] = functionArn(`ebfleet-${f.toLowerCase()}`);
+  return substitute(TEMPLATE, subs);
 }
 
 function functionOf(resource) {

@@ -18,6 +18,7 @@
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { allStates, functionArn, substitute } from '../../statemachine/test/definition.mjs';
 
 const modules = process.env.EBFLEET_NODE_MODULES;
 if (!modules) throw new Error('EBFLEET_NODE_MODULES is not set');
@@ -26,24 +27,12 @@ const { StateMachine } = createRequire(path.join(modules, 'x.js'))('aws-local-st
 const req = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const ARN = /^arn:aws:lambda:[a-z0-9-]+:\d{12}:function:([a-z]+)$/;
 
-/** The definition as SAM deploys it: every ${Name} substituted. */
+/** The definition as SAM deploys it: `${XFunctionArn}` is function `x`. */
 function definition() {
-  const text = readFileSync(req.definition, 'utf8').replace(/\$\{(\w+)\}/g, (m, name) => {
-    const f = name.match(/^(\w+)FunctionArn$/);
-    if (f) return `arn:aws:lambda:us-east-1:123456789012:function:${f[1].toLowerCase()}`;
-    if (!(name in req.substitutions)) throw new Error(`no substitution for ${m}`);
-    return String(req.substitutions[name]);
-  });
-  return JSON.parse(text);
-}
-
-function allStates(def, into = {}) {
-  for (const [name, s] of Object.entries(def.States)) {
-    into[name] = s;
-    if (s.ItemProcessor) allStates(s.ItemProcessor, into);
-    if (s.Iterator) allStates(s.Iterator, into);
-  }
-  return into;
+  const text = readFileSync(req.definition, 'utf8');
+  const subs = { ...req.substitutions };
+  for (const [, name] of text.matchAll(/\$\{(\w+)FunctionArn\}/g)) subs[`${name}FunctionArn`] = functionArn(name.toLowerCase());
+  return substitute(text, subs);
 }
 
 /** Lambda's Invoke API, as `cargo lambda watch` serves it. */
