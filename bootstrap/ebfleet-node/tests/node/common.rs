@@ -37,6 +37,38 @@ pub fn easybuild(test: &str) -> Option<PathBuf> {
     }
 }
 
+/// What a test with real EasyBuild starts from: moto, `eb`, a temporary
+/// directory with `src/` for its fixtures' sources, a new bucket, and a
+/// new execution name.
+pub struct EbTest {
+    pub eb: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub src: PathBuf,
+    pub bucket: String,
+    pub s3: aws_sdk_s3::Client,
+    pub store: Store,
+    pub execution: String,
+}
+
+/// [`EbTest`], or `None` (after a skip note) without moto or EasyBuild.
+pub async fn eb_test(test: &str) -> Option<EbTest> {
+    let conf = moto(test).await?;
+    let eb = easybuild(test)?;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let (bucket, s3) = bucket(&conf).await;
+    let store = Store::from_conf(&conf, &bucket);
+    Some(EbTest {
+        eb,
+        dir,
+        src,
+        bucket,
+        s3,
+        store,
+        execution: unique("run"),
+    })
+}
+
 /// A name no other test (nor an earlier run against the same server) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

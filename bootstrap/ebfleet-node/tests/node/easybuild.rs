@@ -69,13 +69,18 @@ fn n(v: &Value, path: &[&str]) -> u64 {
 #[tokio::test]
 async fn build_upload_then_a_fresh_root_syncs_only_the_closure_and_builds_on_it() {
     let test = "build_upload_then_a_fresh_root_syncs_only_the_closure_and_builds_on_it";
-    let Some(conf) = moto(test).await else { return };
-    let Some(eb) = easybuild(test) else { return };
-    let t = tempfile::tempdir().unwrap();
-    let src = t.path().join("src");
-    let (bucket, s3) = bucket(&conf).await;
-    let store = Store::from_conf(&conf, &bucket);
-    let execution = unique("run");
+    let Some(EbTest {
+        eb,
+        dir: t,
+        src,
+        bucket,
+        s3,
+        store,
+        execution,
+    }) = eb_test(test).await
+    else {
+        return;
+    };
     let (hello, hello_tar) = fixtures::hello(&src);
     let greeter = fixtures::greeter(&src);
     hello.upload(&store).await;

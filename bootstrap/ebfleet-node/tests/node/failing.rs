@@ -4,19 +4,23 @@
 use crate::common::*;
 use crate::easybuild::{check_manifest, node};
 use crate::fixtures;
-use ebfleet_aws::s3::Store;
 use ebfleet_core::record::{ErrorClass, Outcome};
 
 #[tokio::test]
 async fn a_failed_build_is_classified_logged_and_not_published() {
     let test = "a_failed_build_is_classified_logged_and_not_published";
-    let Some(conf) = moto(test).await else { return };
-    let Some(eb) = easybuild(test) else { return };
-    let t = tempfile::tempdir().unwrap();
-    let src = t.path().join("src");
-    let (bucket, _s3) = bucket(&conf).await;
-    let store = Store::from_conf(&conf, &bucket);
-    let execution = unique("run");
+    let Some(EbTest {
+        eb,
+        dir: t,
+        src,
+        bucket,
+        s3: _,
+        store,
+        execution,
+    }) = eb_test(test).await
+    else {
+        return;
+    };
     let broken = fixtures::broken(&src);
     let dependent = fixtures::needs_broken(&src);
     broken.upload(&store).await;

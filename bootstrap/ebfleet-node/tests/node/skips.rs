@@ -49,13 +49,18 @@ async fn software(store: &Store) -> Vec<String> {
 #[tokio::test]
 async fn a_module_leased_to_another_execution_is_skipped_with_its_dependents() {
     let test = "a_module_leased_to_another_execution_is_skipped_with_its_dependents";
-    let Some(conf) = moto(test).await else { return };
-    let Some(eb) = easybuild(test) else { return };
-    let t = tempfile::tempdir().unwrap();
-    let src = t.path().join("src");
-    let (bucket, _s3) = bucket(&conf).await;
-    let store = Store::from_conf(&conf, &bucket);
-    let execution = unique("run");
+    let Some(EbTest {
+        eb,
+        dir: t,
+        src,
+        bucket,
+        s3: _,
+        store,
+        execution,
+    }) = eb_test(test).await
+    else {
+        return;
+    };
     let (hello, hello_tar) = fixtures::hello(&src);
     let greeter = fixtures::greeter(&src);
     let solo = fixtures::solo(&src);
@@ -174,13 +179,18 @@ async fn a_module_leased_to_another_execution_is_skipped_with_its_dependents() {
 #[tokio::test]
 async fn a_need_missing_from_the_bucket_skips_its_dependents_only() {
     let test = "a_need_missing_from_the_bucket_skips_its_dependents_only";
-    let Some(conf) = moto(test).await else { return };
-    let Some(eb) = easybuild(test) else { return };
-    let t = tempfile::tempdir().unwrap();
-    let src = t.path().join("src");
-    let (bucket, _s3) = bucket(&conf).await;
-    let store = Store::from_conf(&conf, &bucket);
-    let execution = unique("run");
+    let Some(EbTest {
+        eb,
+        dir: t,
+        src,
+        bucket,
+        s3: _,
+        store,
+        execution,
+    }) = eb_test(test).await
+    else {
+        return;
+    };
     let greeter = fixtures::greeter(&src);
     let solo = fixtures::solo(&src);
     greeter.upload(&store).await;
