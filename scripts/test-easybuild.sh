@@ -23,7 +23,7 @@ trap 'rm -rf "$work"' EXIT
 lmod_init=/usr/share/lmod/lmod/init/bash
 jobs=$(nproc)
 
-cargo build --release --quiet --manifest-path "$repo/Cargo.toml" -p ebfleet-core --example python_eval
+cargo build --release --quiet --manifest-path "$repo/Cargo.toml" -p ebfleet-python --example python_eval
 python_eval="$CARGO_TARGET_DIR/release/examples/python_eval"
 
 for arch in x86_64 aarch64; do

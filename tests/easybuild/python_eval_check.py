@@ -6,7 +6,7 @@ usage:
   python_eval_check.py --write-snippets DIR
 
   DIR     directory with *.eb files (searched recursively)
-  JSONL   output of `cargo run --release -p ebfleet-core --example python_eval -- --arch ARCH DIR`
+  JSONL   output of `cargo run --release -p ebfleet-python --example python_eval -- --arch ARCH DIR`
 
 Run it with CPython 3.11 (EasyBuild's venv Python), the version the evaluator follows.
 Every file is run with CPython's exec() in a fresh globals dict holding only the

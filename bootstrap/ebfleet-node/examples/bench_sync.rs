@@ -13,13 +13,13 @@ use anyhow::{bail, Context as _, Result};
 use ebfleet_aws::s3::{Store, Upload};
 use ebfleet_core::arch::Arch;
 use ebfleet_core::checksum::sha256_hex;
-use ebfleet_core::keys::{
-    batch_key, module_file_key, tarball_key, BatchFile, ExecutionName, ModuleName, PlatformName,
-};
-use ebfleet_core::plan::{ModuleTable, PlatformPlan};
+use ebfleet_core::layout::{batch_key, module_file_key, tarball_key};
+use ebfleet_core::names::{ExecutionName, ModuleName, PlatformName};
 use ebfleet_core::platform::Platforms;
 use ebfleet_node::archive::{file_sha256, pack};
 use ebfleet_node::transfer::{upload_file, UploadOptions};
+use ebfleet_planner::plan::{ModuleTable, PlatformPlan};
+use ebfleet_planner::wire::batch_file;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -197,7 +197,7 @@ async fn main() -> Result<()> {
     }
     // The batch to sync: its file and its easyconfigs, from the real tree.
     let execution: ExecutionName = "bench-sync".parse()?;
-    let file = BatchFile::new(pp, table, platform, &execution, next)?;
+    let file = batch_file(pp, table, platform, &execution, next)?;
     for b in &file.builds {
         let bytes = std::fs::read(a.easyconfigs.join(b.easyconfig.as_str()))?;
         store

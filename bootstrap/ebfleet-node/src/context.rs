@@ -8,7 +8,7 @@ use crate::job::{Job, JobError};
 use crate::layout::{Layout, StateDir, StateError};
 use crate::transfer::{TransferError, UploadOptions};
 use ebfleet_aws::s3::{S3Error, Store};
-use ebfleet_core::keys::{ExecutionName, PlatformName};
+use ebfleet_core::names::{ExecutionName, PlatformName};
 use ebfleet_core::step::Step;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

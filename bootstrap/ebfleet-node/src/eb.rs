@@ -3,7 +3,7 @@
 //!
 //! `eb` is started with [`std::process::Command`] and an argv — never a
 //! shell — whose only variable parts are the easyconfig's path (built from
-//! a validated [`EasyconfigPath`](ebfleet_core::keys::EasyconfigPath)) and
+//! a validated [`EasyconfigPath`](ebfleet_core::names::EasyconfigPath)) and
 //! fixed options, with the environment [`environment`] decides from
 //! node.env, the layout and the batch.
 

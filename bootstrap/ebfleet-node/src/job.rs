@@ -4,14 +4,15 @@
 //!
 //! What is refused here never reaches a path, a key or `eb`'s command
 //! line: names outside EasyBuild's module-name grammar (`;`, `$(…)`,
-//! backticks, `..`, newlines, absolute paths — by `ebfleet_core::keys`),
+//! backticks, `..`, newlines, absolute paths — by `ebfleet_core::names`),
 //! keys that are not the layout's key for their module, a batch file of
 //! another execution, platform or batch, an easyconfig that is not the
 //! module's own file, a module listed twice, or both built and needed.
 
 use ebfleet_aws::s3::{S3Error, Store};
-use ebfleet_core::keys::{BatchFile, ExecutionName, KeyError, ModuleName, PlatformName};
+use ebfleet_core::names::{ExecutionName, KeyError, ModuleName, PlatformName};
 use ebfleet_core::step::{BatchKey, BucketName, StepError};
+use ebfleet_core::wire::BatchFile;
 use std::collections::HashSet;
 
 #[derive(Debug, thiserror::Error)]
@@ -237,7 +238,8 @@ pub fn own_easyconfig(m: &ModuleName) -> String {
 mod tests {
     use super::*;
     use ebfleet_core::arch::Arch;
-    use ebfleet_core::keys::{easyconfig_key, module_file_key, tarball_key, BatchBuild, BatchNeed};
+    use ebfleet_core::layout::{easyconfig_key, module_file_key, tarball_key};
+    use ebfleet_core::wire::{BatchBuild, BatchNeed};
 
     pub(crate) fn batch_file() -> BatchFile {
         let platform: PlatformName = "amzn-2023_epyc-gen-4".parse().unwrap();

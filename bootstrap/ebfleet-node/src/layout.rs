@@ -23,7 +23,7 @@
 //! [`EasyconfigPath`], [`ExecutionName`], [`PlatformName`]), so none can
 //! leave the root.
 
-use ebfleet_core::keys::{EasyconfigPath, ExecutionName, ModuleName, PlatformName};
+use ebfleet_core::names::{EasyconfigPath, ExecutionName, ModuleName, PlatformName};
 use ebfleet_core::step::Step;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -33,7 +33,7 @@
 //! # Safe by construction
 //!
 //! Every name that reaches a path, a key or `eb`'s argv is one of
-//! `ebfleet_core::keys`' validated types; the batch file is refused before
+//! `ebfleet_core::names`' validated types; the batch file is refused before
 //! anything runs when it is not ([`job`]); tarballs are unpacked entry by
 //! entry, refusing anything that would land outside the module
 //! ([`archive`]); node.env is parsed strictly ([`envfile`]).

@@ -6,10 +6,12 @@
 
 use crate::build::{BuildOutcome, BuildResult};
 use crate::pack::{PackOutcome, TarResult};
-use ebfleet_core::keys::{log_prefix, module_file_key, tarball_key, BatchFile, ModuleName};
+use ebfleet_core::layout::{log_prefix, module_file_key, tarball_key};
+use ebfleet_core::names::ModuleName;
 use ebfleet_core::record::{
     BatchManifest, ErrorClass, ManifestEntry, Outcome, Tarball, MANIFEST_FORMAT,
 };
+use ebfleet_core::wire::BatchFile;
 use std::collections::BTreeMap;
 
 /// What the node says about itself in the manifest.

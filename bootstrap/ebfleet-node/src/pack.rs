@@ -12,7 +12,7 @@ use crate::archive::{file_sha256, pack};
 use crate::build::{BuildOutcome, BuildResult};
 use crate::context::{io_at, now, Context, Header, NodeError};
 use crate::layout::{read_json, write_json};
-use ebfleet_core::keys::ModuleName;
+use ebfleet_core::names::ModuleName;
 use ebfleet_core::step::Step;
 use serde::{Deserialize, Serialize};
 

@@ -21,8 +21,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use ebfleet_core::keys::{KeyError, ModuleName, PlatformName};
-use ebfleet_core::plan::Built;
+use ebfleet_core::built::Built;
+use ebfleet_core::names::{KeyError, ModuleName, PlatformName};
 use ebfleet_core::record::{self, ModuleRecord, RunSummary, Status, WriteCondition, RUN_SK};
 
 /// DynamoDB's item size limit, 400 KB.

@@ -1,7 +1,7 @@
 //! The bucket: easyconfigs listed for the planner, plans and manifests read
 //! and written as JSON, objects read and written as bytes.
 //!
-//! Keys come from `ebfleet_core::keys` (the S3 layout lives there only);
+//! Keys come from `ebfleet_core::layout` (the S3 layout lives there only);
 //! this module adds the bucket and the SDK. Files too big for memory (a
 //! build node's tarballs) go through `transfer`: heads, streamed
 //! downloads, and uploads in one request or resumable parts, each object
@@ -190,7 +190,7 @@ impl Store {
     }
 
     /// The easyconfigs (`*.eb`) under `prefix`, usually
-    /// [`ebfleet_core::keys::EASYCONFIGS_PREFIX`]; patches and other files
+    /// [`ebfleet_core::layout::EASYCONFIGS_PREFIX`]; patches and other files
     /// beside them are left out. Keys are not validated here: the planner
     /// reports a malformed one as a skipped item.
     pub async fn list_easyconfigs(&self, prefix: &str) -> Result<Vec<ObjectInfo>, S3Error> {

@@ -16,7 +16,8 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use aws_sdk_sfn::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use ebfleet_core::keys::{ExecutionName, STATE_PAYLOAD_LIMIT};
+use ebfleet_core::names::ExecutionName;
+use ebfleet_core::wire::STATE_PAYLOAD_LIMIT;
 use serde::Serialize;
 
 /// Longest `error` of SendTaskFailure, in characters.

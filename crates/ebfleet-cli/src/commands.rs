@@ -6,14 +6,14 @@ use crate::args::{
 };
 use crate::progress::Bar;
 use anyhow::{bail, Context, Result};
-use ebfleet_core::plan::parse_built;
-use ebfleet_core::planner::{self, PlanRequest, Targets};
+use ebfleet_core::built::parse_built;
 use ebfleet_core::platform::Platforms;
-use ebfleet_core::policy::{self, Policy};
-use ebfleet_core::report::{self, ParsedReport, TargetReport};
-use ebfleet_core::robot::{Robot, RobotOptions};
-use ebfleet_core::tree::{EasyconfigTree, Problem};
 use ebfleet_core::Arch;
+use ebfleet_planner::planner::{self, PlanRequest, Targets};
+use ebfleet_planner::policy::{self, Policy};
+use ebfleet_planner::report::{self, ParsedReport, TargetReport};
+use ebfleet_planner::robot::{Robot, RobotOptions};
+use ebfleet_planner::tree::{EasyconfigTree, Problem};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -100,7 +100,7 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
         targets: targets(&a.policy)?,
         built,
         robot: robot_options(a.tree.minimal_toolchains),
-        options: ebfleet_core::plan::PlanOptions {
+        options: ebfleet_planner::plan::PlanOptions {
             max_batch_modules: a.max_batch,
         },
         dot: a.dot.is_some(),

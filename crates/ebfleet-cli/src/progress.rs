@@ -1,6 +1,6 @@
 //! A progress bar on a terminal while thousands of easyconfigs are read.
 
-use ebfleet_core::tree::Progress;
+use ebfleet_planner::tree::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 

@@ -7,20 +7,24 @@ use crate::env::var;
 use crate::Env;
 use ebfleet_aws::dynamodb::DynamoError;
 use ebfleet_aws::s3::{ObjectInfo, S3Error, Store};
-use ebfleet_core::keys::{BatchFile, ExecutionName, KeyError, PlatformName, EASYCONFIGS_PREFIX};
-use ebfleet_core::plan::{Built, PlanOptions};
-use ebfleet_core::planner::{plan_sources, Plan, PlanError, PlanRequest, Targets};
+use ebfleet_core::built::Built;
+use ebfleet_core::layout::EASYCONFIGS_PREFIX;
+use ebfleet_core::names::{ExecutionName, KeyError, PlatformName};
 use ebfleet_core::platform::{Platform, PlatformError, Platforms};
-use ebfleet_core::policy::Policy;
-use ebfleet_core::robot::RobotOptions;
 use ebfleet_core::trigger::{ExecutionInput, Mode};
+use ebfleet_core::wire::BatchFile;
+use ebfleet_planner::plan::PlanOptions;
+use ebfleet_planner::planner::{plan_sources, Plan, PlanError, PlanRequest, Targets};
+use ebfleet_planner::policy::Policy;
+use ebfleet_planner::robot::RobotOptions;
+use ebfleet_planner::wire::{batch_file_of_plan, plan_output};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// `{execution, platforms?, changed_keys?, mode}`.
 pub type Input = ExecutionInput;
 /// Per platform, keys and counts only.
-pub type Output = ebfleet_core::keys::PlanOutput;
+pub type Output = ebfleet_core::wire::PlanOutput;
 
 /// Where downloaded easyconfigs are kept, unless
 /// [`CACHE_DIR_VAR`] says otherwise.
@@ -117,7 +121,7 @@ pub async fn handle_with_cache(env: &Env, input: Input, cache: &Path) -> Result<
         "planned"
     );
     put_batch_files(&env.store, &plan, &selected, execution, &batches).await?;
-    let output = Output::new(&plan, &selected, execution)?;
+    let output = plan_output(&plan, &selected, execution)?;
     env.store
         .put_json(&output.plan_key, &plan)
         .await
@@ -236,7 +240,7 @@ fn batch_file(
     let Some(p) = platforms.iter().find(|p| p.name == platform) else {
         return Err(KeyError::NoPlatform(platform.to_string()));
     };
-    BatchFile::from_plan(plan, p, execution, index)
+    batch_file_of_plan(plan, p, execution, index)
 }
 
 /// The file name an object with `etag` is cached under: the ETag without
@@ -487,7 +491,7 @@ mod tests {
         let plan = plan_input(&fixtures(), &selected, &i, HashMap::new()).unwrap();
         assert!(plan.easyconfigs > 0);
         let files = batch_files(&plan, &selected, i.execution()).unwrap();
-        let out = Output::new(&plan, &selected, i.execution()).unwrap();
+        let out = plan_output(&plan, &selected, i.execution()).unwrap();
         assert!(!out.nothing_to_do);
         assert_eq!(out.plan_key, "plans/e1/plan.json");
         let total: usize = out.platforms.iter().map(|p| p.batches).sum();
@@ -526,7 +530,7 @@ mod tests {
             HashMap::from([(first.name.clone(), built)]),
         )
         .unwrap();
-        let out = Output::new(&plan, &selected, i.execution()).unwrap();
+        let out = plan_output(&plan, &selected, i.execution()).unwrap();
         assert!(out.nothing_to_do);
         assert!(batch_files(&plan, &selected, i.execution())
             .unwrap()

@@ -11,7 +11,8 @@ pub mod lease;
 use crate::Env;
 use ebfleet_aws::dynamodb::DynamoError;
 use ebfleet_aws::s3::S3Error;
-use ebfleet_core::keys::{manifest_key, ExecutionName, KeyError, ModuleName, PlatformName};
+use ebfleet_core::layout::manifest_key;
+use ebfleet_core::names::{ExecutionName, KeyError, ModuleName, PlatformName};
 use ebfleet_core::record::{
     apply_manifest, write_condition, BatchManifest, ManifestEntry, ManifestError, ModuleRecord,
     Outcome, WriteCondition,

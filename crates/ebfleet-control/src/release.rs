@@ -4,7 +4,7 @@
 
 use crate::Env;
 use ebfleet_aws::ec2::{Ec2Error, Released};
-use ebfleet_core::keys::{ExecutionName, PlatformName};
+use ebfleet_core::names::{ExecutionName, PlatformName};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

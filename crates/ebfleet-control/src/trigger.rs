@@ -25,7 +25,7 @@ use crate::env::{self, var, EnvError};
 use crate::Env;
 use ebfleet_aws::dynamodb::DynamoError;
 use ebfleet_aws::sfn::SfnError;
-use ebfleet_core::keys::{EasyconfigKey, ExecutionName};
+use ebfleet_core::names::{EasyconfigKey, ExecutionName};
 use ebfleet_core::trigger::{
     decide, on_execution_end, ExecutionEnded, ExecutionInput, Naming, TriggerDecision, TriggerEvent,
 };

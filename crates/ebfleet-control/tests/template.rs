@@ -9,10 +9,10 @@
 //! `node simulate.mjs --update` and compared by `scripts/test-infra.sh`).
 
 use ebfleet_control::{capacity, dispatch, env::var, managed, plan, record, release, status};
-use ebfleet_core::keys::PlanOutput;
 use ebfleet_core::record::{Lease, ModuleRecord, Status, Tarball};
 use ebfleet_core::step::{ssm_document, CommandStatus};
 use ebfleet_core::trigger::ExecutionInput;
+use ebfleet_core::wire::PlanOutput;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Map, Value as Json};

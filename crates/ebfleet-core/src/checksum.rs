@@ -13,6 +13,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Whether `s` is a sha256 as [`sha256_hex`] writes it: 64 lowercase hex
+/// digits.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -21,5 +27,8 @@ mod tests {
             super::sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+        assert!(super::is_sha256_hex(&super::sha256_hex(b"")));
+        assert!(!super::is_sha256_hex(&"A".repeat(64)));
+        assert!(!super::is_sha256_hex("abc"));
     }
 }

@@ -9,7 +9,8 @@
 //! does not list as leased, so two executions planning the same module
 //! build it once; the record of a skipped module stays with its holder.
 
-use crate::keys::{batch_prefix, ExecutionName, ModuleName, PlatformName};
+use crate::layout::batch_prefix;
+use crate::names::{ExecutionName, ModuleName, PlatformName};
 use serde::{Deserialize, Serialize};
 
 /// `plans/<execution>/<platform>/<batch>.leases.json`.

@@ -1,34 +1,33 @@
-//! The ebfleet domain, free of any AWS crate: EasyBuild's easyconfigs read
-//! and resolved exactly as EasyBuild's robot does, the toolchain policy that
-//! picks the latest software, platforms, and plans cut into batches.
+//! The fleet's contract, free of any AWS crate and of the planner: what the
+//! pipeline's parts agree on.
 //!
-//! The vocabulary is EasyBuild's: an [`easyconfig`] names a module and its
-//! dependencies; the [`robot`] settles each dependency's toolchain through
-//! the toolchain [`hierarchy`]; the [`graph`] is the robot's closure; the
-//! [`policy`] chooses targets; [`plan`] cuts the rest into batches.
+//! - [`names`]: validated names (modules, platforms, executions, easyconfig
+//!   paths) that are safe as key components and command-line arguments;
+//! - [`layout`]: every S3 key and DynamoDB key;
+//! - [`wire`]: the batch file a node reads, the plan Lambda's output;
+//! - [`record`]: what DynamoDB holds per platform and module, and how a batch
+//!   manifest changes it; [`lease`]: a batch's leases file;
+//! - [`step`]: the SSM document and the commands it runs on a node;
+//! - [`trigger`]: how a new easyconfig in S3 becomes an execution;
+//! - [`platform`], [`capacity`], [`userdata`]: the platforms, how instances
+//!   are chosen for them, and how a node boots.
+//!
+//! The adapters (`ebfleet-aws`), the Lambdas and the node agent depend on
+//! this crate; the planner (`ebfleet-planner`) depends on it for platforms
+//! and names and turns its plans into the wire types here.
 
 pub mod arch;
+pub mod built;
 pub mod capacity;
 pub mod checksum;
-pub mod easyconfig;
-pub mod graph;
-pub mod hierarchy;
-pub mod keys;
+pub mod layout;
 pub mod lease;
-pub mod plan;
-pub mod planner;
+pub mod names;
 pub mod platform;
-pub mod policy;
-pub mod python;
 pub mod record;
-pub mod report;
-pub mod robot;
 pub mod step;
-pub mod templates;
-pub mod toolchain;
-pub mod tree;
 pub mod trigger;
 pub mod userdata;
-pub mod version;
+pub mod wire;
 
 pub use arch::Arch;

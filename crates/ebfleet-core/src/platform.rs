@@ -209,9 +209,10 @@ impl Platforms {
     }
 }
 
-/// Two CPUs, a GPU and three platforms: what tests across the crate plan for.
-#[cfg(test)]
-pub(crate) const SMALL: &str = r#"
+/// Two CPUs, a GPU and three platforms: what the tests of this crate and
+/// of the crates above it plan for.
+#[doc(hidden)]
+pub const SMALL: &str = r#"
 [cpu.graviton-3]
 arch = "aarch64"
 archspec = "neoverse_v1"

@@ -582,11 +582,6 @@ pub enum ManifestError {
     NoReason { module: String },
 }
 
-/// 64 lowercase hex digits.
-pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 fn printable(s: &str) -> bool {
     !s.is_empty() && s.trim() == s && !s.chars().any(char::is_control)
 }
@@ -673,7 +668,7 @@ impl BatchManifest {
             if !seen.insert(m.as_str()) {
                 return Err(ManifestError::Duplicate { module: m.clone() });
             }
-            if !is_sha256_hex(&e.easyconfig_sha256) {
+            if !crate::checksum::is_sha256_hex(&e.easyconfig_sha256) {
                 return Err(ManifestError::BadSha256 {
                     module: m.clone(),
                     field: "easyconfig_sha256",
@@ -686,7 +681,7 @@ impl BatchManifest {
                     module_file_key,
                     ..
                 } => {
-                    if !is_sha256_hex(&tarball.sha256) {
+                    if !crate::checksum::is_sha256_hex(&tarball.sha256) {
                         return Err(ManifestError::BadSha256 {
                             module: m.clone(),
                             field: "tarball.sha256",

@@ -42,7 +42,8 @@
 //! `ResponseCode` to a [`CommandStatus`]: still running, succeeded, or
 //! failed with a [`FailureReason`] the state machine can branch on.
 
-use crate::keys::{self, ExecutionName, PlatformName, MAX_EXECUTION_NAME, MAX_PLATFORM_NAME};
+use crate::names::{ExecutionName, PlatformName, MAX_EXECUTION_NAME, MAX_PLATFORM_NAME};
+use crate::{layout, names};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -238,10 +239,10 @@ impl fmt::Display for BucketName {
 // ------------------------------------------------------------------ batch key
 
 /// The S3 key of one batch file, `plans/<execution>/<platform>/<batch>.json`
-/// ([`keys::batch_key`]), with its parts validated: the execution and the
+/// ([`layout::batch_key`]), with its parts validated: the execution and the
 /// platform are [`ExecutionName`] and [`PlatformName`], the batch a decimal
 /// number without leading zeros. Parsing accepts only the exact key
-/// [`keys::batch_key`] would write for those parts.
+/// [`layout::batch_key`] would write for those parts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct BatchKey {
@@ -254,7 +255,7 @@ pub struct BatchKey {
 impl BatchKey {
     pub fn new(execution: &ExecutionName, platform: &PlatformName, batch: usize) -> Self {
         BatchKey {
-            key: keys::batch_key(execution, platform, batch),
+            key: layout::batch_key(execution, platform, batch),
             execution: execution.clone(),
             platform: platform.clone(),
             batch,
@@ -296,10 +297,10 @@ fn parse_batch_key(s: &str) -> Result<BatchKey, String> {
     };
     let execution: ExecutionName = execution
         .parse()
-        .map_err(|e: keys::KeyError| e.to_string())?;
+        .map_err(|e: names::KeyError| e.to_string())?;
     let platform: PlatformName = platform
         .parse()
-        .map_err(|e: keys::KeyError| e.to_string())?;
+        .map_err(|e: names::KeyError| e.to_string())?;
     if batch.is_empty()
         || batch.len() > MAX_BATCH_DIGITS
         || !batch.bytes().all(|b| b.is_ascii_digit())
@@ -315,7 +316,7 @@ fn parse_batch_key(s: &str) -> Result<BatchKey, String> {
         .map_err(|e: std::num::ParseIntError| e.to_string())?;
     let key = BatchKey::new(&execution, &platform, batch);
     // By construction the same string; checked so the layout cannot drift
-    // from `keys::batch_key` unnoticed.
+    // from `layout::batch_key` unnoticed.
     if key.key != s {
         return Err(format!("not the layout's key, which is {}", key.key));
     }
@@ -581,7 +582,7 @@ mod tests {
         let p: PlatformName = "amzn-2023_xeon-gen-4_h100".parse().unwrap();
         for batch in [0, 7, 3341, 999_999_999] {
             let k = BatchKey::new(&e, &p, batch);
-            assert_eq!(k.as_str(), keys::batch_key(&e, &p, batch));
+            assert_eq!(k.as_str(), layout::batch_key(&e, &p, batch));
             let back: BatchKey = k.as_str().parse().unwrap();
             assert_eq!(back, k);
             assert_eq!(

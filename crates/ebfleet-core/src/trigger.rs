@@ -17,7 +17,8 @@
 //! the plan Lambda read: `{execution, platforms?, changed_keys?, mode}`.
 
 use crate::checksum::sha256_hex;
-use crate::keys::{EasyconfigKey, ExecutionName, KeyError, PlatformName, EASYCONFIGS_PREFIX};
+use crate::layout::EASYCONFIGS_PREFIX;
+use crate::names::{EasyconfigKey, ExecutionName, KeyError, PlatformName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -27,7 +28,7 @@ pub const OBJECT_CREATED: &str = "Object Created";
 /// The most bytes of keys an execution input carries in `changed_keys`.
 /// Past it the follow-up plans everything (`mode: full`, a superset), so
 /// the input stays far below Step Functions' 256 KiB payload limit
-/// ([`crate::keys::STATE_PAYLOAD_LIMIT`]) whatever lands in the bucket —
+/// ([`crate::wire::STATE_PAYLOAD_LIMIT`]) whatever lands in the bucket —
 /// a whole easyconfigs release is ~12,000 files.
 pub const CHANGED_KEYS_BUDGET: usize = 64 * 1024;
 
@@ -351,7 +352,7 @@ fn utc_stamp(unix: u64) -> String {
 
 /// `<prefix>-<UTC time>-full`, or `<prefix>-<UTC time>-changed-<hash>` with
 /// the first 8 hex digits of the sha256 of the sorted, unique `changed`
-/// keys; the prefix is cut so the name fits [`crate::keys::MAX_EXECUTION_NAME`].
+/// keys; the prefix is cut so the name fits [`crate::names::MAX_EXECUTION_NAME`].
 ///
 /// Unique enough: two names collide only for the same keys (or two full
 /// runs) in the same second, and then Step Functions refuses the second
@@ -375,7 +376,7 @@ pub fn execution_name(
         format!("changed-{}", &sha256_hex(text.as_bytes())[..8])
     };
     let suffix = format!("-{}-{tag}", utc_stamp(now_unix));
-    let room = crate::keys::MAX_EXECUTION_NAME - suffix.len();
+    let room = crate::names::MAX_EXECUTION_NAME - suffix.len();
     // The prefix is a valid name: ASCII, so any cut is a char boundary, and
     // it still starts with what it started with.
     let p = &prefix.as_str()[..prefix.as_str().len().min(room)];

@@ -24,7 +24,7 @@
 
 use crate::envfile::NodeEnv;
 use crate::layout::Layout;
-use ebfleet_core::keys::BatchFile;
+use ebfleet_core::wire::BatchFile;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

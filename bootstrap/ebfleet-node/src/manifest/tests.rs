@@ -3,8 +3,10 @@ use crate::build::ModuleBuild;
 use crate::context::Header;
 use crate::pack::{FileSum, PackedModule};
 use ebfleet_core::arch::Arch;
-use ebfleet_core::keys::{easyconfig_key, BatchBuild, PlatformName};
+use ebfleet_core::layout::easyconfig_key;
+use ebfleet_core::names::PlatformName;
 use ebfleet_core::step::Step;
+use ebfleet_core::wire::BatchBuild;
 
 const P: &str = "amzn-2023_epyc-gen-4";
 

@@ -58,8 +58,9 @@ use aws_sdk_s3::Client;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use ebfleet_aws::s3::Store;
 use ebfleet_core::arch::Arch;
-use ebfleet_core::keys::{easyconfig_key, module_file_key, tarball_key, BatchBuild};
+use ebfleet_core::layout::{easyconfig_key, module_file_key, tarball_key};
 use ebfleet_core::lease::HeldModule;
+use ebfleet_core::wire::BatchBuild;
 use std::collections::BTreeMap;
 
 const BUCKET: &str = "ebfleet-test";

@@ -4,10 +4,9 @@
 use ebfleet_aws::s3::Store;
 use ebfleet_core::arch::Arch;
 use ebfleet_core::checksum::sha256_hex;
-use ebfleet_core::keys::{
-    batch_key, easyconfig_key, module_file_key, tarball_key, BatchBuild, BatchFile, BatchNeed,
-    EasyconfigPath, ExecutionName, ModuleName, PlatformName,
-};
+use ebfleet_core::layout::{batch_key, easyconfig_key, module_file_key, tarball_key};
+use ebfleet_core::names::{EasyconfigPath, ExecutionName, ModuleName, PlatformName};
+use ebfleet_core::wire::{BatchBuild, BatchFile, BatchNeed};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -7,7 +7,7 @@ use crate::common::*;
 use crate::easybuild::{check_manifest, node};
 use crate::fixtures;
 use ebfleet_aws::s3::Store;
-use ebfleet_core::keys::tarball_key;
+use ebfleet_core::layout::tarball_key;
 use ebfleet_core::lease::{leases_key, BatchLeases, HeldModule};
 use ebfleet_core::record::{BatchManifest, Outcome};
 use serde_json::Value;

@@ -4,7 +4,7 @@
 
 use super::{attr, DynamoError, Records};
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
-use ebfleet_core::keys::EasyconfigKey;
+use ebfleet_core::names::EasyconfigKey;
 use ebfleet_core::trigger::{key_from_pending_sk, pending_sk, PENDING_PK, PENDING_TTL_SECS};
 use std::collections::HashMap;
 

@@ -14,7 +14,7 @@ use aws_sdk_sfn::types::ExecutionListItem;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::DateTime;
-use ebfleet_core::keys::EasyconfigKey;
+use ebfleet_core::names::EasyconfigKey;
 use ebfleet_core::trigger::ExecutionInput;
 use std::time::Duration;
 

@@ -15,13 +15,15 @@
 
 use super::{write_decided, Decision, Error, Settled, MAX_ATTEMPTS};
 use crate::Env;
-use ebfleet_core::keys::{batch_key, BatchFile, ExecutionName, ModuleName, PlatformName};
+use ebfleet_core::layout::batch_key;
 use ebfleet_core::lease::{leases_key, BatchLeases, HeldModule};
+use ebfleet_core::names::{ExecutionName, ModuleName, PlatformName};
 use ebfleet_core::record::{
     acquire_lease, decide_lease, give_up_lost, lease_owner, write_condition, LeaseDecision,
     LeaseRequest, ModuleRecord,
 };
 use ebfleet_core::step::Step;
+use ebfleet_core::wire::BatchFile;
 use serde::{Deserialize, Serialize};
 
 /// Optional: seconds a batch's leases last (default [`default_ttl`]).

@@ -12,7 +12,7 @@
 //! [`TriggerEvent`] tells the two kinds of event apart.
 
 use super::{changed_key, Ignored};
-use crate::keys::{EasyconfigKey, KeyError};
+use crate::names::{EasyconfigKey, KeyError};
 use serde::Deserialize;
 
 /// The partition of pending keys.

@@ -1,7 +1,7 @@
 //! The trigger's rule, names, input and event parsing.
 
 use super::*;
-use crate::keys::MAX_EXECUTION_NAME;
+use crate::names::MAX_EXECUTION_NAME;
 use serde_json::json;
 
 const BUCKET: &str = "ebfleet-stack";
@@ -268,7 +268,7 @@ fn too_many_changes_make_a_full_run_that_fits_a_payload() {
     assert_eq!(started.mode(), Mode::Full);
     assert!(started.execution().as_str().ends_with("-full"));
     let end = on_execution_end(false, &keys, &naming()).unwrap();
-    assert!(serde_json::to_vec(&end).unwrap().len() < crate::keys::STATE_PAYLOAD_LIMIT);
+    assert!(serde_json::to_vec(&end).unwrap().len() < crate::wire::STATE_PAYLOAD_LIMIT);
     assert!(ExecutionInput::for_changes("r".parse().unwrap(), []).is_none());
 }
 

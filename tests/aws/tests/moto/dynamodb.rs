@@ -1,5 +1,5 @@
 use ebfleet_aws::dynamodb::{DynamoError, Records};
-use ebfleet_core::keys::{ModuleName, PlatformName};
+use ebfleet_core::names::{ModuleName, PlatformName};
 use ebfleet_core::record::{ModuleRecord, Status, WriteCondition};
 
 const P: &str = "amzn-2023_graviton-3";

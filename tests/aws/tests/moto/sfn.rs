@@ -1,5 +1,5 @@
 use ebfleet_aws::sfn::{SfnError, StepFunctions};
-use ebfleet_core::keys::ExecutionName;
+use ebfleet_core::names::ExecutionName;
 
 #[tokio::test]
 async fn sfn_start_twice_and_running() {

@@ -20,8 +20,9 @@ use aws_sdk_s3::types::error::NoSuchKey;
 use aws_smithy_mocks::{mock, Rule};
 use ebfleet_aws::dynamodb::{from_item, to_item};
 use ebfleet_core::arch::Arch;
-use ebfleet_core::keys::{easyconfig_key, BatchBuild};
+use ebfleet_core::layout::easyconfig_key;
 use ebfleet_core::record::{sk, Lease, Status, Tarball};
+use ebfleet_core::wire::BatchBuild;
 use std::sync::{Arc, Mutex};
 
 const P: &str = "amzn-2023_epyc-gen-4";
@@ -314,9 +315,9 @@ async fn while_waits_are_left_a_need_another_run_is_building_is_waited_for() {
     let mut file = batch_file(&[ZLIB]);
     let need = m(BZIP2);
     let platform: PlatformName = P.parse().unwrap();
-    file.needs = vec![ebfleet_core::keys::BatchNeed {
-        tarball_key: ebfleet_core::keys::tarball_key(&platform, &need),
-        module_file_key: ebfleet_core::keys::module_file_key(&platform, &need),
+    file.needs = vec![ebfleet_core::wire::BatchNeed {
+        tarball_key: ebfleet_core::layout::tarball_key(&platform, &need),
+        module_file_key: ebfleet_core::layout::module_file_key(&platform, &need),
         module: need,
     }];
     let writes = Writes::default();

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ebfleet_core::python::constants::easybuild_constant_names;
-use ebfleet_core::python::{easybuild_constant, exec, Value};
+use ebfleet_python::constants::easybuild_constant_names;
+use ebfleet_python::{easybuild_constant, exec, Value};
 use serde_json::{json, Value as Json};
 
 fn encode(v: &Value) -> Json {

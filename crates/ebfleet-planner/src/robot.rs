@@ -155,8 +155,8 @@ impl<'t> Robot<'t> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::arch::Arch;
     use crate::tree::tests::{ec, tree};
+    use ebfleet_core::arch::Arch;
 
     /// A small 2023a-like world: GCCcore < GCC < {gompi, gfbf} < foss.
     pub fn toolchain_world(extra: &[(&str, String)]) -> EasyconfigTree {

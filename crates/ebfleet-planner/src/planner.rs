@@ -1,15 +1,16 @@
 //! The whole planning run: read the tree once per architecture, choose
 //! targets, resolve them like the robot, and plan every platform.
 
-use crate::arch::Arch;
 use crate::graph::{Graph, NodeId, ResolveError};
 use crate::plan::{
-    plan_platform, planned_module, Built, ModuleTable, PlanOptions, PlatformPlan, Unresolvable,
+    plan_platform, planned_module, ModuleTable, PlanOptions, PlatformPlan, Unresolvable,
 };
-use crate::platform::Platform;
 use crate::policy::{is_cuda, select_latest, Choice, Policy, PolicyError};
 use crate::robot::{Robot, RobotOptions};
 use crate::tree::{EasyconfigTree, Problem, Progress, TreeError};
+use ebfleet_core::arch::Arch;
+use ebfleet_core::built::Built;
+use ebfleet_core::platform::Platform;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;

@@ -9,47 +9,11 @@
 //! architecture in [`ModuleTable`], since platforms share most of it.
 
 use crate::graph::{Graph, NodeId, ResolveError};
-use crate::platform::Platform;
 use crate::policy::Choice;
+use ebfleet_core::built::Built;
+use ebfleet_core::platform::Platform;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-
-/// What a platform has already built: module name → easyconfig sha256 it
-/// was built from (`None` when unknown: then any checksum counts as built).
-pub type Built = HashMap<String, Option<String>>;
-
-/// One entry of a "built" JSON list: a module name, or a record.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum BuiltEntry {
-    Module(String),
-    Record {
-        module: String,
-        #[serde(default)]
-        easyconfig_sha256: Option<String>,
-    },
-}
-
-/// Read `{"<platform>": [module | {module, easyconfig_sha256}], ...}`.
-pub fn parse_built(json: &str) -> Result<HashMap<String, Built>, serde_json::Error> {
-    let raw: HashMap<String, Vec<BuiltEntry>> = serde_json::from_str(json)?;
-    Ok(raw
-        .into_iter()
-        .map(|(platform, entries)| {
-            let built = entries
-                .into_iter()
-                .map(|e| match e {
-                    BuiltEntry::Module(m) => (m, None),
-                    BuiltEntry::Record {
-                        module,
-                        easyconfig_sha256,
-                    } => (module, easyconfig_sha256),
-                })
-                .collect();
-            (platform, built)
-        })
-        .collect())
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanOptions {
@@ -114,7 +78,7 @@ pub struct Unresolvable {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlatformPlan {
     pub platform: String,
-    pub arch: crate::arch::Arch,
+    pub arch: ebfleet_core::arch::Arch,
     /// Modules the policy chose.
     pub targets: Vec<String>,
     /// Size of the targets' closure.
@@ -246,11 +210,11 @@ fn cut_batches(graph: &Graph<'_, '_>, to_build: &[NodeId], options: PlanOptions)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::Platforms;
     use crate::policy::{select_latest, Policy};
     use crate::robot::tests::toolchain_world;
     use crate::robot::{Robot, RobotOptions};
     use crate::tree::tests::ec;
+    use ebfleet_core::platform::Platforms;
 
     fn plan_with(built: &Built, max: usize) -> (PlatformPlan, ModuleTable) {
         let world = toolchain_world(&[
@@ -276,7 +240,7 @@ mod tests {
         let platform = platforms
             .platforms
             .iter()
-            .find(|p| p.arch() == crate::arch::Arch::X86_64)
+            .find(|p| p.arch() == ebfleet_core::arch::Arch::X86_64)
             .unwrap();
         let (plan, nodes) = plan_platform(
             &graph,
@@ -374,13 +338,5 @@ mod tests {
         // With everything in one batch, it needs only what was built before.
         assert_eq!(plan.batches.len(), 1);
         assert!(plan.batches[0].needs.contains(&"GCC/12.3.0".to_string()));
-    }
-
-    #[test]
-    fn built_json_accepts_names_and_records() {
-        let b = parse_built(r#"{"amzn-2023_graviton-3": ["GCC/12.3.0", {"module": "zlib/1.3", "easyconfig_sha256": "ab"}]}"#).unwrap();
-        let g = &b["amzn-2023_graviton-3"];
-        assert_eq!(g["GCC/12.3.0"], None);
-        assert_eq!(g["zlib/1.3"], Some("ab".into()));
     }
 }

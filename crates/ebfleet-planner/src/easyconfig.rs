@@ -7,10 +7,10 @@
 //! [`Easyconfig::apply_templates`] resolves them once the toolchain's own
 //! dependencies are known (they can define `%(cudaver)s`, for example).
 
-use crate::arch::Arch;
-use crate::python::{self, Namespace, Value};
 use crate::templates::{TemplateInputs, Templates};
 use crate::toolchain::Toolchain;
+use ebfleet_core::arch::Arch;
+use ebfleet_python::{self, Namespace, Value};
 use serde::Serialize;
 
 /// The value of EasyBuild's `EXTERNAL_MODULE` constant.
@@ -224,8 +224,8 @@ fn assignment_line(source: &str, param: &str) -> u32 {
 
 /// Run an easyconfig file and read its parameters, templates unresolved.
 pub fn parse(source: &str, arch: Arch) -> Result<Easyconfig, ParseError> {
-    let globals = |name: &str| python::constants::easybuild_constant(name, arch.as_str());
-    let ns = python::exec(source, &globals).map_err(|e| ParseError {
+    let globals = |name: &str| ebfleet_python::constants::easybuild_constant(name, arch.as_str());
+    let ns = ebfleet_python::exec(source, &globals).map_err(|e| ParseError {
         line: e.line,
         reason: e.message,
     })?;

@@ -2,9 +2,10 @@
 //! read in parallel, with the robot's way of finding a file for a module
 //! (`robot_find_easyconfig`).
 
-use crate::arch::Arch;
 use crate::easyconfig::{self, Easyconfig, ParseError};
 use crate::toolchain::Toolchain;
+use ebfleet_core::arch::Arch;
+use ebfleet_core::layout::letter_dir_for;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -104,7 +105,7 @@ impl EasyconfigTree {
         let entries: Vec<Entry> = sources
             .into_par_iter()
             .map(|(path, bytes)| {
-                let sha256 = crate::checksum::sha256_hex(&bytes);
+                let sha256 = ebfleet_core::checksum::sha256_hex(&bytes);
                 let easyconfig = match std::str::from_utf8(&bytes) {
                     Ok(text) => easyconfig::parse(text, arch),
                     Err(e) => Err(ParseError {
@@ -261,14 +262,6 @@ impl EasyconfigTree {
             .get(target)
             .or_else(|| self.by_file_name.get(path.file_name()?.to_str()?))
             .copied()
-    }
-}
-
-/// EasyBuild's `letter_dir_for`: lowercase first letter, `0` outside a–z.
-pub fn letter_dir_for(name: &str) -> char {
-    match name.chars().next().map(|c| c.to_ascii_lowercase()) {
-        Some(c) if c.is_ascii_lowercase() => c,
-        _ => '0',
     }
 }
 

@@ -1,0 +1,173 @@
+//! The layout of the bucket and the table: every S3 key and DynamoDB key
+//! the pipeline reads or writes is made here and nowhere else.
+//!
+//! ```text
+//! easyconfigs/<letter>/<Name>/<Name>-<ver>[-<tc>-<tcver>][<suffix>].eb
+//! sources/<letter>/<Name>/...
+//! <platform>/software/<Name>/<version>.tar.zst
+//! <platform>/modules/all/<Name>/<version>.lua
+//! <platform>/manifests/<execution>/<batch>.json
+//! <platform>/logs/<Name>/<version>/...
+//! plans/<execution>/plan.json, plans/<execution>/<platform>/<batch>.json
+//! ```
+//!
+//! Hidden modules (`zlib/.1.3`) keep their dot in every key:
+//! `<platform>/software/zlib/.1.3.tar.zst`, `<platform>/modules/all/zlib/.1.3.lua`
+//! (the module file path EasyBuild itself writes), `<platform>/logs/zlib/.1.3/`.
+//! This is unambiguous because a visible version never starts with a dot
+//! (validated), and a hidden module is a different module from the visible
+//! one of the same version (its own DynamoDB item), so it gets its own keys.
+//! Both install into the same software directory (`zlib/1.3`, see
+//! [`ModuleName::install_subdir`]).
+
+use crate::names::{EasyconfigPath, ExecutionName, ModuleName, PlatformName};
+
+/// The prefix of easyconfig keys in the bucket.
+pub const EASYCONFIGS_PREFIX: &str = "easyconfigs/";
+
+/// EasyBuild's `letter_dir_for`: the lowercase first letter of a software
+/// name, `0` when it is not a letter.
+pub fn letter_dir_for(name: &str) -> char {
+    match name.chars().next().map(|c| c.to_ascii_lowercase()) {
+        Some(c) if c.is_ascii_lowercase() => c,
+        _ => '0',
+    }
+}
+
+/// `<platform>/software/<Name>/<version>.tar.zst`: a module's installation.
+pub fn tarball_key(platform: &PlatformName, module: &ModuleName) -> String {
+    format!(
+        "{platform}/software/{}/{}.tar.zst",
+        module.name(),
+        module.version()
+    )
+}
+
+/// `<platform>/modules/all/<Name>/<version>.lua`: a module's module file.
+pub fn module_file_key(platform: &PlatformName, module: &ModuleName) -> String {
+    format!(
+        "{platform}/modules/all/{}/{}.lua",
+        module.name(),
+        module.version()
+    )
+}
+
+/// `<platform>/manifests/<execution>/<batch>.json`: what a batch produced.
+pub fn manifest_key(platform: &PlatformName, execution: &ExecutionName, batch: usize) -> String {
+    format!("{platform}/manifests/{execution}/{batch}.json")
+}
+
+/// `<platform>/logs/<Name>/<version>/`: where a module's EasyBuild logs go.
+pub fn log_prefix(platform: &PlatformName, module: &ModuleName) -> String {
+    format!("{platform}/logs/{}/{}/", module.name(), module.version())
+}
+
+/// `plans/<execution>/plan.json`: the full plan of an execution.
+pub fn plan_key(execution: &ExecutionName) -> String {
+    format!("plans/{execution}/plan.json")
+}
+
+/// `plans/<execution>/<platform>/`: where the batch files of a platform go.
+pub fn batch_prefix(execution: &ExecutionName, platform: &PlatformName) -> String {
+    format!("plans/{execution}/{platform}/")
+}
+
+/// `plans/<execution>/<platform>/<batch>.json`: one [`BatchFile`].
+pub fn batch_key(execution: &ExecutionName, platform: &PlatformName, batch: usize) -> String {
+    format!("{}{batch}.json", batch_prefix(execution, platform))
+}
+
+/// `easyconfigs/<letter>/<Name>/<file>.eb`.
+pub fn easyconfig_key(path: &EasyconfigPath) -> String {
+    format!("{EASYCONFIGS_PREFIX}{path}")
+}
+
+/// `sources/<letter>/<Name>/`: the sources of a software, shared by all
+/// platforms (EasyBuild's source path layout; the letter as
+/// `letter_dir_for`).
+pub fn source_prefix(module: &ModuleName) -> String {
+    let name = module.name();
+    format!("sources/{}/{name}/", letter_dir_for(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(s: &str) -> ModuleName {
+        s.parse().unwrap()
+    }
+
+    fn p(s: &str) -> PlatformName {
+        s.parse().unwrap()
+    }
+
+    fn e(s: &str) -> ExecutionName {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_s3_layout() {
+        let pl = p("amzn-2023_graviton-3");
+        let ex = e("run-1");
+        let py = m("Python/3.11.3-GCCcore-12.3.0");
+        assert_eq!(
+            tarball_key(&pl, &py),
+            "amzn-2023_graviton-3/software/Python/3.11.3-GCCcore-12.3.0.tar.zst"
+        );
+        assert_eq!(
+            module_file_key(&pl, &py),
+            "amzn-2023_graviton-3/modules/all/Python/3.11.3-GCCcore-12.3.0.lua"
+        );
+        assert_eq!(
+            manifest_key(&pl, &ex, 7),
+            "amzn-2023_graviton-3/manifests/run-1/7.json"
+        );
+        assert_eq!(
+            log_prefix(&pl, &py),
+            "amzn-2023_graviton-3/logs/Python/3.11.3-GCCcore-12.3.0/"
+        );
+        assert_eq!(plan_key(&ex), "plans/run-1/plan.json");
+        assert_eq!(batch_prefix(&ex, &pl), "plans/run-1/amzn-2023_graviton-3/");
+        assert_eq!(
+            batch_key(&ex, &pl, 3),
+            "plans/run-1/amzn-2023_graviton-3/3.json"
+        );
+        let path: EasyconfigPath = "p/Python/Python-3.11.3-GCCcore-12.3.0.eb".parse().unwrap();
+        assert_eq!(
+            easyconfig_key(&path),
+            "easyconfigs/p/Python/Python-3.11.3-GCCcore-12.3.0.eb"
+        );
+        assert_eq!(source_prefix(&py), "sources/p/Python/");
+        assert_eq!(
+            source_prefix(&m("2decomp-fft/2.0.4")),
+            "sources/0/2decomp-fft/"
+        );
+        assert_eq!(
+            source_prefix(&m("WebKitGTK+/2.41.4")),
+            "sources/w/WebKitGTK+/"
+        );
+    }
+
+    #[test]
+    fn hidden_modules_keep_their_dot_and_never_collide() {
+        let pl = p("amzn-2023_graviton-3");
+        let hidden = m("zlib/.1.3");
+        let visible = m("zlib/1.3");
+        assert_eq!(
+            tarball_key(&pl, &hidden),
+            "amzn-2023_graviton-3/software/zlib/.1.3.tar.zst"
+        );
+        assert_eq!(
+            module_file_key(&pl, &hidden),
+            "amzn-2023_graviton-3/modules/all/zlib/.1.3.lua"
+        );
+        assert_eq!(
+            log_prefix(&pl, &hidden),
+            "amzn-2023_graviton-3/logs/zlib/.1.3/"
+        );
+        assert_ne!(tarball_key(&pl, &hidden), tarball_key(&pl, &visible));
+        assert_ne!(log_prefix(&pl, &hidden), log_prefix(&pl, &visible));
+        assert_eq!(hidden.install_subdir(), visible.install_subdir());
+    }
+}

@@ -1,0 +1,251 @@
+//! What crosses the wire between the pipeline's parts: the batch file a
+//! build node reads ([`BatchFile`]) and the plan Lambda's state output
+//! ([`PlanOutput`]), whose size does not grow with the number of batches or
+//! modules. Both are made from a plan by the planner (`ebfleet-planner`'s
+//! `wire`); here is what they are and how a reader checks them.
+
+use crate::arch::Arch;
+use crate::checksum::is_sha256_hex;
+use crate::layout::{
+    batch_key, easyconfig_key, manifest_key, module_file_key, source_prefix, tarball_key,
+};
+use crate::names::{
+    check, describe_byte, EasyconfigPath, ExecutionName, KeyError, ModuleName, NameKind,
+    PlatformName,
+};
+use serde::{Deserialize, Serialize};
+
+/// Step Functions' limit on a state's input or output, in bytes.
+pub const STATE_PAYLOAD_LIMIT: usize = 256 * 1024;
+
+fn check_archspec(s: &str) -> Result<(), String> {
+    match s.bytes().next() {
+        None => return Err("empty".into()),
+        Some(b) if !b.is_ascii_alphanumeric() => {
+            return Err("must start with a letter or digit".into())
+        }
+        Some(_) => {}
+    }
+    if s.len() > 64 {
+        return Err("longer than 64 bytes".into());
+    }
+    match s
+        .bytes()
+        .find(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))
+    {
+        Some(b) => Err(format!(
+            "{} is not allowed (only A-Z a-z 0-9 _ - .)",
+            describe_byte(b)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// EasyBuild's `--optarch`: `GCC:march=znver3`, several compilers joined by
+/// `;`, flags by spaces. It reaches the node as one argument or environment
+/// value, never through a shell.
+fn check_optarch(s: &str) -> Result<(), String> {
+    match s.bytes().next() {
+        None => return Err("empty".into()),
+        Some(b) if !b.is_ascii_alphanumeric() => {
+            return Err("must start with a letter or digit".into())
+        }
+        Some(_) => {}
+    }
+    if s.len() > 256 {
+        return Err("longer than 256 bytes".into());
+    }
+    match s.bytes().find(|&b| {
+        !(b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b':' | b'=' | b',' | b';' | b'.' | b'_' | b'+' | b'-' | b' '
+            ))
+    }) {
+        Some(b) => Err(format!(
+            "{} is not allowed (only A-Z a-z 0-9 : = , ; . _ + - and space)",
+            describe_byte(b)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `<major>.<minor>`, e.g. `9.0`.
+fn check_compute_capability(s: &str) -> Result<(), String> {
+    let ok = s.split_once('.').is_some_and(|(a, b)| {
+        (1..=3).contains(&a.len())
+            && (1..=3).contains(&b.len())
+            && a.bytes().all(|c| c.is_ascii_digit())
+            && b.bytes().all(|c| c.is_ascii_digit())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err("not <major>.<minor>".into())
+    }
+}
+
+fn check_sha256(s: &str) -> Result<(), String> {
+    if is_sha256_hex(s) {
+        Ok(())
+    } else {
+        Err("not 64 lowercase hex digits".into())
+    }
+}
+
+/// One module a batch builds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchBuild {
+    pub module: ModuleName,
+    /// Path relative to the easyconfigs tree.
+    pub easyconfig: EasyconfigPath,
+    pub easyconfig_key: String,
+    pub easyconfig_sha256: String,
+}
+
+/// One already-built module a batch's builds load: what `sync` downloads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchNeed {
+    pub module: ModuleName,
+    pub tarball_key: String,
+    pub module_file_key: String,
+}
+
+/// What a build node reads for one batch (`plans/<execution>/<platform>/<batch>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchFile {
+    pub execution: ExecutionName,
+    pub platform: PlatformName,
+    pub arch: Arch,
+    pub archspec: String,
+    pub optarch: String,
+    /// Set on CUDA platforms, e.g. `9.0`.
+    pub cuda_compute_capability: Option<String>,
+    /// The batch's index in its platform's plan.
+    pub batch: usize,
+    /// In an order `eb --robot` can build them.
+    pub builds: Vec<BatchBuild>,
+    /// Built before this batch (on the platform or by earlier batches).
+    pub needs: Vec<BatchNeed>,
+    /// Earlier batches that build some of `needs`.
+    pub after: Vec<usize>,
+}
+
+impl BatchFile {
+    /// does before running anything.
+    pub fn from_json(text: &str) -> Result<Self, KeyError> {
+        let file: BatchFile =
+            serde_json::from_str(text).map_err(|e| KeyError::Json(e.to_string()))?;
+        file.validate()?;
+        Ok(file)
+    }
+
+    /// Check what the newtypes cannot: the platform's settings, checksums,
+    /// that every key is the one the layout gives for its module, and that
+    /// `after` lists earlier batches only.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        check(NameKind::Archspec, &self.archspec, check_archspec)?;
+        check(NameKind::Optarch, &self.optarch, check_optarch)?;
+        if let Some(cc) = &self.cuda_compute_capability {
+            check(
+                NameKind::CudaComputeCapability,
+                cc,
+                check_compute_capability,
+            )?;
+        }
+        let same = |what: String, found: &str, expected: String| {
+            if found == expected {
+                Ok(())
+            } else {
+                Err(KeyError::Inconsistent {
+                    what,
+                    found: found.to_string(),
+                    expected,
+                })
+            }
+        };
+        for b in &self.builds {
+            check(NameKind::Sha256, &b.easyconfig_sha256, check_sha256)?;
+            same(
+                format!("easyconfig_key of {}", b.module),
+                &b.easyconfig_key,
+                easyconfig_key(&b.easyconfig),
+            )?;
+        }
+        for n in &self.needs {
+            same(
+                format!("tarball_key of {}", n.module),
+                &n.tarball_key,
+                tarball_key(&self.platform, &n.module),
+            )?;
+            same(
+                format!("module_file_key of {}", n.module),
+                &n.module_file_key,
+                module_file_key(&self.platform, &n.module),
+            )?;
+        }
+        if let Some(a) = self.after.iter().find(|&&a| a >= self.batch) {
+            return Err(KeyError::BatchOrder {
+                platform: self.platform.to_string(),
+                batch: self.batch,
+                reason: format!("it comes after batch {a}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Where this file is stored.
+    pub fn key(&self) -> String {
+        batch_key(&self.execution, &self.platform, self.batch)
+    }
+
+    /// The shared `sources/` prefixes of the software this batch builds,
+    /// each once: what a node downloads before and uploads after.
+    pub fn source_prefixes(&self) -> std::collections::BTreeSet<String> {
+        self.builds
+            .iter()
+            .map(|b| source_prefix(&b.module))
+            .collect()
+    }
+
+    /// Where the node uploads what this batch produced.
+    pub fn manifest_key(&self) -> String {
+        manifest_key(&self.platform, &self.execution, self.batch)
+    }
+}
+
+/// One platform in the plan Lambda's output: counts and keys only.
+///
+/// Batches are listed by count, not one by one: batch `i` is at
+/// `batch_prefix + "<i>.json"` ([`batch_key`]) and depends only on batches
+/// before it (checked), so the state machine runs `0..batches` in order and
+/// reads each batch's `after` from its file. A per-batch list does not fit:
+/// the default platforms on the full EasyBuild 5.4.1 easyconfigs make 3,342
+/// batches, ~870 KiB as `{index, key, modules, after}` entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformOutput {
+    pub platform: PlatformName,
+    pub arch: Arch,
+    /// EC2 instance families to request capacity from.
+    pub families: Vec<String>,
+    /// Modules to build (in all batches).
+    pub to_build: usize,
+    pub already_built: usize,
+    /// Targets that cannot be built.
+    pub unresolvable: usize,
+    /// Number of batches, `0..batches`.
+    pub batches: usize,
+    /// `plans/<execution>/<platform>/`.
+    pub batch_prefix: String,
+}
+
+/// The plan Lambda's state output. Its size grows with the number of
+/// platforms only, never with the number of modules or batches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanOutput {
+    pub execution: ExecutionName,
+    pub plan_key: String,
+    /// No platform has a batch: skip without starting instances.
+    pub nothing_to_do: bool,
+    pub platforms: Vec<PlatformOutput>,
+}

@@ -1,0 +1,156 @@
+//! A plan turned into the wire types of `ebfleet-core`: the batch file a
+//! build node reads and the plan Lambda's state output. Every module name,
+//! easyconfig path and checksum is validated on the way: a plan holding an
+//! invalid one is an error, never a key.
+
+use crate::plan::{ModuleTable, PlatformPlan};
+use crate::planner::Plan;
+use ebfleet_core::layout::{batch_prefix, easyconfig_key, module_file_key, plan_key, tarball_key};
+use ebfleet_core::names::{EasyconfigPath, ExecutionName, KeyError, ModuleName, PlatformName};
+use ebfleet_core::platform::Platform;
+use ebfleet_core::wire::{BatchBuild, BatchFile, BatchNeed, PlanOutput, PlatformOutput};
+
+/// The batch file of batch `batch` of a platform's plan.
+pub fn batch_file(
+    plan: &PlatformPlan,
+    table: &ModuleTable,
+    platform: &Platform,
+    execution: &ExecutionName,
+    batch: usize,
+) -> Result<BatchFile, KeyError> {
+    if plan.platform != platform.name {
+        return Err(KeyError::PlatformMismatch {
+            plan: plan.platform.clone(),
+            platform: platform.name.clone(),
+        });
+    }
+    let platform_name = PlatformName::of(platform)?;
+    let b = plan
+        .batches
+        .iter()
+        .find(|b| b.index == batch)
+        .ok_or_else(|| KeyError::NoBatch {
+            platform: plan.platform.clone(),
+            batch,
+        })?;
+    let builds = b
+        .modules
+        .iter()
+        .map(|m| {
+            let module: ModuleName = m.parse()?;
+            let pm = table.get(m).ok_or_else(|| KeyError::NotInTable {
+                module: m.clone(),
+                batch,
+            })?;
+            let easyconfig: EasyconfigPath = pm.easyconfig.parse()?;
+            Ok(BatchBuild {
+                module,
+                easyconfig_key: easyconfig_key(&easyconfig),
+                easyconfig,
+                easyconfig_sha256: pm.easyconfig_sha256.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, KeyError>>()?;
+    let needs = b
+        .needs
+        .iter()
+        .map(|m| {
+            let module: ModuleName = m.parse()?;
+            Ok(BatchNeed {
+                tarball_key: tarball_key(&platform_name, &module),
+                module_file_key: module_file_key(&platform_name, &module),
+                module,
+            })
+        })
+        .collect::<Result<Vec<_>, KeyError>>()?;
+    let file = BatchFile {
+        execution: execution.clone(),
+        platform: platform_name,
+        arch: platform.arch(),
+        archspec: platform.cpu.archspec.clone(),
+        optarch: platform.cpu.optarch.clone(),
+        cuda_compute_capability: platform
+            .gpu
+            .as_ref()
+            .and_then(|g| g.cuda_compute_capability.clone()),
+        batch,
+        builds,
+        needs,
+        after: b.after.clone(),
+    };
+    file.validate()?;
+    Ok(file)
+}
+
+/// [`batch_file`] from a whole plan: the platform's plan and its
+/// architecture's module table.
+pub fn batch_file_of_plan(
+    plan: &Plan,
+    platform: &Platform,
+    execution: &ExecutionName,
+    batch: usize,
+) -> Result<BatchFile, KeyError> {
+    let pp = plan
+        .platforms
+        .iter()
+        .find(|p| p.platform == platform.name)
+        .ok_or_else(|| KeyError::NoPlatform(platform.name.clone()))?;
+    let table = plan
+        .modules
+        .get(&platform.arch())
+        .ok_or(KeyError::NoModuleTable(platform.arch()))?;
+    batch_file(pp, table, platform, execution, batch)
+}
+
+/// The plan Lambda's output for a plan; `platforms` must hold every
+/// platform of the plan (for its families). Checks that each platform's
+/// batches are numbered `0..n` and depend only on earlier ones.
+pub fn plan_output(
+    plan: &Plan,
+    platforms: &[&Platform],
+    execution: &ExecutionName,
+) -> Result<PlanOutput, KeyError> {
+    let outputs = plan
+        .platforms
+        .iter()
+        .map(|pp| {
+            let platform = platforms
+                .iter()
+                .find(|p| p.name == pp.platform)
+                .ok_or_else(|| KeyError::NoPlatform(pp.platform.clone()))?;
+            let name: PlatformName = pp.platform.parse()?;
+            for (i, b) in pp.batches.iter().enumerate() {
+                let order = |reason: String| KeyError::BatchOrder {
+                    platform: pp.platform.clone(),
+                    batch: b.index,
+                    reason,
+                };
+                if b.index != i {
+                    return Err(order(format!("it is listed at position {i}")));
+                }
+                if let Some(a) = b.after.iter().find(|&&a| a >= i) {
+                    return Err(order(format!("it comes after batch {a}")));
+                }
+            }
+            Ok(PlatformOutput {
+                batch_prefix: batch_prefix(execution, &name),
+                platform: name,
+                arch: pp.arch,
+                families: platform.families.clone(),
+                to_build: pp.to_build(),
+                already_built: pp.already_built,
+                unresolvable: pp.unresolvable.len(),
+                batches: pp.batches.len(),
+            })
+        })
+        .collect::<Result<Vec<_>, KeyError>>()?;
+    Ok(PlanOutput {
+        execution: execution.clone(),
+        plan_key: plan_key(execution),
+        nothing_to_do: outputs.iter().all(|p| p.batches == 0),
+        platforms: outputs,
+    })
+}
+
+#[cfg(test)]
+mod tests;
