@@ -12,7 +12,7 @@ use ebfleet_core::arch::Arch;
 use ebfleet_core::built::Built;
 use ebfleet_core::platform::Platform;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// What to build.
@@ -38,10 +38,10 @@ pub struct Plan {
     /// Easyconfig files read (per architecture, the same files).
     pub easyconfigs: usize,
     /// Files reported and skipped, per architecture.
-    pub problems: HashMap<Arch, Vec<Problem>>,
+    pub problems: BTreeMap<Arch, Vec<Problem>>,
     pub platforms: Vec<PlatformPlan>,
     /// Per architecture, every module some platform builds.
-    pub modules: HashMap<Arch, ModuleTable>,
+    pub modules: BTreeMap<Arch, ModuleTable>,
     /// Graphviz text of each platform's closure, when asked for.
     #[serde(skip)]
     pub dot: Option<String>,
@@ -90,9 +90,9 @@ fn plan_with(
     arches.dedup();
     let mut out = Plan {
         easyconfigs: 0,
-        problems: HashMap::new(),
+        problems: BTreeMap::new(),
         platforms: Vec::new(),
-        modules: HashMap::new(),
+        modules: BTreeMap::new(),
         dot: req.dot.then(String::new),
     };
     let mut by_name: HashMap<String, PlatformPlan> = HashMap::new();

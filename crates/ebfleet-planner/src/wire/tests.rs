@@ -6,7 +6,6 @@ use ebfleet_core::names::NameKind;
 use ebfleet_core::platform::{Platforms, SMALL as PLATFORMS};
 use ebfleet_core::wire::STATE_PAYLOAD_LIMIT;
 use ebfleet_core::Arch;
-use std::collections::HashMap;
 
 fn platforms() -> Platforms {
     Platforms::from_toml(PLATFORMS).unwrap()
@@ -144,9 +143,9 @@ fn batch_file_from_a_whole_plan() {
     let (pp, t) = two_batch_plan(arm);
     let plan = Plan {
         easyconfigs: 3,
-        problems: HashMap::new(),
+        problems: Default::default(),
         platforms: vec![pp],
-        modules: HashMap::from([(Arch::Aarch64, t)]),
+        modules: [(Arch::Aarch64, t)].into(),
         dot: None,
     };
     let ex = e("run-2");
@@ -271,7 +270,7 @@ fn tampered_batch_files_are_refused() {
 }
 
 fn synthetic_plan(platforms: &[&Platform], batches: usize, per_batch: usize) -> Plan {
-    let mut modules: HashMap<Arch, ModuleTable> = HashMap::new();
+    let mut modules: std::collections::BTreeMap<Arch, ModuleTable> = Default::default();
     let plans = platforms
         .iter()
         .map(|pl| {
@@ -311,7 +310,7 @@ fn synthetic_plan(platforms: &[&Platform], batches: usize, per_batch: usize) -> 
         .collect();
     Plan {
         easyconfigs: 0,
-        problems: HashMap::new(),
+        problems: Default::default(),
         platforms: plans,
         modules,
         dot: None,
