@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Tests of the build-node bootstrap (bootstrap/bootstrap.sh): shellcheck on
-# every script under bootstrap/, a dry run per supported OS, the build-path
+# Tests of the build-node bootstrap (crates/ebfleet-core/data/bootstrap.sh): shellcheck on
+# it and every script under bootstrap/, a dry run per supported OS, the build-path
 # decisions, IMDSv2, a real run into a temporary --root on this machine
 # (Debian 12) and a second one that must change nothing, the CPU check, and
 # hostile values. Installs shellcheck if missing; EasyBuild comes from PyPI
@@ -9,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 . "$here/env.sh"
-BOOT=$repo/bootstrap/bootstrap.sh
+BOOT=$repo/crates/ebfleet-core/data/bootstrap.sh
 export PIP_CACHE_DIR=${PIP_CACHE_DIR:-$EBFLEET_CACHE/pip}
 # Settings come from the flags below only, not from the caller's environment.
 for v in "${!EBFLEET_@}"; do [[ $v == EBFLEET_CACHE ]] || unset "$v"; done
@@ -84,12 +84,12 @@ host_state() { ls -d /opt/eb /opt/ebfleet /etc/ebfleet /etc/profile.d/ebfleet-ea
 t0=$SECONDS
 log "shellcheck"
 command -v shellcheck >/dev/null || { apt-get update -q && apt-get install -y -q shellcheck; }
-scripts=("$here/test-bootstrap.sh")
+scripts=("$here/test-bootstrap.sh" "$BOOT")
 while IFS= read -r -d '' f; do
   if [[ $f == *.sh ]] || head -n1 "$f" | grep -qE '^#!.*\b(ba|da)?sh\b'; then scripts+=("$f"); fi
 done < <(find "$repo/bootstrap" -type d \( -name target -o -name .git \) -prune -o -type f -print0)
 out=$(shellcheck -x -P SCRIPTDIR "${scripts[@]}" 2>&1) && rc=0 || rc=$?
-expect "shellcheck clean on ${#scripts[@]} script(s) under bootstrap/ and this test" test "$rc" = 0
+expect "shellcheck clean on ${#scripts[@]} script(s): the bootstrap, those under bootstrap/ and this test" test "$rc" = 0
 
 common=(--platform amzn-2023_graviton-3 --archspec neoverse_v1 --optarch GCC:mcpu=neoverse-v1)
 

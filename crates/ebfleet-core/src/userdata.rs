@@ -1,5 +1,5 @@
 //! A build node's first boot: the EC2 user data that runs
-//! `bootstrap/bootstrap.sh` with the platform's settings.
+//! `data/bootstrap.sh` with the platform's settings.
 //!
 //! User data takes no arguments, so the settings the bootstrap reads as
 //! `EBFLEET_*` variables (bootstrap/README.md, "As EC2 user data") go in
@@ -21,8 +21,8 @@ use crate::platform::Platform;
 use std::io::Write;
 use std::time::Duration;
 
-/// The bootstrap, byte for byte as in this commit's `bootstrap/bootstrap.sh`.
-pub const BOOTSTRAP_SH: &str = include_str!("../../../bootstrap/bootstrap.sh");
+/// The bootstrap, byte for byte as in this commit's `crates/ebfleet-core/data/bootstrap.sh`.
+pub const BOOTSTRAP_SH: &str = include_str!("../data/bootstrap.sh");
 
 /// EC2's limit on user data: the raw bytes (here: gzipped), before the
 /// base64 encoding of the API call (which may then be up to 21,848
@@ -176,7 +176,7 @@ pub fn script(settings: &NodeSettings) -> Result<String, UserDataError> {
     let mut text = String::with_capacity(BOOTSTRAP_SH.len() + 4096);
     text.push_str("#!/bin/bash\n");
     text.push_str(
-        "# ebfleet build node, first boot: bootstrap/bootstrap.sh with these settings.\n",
+        "# ebfleet build node, first boot: ebfleet bootstrap.sh with these settings.\n",
     );
     for (name, value) in &vars {
         text.push_str("export ");

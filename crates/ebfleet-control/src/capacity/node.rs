@@ -1,4 +1,4 @@
-//! What a node runs at first boot: `bootstrap/bootstrap.sh` with the
+//! What a node runs at first boot: `crates/ebfleet-core/data/bootstrap.sh` with the
 //! platform's settings and a download of `ebfleet-node` for its
 //! architecture (a presigned GET of the bucket's binary and the SHA-256
 //! its publisher stored as metadata), rendered by
