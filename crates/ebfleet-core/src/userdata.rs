@@ -175,9 +175,7 @@ pub fn script(settings: &NodeSettings) -> Result<String, UserDataError> {
     let vars = settings.variables()?;
     let mut text = String::with_capacity(BOOTSTRAP_SH.len() + 4096);
     text.push_str("#!/bin/bash\n");
-    text.push_str(
-        "# ebfleet build node, first boot: ebfleet bootstrap.sh with these settings.\n",
-    );
+    text.push_str("# ebfleet build node, first boot: ebfleet bootstrap.sh with these settings.\n");
     for (name, value) in &vars {
         text.push_str("export ");
         text.push_str(name);

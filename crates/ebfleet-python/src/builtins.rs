@@ -1,12 +1,12 @@
 //! Builtin functions and the methods of `str`, `list`, `tuple`, `dict` and `set`, applied
 //! to evaluated arguments.
 
+use super::ast::BinOp;
 use super::format::{format_value, str_format, write_repr};
 use super::ops::{
     binop, check_hashable, check_len, dict_find, iter_values, len_of, order, py_eq, unique,
     DictBuilder, Res, TWO_POW_63,
 };
-use super::parser::BinOp;
 use super::{Value, MAX_ITERATIONS};
 
 pub(crate) type Kwargs<'a> = [(&'a str, Value)];

@@ -3,12 +3,12 @@
 use std::borrow::Cow;
 use std::cell::{Cell, OnceCell};
 
+use super::ast::{
+    BinOp, CmpOp, Comp, CompKind, Expr, ExprKind, FPart, Index, MethodCall, Module, Stmt, Target,
+};
 use super::builtins::{self, builtin_kind, Builtin};
 use super::format::{format_value, write_repr};
 use super::ops::{self, check_hashable, check_len, DictBuilder};
-use super::parser::{
-    BinOp, CmpOp, Comp, CompKind, Expr, ExprKind, FPart, Index, MethodCall, Module, Stmt, Target,
-};
 use super::{Namespace, PyError, Value, MAX_COPY_UNITS, MAX_ITERATIONS, MAX_VALUE_DEPTH};
 
 use super::ops::unique as unique_values;

@@ -4,8 +4,8 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
+use super::ast::{BinOp, CmpOp, UnOp};
 use super::format::{percent_format, write_repr};
-use super::parser::{BinOp, CmpOp, UnOp};
 use super::{Value, MAX_LEN};
 
 pub(crate) type Res<T> = Result<T, String>;
