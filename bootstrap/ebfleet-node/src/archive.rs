@@ -21,7 +21,7 @@
 
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -389,14 +389,6 @@ fn unpack_into(
         fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(io_at(&dir))?;
     }
     Ok(count)
-}
-
-/// Read everything from `r` into a hashing sink: size and sha256.
-pub fn sha256_of(mut r: impl Read) -> io::Result<(u64, String)> {
-    let mut w = HashingWriter::new(io::sink());
-    io::copy(&mut r, &mut w)?;
-    let (_, n, sha) = w.finish();
-    Ok((n, sha))
 }
 
 #[cfg(test)]

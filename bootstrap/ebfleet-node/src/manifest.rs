@@ -7,10 +7,9 @@
 use crate::build::{BuildOutcome, BuildResult};
 use crate::pack::{PackOutcome, TarResult};
 use ebfleet_core::layout::{log_prefix, module_file_key, tarball_key};
+use ebfleet_core::manifest::{BatchManifest, ManifestEntry, Outcome, MANIFEST_FORMAT};
 use ebfleet_core::names::ModuleName;
-use ebfleet_core::record::{
-    BatchManifest, ErrorClass, ManifestEntry, Outcome, Tarball, MANIFEST_FORMAT,
-};
+use ebfleet_core::record::{ErrorClass, Tarball};
 use ebfleet_core::wire::BatchFile;
 use std::collections::BTreeMap;
 

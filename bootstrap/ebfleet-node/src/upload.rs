@@ -23,7 +23,7 @@ use crate::sync::{safe_relative, Installed, INSTALLPATH_METADATA};
 use crate::transfer::{upload_file, Uploaded};
 use ebfleet_aws::s3::Upload;
 use ebfleet_core::layout::{module_file_key, tarball_key};
-use ebfleet_core::record::{BatchManifest, Outcome};
+use ebfleet_core::manifest::{BatchManifest, Outcome};
 use ebfleet_core::step::Step;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -23,7 +23,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use ebfleet_core::built::Built;
 use ebfleet_core::names::{KeyError, ModuleName, PlatformName};
-use ebfleet_core::record::{self, ModuleRecord, RunSummary, Status, WriteCondition, RUN_SK};
+use ebfleet_core::record::{ModuleRecord, Status, WriteCondition};
 
 /// DynamoDB's item size limit, 400 KB.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -219,7 +219,10 @@ impl Records {
         platform: &PlatformName,
         module: &ModuleName,
     ) -> Result<Option<ModuleRecord>, DynamoError> {
-        let (pk, sk) = (record::pk(platform.as_str()), record::sk(module.as_str()));
+        let (pk, sk) = (
+            ebfleet_core::layout::platform_pk(platform.as_str()),
+            ebfleet_core::layout::module_sk(module.as_str()),
+        );
         let out = self
             .client
             .get_item()
@@ -239,7 +242,7 @@ impl Records {
     /// checksum it was built from, all pages of a query on the platform's
     /// `MODULE#` items filtered to status `built`.
     pub async fn built(&self, platform: &PlatformName) -> Result<Built, DynamoError> {
-        let pk = record::pk(platform.as_str());
+        let pk = ebfleet_core::layout::platform_pk(platform.as_str());
         let mut pages = self
             .client
             .query()
@@ -252,7 +255,10 @@ impl Records {
             .expression_attribute_names("#status", attr::STATUS)
             .expression_attribute_names("#ec", attr::EASYCONFIG_SHA256)
             .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-            .expression_attribute_values(":module", AttributeValue::S(record::sk("")))
+            .expression_attribute_values(
+                ":module",
+                AttributeValue::S(ebfleet_core::layout::module_sk("")),
+            )
             .expression_attribute_values(":built", AttributeValue::S(Status::Built.to_string()))
             .into_paginator()
             .send();
@@ -319,44 +325,6 @@ impl Records {
             Err(e) => Err(self.error("PutItem", &pk, &sk, e)),
         }
     }
-
-    /// Write the run's summary (`pk = RUN#<execution>`, `sk = SUMMARY`),
-    /// replacing the one before: the totals as numbers, the whole summary
-    /// as JSON in `summary`.
-    pub async fn put_summary(&self, summary: &RunSummary) -> Result<(), DynamoError> {
-        let (pk, sk) = (summary.pk(), RUN_SK.to_string());
-        let json = serde_json::to_string(summary).map_err(|source| DynamoError::Json {
-            table: self.table.clone(),
-            pk: pk.clone(),
-            sk: sk.clone(),
-            source,
-        })?;
-        // Attribute names and small values are a few hundred bytes at most.
-        let bytes = json.len() + summary.execution.len() + pk.len() + 256;
-        if bytes > MAX_ITEM_BYTES {
-            return Err(DynamoError::TooLarge {
-                table: self.table.clone(),
-                pk,
-                sk,
-                bytes,
-            });
-        }
-        let (built, skipped, failed) = summary.totals();
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item(attr::PK, AttributeValue::S(pk.clone()))
-            .item(attr::SK, AttributeValue::S(sk.clone()))
-            .item("execution", AttributeValue::S(summary.execution.clone()))
-            .item("built", AttributeValue::N(built.to_string()))
-            .item("skipped", AttributeValue::N(skipped.to_string()))
-            .item("failed", AttributeValue::N(failed.to_string()))
-            .item("summary", AttributeValue::S(json))
-            .send()
-            .await
-            .map_err(|e| self.error("PutItem", &pk, &sk, e))?;
-        Ok(())
-    }
 }
 
 /// A module and its easyconfig checksum from a projected `built` item;
@@ -367,7 +335,7 @@ fn built_entry(i: &Item) -> Result<(Option<String>, Option<String>), ItemError> 
         attribute: attr::SK,
         problem: "missing".into(),
     })?;
-    let module = record::module_from_sk(sk).ok_or_else(|| ItemError {
+    let module = ebfleet_core::layout::module_from_sk(sk).ok_or_else(|| ItemError {
         attribute: attr::SK,
         problem: format!("{sk:?} is not MODULE#<Name>/<version>"),
     })?;

@@ -6,7 +6,7 @@
 //! has one (a [`s3::Store`] over a bucket, [`dynamodb::Records`] over a
 //! table, [`ec2::Nodes`], [`ssm::Ssm`], [`sfn::StepFunctions`]).
 //! Their methods take and return the domain's types (`ModuleRecord`,
-//! `WriteCondition`, `PlatformName`, `Built`, `RunSummary`, any
+//! `WriteCondition`, `PlatformName`, `Built`, any
 //! `Serialize` value), so the domain never sees an SDK type and the callers
 //! (Lambdas, the CLI) never build a request by hand.
 //!

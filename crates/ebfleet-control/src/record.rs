@@ -12,11 +12,11 @@ use crate::Env;
 use ebfleet_aws::dynamodb::DynamoError;
 use ebfleet_aws::s3::S3Error;
 use ebfleet_core::layout::manifest_key;
-use ebfleet_core::names::{ExecutionName, KeyError, ModuleName, PlatformName};
-use ebfleet_core::record::{
-    apply_manifest, write_condition, BatchManifest, ManifestEntry, ManifestError, ModuleRecord,
-    Outcome, WriteCondition,
+use ebfleet_core::manifest::{
+    apply_manifest, BatchManifest, ManifestEntry, ManifestError, Outcome,
 };
+use ebfleet_core::names::{ExecutionName, KeyError, ModuleName, PlatformName};
+use ebfleet_core::record::{write_condition, ModuleRecord, WriteCondition};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 
@@ -372,7 +372,8 @@ pub fn count(out: &mut Output, entry: &ManifestEntry, recorded: Recorded) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ebfleet_core::record::{Status, Tarball, MANIFEST_FORMAT};
+    use ebfleet_core::manifest::MANIFEST_FORMAT;
+    use ebfleet_core::record::{Status, Tarball};
     use std::cell::{Cell, RefCell};
 
     const P: &str = "amzn-2023_graviton-3";

@@ -90,6 +90,32 @@ pub fn source_prefix(module: &ModuleName) -> String {
     format!("sources/{}/{name}/", letter_dir_for(name))
 }
 
+// ---------------------------------------------------------------------------
+// The table's keys.
+
+const PLATFORM_PREFIX: &str = "PLATFORM#";
+const MODULE_PREFIX: &str = "MODULE#";
+
+/// Partition key of a platform's module items: `PLATFORM#<platform>`.
+pub fn platform_pk(platform: &str) -> String {
+    format!("{PLATFORM_PREFIX}{platform}")
+}
+
+/// Sort key of a module item: `MODULE#<Name>/<version>`.
+pub fn module_sk(module: &str) -> String {
+    format!("{MODULE_PREFIX}{module}")
+}
+
+/// The module name of a module item's sort key.
+pub fn module_from_sk(sk: &str) -> Option<&str> {
+    sk.strip_prefix(MODULE_PREFIX).filter(|m| !m.is_empty())
+}
+
+/// The platform of a module item's partition key.
+pub fn platform_from_pk(pk: &str) -> Option<&str> {
+    pk.strip_prefix(PLATFORM_PREFIX).filter(|p| !p.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +195,16 @@ mod tests {
         assert_ne!(tarball_key(&pl, &hidden), tarball_key(&pl, &visible));
         assert_ne!(log_prefix(&pl, &hidden), log_prefix(&pl, &visible));
         assert_eq!(hidden.install_subdir(), visible.install_subdir());
+    }
+
+    #[test]
+    fn table_keys() {
+        let (p, m) = ("amzn-2023_graviton-3", "zlib/1.3.1-GCCcore-13.3.0");
+        assert_eq!(platform_pk(p), "PLATFORM#amzn-2023_graviton-3");
+        assert_eq!(module_sk(m), "MODULE#zlib/1.3.1-GCCcore-13.3.0");
+        assert_eq!(module_from_sk(&module_sk(m)), Some(m));
+        assert_eq!(platform_from_pk(&platform_pk(p)), Some(p));
+        assert_eq!(module_from_sk("RUN#x"), None);
+        assert_eq!(module_from_sk("MODULE#"), None);
     }
 }

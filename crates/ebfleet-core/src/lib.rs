@@ -22,6 +22,7 @@ pub mod capacity;
 pub mod checksum;
 pub mod layout;
 pub mod lease;
+pub mod manifest;
 pub mod names;
 pub mod platform;
 pub mod record;

@@ -6,7 +6,7 @@ use crate::common::*;
 use crate::fixtures;
 use ebfleet_aws::s3::Store;
 use ebfleet_core::checksum::sha256_hex;
-use ebfleet_core::record::{BatchManifest, Outcome};
+use ebfleet_core::manifest::{BatchManifest, Outcome};
 use serde_json::Value;
 use std::path::Path;
 

@@ -4,7 +4,8 @@
 use crate::common::*;
 use crate::easybuild::{check_manifest, node};
 use crate::fixtures;
-use ebfleet_core::record::{ErrorClass, Outcome};
+use ebfleet_core::manifest::Outcome;
+use ebfleet_core::record::ErrorClass;
 
 #[tokio::test]
 async fn a_failed_build_is_classified_logged_and_not_published() {

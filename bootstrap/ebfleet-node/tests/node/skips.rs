@@ -9,7 +9,7 @@ use crate::fixtures;
 use ebfleet_aws::s3::Store;
 use ebfleet_core::layout::tarball_key;
 use ebfleet_core::lease::{leases_key, BatchLeases, HeldModule};
-use ebfleet_core::record::{BatchManifest, Outcome};
+use ebfleet_core::manifest::{BatchManifest, Outcome};
 use serde_json::Value;
 
 fn status<'a>(build: &'a Value, module: &str) -> &'a Value {

@@ -13,7 +13,7 @@
 //! an [`ItemError`] naming the attribute, never a default.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use ebfleet_core::record::{self, ErrorClass, Lease, ModuleRecord, RecordedError, Status, Tarball};
+use ebfleet_core::record::{ErrorClass, Lease, ModuleRecord, RecordedError, Status, Tarball};
 use std::collections::HashMap;
 use std::str::FromStr;
 
@@ -203,10 +203,10 @@ fn group_complete(
 /// The record of an item [`to_item`] wrote.
 pub fn from_item(item: &Item) -> Result<ModuleRecord, ItemError> {
     let pk = req_s(item, attr::PK)?;
-    let platform = record::platform_from_pk(pk)
+    let platform = ebfleet_core::layout::platform_from_pk(pk)
         .ok_or_else(|| bad(attr::PK, format!("{pk:?} is not PLATFORM#<platform>")))?;
     let sk = req_s(item, attr::SK)?;
-    let module = record::module_from_sk(sk)
+    let module = ebfleet_core::layout::module_from_sk(sk)
         .ok_or_else(|| bad(attr::SK, format!("{sk:?} is not MODULE#<Name>/<version>")))?;
     let status_text = req_s(item, attr::STATUS)?;
     let status = parse_status(status_text)
@@ -317,7 +317,7 @@ mod tests {
         ModuleRecord {
             status: Status::Building,
             lease: Some(Lease {
-                owner: record::lease_owner("run-3", 1),
+                owner: ebfleet_core::record::lease_owner("run-3", 1),
                 expires: u64::MAX,
             }),
             version: 2,

@@ -11,7 +11,7 @@ use aws_sdk_s3::types::error::NoSuchKey;
 use aws_sdk_s3::types::Object;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use aws_smithy_types::body::SdkBody;
-use ebfleet_core::record::{BatchManifest, ManifestEntry, Outcome, MANIFEST_FORMAT};
+use ebfleet_core::manifest::{BatchManifest, ManifestEntry, Outcome, MANIFEST_FORMAT};
 use std::time::Duration;
 
 const BUCKET: &str = "ebfleet-test";

@@ -274,19 +274,6 @@ impl Store {
         tracing::debug!(bucket = %self.bucket, key, parts = parts.len(), "completed multipart upload");
         Ok(())
     }
-
-    /// Drop `upload_id` and the parts S3 holds for it.
-    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), S3Error> {
-        self.client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-            .map_err(|e| self.error("AbortMultipartUpload", key, e))?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

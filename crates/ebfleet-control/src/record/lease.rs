@@ -7,7 +7,7 @@
 //!
 //! A batch retried on new capacity has the same owner: it re-acquires its
 //! own leases (and extends them). Recording the batch's manifest releases
-//! them ([`ebfleet_core::record::apply_manifest`]); a batch given up
+//! them ([`ebfleet_core::manifest::apply_manifest`]); a batch given up
 //! without a manifest releases them with [`release`].
 //!
 //! Nothing renews a lease yet, so it lasts as long as a batch may take:

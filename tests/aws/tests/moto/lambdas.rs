@@ -14,10 +14,9 @@ use ebfleet_aws::dynamodb::Records;
 use ebfleet_aws::s3::Store;
 use ebfleet_core::layout::{module_file_key, tarball_key};
 use ebfleet_core::lease::{leases_key, BatchLeases};
+use ebfleet_core::manifest::{BatchManifest, ManifestEntry, Outcome, MANIFEST_FORMAT};
 use ebfleet_core::names::{ModuleName, PlatformName};
-use ebfleet_core::record::{
-    lease_owner, BatchManifest, ManifestEntry, Outcome, Status, Tarball, MANIFEST_FORMAT,
-};
+use ebfleet_core::record::{lease_owner, Status, Tarball};
 use ebfleet_core::userdata::{node_binary_key, BOOTSTRAP_SH};
 use ebfleet_core::wire::BatchFile;
 use ebfleet_core::Arch;

@@ -21,7 +21,8 @@ use aws_smithy_mocks::{mock, Rule};
 use ebfleet_aws::dynamodb::{from_item, to_item};
 use ebfleet_core::arch::Arch;
 use ebfleet_core::layout::easyconfig_key;
-use ebfleet_core::record::{sk, Lease, Status, Tarball};
+use ebfleet_core::layout::module_sk as sk;
+use ebfleet_core::record::{Lease, Status, Tarball};
 use ebfleet_core::wire::BatchBuild;
 use std::sync::{Arc, Mutex};
 

@@ -1,0 +1,340 @@
+//! The batch manifest a build node uploads after a batch
+//! (`<platform>/manifests/<execution>/<batch>.json`), how the record Lambda
+//! checks it ([`BatchManifest::validate`]) and how each of its entries
+//! changes a module's record ([`apply_manifest`]).
+
+use crate::record::{
+    lease_owner, next_version, truncate_message, ErrorClass, ModuleRecord, RecordedError, Status,
+    Tarball, MAX_ERROR_MESSAGE_BYTES,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// Largest tarball a manifest may report: S3's largest object (5 TiB).
+pub const MAX_TARBALL_BYTES: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+/// The manifest format this code reads and writes.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// What one module of a batch came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Outcome {
+    Built {
+        tarball: Tarball,
+        module_file_key: String,
+        duration_s: u64,
+    },
+    Failed {
+        class: ErrorClass,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_key: Option<String>,
+    },
+    /// Not attempted, e.g. a dependency failed.
+    Skipped { reason: String },
+}
+
+/// One module in a batch manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// `<Name>/<version>`.
+    pub module: String,
+    /// The checksum of the easyconfig the node built (or would have built).
+    pub easyconfig_sha256: String,
+    pub outcome: Outcome,
+}
+
+/// What a node uploads after a batch, to
+/// `<platform>/manifests/<execution>/<batch>.json`; the record Lambda reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchManifest {
+    /// [`MANIFEST_FORMAT`].
+    pub format: u32,
+    pub execution: String,
+    pub platform: String,
+    pub batch: u32,
+    pub instance_type: String,
+    /// archspec's name of the node's CPU.
+    pub archspec: String,
+    pub eb_version: String,
+    pub started: u64,
+    pub finished: u64,
+    pub modules: Vec<ManifestEntry>,
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest is not valid JSON of the expected shape: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("manifest format {found}, this code reads {MANIFEST_FORMAT}")]
+    Format { found: u32 },
+    #[error("manifest field {field} is empty or not printable")]
+    BadField { field: &'static str },
+    #[error("manifest finished ({finished}) before it started ({started})")]
+    Time { started: u64, finished: u64 },
+    #[error("manifest module name {module:?} is not <Name>/<version>")]
+    BadModule { module: String },
+    #[error("module {module} is listed twice in the manifest")]
+    Duplicate { module: String },
+    #[error("{module}: {field} {value:?} is not a lowercase hex sha256")]
+    BadSha256 {
+        module: String,
+        field: &'static str,
+        value: String,
+    },
+    #[error("{module}: tarball size {size} is not between 1 and {MAX_TARBALL_BYTES} bytes")]
+    BadSize { module: String, size: u64 },
+    #[error("{module}: {field} {key:?} is not a key under {prefix}")]
+    BadKey {
+        module: String,
+        field: &'static str,
+        key: String,
+        prefix: String,
+    },
+    #[error("{module}: skipped without a reason")]
+    NoReason { module: String },
+}
+
+fn printable(s: &str) -> bool {
+    !s.is_empty() && s.trim() == s && !s.chars().any(char::is_control)
+}
+
+fn check_key(
+    module: &str,
+    field: &'static str,
+    key: &str,
+    prefix: &str,
+) -> Result<(), ManifestError> {
+    let ok = key.len() > prefix.len()
+        && key.starts_with(prefix)
+        && !key.chars().any(char::is_control)
+        && key
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(ManifestError::BadKey {
+            module: module.to_string(),
+            field,
+            key: key.to_string(),
+            prefix: prefix.to_string(),
+        })
+    }
+}
+
+impl BatchManifest {
+    /// Read and validate a manifest.
+    pub fn from_json(json: &str) -> Result<Self, ManifestError> {
+        let m: BatchManifest = serde_json::from_str(json)?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The lease owner of this batch.
+    pub fn owner(&self) -> String {
+        lease_owner(&self.execution, self.batch)
+    }
+
+    /// Check what the record Lambda relies on: non-empty fields, checksums
+    /// as 64 lowercase hex, sizes S3 can hold, keys under the platform's
+    /// prefixes (`<platform>/software/`, `/modules/`, `/logs/`), each
+    /// module once.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        if self.format != MANIFEST_FORMAT {
+            return Err(ManifestError::Format { found: self.format });
+        }
+        for (field, value) in [
+            ("execution", &self.execution),
+            ("platform", &self.platform),
+            ("instance_type", &self.instance_type),
+            ("archspec", &self.archspec),
+            ("eb_version", &self.eb_version),
+        ] {
+            if !printable(value) {
+                return Err(ManifestError::BadField { field });
+            }
+        }
+        if self.platform.contains('/') {
+            return Err(ManifestError::BadField { field: "platform" });
+        }
+        if self.finished < self.started {
+            return Err(ManifestError::Time {
+                started: self.started,
+                finished: self.finished,
+            });
+        }
+        let mut seen = HashSet::new();
+        for e in &self.modules {
+            let m = &e.module;
+            let well_formed = printable(m)
+                && m.split_once('/')
+                    .is_some_and(|(n, v)| !n.is_empty() && !v.is_empty() && !v.contains('/'))
+                && !m.contains("..");
+            if !well_formed {
+                return Err(ManifestError::BadModule { module: m.clone() });
+            }
+            if !seen.insert(m.as_str()) {
+                return Err(ManifestError::Duplicate { module: m.clone() });
+            }
+            if !crate::checksum::is_sha256_hex(&e.easyconfig_sha256) {
+                return Err(ManifestError::BadSha256 {
+                    module: m.clone(),
+                    field: "easyconfig_sha256",
+                    value: e.easyconfig_sha256.clone(),
+                });
+            }
+            match &e.outcome {
+                Outcome::Built {
+                    tarball,
+                    module_file_key,
+                    ..
+                } => {
+                    if !crate::checksum::is_sha256_hex(&tarball.sha256) {
+                        return Err(ManifestError::BadSha256 {
+                            module: m.clone(),
+                            field: "tarball.sha256",
+                            value: tarball.sha256.clone(),
+                        });
+                    }
+                    if tarball.size == 0 || tarball.size > MAX_TARBALL_BYTES {
+                        return Err(ManifestError::BadSize {
+                            module: m.clone(),
+                            size: tarball.size,
+                        });
+                    }
+                    let p = &self.platform;
+                    check_key(m, "tarball.key", &tarball.key, &format!("{p}/software/"))?;
+                    check_key(
+                        m,
+                        "module_file_key",
+                        module_file_key,
+                        &format!("{p}/modules/"),
+                    )?;
+                }
+                Outcome::Failed { log_key, .. } => {
+                    if let Some(k) = log_key {
+                        check_key(m, "log_key", k, &format!("{}/logs/", self.platform))?;
+                    }
+                }
+                Outcome::Skipped { reason } => {
+                    if reason.trim().is_empty() {
+                        return Err(ManifestError::NoReason { module: m.clone() });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The record to write for `entry` of `manifest`, or `None` when nothing
+/// changes.
+///
+/// - `Built`: status `Built`, tarball and build facts from the manifest,
+///   error cleared.
+/// - `Failed`: the error is noted; a record that was built stays built with
+///   its tarball and checksum; otherwise status `Failed`.
+/// - `Skipped`: not an attempt; a `Building` record goes back to `Planned`
+///   (unless another owner's live lease is on it), a missing one is created
+///   `Planned`.
+/// - Built and failed results count one attempt per (execution, batch); a
+///   result of the attempt the record already counted is `None`.
+/// - The batch's own lease ([`BatchManifest::owner`]) is released; anyone
+///   else's is kept.
+///
+/// `manifest` is one [`BatchManifest::validate`] accepted. Write the result
+/// under [`write_condition`]`(existing)`.
+pub fn apply_manifest(
+    existing: Option<&ModuleRecord>,
+    manifest: &BatchManifest,
+    entry: &ManifestEntry,
+    now: u64,
+) -> Option<ModuleRecord> {
+    let same_attempt = existing.is_some_and(|r| {
+        r.execution.as_deref() == Some(manifest.execution.as_str())
+            && r.batch == Some(manifest.batch)
+    });
+    let mut r = existing.cloned().unwrap_or_else(|| {
+        ModuleRecord::new(
+            &manifest.platform,
+            &entry.module,
+            &entry.easyconfig_sha256,
+            now,
+        )
+    });
+    let mut count_attempt = || {
+        if same_attempt {
+            return false;
+        }
+        r.attempts = r.attempts.saturating_add(1);
+        r.execution = Some(manifest.execution.clone());
+        r.batch = Some(manifest.batch);
+        true
+    };
+    match &entry.outcome {
+        Outcome::Built {
+            tarball,
+            module_file_key,
+            duration_s,
+        } => {
+            if !count_attempt() {
+                return None;
+            }
+            r.status = Status::Built;
+            r.easyconfig_sha256 = entry.easyconfig_sha256.clone();
+            r.tarball = Some(tarball.clone());
+            r.module_file_key = Some(module_file_key.clone());
+            r.eb_version = Some(manifest.eb_version.clone());
+            r.instance_type = Some(manifest.instance_type.clone());
+            r.archspec = Some(manifest.archspec.clone());
+            r.duration_s = Some(*duration_s);
+            r.last_error = None;
+        }
+        Outcome::Failed {
+            class,
+            message,
+            log_key,
+        } => {
+            if !count_attempt() {
+                return None;
+            }
+            if r.status != Status::Built {
+                r.status = Status::Failed;
+                r.easyconfig_sha256 = entry.easyconfig_sha256.clone();
+            }
+            r.last_error = Some(RecordedError {
+                class: *class,
+                message: truncate_message(message, MAX_ERROR_MESSAGE_BYTES),
+                log_key: log_key.clone(),
+            });
+        }
+        Outcome::Skipped { .. } => {
+            // A `Building` record under someone else's live lease is theirs:
+            // this batch skipping the module says nothing about their build.
+            let theirs = r.held_by_other(&manifest.owner(), now).is_some();
+            if !theirs && matches!(r.status, Status::Building | Status::Planned) {
+                r.status = Status::Planned;
+                r.easyconfig_sha256 = entry.easyconfig_sha256.clone();
+            }
+        }
+    }
+    if r.lease
+        .as_ref()
+        .is_some_and(|l| l.owner == manifest.owner())
+    {
+        r.lease = None;
+    }
+    if existing == Some(&r) {
+        return None;
+    }
+    Some(next_version(existing, r, now))
+}
+
+#[cfg(test)]
+mod tests;
