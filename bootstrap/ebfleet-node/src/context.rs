@@ -54,12 +54,7 @@ pub struct Header {
     pub started: u64,
 }
 
-/// Unix seconds now.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use ebfleet_core::clock::unix_now as now;
 
 /// How a step failed. Modules that fail to build are not errors: they are
 /// results, reported in the manifest.

@@ -15,7 +15,8 @@
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
-use ebfleet_control::{env::var, plan, Env};
+use ebfleet_control::env::{self, var};
+use ebfleet_control::{plan, Env};
 use ebfleet_core::trigger::ExecutionInput;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -116,7 +117,9 @@ async fn run(cache: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let cached = std::fs::read_dir(cache).map_or(0, |d| d.count());
     let input = ExecutionInput::full(format!("bench-{}", std::process::id()).parse()?);
     let start = Instant::now();
-    let out = plan::handle_with_cache(&env, input, cache).await?;
+    let mut settings = plan::Settings::from_lookup(env::from_env)?;
+    settings.cache_dir = cache.to_path_buf();
+    let out = plan::handle(&env, &settings, input).await?;
     let seconds = start.elapsed().as_secs_f64();
     let output_bytes = serde_json::to_vec(&out)?.len();
     let figures = serde_json::json!({

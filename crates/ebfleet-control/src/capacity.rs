@@ -12,7 +12,7 @@
 
 pub mod node;
 
-use crate::env::{var, EnvError};
+use crate::env::{self, var, EnvError, Lookup};
 use crate::Env;
 use ebfleet_aws::ec2::{apply_spot_prices, Ec2Error, LaunchContext, Launched};
 use ebfleet_aws::s3::S3Error;
@@ -134,8 +134,9 @@ impl crate::failure::Failure for Error {
 }
 
 /// What the launch needs from the stack.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Settings {
+    pub platforms: Platforms,
     pub instance_profile_arn: String,
     pub security_group_id: String,
     pub subnet_ids: Vec<String>,
@@ -145,17 +146,16 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// From the process environment.
-    pub fn from_env() -> Result<Self, Error> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
     /// From `lookup` (a variable's value, `None` when unset); empty values
     /// count as unset.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+    pub fn from_lookup(lookup: impl Lookup) -> Result<Self, Error> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let required = |name: &'static str| get(name).ok_or(EnvError::Missing(name));
         Ok(Settings {
+            platforms: env::platforms(&get).map_err(|source| Error::Platform {
+                platform: "*".into(),
+                source,
+            })?,
             instance_profile_arn: required(var::INSTANCE_PROFILE_ARN)?,
             security_group_id: required(var::SECURITY_GROUP_ID)?,
             subnet_ids: parse_subnets(&required(var::SUBNET_IDS)?)?,
@@ -212,15 +212,6 @@ pub fn parse_max_types(text: Option<&str>) -> Result<usize, Error> {
                 reason: format!("{t:?} is not a whole number of at least 1"),
             }),
         },
-    }
-}
-
-/// The platforms: [`var::PLATFORMS`] (a platforms TOML) when set, else the
-/// shipped set.
-pub fn platforms(toml: Option<&str>) -> Result<Platforms, PlatformError> {
-    match toml {
-        Some(text) => Platforms::from_toml(text),
-        None => Platforms::default_set(),
     }
 }
 
@@ -283,29 +274,12 @@ pub fn output(platform: &str, launched: Launched) -> Result<Output, Error> {
     })
 }
 
-pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
-    let settings = Settings::from_env()?;
-    let toml = std::env::var(var::PLATFORMS)
-        .ok()
-        .filter(|t| !t.trim().is_empty());
-    let platforms = platforms(toml.as_deref()).map_err(|source| Error::Platform {
-        platform: input.platform.clone(),
-        source,
-    })?;
-    launch(env, &settings, &platforms, input).await
-}
-
-/// [`handle`] with its settings and platforms read: the node's user data
-/// first (a missing `ebfleet-node` stops here, before EC2 is asked
-/// anything), then the plan, the AMI and the launch.
-pub async fn launch(
-    env: &Env,
-    settings: &Settings,
-    platforms: &Platforms,
-    input: Input,
-) -> Result<Output, Error> {
+/// Launch a node for `input`: the node's user data first (a missing
+/// `ebfleet-node` stops here, before EC2 is asked anything), then the plan,
+/// the AMI and the launch.
+pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Output, Error> {
     let name = input.platform.as_str();
-    let platform = find_platform(platforms, name)?;
+    let platform = find_platform(&settings.platforms, name)?;
     let user_data = node::user_data(&env.store, &platform).await?;
 
     let catalog = env
@@ -384,17 +358,10 @@ mod tests;
 #[cfg(test)]
 mod unit_tests {
     use super::*;
+    use crate::testing::lookup;
     use ebfleet_aws::ec2::LaunchedInstance;
     use ebfleet_core::capacity::SpotAllocationStrategy;
     use ebfleet_core::Arch;
-
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
 
     fn required_vars() -> Vec<(&'static str, &'static str)> {
         vec![
@@ -409,7 +376,7 @@ mod unit_tests {
 
     #[test]
     fn settings_read_required_and_optional_variables() {
-        let s = Settings::from_lookup(vars(&required_vars())).unwrap();
+        let s = Settings::from_lookup(lookup(&required_vars())).unwrap();
         assert_eq!(s.subnet_ids, ["subnet-1", "subnet-2"]);
         assert_eq!(s.pinned_ami, None);
         assert_eq!(s.max_types, CapacityOptions::default().max_types);
@@ -417,7 +384,7 @@ mod unit_tests {
         let mut v = required_vars();
         v.push((var::PINNED_AMI, "ami-0123456789abcdef0"));
         v.push((var::MAX_TYPES, "3"));
-        let s = Settings::from_lookup(vars(&v)).unwrap();
+        let s = Settings::from_lookup(lookup(&v)).unwrap();
         assert_eq!(s.pinned_ami.as_deref(), Some("ami-0123456789abcdef0"));
         assert_eq!(s.max_types, 3);
     }
@@ -428,13 +395,13 @@ mod unit_tests {
             .into_iter()
             .filter(|(k, _)| *k != var::SECURITY_GROUP_ID)
             .collect();
-        let e = Settings::from_lookup(vars(&v)).unwrap_err();
+        let e = Settings::from_lookup(lookup(&v)).unwrap_err();
         assert!(e.to_string().contains(var::SECURITY_GROUP_ID), "{e}");
 
         let mut v = required_vars();
         v.retain(|(k, _)| *k != var::SUBNET_IDS);
         v.push((var::SUBNET_IDS, " , "));
-        let e = Settings::from_lookup(vars(&v)).unwrap_err();
+        let e = Settings::from_lookup(lookup(&v)).unwrap_err();
         assert!(e.to_string().contains(var::SUBNET_IDS), "{e}");
 
         for bad in ["0", "-1", "many"] {
@@ -445,11 +412,11 @@ mod unit_tests {
 
     #[test]
     fn root_volume_defaults_to_the_templates_and_is_range_checked() {
-        let s = Settings::from_lookup(vars(&required_vars())).unwrap();
+        let s = Settings::from_lookup(lookup(&required_vars())).unwrap();
         assert_eq!(s.root_volume, RootVolume::gp3(200).unwrap());
         let mut v = required_vars();
         v.push((var::ROOT_VOLUME_GIB, " 500 "));
-        let s = Settings::from_lookup(vars(&v)).unwrap();
+        let s = Settings::from_lookup(lookup(&v)).unwrap();
         assert_eq!(s.root_volume.size_gib, 500);
         for bad in ["8", "29", "16385", "-1", "200GiB", "1e3"] {
             let e = parse_root_volume(Some(bad)).unwrap_err();
@@ -460,7 +427,7 @@ mod unit_tests {
 
     #[test]
     fn finds_shipped_platforms_by_full_name_only() {
-        let all = platforms(None).unwrap();
+        let all = Platforms::default_set().unwrap();
         let first = &all.platforms[0];
         assert_eq!(find_platform(&all, &first.name).unwrap().name, first.name);
         let e = find_platform(&all, "amzn-2023_no-such-cpu").unwrap_err();
@@ -469,7 +436,7 @@ mod unit_tests {
     }
 
     fn cpu_platform() -> Platform {
-        platforms(None)
+        Platforms::default_set()
             .unwrap()
             .platforms
             .into_iter()

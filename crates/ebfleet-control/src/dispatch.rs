@@ -4,7 +4,7 @@
 //! ([`StepCommand::parse`], the instance id, the output prefix): hostile
 //! input is refused before anything is sent.
 
-use crate::env::{self, var, EnvError};
+use crate::env::{self, var, EnvError, Lookup};
 use crate::Env;
 use ebfleet_aws::ssm::SsmError;
 use ebfleet_core::step::{StepCommand, StepError};
@@ -35,8 +35,6 @@ pub struct Output {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(transparent)]
-    Env(#[from] EnvError),
     #[error("refused step: {0}")]
     Step(#[from] StepError),
     #[error("refused instance id {0:?}: expected i- and 8 or 17 lowercase hex digits")]
@@ -56,9 +54,7 @@ impl crate::failure::Failure for Error {
     fn kind(&self) -> crate::failure::Kind {
         use crate::failure::Kind;
         match self {
-            Error::Env(_) | Error::Step(_) | Error::InstanceId(_) | Error::OutputPrefix(_) => {
-                Kind::Invalid
-            }
+            Error::Step(_) | Error::InstanceId(_) | Error::OutputPrefix(_) => Kind::Invalid,
             Error::Send { source, .. } => source.kind(),
         }
     }
@@ -110,18 +106,32 @@ pub fn output_prefix(prefix: &str) -> Result<&str, Error> {
     }
 }
 
+/// What dispatch needs from the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The stack's bucket, for inputs that name none.
+    pub bucket: String,
+    /// The SSM document that runs a step ([`var::SSM_DOCUMENT`]).
+    pub document: String,
+}
+
+impl Settings {
+    pub fn from_lookup(lookup: impl Lookup) -> Result<Self, EnvError> {
+        Ok(Settings {
+            bucket: env::required(&lookup, var::BUCKET)?,
+            document: env::required(&lookup, var::SSM_DOCUMENT)?,
+        })
+    }
+}
+
 /// The validated command, instance and output prefix of `input`, with
 /// `default_bucket` where the input names none. Nothing is sent.
 pub fn prepare(
     input: &Input,
-    default_bucket: Option<&str>,
+    default_bucket: &str,
 ) -> Result<(StepCommand, String, String), Error> {
-    let bucket = match (input.bucket.as_deref(), default_bucket) {
-        (Some(b), _) => b.to_string(),
-        (None, Some(b)) => b.to_string(),
-        (None, None) => env::required(var::BUCKET)?,
-    };
-    let command = StepCommand::parse(&input.step, &bucket, &input.batch_key)?;
+    let bucket = input.bucket.as_deref().unwrap_or(default_bucket);
+    let command = StepCommand::parse(&input.step, bucket, &input.batch_key)?;
     let instance = instance_id(&input.instance_id)?.to_string();
     let prefix = match input.output_prefix.as_deref() {
         Some(p) => output_prefix(p)?.to_string(),
@@ -130,12 +140,11 @@ pub fn prepare(
     Ok((command, instance, prefix))
 }
 
-pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
-    let (command, instance_id, prefix) = prepare(&input, None)?;
-    let document = env::required(var::SSM_DOCUMENT)?;
+pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Output, Error> {
+    let (command, instance_id, prefix) = prepare(&input, &settings.bucket)?;
     let command_id = env
         .ssm
-        .send(&command, &instance_id, &document, &prefix)
+        .send(&command, &instance_id, &settings.document, &prefix)
         .await
         .map_err(|source| Error::Send {
             step: command.step().to_string(),
@@ -169,7 +178,7 @@ mod tests {
 
     #[test]
     fn prepares_a_valid_step_with_the_default_prefix() {
-        let (cmd, id, prefix) = prepare(&input("build", KEY, INSTANCE), None).unwrap();
+        let (cmd, id, prefix) = prepare(&input("build", KEY, INSTANCE), "stack-bucket").unwrap();
         assert_eq!(cmd.step().to_string(), "build");
         assert_eq!(cmd.bucket().as_str(), "ebfleet-bucket");
         assert_eq!(id, INSTANCE);
@@ -180,7 +189,7 @@ mod tests {
     fn default_bucket_when_the_input_has_none() {
         let mut i = input("sync", KEY, INSTANCE);
         i.bucket = None;
-        let (cmd, _, _) = prepare(&i, Some("stack-bucket")).unwrap();
+        let (cmd, _, _) = prepare(&i, "stack-bucket").unwrap();
         assert_eq!(cmd.bucket().as_str(), "stack-bucket");
     }
 
@@ -195,18 +204,18 @@ mod tests {
             ("tar", KEY, "mi-0123456789abcdef0"),
         ] {
             assert!(
-                prepare(&input(step, key, id), None).is_err(),
+                prepare(&input(step, key, id), "stack-bucket").is_err(),
                 "{step} {key} {id}"
             );
         }
         let mut i = input("upload", KEY, INSTANCE);
         i.bucket = Some("bad bucket`id`".into());
-        assert!(matches!(prepare(&i, None), Err(Error::Step(_))));
+        assert!(matches!(prepare(&i, "stack-bucket"), Err(Error::Step(_))));
         for bad in ["", "/abs", "a/../b", "a b", "x`y`"] {
             let mut i = input("upload", KEY, INSTANCE);
             i.output_prefix = Some(bad.into());
             assert!(
-                matches!(prepare(&i, None), Err(Error::OutputPrefix(_))),
+                matches!(prepare(&i, "stack-bucket"), Err(Error::OutputPrefix(_))),
                 "{bad:?}"
             );
         }
@@ -216,7 +225,7 @@ mod tests {
     fn accepts_a_given_output_prefix() {
         let mut i = input("upload", KEY, INSTANCE);
         i.output_prefix = Some("custom/out.d/".into());
-        let (_, _, prefix) = prepare(&i, None).unwrap();
+        let (_, _, prefix) = prepare(&i, "stack-bucket").unwrap();
         assert_eq!(prefix, "custom/out.d/");
     }
 

@@ -1,8 +1,13 @@
-//! What every Lambda is configured with: the SDK clients, built once per
-//! process, and the names of the stack's resources from the environment
-//! (set by the SAM template).
+//! What every Lambda is configured with: the SDK clients and the clock,
+//! built once per process ([`Env`]), and its settings, read from the
+//! environment (set by the SAM template) once at the edge: each handler
+//! module has a `Settings` made by `Settings::from_lookup` from a
+//! [`Lookup`], the process environment in AWS ([`from_env`]), a map in
+//! tests.
 
 use ebfleet_aws::{dynamodb::Records, ec2::Nodes, s3::Store, sfn::StepFunctions, ssm::Ssm};
+use ebfleet_core::clock::Clock;
+use ebfleet_core::platform::{PlatformError, Platforms};
 
 /// Environment variables the Lambdas read.
 pub mod var {
@@ -35,11 +40,31 @@ pub mod var {
 pub enum EnvError {
     #[error("environment variable {0} is not set")]
     Missing(&'static str),
+    #[error("environment variable {var}: {reason}")]
+    Invalid { var: &'static str, reason: String },
 }
 
-/// Read a required variable.
-pub fn required(name: &'static str) -> Result<String, EnvError> {
-    std::env::var(name).map_err(|_| EnvError::Missing(name))
+/// A setting's value by its variable's name; `None` when unset.
+pub trait Lookup: Fn(&str) -> Option<String> {}
+impl<F: Fn(&str) -> Option<String>> Lookup for F {}
+
+/// The process environment, with an empty or blank value counted as unset.
+pub fn from_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A required setting.
+pub fn required(lookup: &impl Lookup, name: &'static str) -> Result<String, EnvError> {
+    lookup(name).ok_or(EnvError::Missing(name))
+}
+
+/// The platforms: [`var::PLATFORMS`] (a platforms TOML) when set, else the
+/// shipped set. The one place a handler gets them from.
+pub fn platforms(lookup: &impl Lookup) -> Result<Platforms, PlatformError> {
+    match lookup(var::PLATFORMS) {
+        Some(text) => Platforms::from_toml(&text),
+        None => Platforms::default_set(),
+    }
 }
 
 /// The clients and resource names of one Lambda process.
@@ -49,19 +74,26 @@ pub struct Env {
     pub nodes: Nodes,
     pub ssm: Ssm,
     pub sfn: StepFunctions,
+    pub clock: Clock,
 }
 
 impl Env {
+    /// Unix seconds now, by the process's clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
     /// Clients from the SDK's environment (region, credentials,
     /// `AWS_ENDPOINT_URL`) and the stack's bucket and table.
     pub async fn from_env() -> Result<Self, EnvError> {
         let config = ebfleet_aws::load_config().await;
         Ok(Env {
-            store: Store::from_conf(&config, required(var::BUCKET)?),
-            records: Records::from_conf(&config, required(var::TABLE)?),
+            store: Store::from_conf(&config, required(&from_env, var::BUCKET)?),
+            records: Records::from_conf(&config, required(&from_env, var::TABLE)?),
             nodes: Nodes::from_conf(&config),
             ssm: Ssm::from_conf(&config),
             sfn: StepFunctions::from_conf(&config),
+            clock: Clock::system(),
         })
     }
 }

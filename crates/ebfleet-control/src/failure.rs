@@ -47,6 +47,12 @@ pub trait Failure: std::fmt::Display {
     fn kind(&self) -> Kind;
 }
 
+impl Failure for crate::env::EnvError {
+    fn kind(&self) -> Kind {
+        Kind::Invalid
+    }
+}
+
 impl Failure for S3Error {
     fn kind(&self) -> Kind {
         Kind::retry_or(self.is_retryable(), Kind::Failed)

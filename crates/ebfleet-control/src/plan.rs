@@ -3,7 +3,7 @@
 //! run the planner, write the plan and its batch files to
 //! `plans/<execution>/`, and return only keys and counts.
 
-use crate::env::var;
+use crate::env::{self, var, Lookup};
 use crate::Env;
 use ebfleet_aws::dynamodb::DynamoError;
 use ebfleet_aws::s3::{ObjectInfo, S3Error, Store};
@@ -70,29 +70,33 @@ impl crate::failure::Failure for Error {
     }
 }
 
-/// The platforms file: `EBFLEET_PLATFORMS_TOML` (its text) or the shipped defaults.
-pub fn platforms() -> Result<Platforms, PlatformError> {
-    match std::env::var(var::PLATFORMS) {
-        Ok(text) if !text.trim().is_empty() => Platforms::from_toml(&text),
-        _ => Platforms::default_set(),
+/// What the plan Lambda needs from the stack.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub platforms: Platforms,
+    /// [`Policy::default`], with the toolchains of [`var::TOOLCHAINS`].
+    pub policy: Policy,
+    /// Batch sizes, [`var::MAX_BATCH_MODULES`].
+    pub options: PlanOptions,
+    /// Where downloaded easyconfigs are cached ([`CACHE_DIR_VAR`]).
+    pub cache_dir: PathBuf,
+}
+
+impl Settings {
+    pub fn from_lookup(lookup: impl Lookup) -> Result<Self, Error> {
+        Ok(Settings {
+            platforms: env::platforms(&lookup)?,
+            policy: policy_from(&lookup(var::TOOLCHAINS).unwrap_or_default()),
+            options: plan_options_from(lookup(var::MAX_BATCH_MODULES).as_deref()),
+            cache_dir: lookup(CACHE_DIR_VAR)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR)),
+        })
     }
 }
 
-/// The cache directory: `EBFLEET_EASYCONFIG_CACHE` or [`DEFAULT_CACHE_DIR`].
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os(CACHE_DIR_VAR)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR))
-}
-
-pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
-    handle_with_cache(env, input, &cache_dir()).await
-}
-
-/// [`handle`] with the easyconfig cache in `cache`.
-pub async fn handle_with_cache(env: &Env, input: Input, cache: &Path) -> Result<Output, Error> {
-    let all = platforms()?;
-    let selected = select_platforms(&all, &input)?;
+pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Output, Error> {
+    let selected = select_platforms(&settings.platforms, &input)?;
     let mut built = HashMap::new();
     for p in &selected {
         let name = PlatformName::of(p)?;
@@ -109,8 +113,8 @@ pub async fn handle_with_cache(env: &Env, input: Input, cache: &Path) -> Result<
     // The easyconfigs' bytes are dropped once planned: the handler's peak
     // memory is the plan plus what is being written, not the sources too.
     let plan = {
-        let sources = load_sources(&env.store, cache).await?;
-        plan_input(&sources, &selected, &input, built)?
+        let sources = load_sources(&env.store, &settings.cache_dir).await?;
+        plan_input(&sources, &selected, &input, settings, built)?
     };
     let execution = input.execution();
     let batches = batch_indices(&plan);
@@ -143,13 +147,8 @@ pub fn select_platforms<'a>(
     all.select(&queries)
 }
 
-/// The toolchain policy: [`Policy::default`] with the toolchains of
-/// `EBFLEET_TOOLCHAINS` (comma-separated names) when it is set and not empty.
-pub fn policy() -> Policy {
-    policy_from(&std::env::var(var::TOOLCHAINS).unwrap_or_default())
-}
-
-/// [`policy`] for the variable's value `toolchains`.
+/// [`Policy::default`] with `toolchains` (comma-separated names) when it
+/// names any.
 pub fn policy_from(toolchains: &str) -> Policy {
     let toolchains: Vec<String> = toolchains
         .split(',')
@@ -164,13 +163,8 @@ pub fn policy_from(toolchains: &str) -> Policy {
     policy
 }
 
-/// Batch sizes: [`PlanOptions::default`], with `EBFLEET_MAX_BATCH_MODULES`
-/// when it is a positive number.
-pub fn plan_options() -> PlanOptions {
-    plan_options_from(std::env::var(var::MAX_BATCH_MODULES).ok().as_deref())
-}
-
-/// [`plan_options`] for the variable's value `max_batch_modules`; anything
+/// [`PlanOptions::default`] with `max_batch_modules` when it is a positive
+/// number; anything
 /// but a positive number is ignored, with a warning unless empty.
 pub fn plan_options_from(max_batch_modules: Option<&str>) -> PlanOptions {
     let mut options = PlanOptions::default();
@@ -189,9 +183,9 @@ pub fn plan_options_from(max_batch_modules: Option<&str>) -> PlanOptions {
 
 /// What to build: the latest of everything (under [`policy`]), or the
 /// changed easyconfigs (by file name, as an easystack) and what they need.
-pub fn targets(input: &Input) -> Targets {
+pub fn targets(input: &Input, policy: &Policy) -> Targets {
     match input.mode() {
-        Mode::Full => Targets::Latest(policy()),
+        Mode::Full => Targets::Latest(policy.clone()),
         Mode::Changed => Targets::Easystack(
             input
                 .changed_keys()
@@ -207,15 +201,16 @@ pub fn plan_input(
     sources: &[(String, Vec<u8>)],
     platforms: &[&Platform],
     input: &Input,
+    settings: &Settings,
     built: HashMap<String, Built>,
 ) -> Result<Plan, PlanError> {
     let req = PlanRequest {
         easyconfigs: Path::new(EASYCONFIGS_PREFIX.trim_end_matches('/')),
         platforms: platforms.to_vec(),
-        targets: targets(input),
+        targets: targets(input, &settings.policy),
         built,
         robot: RobotOptions::default(),
-        options: plan_options(),
+        options: settings.options,
         dot: false,
     };
     plan_sources(sources, &req)
@@ -469,14 +464,21 @@ mod tests {
             r#"{"execution":"e1","mode":"changed",
                 "changed_keys":["easyconfigs/o/OpenMPI/OpenMPI-1.0-GCC-1.0.eb"]}"#,
         );
-        match targets(&i) {
+        match targets(&i, &Policy::default()) {
             Targets::Easystack(names) => assert_eq!(names, ["OpenMPI-1.0-GCC-1.0.eb"]),
             t => panic!("{t:?}"),
         }
         assert!(matches!(
-            targets(&input(r#"{"execution":"e1","mode":"full"}"#)),
+            targets(
+                &input(r#"{"execution":"e1","mode":"full"}"#),
+                &Policy::default()
+            ),
             Targets::Latest(_)
         ));
+    }
+
+    fn settings() -> Settings {
+        Settings::from_lookup(|_: &str| None).unwrap()
     }
 
     #[test]
@@ -488,7 +490,7 @@ mod tests {
         );
         let selected = select_platforms(&all, &i).unwrap();
         assert_eq!(selected.len(), all.platforms.len());
-        let plan = plan_input(&fixtures(), &selected, &i, HashMap::new()).unwrap();
+        let plan = plan_input(&fixtures(), &selected, &i, &settings(), HashMap::new()).unwrap();
         assert!(plan.easyconfigs > 0);
         let files = batch_files(&plan, &selected, i.execution()).unwrap();
         let out = plan_output(&plan, &selected, i.execution()).unwrap();
@@ -515,7 +517,7 @@ mod tests {
         let selected = select_platforms(&all, &i).unwrap();
         assert_eq!(selected.len(), 1);
         let sources = fixtures();
-        let plan = plan_input(&sources, &selected, &i, HashMap::new()).unwrap();
+        let plan = plan_input(&sources, &selected, &i, &settings(), HashMap::new()).unwrap();
         // Everything it would build, marked built from the same easyconfig.
         let table = &plan.modules[&first.arch()];
         let built: Built = table
@@ -527,6 +529,7 @@ mod tests {
             &sources,
             &selected,
             &i,
+            &settings(),
             HashMap::from([(first.name.clone(), built)]),
         )
         .unwrap();

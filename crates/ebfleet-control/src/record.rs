@@ -8,6 +8,7 @@
 
 pub mod lease;
 
+use crate::env::{EnvError, Lookup};
 use crate::Env;
 use ebfleet_aws::dynamodb::DynamoError;
 use ebfleet_aws::s3::S3Error;
@@ -136,8 +137,6 @@ pub enum Error {
         #[source]
         source: S3Error,
     },
-    #[error("{var}={value:?} is not a number of seconds above 0")]
-    LeaseSeconds { var: &'static str, value: String },
 }
 
 impl Error {
@@ -167,8 +166,7 @@ impl crate::failure::Failure for Error {
             Error::Manifest { .. }
             | Error::NotUtf8 { .. }
             | Error::Name { .. }
-            | Error::BatchFile { .. }
-            | Error::LeaseSeconds { .. } => Kind::Invalid,
+            | Error::BatchFile { .. } => Kind::Invalid,
             Error::Record { source, .. } => Kind::retry_or(source.is_retryable(), Kind::Failed),
             // Someone else keeps writing the item: asking again later may work.
             Error::Contended { .. } => Kind::Transient,
@@ -273,34 +271,47 @@ where
     })
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// What the record Lambda needs from the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Seconds a lease lasts ([`lease::LEASE_SECONDS_VAR`]).
+    pub lease_ttl: u64,
+}
+
+impl Settings {
+    pub fn from_lookup(lookup: impl Lookup) -> Result<Self, EnvError> {
+        Ok(Settings {
+            lease_ttl: lease::parse_ttl(lookup(lease::LEASE_SECONDS_VAR).as_deref())?,
+        })
+    }
 }
 
 /// The record Lambda: record a manifest, take or release a batch's leases.
-pub async fn handle(env: &Env, input: Input) -> Result<Reply, Error> {
+pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Reply, Error> {
+    let now = env.now();
     match input {
-        Input::Lease { lease } => {
-            let ttl = lease::ttl_from_env()?;
-            lease::take(env, &lease.batch, now(), ttl, lease.waits_left > 0)
-                .await
-                .map(Reply::Leased)
-        }
-        Input::ReleaseLeases { release_leases } => lease::release(env, &release_leases, now())
+        Input::Lease { lease } => lease::take(
+            env,
+            &lease.batch,
+            now,
+            settings.lease_ttl,
+            lease.waits_left > 0,
+        )
+        .await
+        .map(Reply::Leased),
+        Input::ReleaseLeases { release_leases } => lease::release(env, &release_leases, now)
             .await
             .map(Reply::Released),
-        Input::Key { manifest_key } => record(env, manifest_key).await.map(Reply::Recorded),
+        Input::Key { manifest_key } => record(env, manifest_key, now).await.map(Reply::Recorded),
         batch @ Input::Batch { .. } => {
             let key = batch.key().expect("a batch has a manifest key");
-            record(env, key).await.map(Reply::Recorded)
+            record(env, key, now).await.map(Reply::Recorded)
         }
     }
 }
 
-/// Record the manifest at `key`.
-pub async fn record(env: &Env, key: String) -> Result<Output, Error> {
+/// Record the manifest at `key` at `now`.
+pub async fn record(env: &Env, key: String, now: u64) -> Result<Output, Error> {
     let bytes = env
         .store
         .get_bytes(&key)
@@ -314,7 +325,6 @@ pub async fn record(env: &Env, key: String) -> Result<Output, Error> {
         key: key.clone(),
         source,
     })?;
-    let now = now();
     let mut out = Output {
         manifest_key: key.clone(),
         ..Output::default()

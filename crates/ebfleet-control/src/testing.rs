@@ -5,6 +5,7 @@
 use crate::Env;
 use aws_smithy_mocks::{mock_client, Rule, RuleMode};
 use ebfleet_aws::{dynamodb::Records, ec2::Nodes, s3::Store, sfn::StepFunctions, ssm::Ssm};
+use ebfleet_core::clock::Clock;
 
 pub const BUCKET: &str = "ebfleet-bucket";
 pub const TABLE: &str = "ebfleet-records";
@@ -62,6 +63,17 @@ impl Mocks<'_> {
                 self.sfn.iter().copied(),
                 |c| c.retry_config(r())
             )),
+            clock: Clock::system(),
         }
     }
+}
+
+/// Settings from `pairs` (variable, value), as a handler reads them from
+/// the environment.
+pub fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| map.get(name).cloned()
 }

@@ -21,7 +21,7 @@
 //! until the next run, so after the write the trigger asks again and starts
 //! the execution itself when the run has ended meanwhile.
 
-use crate::env::{self, var, EnvError};
+use crate::env::{self, var, EnvError, Lookup};
 use crate::Env;
 use ebfleet_aws::dynamodb::DynamoError;
 use ebfleet_aws::sfn::SfnError;
@@ -30,7 +30,6 @@ use ebfleet_core::trigger::{
     decide, on_execution_end, ExecutionEnded, ExecutionInput, Naming, TriggerDecision, TriggerEvent,
 };
 use serde::{Deserialize, Serialize};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The EventBridge event, as Lambda receives it.
 pub type Input = serde_json::Value;
@@ -66,8 +65,6 @@ pub enum Output {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(transparent)]
-    Env(#[from] EnvError),
     #[error("state machine {state_machine}: listing running executions: {source}")]
     Running {
         state_machine: String,
@@ -87,7 +84,6 @@ impl crate::failure::Failure for Error {
     fn kind(&self) -> crate::failure::Kind {
         use crate::failure::Kind;
         match self {
-            Error::Env(_) => Kind::Invalid,
             Error::Running { source, .. } | Error::Start { source, .. } => {
                 Kind::retry_or(source.is_retryable(), Kind::Failed)
             }
@@ -127,36 +123,35 @@ pub fn started(input: &ExecutionInput, execution_arn: Option<String>) -> Output 
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// The stack's resources the trigger works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Only its easyconfigs start runs.
+    pub bucket: String,
+    /// The pipeline the trigger starts and watches.
+    pub state_machine: String,
 }
 
-/// The stack's resources the trigger works on.
+impl Settings {
+    pub fn from_lookup(lookup: impl Lookup) -> Result<Self, EnvError> {
+        Ok(Settings {
+            bucket: env::required(&lookup, var::BUCKET)?,
+            state_machine: env::required(&lookup, var::STATE_MACHINE_ARN)?,
+        })
+    }
+}
+
 struct Trigger<'a> {
     env: &'a Env,
-    state_machine: String,
+    state_machine: &'a str,
 }
 
-pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
-    let bucket = env::required(var::BUCKET)?;
-    let state_machine = env::required(var::STATE_MACHINE_ARN)?;
-    handle_for(env, &bucket, &state_machine, input).await
-}
-
-/// [`handle`] for the stack's `bucket` and `state_machine`.
-pub async fn handle_for(
-    env: &Env,
-    bucket: &str,
-    state_machine: &str,
-    input: Input,
-) -> Result<Output, Error> {
+pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Output, Error> {
     let t = Trigger {
         env,
-        state_machine: state_machine.to_string(),
+        state_machine: &settings.state_machine,
     };
-    let out = match event_of(input, bucket) {
+    let out = match event_of(input, &settings.bucket) {
         Ok(TriggerEvent::Created(key)) => t.on_created(key).await?,
         Ok(TriggerEvent::Ended(end)) => t.on_ended(end).await?,
         Err(ignored) => ignored,
@@ -169,10 +164,10 @@ impl Trigger<'_> {
     async fn running(&self) -> Result<Vec<String>, Error> {
         self.env
             .sfn
-            .running(&self.state_machine)
+            .running(self.state_machine)
             .await
             .map_err(|source| Error::Running {
-                state_machine: self.state_machine.clone(),
+                state_machine: self.state_machine.to_string(),
                 source,
             })
     }
@@ -186,7 +181,7 @@ impl Trigger<'_> {
         if !running.is_empty() {
             self.env
                 .records
-                .add_pending(&key, now())
+                .add_pending(&key, self.env.now())
                 .await
                 .map_err(Error::Pending)?;
             // The run may have ended before the key was stored; then its end
@@ -202,7 +197,7 @@ impl Trigger<'_> {
             }
         }
         let pending = self.pending().await?;
-        match decide(false, &pending, key, &naming(now())) {
+        match decide(false, &pending, key, &naming(self.env.now())) {
             TriggerDecision::Start(input) => self.start(input, &pending).await,
             TriggerDecision::Defer(_) => unreachable!("nothing runs"),
         }
@@ -220,7 +215,7 @@ impl Trigger<'_> {
         }
         let running = self.running().await?;
         let pending = self.pending().await?;
-        match on_execution_end(!running.is_empty(), &pending, &naming(now())) {
+        match on_execution_end(!running.is_empty(), &pending, &naming(self.env.now())) {
             Some(input) => self.start(input, &pending).await,
             None => Ok(Output::Idle {
                 ended,
@@ -246,7 +241,7 @@ impl Trigger<'_> {
         let arn = match self
             .env
             .sfn
-            .start(&self.state_machine, input.execution(), &input)
+            .start(self.state_machine, input.execution(), &input)
             .await
         {
             Ok(arn) => Some(arn),
@@ -256,7 +251,7 @@ impl Trigger<'_> {
             }
             Err(source) => {
                 return Err(Error::Start {
-                    state_machine: self.state_machine.clone(),
+                    state_machine: self.state_machine.to_string(),
                     execution: input.execution().to_string(),
                     source,
                 })

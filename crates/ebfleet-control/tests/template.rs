@@ -377,7 +377,7 @@ fn every_task_sends_what_its_handler_accepts() {
             }
             "Dispatch" => {
                 let d: dispatch::Input = input(state, i);
-                let (command, _, prefix) = dispatch::prepare(&d, Some("ebfleet-bucket"))
+                let (command, _, prefix) = dispatch::prepare(&d, "ebfleet-bucket")
                     .unwrap_or_else(|e| panic!("{state}: the handler refuses {i}: {e}"));
                 assert_eq!(command.step().to_string(), state.to_lowercase());
                 assert!(

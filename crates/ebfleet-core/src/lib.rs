@@ -20,6 +20,7 @@ pub mod arch;
 pub mod built;
 pub mod capacity;
 pub mod checksum;
+pub mod clock;
 pub mod layout;
 pub mod lease;
 pub mod manifest;

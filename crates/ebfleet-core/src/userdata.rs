@@ -365,7 +365,8 @@ fn check_node_url(v: &str) -> Result<(), String> {
 }
 
 fn check_sha256(v: &str) -> Result<(), String> {
-    if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+    // The bootstrap compares it case-insensitively.
+    if crate::checksum::is_sha256_hex(&v.to_ascii_lowercase()) {
         Ok(())
     } else {
         Err("expected 64 hex digits".into())

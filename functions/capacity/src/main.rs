@@ -1,10 +1,12 @@
 //! Lambda `capacity`: see `ebfleet_control::capacity`.
 
-use ebfleet_control::{capacity, runtime, Env};
+use ebfleet_control::{capacity, env, runtime, Env};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     // Built once and kept for the life of the process (warm invocations reuse it).
     let env: &'static Env = Box::leak(Box::new(Env::from_env().await?));
-    runtime::serve(move |input| capacity::handle(env, input)).await
+    let settings: &'static capacity::Settings =
+        Box::leak(Box::new(capacity::Settings::from_lookup(env::from_env)?));
+    runtime::serve(move |input| capacity::handle(env, settings, input)).await
 }

@@ -6,6 +6,7 @@
 
 use super::Error;
 use ebfleet_aws::s3::Store;
+use ebfleet_core::checksum::is_sha256_hex;
 use ebfleet_core::platform::Platform;
 use ebfleet_core::userdata::{
     node_binary_key, render, NodeDownload, NodeSettings, UserData, NODE_URL_EXPIRY,
@@ -31,10 +32,9 @@ pub async fn user_data(store: &Store, platform: &Platform) -> Result<UserData, E
             bucket: store.bucket().to_string(),
             key: key.clone(),
         })?;
-    let sha256 = match head.sha256 {
-        Some(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            s.to_ascii_lowercase()
-        }
+    // Published by hand, the metadata may be in upper case.
+    let sha256 = match head.sha256.map(|s| s.to_ascii_lowercase()) {
+        Some(s) if is_sha256_hex(&s) => s,
         other => {
             return Err(Error::NodeBinaryChecksum {
                 platform: name.to_string(),

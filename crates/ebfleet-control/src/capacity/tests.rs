@@ -33,6 +33,7 @@ const AMI: &str = "ami-0abcdef1234567890";
 
 fn settings(root_gib: u32) -> Settings {
     Settings {
+        platforms: Platforms::default_set().unwrap(),
         instance_profile_arn: "arn:aws:iam::123456789012:instance-profile/node".into(),
         security_group_id: "sg-0123456789abcdef0".into(),
         subnet_ids: vec!["subnet-1".into()],
@@ -189,9 +190,7 @@ async fn the_node_boots_with_its_settings_and_a_root_volume_to_build_on() {
         ..Mocks::default()
     }
     .env();
-    let out = launch(&env, &settings(300), &platforms(None).unwrap(), input())
-        .await
-        .unwrap();
+    let out = handle(&env, &settings(300), input()).await.unwrap();
     assert_eq!(out.instance_ids, ["i-0123456789abcdef0"]);
     assert_eq!(
         (
@@ -215,9 +214,7 @@ async fn no_node_binary_is_invalid_and_launches_nothing() {
         ..Mocks::default()
     }
     .env();
-    let err = launch(&env, &settings(200), &platforms(None).unwrap(), input())
-        .await
-        .unwrap_err();
+    let err = handle(&env, &settings(200), input()).await.unwrap_err();
     assert!(matches!(err, Error::NodeBinaryMissing { .. }), "{err:?}");
     assert_eq!(err.kind(), Kind::Invalid);
     assert_eq!(
@@ -238,9 +235,7 @@ async fn a_node_binary_without_its_checksum_is_invalid() {
             ..Mocks::default()
         }
         .env();
-        let err = launch(&env, &settings(200), &platforms(None).unwrap(), input())
-            .await
-            .unwrap_err();
+        let err = handle(&env, &settings(200), input()).await.unwrap_err();
         assert!(matches!(err, Error::NodeBinaryChecksum { .. }), "{err:?}");
         assert_eq!(err.kind(), Kind::Invalid);
         let text = err.to_string();
@@ -257,9 +252,7 @@ async fn an_unreadable_node_binary_names_its_key() {
         ..Mocks::default()
     }
     .env();
-    let err = launch(&env, &settings(200), &platforms(None).unwrap(), input())
-        .await
-        .unwrap_err();
+    let err = handle(&env, &settings(200), input()).await.unwrap_err();
     assert!(matches!(err, Error::NodeBinary { .. }), "{err:?}");
     assert_eq!(err.kind(), Kind::Invalid, "the stack's policy, not a retry");
     assert!(err.to_string().contains(NODE_KEY), "{err}");

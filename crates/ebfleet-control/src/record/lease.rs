@@ -14,6 +14,7 @@
 //! `EBFLEET_LEASE_SECONDS`, by default the sum of every step's timeout.
 
 use super::{write_decided, Decision, Error, Settled, MAX_ATTEMPTS};
+use crate::env::EnvError;
 use crate::Env;
 use ebfleet_core::layout::batch_key;
 use ebfleet_core::lease::{leases_key, BatchLeases, HeldModule};
@@ -37,22 +38,17 @@ pub fn default_ttl() -> u64 {
         .sum()
 }
 
-/// The lease TTL from `EBFLEET_LEASE_SECONDS`, or [`default_ttl`].
-pub fn ttl_from_env() -> Result<u64, Error> {
-    parse_ttl(std::env::var(LEASE_SECONDS_VAR).ok().as_deref())
-}
-
 /// The lease TTL from the variable's value (unset or empty: the default).
-pub fn parse_ttl(value: Option<&str>) -> Result<u64, Error> {
+pub fn parse_ttl(value: Option<&str>) -> Result<u64, EnvError> {
     match value.map(str::trim) {
         None | Some("") => Ok(default_ttl()),
         Some(v) => v
             .parse::<u64>()
             .ok()
             .filter(|&n| n > 0)
-            .ok_or_else(|| Error::LeaseSeconds {
+            .ok_or_else(|| EnvError::Invalid {
                 var: LEASE_SECONDS_VAR,
-                value: v.to_string(),
+                reason: format!("{v:?} is not a number of seconds above 0"),
             }),
     }
 }

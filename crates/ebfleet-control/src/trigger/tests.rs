@@ -147,7 +147,7 @@ fn start(keys: &'static [&'static str]) -> Rule {
 }
 
 async fn run(mocks: &Mocks<'_>, event: Input) -> Output {
-    handle_for(&mocks.env(), BUCKET, SM, event).await.unwrap()
+    handle(&mocks.env(), &settings(), event).await.unwrap()
 }
 
 #[tokio::test]
@@ -276,7 +276,7 @@ async fn a_start_that_fails_keeps_the_pending_keys() {
         dynamodb: vec![&pend],
         ..Default::default()
     };
-    let err = handle_for(&mocks.env(), BUCKET, SM, ended(SM, "SUCCEEDED"))
+    let err = handle(&mocks.env(), &settings(), ended(SM, "SUCCEEDED"))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Start { .. }), "{err}");
@@ -317,4 +317,11 @@ async fn other_events_call_nothing() {
         matches!(&out, Output::Ignored { ignored } if ignored.contains("someone-else")),
         "{out:?}"
     );
+}
+
+fn settings() -> Settings {
+    Settings {
+        bucket: BUCKET.into(),
+        state_machine: SM.into(),
+    }
 }

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::failure::{Failure, Kind};
-use crate::record::{handle, Input, Reply};
+use crate::record::{handle, Input, Reply, Settings};
 use crate::testing::{Mocks, BUCKET, TABLE};
 use aws_sdk_dynamodb::error::ErrorMetadata;
 use aws_sdk_dynamodb::operation::get_item::{GetItemError, GetItemInput, GetItemOutput};
@@ -552,7 +552,8 @@ async fn the_handler_answers_the_lease_state_with_counts() {
         {"lease": {"execution": "run-1", "platform": P, "batch": 2, "waits_left": 3}}
     ))
     .unwrap();
-    let reply = handle(&mocks.env(), input).await.unwrap();
+    let settings = Settings::from_lookup(|_: &str| None).unwrap();
+    let reply = handle(&mocks.env(), &settings, input).await.unwrap();
     assert!(matches!(reply, Reply::Leased(_)));
     assert_eq!(
         serde_json::to_value(&reply).unwrap(),
@@ -567,11 +568,7 @@ async fn the_handler_answers_the_lease_state_with_counts() {
 
 /// The earliest expiry a lease taken now with the default TTL can have.
 fn lease_expiry_floor() -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    now + default_ttl() - 60
+    ebfleet_core::clock::unix_now() + default_ttl() - 60
 }
 
 #[test]
