@@ -72,7 +72,10 @@ pub fn batch_prefix(execution: &ExecutionName, platform: &PlatformName) -> Strin
     format!("plans/{execution}/{platform}/")
 }
 
-/// `plans/<execution>/<platform>/<batch>.json`: one [`BatchFile`].
+/// The file name of a platform's build graph under its batch prefix.
+pub const GRAPH_FILE: &str = "graph.json";
+
+/// `plans/<execution>/<platform>/<batch>.json`: one batch (or unit) file.
 pub fn batch_key(execution: &ExecutionName, platform: &PlatformName, batch: usize) -> String {
     format!("{}{batch}.json", batch_prefix(execution, platform))
 }

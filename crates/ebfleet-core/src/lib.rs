@@ -17,6 +17,7 @@
 //! and names and turns its plans into the wire types here.
 
 pub mod arch;
+pub mod build_graph;
 pub mod built;
 pub mod capacity;
 pub mod checksum;

@@ -214,38 +214,30 @@ impl BatchFile {
     }
 }
 
-/// One platform in the plan Lambda's output: counts and keys only.
-///
-/// Batches are listed by count, not one by one: batch `i` is at
-/// `batch_prefix + "<i>.json"` ([`batch_key`]) and depends only on batches
-/// before it (checked), so the state machine runs `0..batches` in order and
-/// reads each batch's `after` from its file. A per-batch list does not fit:
-/// the default platforms on the full EasyBuild 5.4.1 easyconfigs make 3,342
-/// batches, ~870 KiB as `{index, key, modules, after}` entries.
+/// One platform in the plan Lambda's output: counts and keys only; its
+/// units are in its build graph ([`crate::build_graph`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlatformOutput {
     pub platform: PlatformName,
     pub arch: Arch,
     /// EC2 instance families to request capacity from.
     pub families: Vec<String>,
-    /// Modules to build (in all batches).
+    /// Modules to build: the graph's units.
     pub to_build: usize,
     pub already_built: usize,
     /// Targets that cannot be built.
     pub unresolvable: usize,
-    /// Number of batches, `0..batches`.
-    pub batches: usize,
-    /// `plans/<execution>/<platform>/`.
-    pub batch_prefix: String,
+    /// `plans/<execution>/<platform>/graph.json`.
+    pub graph_key: String,
 }
 
 /// The plan Lambda's state output. Its size grows with the number of
-/// platforms only, never with the number of modules or batches.
+/// platforms only, never with the number of modules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanOutput {
     pub execution: ExecutionName,
     pub plan_key: String,
-    /// No platform has a batch: skip without starting instances.
+    /// No platform has a unit: skip without starting instances.
     pub nothing_to_do: bool,
     pub platforms: Vec<PlatformOutput>,
 }

@@ -19,14 +19,33 @@ use std::collections::{HashMap, HashSet};
 pub struct PlanOptions {
     /// Most modules in one batch.
     pub max_batch_modules: usize,
+    /// Give each platform's closure as a graph ([`PlatformPlan::graph`],
+    /// what the pipeline schedules) instead of cutting batches.
+    #[serde(default)]
+    pub graph: bool,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
             max_batch_modules: 50,
+            graph: false,
         }
     }
+}
+
+/// One module of a platform's closure graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GraphEntry {
+    pub module: String,
+    pub easyconfig: String,
+    pub easyconfig_sha256: String,
+    /// Direct build dependencies, by index in the graph (all earlier).
+    pub build_deps: Vec<u32>,
+    /// Direct runtime dependencies and the toolchain, by index.
+    pub runtime_deps: Vec<u32>,
+    /// Already built on the platform from this easyconfig.
+    pub built: bool,
 }
 
 /// A module to build.
@@ -87,11 +106,15 @@ pub struct PlatformPlan {
     pub already_built: usize,
     pub unresolvable: Vec<Unresolvable>,
     pub batches: Vec<Batch>,
+    /// The closure, dependencies first, when [`PlanOptions::graph`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub graph: Vec<GraphEntry>,
 }
 
 impl PlatformPlan {
     pub fn to_build(&self) -> usize {
-        self.batches.iter().map(|b| b.modules.len()).sum()
+        self.batches.iter().map(|b| b.modules.len()).sum::<usize>()
+            + self.graph.iter().filter(|g| !g.built).count()
     }
 }
 
@@ -140,7 +163,11 @@ pub fn plan_platform(
         }
     };
     let to_build: Vec<NodeId> = order.iter().copied().filter(|&n| !is_built(n)).collect();
-    let batches = cut_batches(graph, &to_build, options);
+    let (batches, closure_graph) = if options.graph {
+        (Vec::new(), closure_graph(graph, &order, is_built))
+    } else {
+        (cut_batches(graph, &to_build, options), Vec::new())
+    };
     let plan = PlatformPlan {
         platform: platform.name.clone(),
         arch: platform.arch(),
@@ -149,8 +176,39 @@ pub fn plan_platform(
         already_built: order.len() - to_build.len(),
         unresolvable,
         batches,
+        graph: closure_graph,
     };
     (plan, to_build)
+}
+
+/// The closure `order` (dependencies first) as a graph over its positions.
+fn closure_graph(
+    graph: &Graph<'_, '_>,
+    order: &[NodeId],
+    is_built: impl Fn(NodeId) -> bool,
+) -> Vec<GraphEntry> {
+    let index: HashMap<NodeId, u32> = order
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (n, i as u32))
+        .collect();
+    let tree = graph.robot().tree();
+    order
+        .iter()
+        .map(|&n| {
+            let node = graph.node(n);
+            let entry = tree.entry(node.ec);
+            let at = |ds: &[NodeId]| ds.iter().map(|d| index[d]).collect();
+            GraphEntry {
+                module: node.module.clone(),
+                easyconfig: entry.path.clone(),
+                easyconfig_sha256: entry.sha256.clone(),
+                build_deps: at(&node.build_deps),
+                runtime_deps: at(&node.runtime_deps),
+                built: is_built(n),
+            }
+        })
+        .collect()
 }
 
 /// Cut modules (given in build order) into batches: by dependency depth
@@ -216,6 +274,8 @@ mod tests {
     use crate::tree::tests::ec;
     use ebfleet_core::platform::Platforms;
 
+    /// The plan of `App` and `Broken`, in batches of `max` (or, with 0, as
+    /// a graph).
     fn plan_with(built: &Built, max: usize) -> (PlatformPlan, ModuleTable) {
         let world = toolchain_world(&[
             ("c/CMake/CMake-3.26.3-GCCcore-12.3.0.eb", ec("CMake", "3.26.3", Some(("GCCcore", "12.3.0")), "dependencies = [('zlib', '1.2.13')]")),
@@ -250,6 +310,7 @@ mod tests {
             built,
             PlanOptions {
                 max_batch_modules: max,
+                graph: max == 0,
             },
         );
         let table = nodes
@@ -338,5 +399,27 @@ mod tests {
         // With everything in one batch, it needs only what was built before.
         assert_eq!(plan.batches.len(), 1);
         assert!(plan.batches[0].needs.contains(&"GCC/12.3.0".to_string()));
+    }
+
+    #[test]
+    fn a_graph_plan_lists_the_closure_with_its_edges_and_no_batches() {
+        let mut built = Built::new();
+        built.insert("GCCcore/12.3.0".into(), None);
+        let (plan, _) = plan_with(&built, 0);
+        assert!(plan.batches.is_empty());
+        let at = |m: &str| plan.graph.iter().position(|g| g.module == m).unwrap() as u32;
+        let app = &plan.graph[at("App/1-foss-2023a") as usize];
+        assert_eq!(app.build_deps, [at("CMake/3.26.3-GCCcore-12.3.0")]);
+        assert!(app.runtime_deps.contains(&at("zlib/1.2.13-GCCcore-12.3.0")));
+        for (i, g) in plan.graph.iter().enumerate() {
+            assert!(g
+                .build_deps
+                .iter()
+                .chain(&g.runtime_deps)
+                .all(|&d| (d as usize) < i));
+        }
+        assert!(plan.graph[at("GCCcore/12.3.0") as usize].built);
+        assert_eq!(plan.to_build(), plan.graph.len() - 1);
+        assert_eq!(plan.closure, plan.graph.len());
     }
 }

@@ -1,11 +1,13 @@
-//! A plan turned into the wire types of `ebfleet-core`: the batch file a
-//! build node reads and the plan Lambda's state output. Every module name,
+//! A plan turned into the wire types of `ebfleet-core`: a platform's build
+//! graph (what the pipeline schedules), the batch file a build node reads
+//! for a batch plan, and the plan Lambda's state output. Every module name,
 //! easyconfig path and checksum is validated on the way: a plan holding an
 //! invalid one is an error, never a key.
 
 use crate::plan::{ModuleTable, PlatformPlan};
 use crate::planner::Plan;
-use ebfleet_core::layout::{batch_prefix, easyconfig_key, module_file_key, plan_key, tarball_key};
+use ebfleet_core::build_graph::{graph_key, BuildGraph, GraphModule};
+use ebfleet_core::layout::{easyconfig_key, module_file_key, plan_key, tarball_key};
 use ebfleet_core::names::{EasyconfigPath, ExecutionName, KeyError, ModuleName, PlatformName};
 use ebfleet_core::platform::Platform;
 use ebfleet_core::wire::{BatchBuild, BatchFile, BatchNeed, PlanOutput, PlatformOutput};
@@ -103,8 +105,8 @@ pub fn batch_file_of_plan(
 }
 
 /// The plan Lambda's output for a plan; `platforms` must hold every
-/// platform of the plan (for its families). Checks that each platform's
-/// batches are numbered `0..n` and depend only on earlier ones.
+/// platform of the plan (for its families). Its size grows with the number
+/// of platforms only: each platform's units are in its graph file.
 pub fn plan_output(
     plan: &Plan,
     platforms: &[&Platform],
@@ -119,37 +121,69 @@ pub fn plan_output(
                 .find(|p| p.name == pp.platform)
                 .ok_or_else(|| KeyError::NoPlatform(pp.platform.clone()))?;
             let name: PlatformName = pp.platform.parse()?;
-            for (i, b) in pp.batches.iter().enumerate() {
-                let order = |reason: String| KeyError::BatchOrder {
-                    platform: pp.platform.clone(),
-                    batch: b.index,
-                    reason,
-                };
-                if b.index != i {
-                    return Err(order(format!("it is listed at position {i}")));
-                }
-                if let Some(a) = b.after.iter().find(|&&a| a >= i) {
-                    return Err(order(format!("it comes after batch {a}")));
-                }
-            }
             Ok(PlatformOutput {
-                batch_prefix: batch_prefix(execution, &name),
+                graph_key: graph_key(execution, &name),
                 platform: name,
                 arch: pp.arch,
                 families: platform.families.clone(),
                 to_build: pp.to_build(),
                 already_built: pp.already_built,
                 unresolvable: pp.unresolvable.len(),
-                batches: pp.batches.len(),
             })
         })
         .collect::<Result<Vec<_>, KeyError>>()?;
     Ok(PlanOutput {
         execution: execution.clone(),
         plan_key: plan_key(execution),
-        nothing_to_do: outputs.iter().all(|p| p.batches == 0),
+        nothing_to_do: outputs.iter().all(|p| p.to_build == 0),
         platforms: outputs,
     })
+}
+
+/// The build graph of a platform planned with [`PlanOptions::graph`]
+/// (crate::plan::PlanOptions), each module estimated by `estimate_s`,
+/// validated as a node would read it.
+pub fn build_graph(
+    plan: &PlatformPlan,
+    platform: &Platform,
+    execution: &ExecutionName,
+    estimate_s: impl Fn(&str) -> u64,
+) -> Result<BuildGraph, KeyError> {
+    if plan.platform != platform.name {
+        return Err(KeyError::PlatformMismatch {
+            plan: plan.platform.clone(),
+            platform: platform.name.clone(),
+        });
+    }
+    let modules = plan
+        .graph
+        .iter()
+        .map(|g| {
+            Ok(GraphModule {
+                module: g.module.parse()?,
+                easyconfig: g.easyconfig.parse()?,
+                easyconfig_sha256: g.easyconfig_sha256.clone(),
+                build_deps: g.build_deps.clone(),
+                runtime_deps: g.runtime_deps.clone(),
+                built: g.built,
+                estimate_s: if g.built { 0 } else { estimate_s(&g.module) },
+            })
+        })
+        .collect::<Result<Vec<_>, KeyError>>()?;
+    let graph = BuildGraph {
+        execution: execution.clone(),
+        platform: PlatformName::of(platform)?,
+        arch: platform.arch(),
+        archspec: platform.cpu.archspec.clone(),
+        optarch: platform.cpu.optarch.clone(),
+        cuda_compute_capability: platform
+            .gpu
+            .as_ref()
+            .and_then(|g| g.cuda_compute_capability.clone()),
+        modules,
+    };
+    graph.validate()?;
+    Ok(graph)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 use super::*;
 use crate::plan::{Batch, PlannedModule, Unresolvable};
 use ebfleet_core::checksum::sha256_hex;
-use ebfleet_core::layout::{batch_key, letter_dir_for};
+use ebfleet_core::layout::letter_dir_for;
 use ebfleet_core::names::NameKind;
 use ebfleet_core::platform::{Platforms, SMALL as PLATFORMS};
 use ebfleet_core::wire::STATE_PAYLOAD_LIMIT;
@@ -63,6 +63,7 @@ fn two_batch_plan(platform: &Platform) -> (PlatformPlan, ModuleTable) {
         closure: 4,
         already_built: 1,
         unresolvable: vec![],
+        graph: vec![],
         batches: vec![
             Batch {
                 index: 0,
@@ -300,6 +301,7 @@ fn synthetic_plan(platforms: &[&Platform], batches: usize, per_batch: usize) -> 
                 targets: vec![],
                 closure: batches * per_batch + 10,
                 batches: list,
+                graph: vec![],
                 already_built: 10,
                 unresolvable: vec![Unresolvable {
                     easyconfig: "x/X/X-1.eb".into(),
@@ -336,15 +338,9 @@ fn plan_output_of_3_platforms_by_200_batches_fits_a_state() {
     assert_eq!(gpu.to_build, 200 * 50);
     assert_eq!(gpu.already_built, 10);
     assert_eq!(gpu.unresolvable, 1);
-    assert_eq!(gpu.batches, 200);
     assert_eq!(
-        gpu.batch_prefix,
-        format!("plans/{ex}/amzn-2023_epyc-gen-3_h100/")
-    );
-    // Batch i's key is the prefix and the index: what batch_key gives.
-    assert_eq!(
-        format!("{}199.json", gpu.batch_prefix),
-        batch_key(&ex, &gpu.platform, 199)
+        gpu.graph_key,
+        format!("plans/{ex}/amzn-2023_epyc-gen-3_h100/graph.json")
     );
     let back: PlanOutput = serde_json::from_str(&json).unwrap();
     assert_eq!(back, out);
@@ -374,10 +370,7 @@ fn plan_with_nothing_to_build_is_nothing_to_do() {
     let plan = synthetic_plan(&refs, 0, 0);
     let out = plan_output(&plan, &refs, &e("run-1")).unwrap();
     assert!(out.nothing_to_do);
-    assert!(out
-        .platforms
-        .iter()
-        .all(|p| p.batches == 0 && p.to_build == 0));
+    assert!(out.platforms.iter().all(|p| p.to_build == 0));
     // No platform at all is nothing to do too.
     let empty = synthetic_plan(&[], 0, 0);
     assert!(
@@ -396,35 +389,12 @@ fn plan_with_nothing_to_build_is_nothing_to_do() {
 }
 
 #[test]
-fn plan_output_refuses_unknown_platforms_and_disordered_batches() {
+fn plan_output_refuses_unknown_platforms() {
     let ps = platforms();
     let refs: Vec<&Platform> = ps.platforms.iter().collect();
-    let ex = e("run-1");
     let plan = synthetic_plan(&refs, 3, 1);
     assert!(matches!(
-        plan_output(&plan, &refs[..2], &ex),
+        plan_output(&plan, &refs[..2], &e("run-1")),
         Err(KeyError::NoPlatform(_))
     ));
-    let mut bad = plan.clone();
-    bad.platforms[0].batches[1].after = vec![2];
-    assert!(matches!(
-        plan_output(&bad, &refs, &ex),
-        Err(KeyError::BatchOrder { batch: 1, .. })
-    ));
-    let mut bad = plan.clone();
-    bad.platforms[0].batches.swap(0, 1);
-    assert!(matches!(
-        plan_output(&bad, &refs, &ex),
-        Err(KeyError::BatchOrder { .. })
-    ));
-    let mut bad = plan;
-    bad.platforms[0].platform = "bad platform".into();
-    let mut odd = ps.platforms[0].clone();
-    odd.name = "bad platform".into();
-    let mut with_odd = refs.clone();
-    with_odd.push(&odd);
-    assert_eq!(
-        kind_of(plan_output(&bad, &with_odd, &ex).unwrap_err()),
-        NameKind::Platform
-    );
 }

@@ -1,0 +1,206 @@
+//! A platform's build graph, the file the Plan Lambda writes per platform
+//! (`plans/<execution>/<platform>/graph.json`, [`graph_key`]) and the
+//! scheduler reads: every module the platform's builds touch — the ones to
+//! build (its *units*) and the ones already built that they load — with
+//! their direct build and runtime dependencies, dependencies first.
+//!
+//! One module is one unit of dispatch; its index in [`BuildGraph::modules`]
+//! is its unit number. When the scheduler dispatches a unit it writes the
+//! unit's batch file ([`BuildGraph::unit_file`]): the one module to build
+//! and its build environment (its direct dependencies and, through runtime
+//! edges, what those load), which is what the node downloads. The needs are
+//! computed from the graph when the unit is dispatched rather than stored
+//! per unit: 7,000 units of a platform each listing ~60 needs would be
+//! tens of megabytes per platform; the graph is ~1.5 MB.
+
+use crate::arch::Arch;
+use crate::layout::{easyconfig_key, module_file_key, tarball_key, GRAPH_FILE};
+use crate::names::{EasyconfigPath, ExecutionName, KeyError, ModuleName, PlatformName};
+use crate::wire::{BatchBuild, BatchFile, BatchNeed};
+use serde::{Deserialize, Serialize};
+
+/// One module of a platform's build graph.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphModule {
+    pub module: ModuleName,
+    /// Path relative to the easyconfigs tree.
+    pub easyconfig: EasyconfigPath,
+    pub easyconfig_sha256: String,
+    /// Direct build dependencies, by index (all before this one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_deps: Vec<u32>,
+    /// Direct runtime dependencies and the toolchain, by index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime_deps: Vec<u32>,
+    /// Already built on the platform from this easyconfig: a need of the
+    /// units, never a unit itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub built: bool,
+    /// Estimated build time in seconds (recorded or modelled).
+    #[serde(default)]
+    pub estimate_s: u64,
+}
+
+impl GraphModule {
+    /// Direct dependencies of both kinds.
+    pub fn deps(&self) -> impl Iterator<Item = u32> + '_ {
+        self.build_deps
+            .iter()
+            .chain(self.runtime_deps.iter())
+            .copied()
+    }
+}
+
+/// What one platform builds in one execution, as a graph.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildGraph {
+    pub execution: ExecutionName,
+    pub platform: PlatformName,
+    pub arch: Arch,
+    pub archspec: String,
+    pub optarch: String,
+    /// Set on CUDA platforms, e.g. `9.0`.
+    pub cuda_compute_capability: Option<String>,
+    /// Dependencies before dependents.
+    pub modules: Vec<GraphModule>,
+}
+
+/// `plans/<execution>/<platform>/graph.json`.
+pub fn graph_key(execution: &ExecutionName, platform: &PlatformName) -> String {
+    format!(
+        "{}{GRAPH_FILE}",
+        crate::layout::batch_prefix(execution, platform)
+    )
+}
+
+impl BuildGraph {
+    /// Where this graph is stored.
+    pub fn key(&self) -> String {
+        graph_key(&self.execution, &self.platform)
+    }
+
+    /// Read a graph and [`validate`](Self::validate) it.
+    pub fn from_json(text: &str) -> Result<Self, KeyError> {
+        let g: BuildGraph =
+            serde_json::from_str(text).map_err(|e| KeyError::Json(e.to_string()))?;
+        g.validate()?;
+        Ok(g)
+    }
+
+    /// Every dependency points to an earlier module, and every unit file
+    /// the graph can make is valid (names, checksums, keys).
+    pub fn validate(&self) -> Result<(), KeyError> {
+        for (i, m) in self.modules.iter().enumerate() {
+            if let Some(d) = m.deps().find(|&d| d as usize >= i) {
+                return Err(KeyError::BatchOrder {
+                    platform: self.platform.to_string(),
+                    batch: i,
+                    reason: format!(
+                        "{} depends on module {d}, which does not come before it",
+                        m.module
+                    ),
+                });
+            }
+        }
+        // The settings and every build's checksum and keys, as a node checks
+        // them; one unit file per module would be quadratic, so check the
+        // modules through one file that builds them all.
+        let all = BatchFile {
+            builds: self.modules.iter().map(build_of).collect(),
+            needs: Vec::new(),
+            after: Vec::new(),
+            ..self.batch_header(self.modules.len())
+        };
+        all.validate()
+    }
+
+    /// The units: modules to build, by index, dependencies first.
+    pub fn units(&self) -> impl Iterator<Item = u32> + '_ {
+        self.modules
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !m.built)
+            .map(|(i, _)| i as u32)
+    }
+
+    /// Everything module `unit` needs loaded to build: its direct
+    /// dependencies and, through runtime edges, what those load in turn
+    /// (EasyBuild's build environment). Sorted.
+    pub fn build_environment(&self, unit: u32) -> Vec<u32> {
+        let mut seen = vec![false; self.modules.len()];
+        let mut out = Vec::new();
+        let mut stack: Vec<u32> = self.modules[unit as usize].deps().collect();
+        while let Some(d) = stack.pop() {
+            if std::mem::replace(&mut seen[d as usize], true) {
+                continue;
+            }
+            out.push(d);
+            stack.extend(self.modules[d as usize].runtime_deps.iter().copied());
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// The batch file of unit `unit`: it builds that one module, needs its
+    /// build environment, and comes after the units among those needs.
+    pub fn unit_file(&self, unit: u32) -> Result<BatchFile, KeyError> {
+        let m = self
+            .modules
+            .get(unit as usize)
+            .ok_or_else(|| KeyError::NoBatch {
+                platform: self.platform.to_string(),
+                batch: unit as usize,
+            })?;
+        let env = self.build_environment(unit);
+        let file = BatchFile {
+            builds: vec![build_of(m)],
+            needs: env
+                .iter()
+                .map(|&d| {
+                    let module = self.modules[d as usize].module.clone();
+                    BatchNeed {
+                        tarball_key: tarball_key(&self.platform, &module),
+                        module_file_key: module_file_key(&self.platform, &module),
+                        module,
+                    }
+                })
+                .collect(),
+            after: env
+                .iter()
+                .filter(|&&d| !self.modules[d as usize].built)
+                .map(|&d| d as usize)
+                .collect(),
+            ..self.batch_header(unit as usize)
+        };
+        file.validate()?;
+        Ok(file)
+    }
+
+    /// A batch file of this graph's platform with nothing in it yet.
+    fn batch_header(&self, batch: usize) -> BatchFile {
+        BatchFile {
+            execution: self.execution.clone(),
+            platform: self.platform.clone(),
+            arch: self.arch,
+            archspec: self.archspec.clone(),
+            optarch: self.optarch.clone(),
+            cuda_compute_capability: self.cuda_compute_capability.clone(),
+            batch,
+            builds: Vec::new(),
+            needs: Vec::new(),
+            after: Vec::new(),
+        }
+    }
+}
+
+fn build_of(m: &GraphModule) -> BatchBuild {
+    BatchBuild {
+        module: m.module.clone(),
+        easyconfig_key: easyconfig_key(&m.easyconfig),
+        easyconfig: m.easyconfig.clone(),
+        easyconfig_sha256: m.easyconfig_sha256.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,92 @@
+use super::*;
+use crate::checksum::sha256_hex;
+
+fn module(name: &str, build: &[u32], run: &[u32], built: bool) -> GraphModule {
+    let (n, v) = name.split_once('/').unwrap();
+    let letter = crate::layout::letter_dir_for(n);
+    GraphModule {
+        module: name.parse().unwrap(),
+        easyconfig: format!("{letter}/{n}/{n}-{v}.eb").parse().unwrap(),
+        easyconfig_sha256: sha256_hex(name.as_bytes()),
+        build_deps: build.to_vec(),
+        runtime_deps: run.to_vec(),
+        built,
+        estimate_s: 60,
+    }
+}
+
+/// GCCcore (built) ← zlib, CMake ← Python (builds with CMake, loads zlib).
+fn graph() -> BuildGraph {
+    BuildGraph {
+        execution: "run-1".parse().unwrap(),
+        platform: "amzn-2023_epyc-gen-4".parse().unwrap(),
+        arch: Arch::X86_64,
+        archspec: "zen4".into(),
+        optarch: "GCC:march=znver4".into(),
+        cuda_compute_capability: None,
+        modules: vec![
+            module("GCCcore/13.2.0", &[], &[], true),
+            module("zlib/1.3-GCCcore-13.2.0", &[], &[0], false),
+            module("CMake/3.27.6-GCCcore-13.2.0", &[], &[0], false),
+            module("Python/3.11.5-GCCcore-13.2.0", &[2], &[1, 0], false),
+        ],
+    }
+}
+
+#[test]
+fn units_are_the_modules_not_built() {
+    assert_eq!(graph().units().collect::<Vec<_>>(), [1, 2, 3]);
+}
+
+#[test]
+fn the_build_environment_follows_runtime_edges_only_past_the_first_step() {
+    let mut g = graph();
+    // A build-only dependency of CMake is not loaded with it.
+    g.modules
+        .insert(2, module("ncurses/6.4-GCCcore-13.2.0", &[], &[0], false));
+    g.modules[3].build_deps = vec![2];
+    g.modules[4] = module("Python/3.11.5-GCCcore-13.2.0", &[3], &[1, 0], false);
+    assert_eq!(g.build_environment(4), [0, 1, 3]);
+    assert_eq!(g.build_environment(3), [0, 2]);
+    g.validate().unwrap();
+}
+
+#[test]
+fn a_unit_file_builds_one_module_with_its_environment() {
+    let g = graph();
+    let f = g.unit_file(3).unwrap();
+    assert_eq!(f.batch, 3);
+    assert_eq!(f.builds.len(), 1);
+    assert_eq!(f.builds[0].module.as_str(), "Python/3.11.5-GCCcore-13.2.0");
+    let needs: Vec<&str> = f.needs.iter().map(|n| n.module.as_str()).collect();
+    assert_eq!(
+        needs,
+        [
+            "GCCcore/13.2.0",
+            "zlib/1.3-GCCcore-13.2.0",
+            "CMake/3.27.6-GCCcore-13.2.0"
+        ]
+    );
+    // After the units it needs; the built GCCcore is no unit.
+    assert_eq!(f.after, [1, 2]);
+    assert_eq!(f.key(), "plans/run-1/amzn-2023_epyc-gen-4/3.json");
+    assert_eq!(g.key(), "plans/run-1/amzn-2023_epyc-gen-4/graph.json");
+    assert!(g.unit_file(9).is_err());
+}
+
+#[test]
+fn graphs_round_trip_and_refuse_what_a_node_would_refuse() {
+    let g = graph();
+    let json = serde_json::to_string(&g).unwrap();
+    assert_eq!(BuildGraph::from_json(&json).unwrap(), g);
+    let mut forward = graph();
+    forward.modules[1].runtime_deps = vec![3];
+    assert!(matches!(
+        forward.validate(),
+        Err(KeyError::BatchOrder { batch: 1, .. })
+    ));
+    let bad_sha = json.replacen(&sha256_hex(b"zlib/1.3-GCCcore-13.2.0"), "x", 1);
+    assert!(BuildGraph::from_json(&bad_sha).is_err());
+    let hostile = json.replacen("zlib/1.3-GCCcore-13.2.0", "zlib/1.3;reboot", 1);
+    assert!(BuildGraph::from_json(&hostile).is_err());
+}

@@ -1,0 +1,326 @@
+use super::*;
+
+/// 0 built; 1, 2 need 0; 3 needs 1 and 2; 4 needs 1.
+fn diamond() -> Dag {
+    Dag::new(
+        vec![false, true, true, true, true],
+        vec![vec![], vec![0], vec![0], vec![1, 2], vec![1]],
+        vec![100, 10, 50, 20, 5],
+    )
+}
+
+fn settings() -> Settings {
+    Settings {
+        max_nodes: 4,
+        max_instances: 10,
+        idle_s: 600,
+        boot_timeout_s: 1800,
+        node_attempts: 2,
+        held_retry_s: 300,
+        capacity_wait_s: 900,
+        lease_renew_s: 1800,
+    }
+}
+
+fn pool(ids: &[(&str, bool)]) -> Vec<PoolInstance> {
+    ids.iter()
+        .map(|(id, online)| PoolInstance {
+            id: id.to_string(),
+            online: *online,
+        })
+        .collect()
+}
+
+fn obs(now: u64, ended: Vec<(u32, Outcome)>, ids: &[(&str, bool)]) -> Observation {
+    Observation {
+        now,
+        ended,
+        desired: ids.len() as u32,
+        pool: pool(ids),
+    }
+}
+
+fn running_on(s: &Schedule, unit: u32) -> Option<&str> {
+    match &s.units[unit as usize] {
+        UnitState::Running { node, .. } => Some(node),
+        _ => None,
+    }
+}
+
+#[test]
+fn an_empty_pool_grows_to_the_ready_units() {
+    let dag = diamond();
+    let mut s = Schedule::new(&dag);
+    let d = s.tick(&dag, &obs(0, vec![], &[]), &settings());
+    assert!(d.dispatch.is_empty());
+    assert_eq!(d.desired, Some(2), "units 1 and 2 are ready");
+    assert!(!d.done);
+    // Asked for, not there yet: no second request.
+    let o = Observation {
+        desired: 2,
+        ..obs(10, vec![], &[])
+    };
+    assert_eq!(s.tick(&dag, &o, &settings()).desired, None);
+}
+
+#[test]
+fn the_longest_remaining_path_goes_first() {
+    let dag = diamond();
+    let mut s = Schedule::new(&dag);
+    s.tick(&dag, &obs(0, vec![], &[("i-a", false)]), &settings());
+    let d = s.tick(&dag, &obs(60, vec![], &[("i-a", true)]), &settings());
+    assert_eq!(
+        d.dispatch,
+        [Dispatch {
+            unit: 2,
+            node: "i-a".into(),
+            attempt: 1
+        }]
+    );
+    assert_eq!(d.desired, Some(2), "unit 1 still waits for a node");
+    assert_eq!(s.nodes["i-a"].state, NodeState::Busy { unit: 2 });
+}
+
+#[test]
+fn a_unit_waits_for_every_unit_it_needs() {
+    let dag = diamond();
+    let mut s = Schedule::new(&dag);
+    let both = [("i-a", true), ("i-b", true)];
+    let d = s.tick(&dag, &obs(0, vec![], &both), &settings());
+    assert_eq!(d.dispatch.len(), 2);
+    let d = s.tick(
+        &dag,
+        &obs(10, vec![(1, Outcome::Built)], &both),
+        &settings(),
+    );
+    // 4 needs only 1; 3 needs 2 as well.
+    assert_eq!(d.dispatch.iter().map(|x| x.unit).collect::<Vec<_>>(), [4]);
+    let d = s.tick(
+        &dag,
+        &obs(50, vec![(2, Outcome::Built)], &both),
+        &settings(),
+    );
+    assert_eq!(d.dispatch.iter().map(|x| x.unit).collect::<Vec<_>>(), [3]);
+    let d = s.tick(
+        &dag,
+        &obs(70, vec![(3, Outcome::Built), (4, Outcome::Built)], &both),
+        &settings(),
+    );
+    assert!(d.done);
+    assert_eq!(d.retire.len(), 2, "no work left: idle nodes go at once");
+    let c = s.counts(&dag);
+    assert_eq!((c.built, c.waiting, c.running), (4, 0, 0));
+}
+
+#[test]
+fn a_node_that_built_the_dependencies_gets_the_dependent() {
+    let dag = diamond();
+    let mut s = Schedule::new(&dag);
+    let both = [("i-a", true), ("i-b", true)];
+    s.tick(&dag, &obs(0, vec![], &both), &settings());
+    let on1 = running_on(&s, 1).unwrap().to_string();
+    // Unit 1's node finished first; the other node is idle longer, but 4
+    // goes where 1 is installed.
+    s.tick(&dag, &obs(5, vec![(2, Outcome::Built)], &both), &settings());
+    let d = s.tick(
+        &dag,
+        &obs(10, vec![(1, Outcome::Built)], &both),
+        &settings(),
+    );
+    assert!(
+        d.dispatch.iter().any(|x| x.unit == 4 && x.node == on1),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_failure_skips_what_waits_for_it_and_nothing_else() {
+    let dag = diamond();
+    let mut s = Schedule::new(&dag);
+    let both = [("i-a", true), ("i-b", true)];
+    s.tick(&dag, &obs(0, vec![], &both), &settings());
+    let failed = Outcome::Failed {
+        class: "compile_error".into(),
+        reason: "make: *** [all] Error 2".into(),
+    };
+    let d = s.tick(&dag, &obs(10, vec![(2, failed)], &both), &settings());
+    assert_eq!(d.skipped, [(3, 2)]);
+    assert_eq!(s.units[3], UnitState::Skipped { blocked_by: 2 });
+    let d = s.tick(
+        &dag,
+        &obs(20, vec![(1, Outcome::Built)], &both),
+        &settings(),
+    );
+    assert_eq!(d.dispatch.iter().map(|x| x.unit).collect::<Vec<_>>(), [4]);
+    let d = s.tick(
+        &dag,
+        &obs(30, vec![(4, Outcome::Built)], &both),
+        &settings(),
+    );
+    assert!(d.done);
+    let c = s.counts(&dag);
+    assert_eq!((c.built, c.failed, c.skipped), (2, 1, 1));
+}
+
+#[test]
+fn a_lost_node_is_retired_and_only_its_unit_redone_until_given_up() {
+    let dag = diamond();
+    let mut s = Schedule::new(&dag);
+    let ab = [("i-a", true), ("i-b", true)];
+    s.tick(&dag, &obs(0, vec![], &ab), &settings());
+    let lost_node = running_on(&s, 2).unwrap().to_string();
+    let other = running_on(&s, 1).unwrap().to_string();
+    let lost = || Outcome::NodeLost {
+        reason: "heartbeat timed out".into(),
+    };
+    let d = s.tick(&dag, &obs(100, vec![(2, lost())], &ab), &settings());
+    assert_eq!(d.retire, [lost_node.clone()]);
+    assert_eq!(s.units[2], UnitState::Waiting);
+    assert_eq!(
+        running_on(&s, 1),
+        Some(other.as_str()),
+        "the other build goes on"
+    );
+    assert_eq!(d.desired, Some(3), "a node for the unit to redo");
+    // The lost node leaves the group; a new one comes.
+    let bc = [(other.as_str(), true), ("i-c", true)];
+    let d = s.tick(&dag, &obs(200, vec![], &bc), &settings());
+    assert_eq!(
+        d.dispatch,
+        [Dispatch {
+            unit: 2,
+            node: "i-c".into(),
+            attempt: 2
+        }]
+    );
+    let d = s.tick(&dag, &obs(300, vec![(2, lost())], &bc), &settings());
+    assert_eq!(d.gave_up, [2]);
+    assert_eq!(d.skipped, [(3, 2)]);
+    assert!(matches!(&s.units[2], UnitState::Failed { class, .. } if class == "node_lost"));
+    assert_eq!(s.launched, 3);
+}
+
+#[test]
+fn a_unit_held_elsewhere_comes_back_later() {
+    let dag = Dag::new(vec![true], vec![vec![]], vec![10]);
+    let mut s = Schedule::new(&dag);
+    let a = [("i-a", true)];
+    s.tick(&dag, &obs(0, vec![], &a), &settings());
+    let d = s.tick(
+        &dag,
+        &obs(10, vec![(0, Outcome::Held { until: 7200 })], &a),
+        &settings(),
+    );
+    assert_eq!(s.units[0], UnitState::Deferred { until: 310 });
+    assert!(d.dispatch.is_empty() && d.retire.is_empty() && !d.done);
+    let d = s.tick(&dag, &obs(310, vec![], &a), &settings());
+    assert_eq!(d.dispatch.len(), 1);
+}
+
+#[test]
+fn idle_nodes_stay_a_while_then_go() {
+    // 0 and 1 independent; 2 needs 1.
+    let dag = Dag::new(
+        vec![true; 3],
+        vec![vec![], vec![], vec![1]],
+        vec![10, 1000, 10],
+    );
+    let mut s = Schedule::new(&dag);
+    let ab = [("i-a", true), ("i-b", true)];
+    s.tick(&dag, &obs(0, vec![], &ab), &settings());
+    let d = s.tick(&dag, &obs(10, vec![(0, Outcome::Built)], &ab), &settings());
+    assert!(d.retire.is_empty(), "work will come: keep it for now");
+    let d = s.tick(&dag, &obs(700, vec![], &ab), &settings());
+    assert_eq!(d.retire.len(), 1, "idle 690 s > 600 s with nothing ready");
+}
+
+#[test]
+fn the_pool_stays_within_its_caps() {
+    let dag = Dag::new(vec![true; 6], vec![vec![]; 6], vec![10; 6]);
+    let mut s = Schedule::new(&dag);
+    let d = s.tick(&dag, &obs(0, vec![], &[]), &settings());
+    assert_eq!(d.desired, Some(4), "max_nodes");
+    let mut st = settings();
+    st.max_instances = 3;
+    let mut s = Schedule::new(&dag);
+    let ab = [("i-a", true), ("i-b", true)];
+    let d = s.tick(&dag, &obs(0, vec![], &ab), &st);
+    assert_eq!(d.desired, Some(3), "two seen, one more allowed");
+    let asked = Observation {
+        desired: 3,
+        ..obs(1, vec![], &ab)
+    };
+    let d = s.tick(&dag, &asked, &st);
+    assert_eq!(d.desired, None, "{d:?}");
+}
+
+#[test]
+fn spot_that_does_not_come_falls_back_to_on_demand() {
+    let dag = Dag::new(vec![true], vec![vec![]], vec![10]);
+    let mut s = Schedule::new(&dag);
+    let short = |now| Observation {
+        now,
+        desired: 1,
+        ..Observation::default()
+    };
+    assert!(!s.tick(&dag, &short(0), &settings()).on_demand);
+    assert!(!s.tick(&dag, &short(600), &settings()).on_demand);
+    assert!(s.tick(&dag, &short(900), &settings()).on_demand);
+    assert!(!s.tick(&dag, &short(1000), &settings()).on_demand, "once");
+}
+
+#[test]
+fn a_node_that_never_comes_online_is_retired() {
+    let dag = Dag::new(vec![true], vec![vec![]], vec![10]);
+    let mut s = Schedule::new(&dag);
+    s.tick(&dag, &obs(0, vec![], &[("i-a", false)]), &settings());
+    let d = s.tick(&dag, &obs(1800, vec![], &[("i-a", false)]), &settings());
+    assert_eq!(d.retire, ["i-a"]);
+}
+
+#[test]
+fn running_units_have_their_leases_renewed() {
+    let dag = diamond();
+    let mut s = Schedule::new(&dag);
+    let a = [("i-a", true)];
+    let d = s.tick(&dag, &obs(2000, vec![], &a), &settings());
+    assert_eq!(d.renew, Vec::<u32>::new(), "nothing was running yet");
+    assert!(s
+        .tick(&dag, &obs(2100, vec![], &a), &settings())
+        .renew
+        .is_empty());
+    assert_eq!(s.tick(&dag, &obs(3800, vec![], &a), &settings()).renew, [2]);
+}
+
+#[test]
+fn an_outcome_seen_twice_changes_nothing() {
+    let dag = diamond();
+    let mut s = Schedule::new(&dag);
+    let a = [("i-a", true)];
+    s.tick(&dag, &obs(0, vec![], &a), &settings());
+    s.tick(&dag, &obs(10, vec![(2, Outcome::Built)], &a), &settings());
+    let before = s.clone();
+    let d = s.tick(&dag, &obs(10, vec![(2, Outcome::Built)], &a), &settings());
+    assert!(d.dispatch.is_empty());
+    assert_eq!(s.units, before.units);
+}
+
+#[test]
+fn node_seconds_count_from_first_sight_to_leaving() {
+    let dag = diamond();
+    let mut s = Schedule::new(&dag);
+    s.tick(&dag, &obs(100, vec![], &[("i-a", true)]), &settings());
+    assert_eq!(s.node_seconds(160), 60);
+    s.tick(&dag, &obs(400, vec![], &[]), &settings());
+    assert_eq!(s.node_seconds(1000), 300);
+    assert_eq!(s.nodes_max, 1);
+}
+
+#[test]
+fn the_state_round_trips_as_json() {
+    let dag = diamond();
+    let mut s = Schedule::new(&dag);
+    s.tick(&dag, &obs(0, vec![], &[("i-a", true)]), &settings());
+    let back: Schedule = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+    assert_eq!(back, s);
+}
