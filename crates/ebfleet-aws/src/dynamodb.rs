@@ -15,7 +15,7 @@ mod pending;
 pub use item::{attr, from_item, to_item, Item, ItemError};
 pub use pending::TTL;
 
-use crate::retry;
+use crate::call::{call_error, CallError};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -43,26 +43,14 @@ pub enum DynamoError {
         sk: String,
         condition: WriteCondition,
     },
-    /// Throttling, a timeout, a lost connection or a 5xx, still failing
-    /// after the SDK's own retries.
-    #[error("{table} {pk} {sk}: {op} throttled or unavailable, retry later: {detail}")]
-    Transient {
-        table: String,
-        pk: String,
-        sk: String,
-        op: &'static str,
-        detail: String,
-    },
-    /// An answer that will not change by asking again (no such table,
-    /// access denied, a validation error).
-    #[error("{table} {pk} {sk}: {op} failed: {detail}")]
-    Service {
-        table: String,
-        pk: String,
-        sk: String,
-        op: &'static str,
-        detail: String,
-    },
+    /// A call that failed: throttling, a timeout, a lost connection or a
+    /// 5xx still failing after the SDK's own retries (`call.transient`), or
+    /// an answer that will not change by asking again (no such table,
+    /// access denied, a validation error). Its resource is
+    /// `{table} {pk} {sk}`. Boxed, so the error stays as small as the
+    /// others (`clippy::result_large_err` in every caller).
+    #[error("{call}")]
+    Call { table: String, call: Box<CallError> },
     /// The stored item is not a record this code reads.
     #[error("{table} {pk} {sk}: not a module record: {source}")]
     BadItem {
@@ -104,14 +92,13 @@ impl DynamoError {
     /// Whether asking again later may succeed. A failed condition is not
     /// retryable as such: the caller must read and decide again first.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, DynamoError::Transient { .. })
+        matches!(self, DynamoError::Call { call, .. } if call.transient)
     }
 
     pub fn table(&self) -> &str {
         match self {
             DynamoError::ConditionFailed { table, .. }
-            | DynamoError::Transient { table, .. }
-            | DynamoError::Service { table, .. }
+            | DynamoError::Call { table, .. }
             | DynamoError::BadItem { table, .. }
             | DynamoError::InvalidName { table, .. }
             | DynamoError::TooLarge { table, .. }
@@ -145,6 +132,9 @@ impl From<&WriteCondition> for Condition {
     }
 }
 
+/// The service as [`CallError`]s name it.
+const SERVICE: &str = "DynamoDB";
+
 /// The sort key shown in errors of a query over a platform's modules.
 const ALL_MODULES: &str = "MODULE#*";
 
@@ -172,6 +162,8 @@ impl Records {
         &self.table
     }
 
+    /// The SDK error of `op` on the item `pk`/`sk` as a
+    /// [`DynamoError::Call`].
     fn error<E>(
         &self,
         op: &'static str,
@@ -182,26 +174,20 @@ impl Records {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let (table, pk, sk) = (self.table.clone(), pk.to_string(), sk.to_string());
-        let detail = retry::describe(&err);
-        if retry::is_transient(&err) {
-            tracing::warn!(%table, %pk, %sk, op, %detail, "DynamoDB throttled or unavailable");
-            DynamoError::Transient {
-                table,
-                pk,
-                sk,
-                op,
-                detail,
-            }
-        } else {
-            DynamoError::Service {
-                table,
-                pk,
-                sk,
-                op,
-                detail,
-            }
+        let call = call_error(SERVICE, op, self.item(pk, sk), err, &[]);
+        self.call(call)
+    }
+
+    fn call(&self, call: CallError) -> DynamoError {
+        DynamoError::Call {
+            table: self.table.clone(),
+            call: Box::new(call),
         }
+    }
+
+    /// `table pk sk`, as errors name an item.
+    fn item(&self, pk: &str, sk: &str) -> String {
+        format!("{} {pk} {sk}", self.table)
     }
 
     fn bad_item(&self, pk: &str, sk: &str, source: ItemError) -> DynamoError {

@@ -34,7 +34,7 @@ pub use image::RootDevice;
 pub use launch::{AttemptFailure, LaunchContext, Launched, LaunchedInstance};
 pub use release::Released;
 
-use crate::retry;
+use crate::call::{call_error, CallError};
 use aws_sdk_ec2::error::SdkError;
 use aws_sdk_ec2::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -59,22 +59,12 @@ pub enum Ec2Error {
     /// help.
     #[error("platform {platform}: cannot launch: {reason}")]
     InvalidLaunch { platform: String, reason: String },
-    /// Throttling (`RequestLimitExceeded`), a timeout, a lost connection or a
-    /// 5xx, still failing after the SDK's own retries.
-    #[error("{resource}: {op} throttled or unavailable, retry later: {detail}")]
-    Transient {
-        resource: String,
-        op: &'static str,
-        detail: String,
-    },
-    /// An answer that will not change by asking again (unauthorized, a bad
-    /// parameter, a quota).
-    #[error("{resource}: {op} failed: {detail}")]
-    Service {
-        resource: String,
-        op: &'static str,
-        detail: String,
-    },
+    /// A call that failed: throttling (`RequestLimitExceeded`), a timeout, a
+    /// lost connection or a 5xx still failing after the SDK's own retries
+    /// (`transient`), or an answer that will not change by asking again
+    /// (unauthorized, a bad parameter, a quota).
+    #[error(transparent)]
+    Call(#[from] CallError),
 }
 
 impl Ec2Error {
@@ -83,11 +73,11 @@ impl Ec2Error {
     /// none at the moment (every code of its last attempt a capacity code).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Ec2Error::Transient { .. } => true,
+            Ec2Error::Call(call) => call.transient,
             Ec2Error::NoCapacity { attempts, .. } => attempts.last().is_some_and(|a| {
                 !a.codes.is_empty() && a.codes.iter().all(|c| CAPACITY_CODES.contains(&c.as_str()))
             }),
-            Ec2Error::InvalidLaunch { .. } | Ec2Error::Service { .. } => false,
+            Ec2Error::InvalidLaunch { .. } => false,
         }
     }
 
@@ -131,7 +121,10 @@ fn is_fallback_code(code: &str) -> bool {
     CAPACITY_CODES.contains(&code) || SPOT_FALLBACK_CODES.contains(&code)
 }
 
-/// The SDK error as an [`Ec2Error`] about `resource`.
+/// The service as [`CallError`]s name it.
+const SERVICE: &str = "EC2";
+
+/// The SDK error as an [`Ec2Error::Call`] about `resource`.
 fn error<E>(
     resource: impl Into<String>,
     op: &'static str,
@@ -140,22 +133,7 @@ fn error<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let resource = resource.into();
-    let detail = retry::describe(&err);
-    if retry::is_transient(&err) {
-        tracing::warn!(%resource, op, %detail, "EC2 throttled or unavailable");
-        Ec2Error::Transient {
-            resource,
-            op,
-            detail,
-        }
-    } else {
-        Ec2Error::Service {
-            resource,
-            op,
-            detail,
-        }
-    }
+    Ec2Error::Call(call_error(SERVICE, op, resource, err, &[]))
 }
 
 /// The error code of a service error, e.g. `InvalidInstanceID.NotFound`.

@@ -11,23 +11,27 @@
 //! (Lambdas, the CLI) never build a request by hand.
 //!
 //! Errors are one `thiserror` enum per service. Every variant names what it
-//! is about (bucket and key; table and item key), and `is_retryable()` tells
-//! throttling and transient failures apart from answers that will not
-//! change. The SDK has already retried those (standard mode, 3 attempts)
-//! by the time an error reaches the caller, so "retryable" means "worth a
-//! Step Functions `Retry` later", not "loop now".
+//! is about (bucket and key; table and item key). A failed AWS call is the
+//! same [`CallError`] in every enum (its `Call` variant): service,
+//! operation, resource, the service's code and message, and whether it was
+//! throttling or a transient failure rather than an answer that will not
+//! change. `is_retryable()` tells the two apart. The SDK has already
+//! retried (standard mode, 3 attempts) by the time an error reaches the
+//! caller, so "retryable" means "worth a Step Functions `Retry` later", not
+//! "loop now".
 //!
 //! Unit tests run every call against `aws-smithy-mocks`; the HTTP client
 //! comes from `aws-config` (rustls) at run time, from the mocks in tests.
 
+mod call;
 pub mod dynamodb;
 pub mod ec2;
-mod retry;
 pub mod s3;
 pub mod sfn;
 pub mod ssm;
 
 pub use aws_config::SdkConfig;
+pub use call::CallError;
 
 /// The shared SDK configuration from the environment (region, credentials,
 /// `AWS_ENDPOINT_URL` for a local emulator), with the latest behavior

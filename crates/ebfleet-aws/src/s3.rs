@@ -8,7 +8,7 @@
 //! carrying its SHA-256 as metadata. `presign` hands out time-limited
 //! download URLs (a build node's `ebfleet-node`).
 
-use crate::retry;
+use crate::call::{call_error, CallError};
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::ByteStream;
@@ -29,23 +29,17 @@ pub use transfer::{sha256_base64, ObjectHead, Part, Upload, SHA256_METADATA};
 pub enum S3Error {
     #[error("s3://{bucket}/{key}: no such key")]
     NotFound { bucket: String, key: String },
-    /// Throttling (`SlowDown`, 503), a timeout, a lost connection or a 5xx,
-    /// still failing after the SDK's own retries.
-    #[error("s3://{bucket}/{key}: {op} throttled or unavailable, retry later: {detail}")]
-    Transient {
+    /// A call that failed: throttling (`SlowDown`, 503), a timeout, a lost
+    /// connection or a 5xx still failing after the SDK's own retries
+    /// (`call.transient`), or an answer that will not change by asking
+    /// again (access denied, no such bucket, a bad request). Its resource
+    /// is `s3://{bucket}/{key}`. Boxed, so the error stays as small as
+    /// the others (`clippy::result_large_err` in every caller).
+    #[error("{call}")]
+    Call {
         bucket: String,
         key: String,
-        op: &'static str,
-        detail: String,
-    },
-    /// An answer that will not change by asking again (access denied, no
-    /// such bucket, a bad request).
-    #[error("s3://{bucket}/{key}: {op} failed: {detail}")]
-    Service {
-        bucket: String,
-        key: String,
-        op: &'static str,
-        detail: String,
+        call: Box<CallError>,
     },
     /// The object's body broke off while it was read.
     #[error("s3://{bucket}/{key}: reading the object failed: {detail}")]
@@ -66,14 +60,17 @@ pub enum S3Error {
 impl S3Error {
     /// Whether asking again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, S3Error::Transient { .. } | S3Error::Body { .. })
+        match self {
+            S3Error::Call { call, .. } => call.transient,
+            S3Error::Body { .. } => true,
+            S3Error::NotFound { .. } | S3Error::Json { .. } => false,
+        }
     }
 
     pub fn bucket(&self) -> &str {
         match self {
             S3Error::NotFound { bucket, .. }
-            | S3Error::Transient { bucket, .. }
-            | S3Error::Service { bucket, .. }
+            | S3Error::Call { bucket, .. }
             | S3Error::Body { bucket, .. }
             | S3Error::Json { bucket, .. } => bucket,
         }
@@ -83,8 +80,7 @@ impl S3Error {
     pub fn key(&self) -> &str {
         match self {
             S3Error::NotFound { key, .. }
-            | S3Error::Transient { key, .. }
-            | S3Error::Service { key, .. }
+            | S3Error::Call { key, .. }
             | S3Error::Body { key, .. }
             | S3Error::Json { key, .. } => key,
         }
@@ -100,6 +96,9 @@ pub struct ObjectInfo {
     pub etag: String,
     pub size: u64,
 }
+
+/// The service as [`CallError`]s name it.
+const SERVICE: &str = "S3";
 
 /// The file name suffix of an easyconfig.
 const EASYCONFIG_SUFFIX: &str = ".eb";
@@ -140,28 +139,40 @@ impl Store {
         }
     }
 
+    /// The SDK error of `op` on `key` as an [`S3Error::Call`].
     fn error<E>(&self, op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> S3Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let (bucket, key) = (self.bucket.clone(), key.to_string());
-        let detail = retry::describe(&err);
-        if retry::is_transient(&err) {
-            tracing::warn!(%bucket, %key, op, %detail, "S3 throttled or unavailable");
-            S3Error::Transient {
-                bucket,
-                key,
-                op,
-                detail,
-            }
-        } else {
-            S3Error::Service {
-                bucket,
-                key,
-                op,
-                detail,
-            }
+        let call = call_error(SERVICE, op, self.url(key), err, &[]);
+        self.call(key, call)
+    }
+
+    /// `op` on `key` failing on this side (nothing usable to send, or an
+    /// answer without what it always has): an [`S3Error::Call`], not
+    /// transient.
+    fn failed(&self, op: &'static str, key: &str, detail: String) -> S3Error {
+        let call = CallError {
+            service: SERVICE,
+            op,
+            resource: self.url(key),
+            detail,
+            transient: false,
+        };
+        self.call(key, call)
+    }
+
+    fn call(&self, key: &str, call: CallError) -> S3Error {
+        S3Error::Call {
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            call: Box::new(call),
         }
+    }
+
+    /// `s3://bucket/key`, as errors name an object.
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
     }
 
     /// Every object under `prefix`, all pages, in key order.

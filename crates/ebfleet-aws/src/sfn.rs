@@ -7,7 +7,7 @@
 //! never appears whole in an error or a log line, only its last characters
 //! and its length ([`task_ref`]).
 
-use crate::retry;
+use crate::call::{call_error, CallError};
 use aws_sdk_sfn::error::SdkError;
 use aws_sdk_sfn::operation::send_task_failure::SendTaskFailureError;
 use aws_sdk_sfn::operation::send_task_heartbeat::SendTaskHeartbeatError;
@@ -48,22 +48,13 @@ pub enum SfnError {
     /// existed).
     #[error("{task}: {op}: no such task")]
     TaskDoesNotExist { task: String, op: &'static str },
-    /// Throttling, the execution limit, a timeout, a lost connection or a
-    /// 5xx, still failing after the SDK's own retries.
-    #[error("{resource}: {op} throttled or unavailable, retry later: {detail}")]
-    Transient {
-        resource: String,
-        op: &'static str,
-        detail: String,
-    },
-    /// An answer that will not change by asking again (no such state
-    /// machine, access denied, invalid input).
-    #[error("{resource}: {op} failed: {detail}")]
-    Service {
-        resource: String,
-        op: &'static str,
-        detail: String,
-    },
+    /// A call that failed: throttling, the execution limit or KMS
+    /// throttling, a timeout, a lost connection or a 5xx still
+    /// failing after the SDK's own retries (`transient`), or an answer that
+    /// will not change by asking again (no such state machine, access
+    /// denied, invalid input).
+    #[error(transparent)]
+    Call(#[from] CallError),
     /// The input or output does not serialise, or is over Step Functions'
     /// 256 KiB payload limit; nothing was sent.
     #[error("{resource}: {op}: {detail}")]
@@ -77,7 +68,7 @@ pub enum SfnError {
 impl SfnError {
     /// Whether asking again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SfnError::Transient { .. })
+        matches!(self, SfnError::Call(call) if call.transient)
     }
 }
 
@@ -97,26 +88,16 @@ fn cut(s: &str, max: usize) -> &str {
     }
 }
 
+/// The service as [`CallError`]s name it.
+const SERVICE: &str = "Step Functions";
+
+/// The SDK error as an [`SfnError::Call`] about `resource`, the
+/// [`SFN_TRANSIENT`] codes transient too.
 fn classify<E>(resource: String, op: &'static str, err: SdkError<E, HttpResponse>) -> SfnError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let code = err.as_service_error().and_then(|e| e.code());
-    let detail = retry::describe(&err);
-    if retry::is_transient(&err) || code.is_some_and(|c| SFN_TRANSIENT.contains(&c)) {
-        tracing::warn!(%resource, op, %detail, "Step Functions throttled or unavailable");
-        SfnError::Transient {
-            resource,
-            op,
-            detail,
-        }
-    } else {
-        SfnError::Service {
-            resource,
-            op,
-            detail,
-        }
-    }
+    SfnError::Call(call_error(SERVICE, op, resource, err, SFN_TRANSIENT))
 }
 
 /// The errors the three task calls share.

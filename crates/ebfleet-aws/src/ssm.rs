@@ -20,7 +20,7 @@
 //! What the document does with the parameters, and why none of them ever
 //! reaches a shell as text, is `ebfleet_core::step`'s contract.
 
-use crate::retry;
+use crate::call::{call_error, describe, CallError};
 use aws_sdk_ssm::error::SdkError;
 use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
 use aws_sdk_ssm::Client;
@@ -55,22 +55,12 @@ pub enum SsmError {
     /// never registered, agent not running).
     #[error("instance {instance_id}: not a managed node SSM can reach ({detail})")]
     InvalidInstance { instance_id: String, detail: String },
-    /// Throttling (`ThrottlingException`), a timeout, a lost connection or
-    /// a 5xx, still failing after the SDK's own retries.
-    #[error("{resource}: {op} throttled or unavailable, retry later: {detail}")]
-    Transient {
-        resource: String,
-        op: &'static str,
-        detail: String,
-    },
-    /// An answer that will not change by asking again (access denied, no
-    /// such document, parameters the document refuses).
-    #[error("{resource}: {op} failed: {detail}")]
-    Service {
-        resource: String,
-        op: &'static str,
-        detail: String,
-    },
+    /// A call that failed: throttling (`ThrottlingException`), a timeout, a
+    /// lost connection or a 5xx still failing after the SDK's own retries
+    /// (`transient`), or an answer that will not change by asking again
+    /// (access denied, no such document, parameters the document refuses).
+    #[error(transparent)]
+    Call(#[from] CallError),
     /// A successful answer without a field it always has.
     #[error("{resource}: {op} answered without {what}")]
     Incomplete {
@@ -83,11 +73,14 @@ pub enum SsmError {
 impl SsmError {
     /// Whether asking again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SsmError::Transient { .. })
+        matches!(self, SsmError::Call(call) if call.transient)
     }
 }
 
-/// The SDK error as an [`SsmError`] about `resource`.
+/// The service as [`CallError`]s name it.
+const SERVICE: &str = "SSM";
+
+/// The SDK error as an [`SsmError::Call`] about `resource`.
 fn error<E>(
     resource: impl Into<String>,
     op: &'static str,
@@ -96,22 +89,7 @@ fn error<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let resource = resource.into();
-    let detail = retry::describe(&err);
-    if retry::is_transient(&err) {
-        tracing::warn!(%resource, op, %detail, "SSM throttled or unavailable");
-        SsmError::Transient {
-            resource,
-            op,
-            detail,
-        }
-    } else {
-        SsmError::Service {
-            resource,
-            op,
-            detail,
-        }
-    }
+    SsmError::Call(call_error(SERVICE, op, resource, err, &[]))
 }
 
 fn command_resource(command_id: &str, instance_id: &str) -> String {
@@ -200,10 +178,12 @@ impl Ssm {
                 .key("InstanceIds")
                 .set_values(Some(chunk.to_vec()))
                 .build()
-                .map_err(|e| SsmError::Service {
-                    resource: format!("instances {}", chunk.join(", ")),
+                .map_err(|e| CallError {
+                    service: SERVICE,
                     op: "DescribeInstanceInformation",
+                    resource: format!("instances {}", chunk.join(", ")),
                     detail: e.to_string(),
+                    transient: false,
                 })?;
             let mut pages = self
                 .client
@@ -265,7 +245,7 @@ impl Ssm {
             .map_err(|e| match e.as_service_error() {
                 Some(s) if s.is_invalid_instance_id() => SsmError::InvalidInstance {
                     instance_id: instance_id.to_string(),
-                    detail: retry::describe(&e),
+                    detail: describe(&e),
                 },
                 _ => error(resource.clone(), "SendCommand", e),
             })?;
@@ -315,7 +295,7 @@ impl Ssm {
                         FailureReason::NodeLost,
                         format!(
                             "instance {instance_id} is no longer a managed node: {}",
-                            retry::describe(&e)
+                            describe(&e)
                         ),
                     )),
                     _ => Err(error(resource, "GetCommandInvocation", e)),

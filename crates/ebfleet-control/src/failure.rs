@@ -81,6 +81,7 @@ impl Failure for Ec2Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ebfleet_aws::CallError;
 
     #[test]
     fn adapter_errors_map_to_what_a_retry_or_catch_needs() {
@@ -89,11 +90,13 @@ mod tests {
             detail: "InvalidInstanceId".into(),
         };
         assert_eq!(lost.kind().error_type(), "ebfleet.NodeLost");
-        let busy = SsmError::Transient {
-            resource: "command".into(),
+        let busy = SsmError::Call(CallError {
+            service: "SSM",
             op: "SendCommand",
+            resource: "command".into(),
             detail: "ThrottlingException".into(),
-        };
+            transient: true,
+        });
         assert_eq!(busy.kind(), Kind::Transient);
         let full = Ec2Error::NoCapacity {
             platform: "amzn-2023_graviton-3".into(),

@@ -382,6 +382,7 @@ pub fn count(out: &mut Output, entry: &ManifestEntry, recorded: Recorded) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ebfleet_aws::CallError;
     use ebfleet_core::manifest::MANIFEST_FORMAT;
     use ebfleet_core::record::{Status, Tarball};
     use std::cell::{Cell, RefCell};
@@ -532,12 +533,15 @@ mod tests {
             |_, _| {
                 puts.set(puts.get() + 1);
                 async {
-                    Err(DynamoError::Transient {
+                    Err(DynamoError::Call {
                         table: "t".into(),
-                        pk: "pk".into(),
-                        sk: "sk".into(),
-                        op: "PutItem",
-                        detail: "throttled".into(),
+                        call: Box::new(CallError {
+                            service: "DynamoDB",
+                            op: "PutItem",
+                            resource: "t pk sk".into(),
+                            detail: "throttled".into(),
+                            transient: true,
+                        }),
                     })
                 }
             },
@@ -548,8 +552,8 @@ mod tests {
         )
         .await;
         assert!(matches!(
-            r,
-            Err(EntryError::Dynamo(DynamoError::Transient { .. }))
+            &r,
+            Err(EntryError::Dynamo(DynamoError::Call { call, .. })) if call.transient
         ));
         assert_eq!(puts.get(), 1);
     }

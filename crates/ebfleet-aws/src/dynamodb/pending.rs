@@ -2,7 +2,8 @@
 //! `ebfleet_core::trigger`): what the trigger stores while an execution
 //! runs and hands to the follow-up when it ends.
 
-use super::{attr, DynamoError, Records};
+use super::{attr, DynamoError, Records, SERVICE};
+use crate::call::CallError;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use ebfleet_core::names::EasyconfigKey;
 use ebfleet_core::trigger::{key_from_pending_sk, pending_sk, PENDING_PK, PENDING_TTL_SECS};
@@ -79,13 +80,13 @@ impl Records {
             let mut round = 0;
             while !requests.is_empty() {
                 if round == MAX_ROUNDS {
-                    return Err(DynamoError::Transient {
-                        table: self.table.clone(),
-                        pk: PENDING_PK.into(),
-                        sk: ALL_PENDING.into(),
+                    return Err(self.call(CallError {
+                        service: SERVICE,
                         op: "BatchWriteItem",
+                        resource: self.item(PENDING_PK, ALL_PENDING),
                         detail: format!("{} deletes still unprocessed", requests.len()),
-                    });
+                        transient: true,
+                    }));
                 }
                 if round > 0 {
                     tokio::time::sleep(std::time::Duration::from_millis(50 << round)).await;

@@ -220,7 +220,9 @@ async fn built_throttled_is_retryable_and_names_the_platform() {
     assert_eq!(err.table(), TABLE);
     let text = err.to_string();
     assert!(
-        text.starts_with(&format!("{TABLE} PLATFORM#{P} MODULE#*: Query throttled")),
+        text.starts_with(&format!(
+            "DynamoDB Query {TABLE} PLATFORM#{P} MODULE#*: throttled"
+        )),
         "{text}"
     );
     assert!(
@@ -342,7 +344,7 @@ async fn a_throttled_put_over_http_is_retryable() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, DynamoError::Transient { op: "PutItem", .. }),
+        matches!(&err, DynamoError::Call { call, .. } if call.op == "PutItem" && call.transient),
         "{err:?}"
     );
     assert!(
@@ -366,7 +368,10 @@ async fn a_validation_error_is_not_retryable() {
         .put(&built_record(M, 'a'), &WriteCondition::NotExists)
         .await
         .unwrap_err();
-    assert!(matches!(err, DynamoError::Service { .. }), "{err:?}");
+    assert!(
+        matches!(&err, DynamoError::Call { call, .. } if !call.transient),
+        "{err:?}"
+    );
     assert!(!err.is_retryable());
 }
 

@@ -7,7 +7,8 @@
 //! each launch's differs (the platform's settings, a fresh presigned URL).
 
 use super::image::RootDevice;
-use super::{code, error, is_fallback_code, Ec2Error, Nodes};
+use super::{code, error, is_fallback_code, Ec2Error, Nodes, SERVICE};
+use crate::call::CallError;
 use aws_sdk_ec2::operation::create_fleet::CreateFleetOutput;
 use aws_sdk_ec2::types::{
     DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest,
@@ -335,10 +336,12 @@ impl Nodes {
         let id = out
             .launch_template()
             .and_then(|t| t.launch_template_id())
-            .ok_or_else(|| Ec2Error::Service {
-                resource: format!("platform {platform}: launch template {name}"),
+            .ok_or_else(|| CallError {
+                service: SERVICE,
                 op: "CreateLaunchTemplate",
+                resource: format!("platform {platform}: launch template {name}"),
                 detail: "the answer has no launch template id".into(),
+                transient: false,
             })?;
         tracing::info!(platform, template = %name, id, "created launch template");
         Ok(id.to_string())

@@ -200,10 +200,11 @@ async fn request_limit_exceeded_is_retryable_and_names_the_query() {
     assert!(
         matches!(
             err,
-            Ec2Error::Transient {
+            Ec2Error::Call(CallError {
                 op: "DescribeInstanceTypes",
+                transient: true,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -296,7 +297,16 @@ async fn spot_price_access_denied_is_not_retryable() {
         .spot_prices(&["c7g.4xlarge".into()])
         .await
         .unwrap_err();
-    assert!(matches!(err, Ec2Error::Service { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Ec2Error::Call(CallError {
+                transient: false,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
     assert!(!err.is_retryable());
     let text = err.to_string();
     assert!(
@@ -763,7 +773,7 @@ async fn a_throttled_fleet_request_is_retryable_and_not_a_fallback() {
     assert!(
         matches!(
             &err,
-            Ec2Error::Transient { resource, op: "CreateFleet", .. } if resource == "platform amzn-2023_graviton-3"
+            Ec2Error::Call(CallError { resource, op: "CreateFleet", transient: true, .. }) if resource == "platform amzn-2023_graviton-3"
         ),
         "{err:?}"
     );
@@ -791,8 +801,8 @@ async fn a_failed_template_names_platform_and_template() {
     let text = err.to_string();
     assert!(
         text.starts_with(
-            "platform amzn-2023_graviton-3: launch template ebfleet-amzn-2023_graviton-3-b0007-"
-        ) && text.contains("CreateLaunchTemplate failed: InvalidParameterValue"),
+            "EC2 CreateLaunchTemplate platform amzn-2023_graviton-3: launch template ebfleet-amzn-2023_graviton-3-b0007-"
+        ) && text.contains(" failed: InvalidParameterValue"),
         "{text}"
     );
 }
@@ -915,7 +925,7 @@ async fn a_throttled_image_lookup_is_transient() {
     ));
     let err = nodes.launch(&spot_spec(), &context()).await.unwrap_err();
     assert!(
-        matches!(&err, Ec2Error::Transient { op: "DescribeImages", resource, .. } if resource.contains(AMI)),
+        matches!(&err, Ec2Error::Call(CallError { op: "DescribeImages", resource, transient: true, .. }) if resource.contains(AMI)),
         "{err:?}"
     );
 }
@@ -1124,7 +1134,7 @@ async fn a_throttled_terminate_is_retryable_and_names_execution_and_instances() 
     let text = err.to_string();
     assert!(
         text.starts_with(&format!(
-            "execution {EXECUTION}: instances i-0aaa: TerminateInstances throttled"
+            "EC2 TerminateInstances execution {EXECUTION}: instances i-0aaa: throttled"
         )),
         "{text}"
     );
@@ -1155,10 +1165,11 @@ async fn an_unreadable_tag_query_is_an_error_after_the_known_ids_went() {
     assert!(
         matches!(
             &err,
-            Ec2Error::Service {
+            Ec2Error::Call(CallError {
                 op: "DescribeInstances",
+                transient: false,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );

@@ -12,12 +12,8 @@ impl Store {
     /// Nothing is sent: whether the object exists is not checked here
     /// ([`Store::head`] does that).
     pub async fn presigned_get(&self, key: &str, expires_in: Duration) -> Result<String, S3Error> {
-        let config = PresigningConfig::expires_in(expires_in).map_err(|e| S3Error::Service {
-            bucket: self.bucket.clone(),
-            key: key.to_string(),
-            op: "presign GetObject",
-            detail: e.to_string(),
-        })?;
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| self.failed("presign GetObject", key, e.to_string()))?;
         let request = self
             .client
             .get_object()

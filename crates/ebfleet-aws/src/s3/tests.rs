@@ -199,7 +199,7 @@ async fn a_missing_key_as_s3_sends_it_over_http_is_not_found_too() {
 #[tokio::test]
 async fn throttling_is_retryable_after_the_sdk_gave_up() {
     // The SDK retries SlowDown itself (3 attempts in standard mode); what
-    // reaches the caller after that is Transient.
+    // reaches the caller after that is a transient call error.
     let rule = mock!(Client::get_object)
         .then_http_response(|| s3_error(503, "SlowDown", "Please reduce your request rate."));
     let s = store(mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule], |c| c
@@ -210,13 +210,7 @@ async fn throttling_is_retryable_after_the_sdk_gave_up() {
         )));
     let err = s.get_bytes("k").await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            S3Error::Transient {
-                op: "GetObject",
-                ..
-            }
-        ),
+        matches!(&err, S3Error::Call { call, .. } if call.op == "GetObject" && call.transient),
         "{err:?}"
     );
     assert!(err.is_retryable());
@@ -259,13 +253,7 @@ async fn access_denied_is_a_service_error_not_retryable() {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            err,
-            S3Error::Service {
-                op: "PutObject",
-                ..
-            }
-        ),
+        matches!(&err, S3Error::Call { call, .. } if call.op == "PutObject" && !call.transient),
         "{err:?}"
     );
     assert!(!err.is_retryable());

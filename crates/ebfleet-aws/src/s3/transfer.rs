@@ -94,12 +94,11 @@ pub fn sha256_base64(hex: &str) -> Option<String> {
 
 impl Store {
     fn bad_sha(&self, key: &str, op: &'static str, sha256: &str) -> S3Error {
-        S3Error::Service {
-            bucket: self.bucket.clone(),
-            key: key.to_string(),
+        self.failed(
             op,
-            detail: format!("{sha256:?} is not a hex SHA-256; nothing was sent"),
-        }
+            key,
+            format!("{sha256:?} is not a hex SHA-256; nothing was sent"),
+        )
     }
 
     /// The object's size and metadata, `None` when there is no such key.
@@ -158,12 +157,7 @@ impl Store {
             sha256_base64(&upload.sha256).ok_or_else(|| self.bad_sha(key, OP, &upload.sha256))?;
         let body = ByteStream::from_path(path)
             .await
-            .map_err(|e| S3Error::Service {
-                bucket: self.bucket.clone(),
-                key: key.to_string(),
-                op: OP,
-                detail: format!("reading {}: {e}", path.display()),
-            })?;
+            .map_err(|e| self.failed(OP, key, format!("reading {}: {e}", path.display())))?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -198,12 +192,7 @@ impl Store {
             .map_err(|e| self.error(OP, key, e))?;
         out.upload_id()
             .map(str::to_string)
-            .ok_or_else(|| S3Error::Service {
-                bucket: self.bucket.clone(),
-                key: key.to_string(),
-                op: OP,
-                detail: "the answer has no upload id".into(),
-            })
+            .ok_or_else(|| self.failed(OP, key, "the answer has no upload id".into()))
     }
 
     /// Upload part `number` (1-based) of `upload_id`; `sha256` is the hex

@@ -152,10 +152,11 @@ async fn a_missing_state_machine_is_a_service_error_naming_it() {
     assert!(
         matches!(
             err,
-            SfnError::Service {
+            SfnError::Call(CallError {
                 op: "StartExecution",
+                transient: false,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -185,10 +186,11 @@ async fn a_throttled_start_is_retryable_after_the_sdk_gave_up() {
     assert!(
         matches!(
             err,
-            SfnError::Transient {
+            SfnError::Call(CallError {
                 op: "StartExecution",
+                transient: true,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -304,7 +306,7 @@ async fn a_throttled_listing_is_retryable_and_names_the_state_machine() {
     assert!(err.is_retryable(), "{err:?}");
     let text = err.to_string();
     assert!(
-        text.starts_with(SM) && text.contains("ListExecutions"),
+        text.starts_with(&format!("Step Functions ListExecutions {SM}")),
         "{text}"
     );
 }
@@ -398,7 +400,16 @@ async fn an_invalid_token_is_a_service_error_and_throttling_is_retryable() {
         no_retries
     ));
     let err = s.heartbeat(TOKEN).await.unwrap_err();
-    assert!(matches!(err, SfnError::Service { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            SfnError::Call(CallError {
+                transient: false,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
     assert!(!err.to_string().contains(TOKEN));
 
     let throttled = mock!(Client::send_task_success)

@@ -407,7 +407,7 @@ async fn send_failures_name_the_document_and_instance() {
         let text = err.to_string();
         assert!(
             text.starts_with(&format!(
-                "document {DOCUMENT} on instance {INSTANCE}: SendCommand"
+                "SSM SendCommand document {DOCUMENT} on instance {INSTANCE}"
             )),
             "{text}"
         );
@@ -572,7 +572,7 @@ async fn status_failures_name_the_command_and_instance() {
         let text = err.to_string();
         assert!(
             text.starts_with(&format!(
-                "command {COMMAND_ID} on instance {INSTANCE}: GetCommandInvocation"
+                "SSM GetCommandInvocation command {COMMAND_ID} on instance {INSTANCE}"
             )),
             "{text}"
         );
