@@ -119,29 +119,70 @@ impl StepArgs {
     }
 }
 
+/// The error name a step's failure reaches Step Functions with.
+pub const STEP_FAILED: &str = "ebfleet.StepFailed";
+
 /// Run one step; its result as JSON. The arguments are validated before
-/// any AWS client, file or process exists.
+/// any AWS client, file or process exists. With a task token the step
+/// beats while it runs and then completes the Step Functions task itself,
+/// with its result or its error ([`STEP_FAILED`]).
 pub async fn run_step(step: Step, args: &StepArgs) -> Result<serde_json::Value, NodeError> {
-    Job::parse(&args.bucket, &args.batch, &args.execution, &args.platform)?;
     let conf = ebfleet_aws::load_config().await;
-    let ctx = args.context(&conf)?;
-    let heartbeat = args.task_token.clone().map(|token| {
+    let sfn = args
+        .task_token
+        .as_ref()
+        .map(|token| (StepFunctions::from_conf(&conf), token.clone()));
+    let heartbeat = sfn.as_ref().map(|(sfn, token)| {
         Heartbeat::start(
-            StepFunctions::from_conf(&conf),
-            token,
+            sfn.clone(),
+            token.clone(),
             Duration::from_secs(args.heartbeat_interval.max(1)),
         )
     });
-    let result = match step {
+    let result = run_step_with(step, args, &conf).await;
+    if let Some(hb) = heartbeat {
+        let _ = hb.stop().await;
+    }
+    if let Some((sfn, token)) = &sfn {
+        let reported = match &result {
+            Ok(value) => sfn.succeed(token, &callback_output(step, value)).await,
+            Err(e) => sfn.fail(token, STEP_FAILED, &e.to_string()).await,
+        };
+        if let Err(e) = reported {
+            // Step Functions still learns it: the heartbeat stops, and SSM's
+            // status-change event reports the command's end.
+            tracing::error!(error = %e, "completing the Step Functions task failed");
+        }
+    }
+    result
+}
+
+async fn run_step_with(
+    step: Step,
+    args: &StepArgs,
+    conf: &ebfleet_aws::SdkConfig,
+) -> Result<serde_json::Value, NodeError> {
+    Job::parse(&args.bucket, &args.batch, &args.execution, &args.platform)?;
+    let ctx = args.context(conf)?;
+    match step {
         Step::Sync => crate::sync::run(&ctx).await.map(to_json),
         Step::Build => crate::build::run(&ctx).await.map(to_json),
         Step::Tar => crate::pack::run(&ctx).await.map(to_json),
         Step::Upload => crate::upload::run(&ctx).await.map(to_json),
-    };
-    if let Some(hb) = heartbeat {
-        let _ = hb.stop().await;
     }
-    result
+}
+
+/// What a step hands Step Functions: its result when it fits a state's
+/// input comfortably, else only that it succeeded (the manifest and the
+/// node's own JSON output hold the rest).
+pub fn callback_output(step: Step, result: &serde_json::Value) -> serde_json::Value {
+    const MAX: usize = 64 * 1024;
+    let fits = serde_json::to_string(result).map_or(false, |s| s.len() <= MAX);
+    if fits {
+        serde_json::json!({"step": step.as_str(), "result": result})
+    } else {
+        serde_json::json!({"step": step.as_str(), "result": null, "truncated": true})
+    }
 }
 
 fn to_json<T: serde::Serialize>(v: T) -> serde_json::Value {

@@ -21,8 +21,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use ebfleet_core::built::Built;
-use ebfleet_core::names::{KeyError, ModuleName, PlatformName};
+use ebfleet_core::built::{Built, Recorded};
+use ebfleet_core::names::{ExecutionName, KeyError, ModuleName, PlatformName};
 use ebfleet_core::record::{ModuleRecord, Status, WriteCondition};
 
 /// DynamoDB's item size limit, 400 KB.
@@ -228,39 +228,48 @@ impl Records {
     /// checksum it was built from, all pages of a query on the platform's
     /// `MODULE#` items filtered to status `built`.
     pub async fn built(&self, platform: &PlatformName) -> Result<Built, DynamoError> {
+        Ok(self.recorded(platform).await?.built)
+    }
+
+    /// What the planner reads of `platform`'s records: what is built and
+    /// from which easyconfig, and the duration of every recorded build;
+    /// all pages of one query on the platform's `MODULE#` items, only the
+    /// attributes it needs.
+    pub async fn recorded(&self, platform: &PlatformName) -> Result<Recorded, DynamoError> {
         let pk = ebfleet_core::layout::platform_pk(platform.as_str());
         let mut pages = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("#pk = :pk AND begins_with(#sk, :module)")
-            .filter_expression("#status = :built")
-            .projection_expression("#sk, #ec, #status")
+            .projection_expression("#sk, #ec, #status, #duration")
             .expression_attribute_names("#pk", attr::PK)
             .expression_attribute_names("#sk", attr::SK)
             .expression_attribute_names("#status", attr::STATUS)
             .expression_attribute_names("#ec", attr::EASYCONFIG_SHA256)
+            .expression_attribute_names("#duration", attr::DURATION_S)
             .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
             .expression_attribute_values(
                 ":module",
                 AttributeValue::S(ebfleet_core::layout::module_sk("")),
             )
-            .expression_attribute_values(":built", AttributeValue::S(Status::Built.to_string()))
             .into_paginator()
             .send();
-        let mut built = Built::new();
+        let mut out = Recorded::default();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error("Query", &pk, ALL_MODULES, e))?;
             for i in page.items() {
-                let (module, sha) =
-                    built_entry(i).map_err(|e| self.bad_item(&pk, ALL_MODULES, e))?;
-                if let Some(module) = module {
-                    built.insert(module, sha);
+                let e = recorded_entry(i).map_err(|e| self.bad_item(&pk, ALL_MODULES, e))?;
+                if let Some(d) = e.duration_s {
+                    out.durations.insert(e.module.clone(), d);
+                }
+                if e.built {
+                    out.built.insert(e.module, e.easyconfig_sha256);
                 }
             }
         }
-        tracing::debug!(table = %self.table, %pk, built = built.len(), "read what is built");
-        Ok(built)
+        tracing::debug!(table = %self.table, %pk, built = out.built.len(), "read the records");
+        Ok(out)
     }
 
     /// Write `record` if `condition` holds.
@@ -313,10 +322,108 @@ impl Records {
     }
 }
 
-/// A module and its easyconfig checksum from a projected `built` item;
-/// `None` for an item that is not built after all (the filter is the
-/// server's, checked again here).
-fn built_entry(i: &Item) -> Result<(Option<String>, Option<String>), ItemError> {
+impl Records {
+    /// The wake-up item's key of `platform` in `execution`.
+    fn wake_key(execution: &ExecutionName, platform: &PlatformName) -> (String, String) {
+        (
+            ebfleet_core::layout::run_pk(execution.as_str()),
+            ebfleet_core::layout::wake_sk(platform.as_str()),
+        )
+    }
+
+    /// How many units of `platform` in `execution` have ended so far.
+    pub async fn wake_count(
+        &self,
+        execution: &ExecutionName,
+        platform: &PlatformName,
+    ) -> Result<u64, DynamoError> {
+        let (pk, sk) = Self::wake_key(execution, platform);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::PK, AttributeValue::S(pk.clone()))
+            .key(attr::SK, AttributeValue::S(sk.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error("GetItem", &pk, &sk, e))?;
+        match out.item() {
+            None => Ok(0),
+            Some(i) => Ok(item::opt_n(i, attr::WAKE_COUNT)
+                .map_err(|e| self.bad_item(&pk, &sk, e))?
+                .unwrap_or(0)),
+        }
+    }
+
+    /// Leave `token` for the next unit that ends to wake the scheduler
+    /// with; how many units have ended so far.
+    pub async fn wake_register(
+        &self,
+        execution: &ExecutionName,
+        platform: &PlatformName,
+        token: &str,
+    ) -> Result<u64, DynamoError> {
+        let (pk, sk) = Self::wake_key(execution, platform);
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, AttributeValue::S(pk.clone()))
+            .key(attr::SK, AttributeValue::S(sk.clone()))
+            .update_expression("SET #token = :token")
+            .expression_attribute_names("#token", attr::WAKE_TOKEN)
+            .expression_attribute_values(":token", AttributeValue::S(token.to_string()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| self.error("UpdateItem", &pk, &sk, e))?;
+        Ok(match out.attributes() {
+            Some(i) => item::opt_n(i, attr::WAKE_COUNT)
+                .map_err(|e| self.bad_item(&pk, &sk, e))?
+                .unwrap_or(0),
+            None => 0,
+        })
+    }
+
+    /// A unit ended: count it and take the token the scheduler left, if
+    /// any (it is used once: whoever takes it wakes the scheduler).
+    pub async fn wake_take(
+        &self,
+        execution: &ExecutionName,
+        platform: &PlatformName,
+    ) -> Result<Option<String>, DynamoError> {
+        let (pk, sk) = Self::wake_key(execution, platform);
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, AttributeValue::S(pk.clone()))
+            .key(attr::SK, AttributeValue::S(sk.clone()))
+            .update_expression("ADD #count :one REMOVE #token")
+            .expression_attribute_names("#count", attr::WAKE_COUNT)
+            .expression_attribute_names("#token", attr::WAKE_TOKEN)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| self.error("UpdateItem", &pk, &sk, e))?;
+        Ok(out
+            .attributes()
+            .and_then(|i| item::opt_s(i, attr::WAKE_TOKEN).ok().flatten())
+            .map(str::to_string))
+    }
+}
+
+/// One projected module item.
+struct RecordedEntry {
+    module: String,
+    built: bool,
+    easyconfig_sha256: Option<String>,
+    duration_s: Option<u64>,
+}
+
+fn recorded_entry(i: &Item) -> Result<RecordedEntry, ItemError> {
     let sk = item::opt_s(i, attr::SK)?.ok_or(ItemError {
         attribute: attr::SK,
         problem: "missing".into(),
@@ -326,11 +433,12 @@ fn built_entry(i: &Item) -> Result<(Option<String>, Option<String>), ItemError> 
         problem: format!("{sk:?} is not MODULE#<Name>/<version>"),
     })?;
     let status = item::opt_s(i, attr::STATUS)?;
-    if status.and_then(item::parse_status) != Some(Status::Built) {
-        return Ok((None, None));
-    }
-    let sha = item::opt_s(i, attr::EASYCONFIG_SHA256)?.map(str::to_string);
-    Ok((Some(module.to_string()), sha))
+    Ok(RecordedEntry {
+        module: module.to_string(),
+        built: status.and_then(item::parse_status) == Some(Status::Built),
+        easyconfig_sha256: item::opt_s(i, attr::EASYCONFIG_SHA256)?.map(str::to_string),
+        duration_s: item::opt_n(i, attr::DURATION_S)?,
+    })
 }
 
 #[cfg(test)]

@@ -163,6 +163,23 @@ fn payload<T: Serialize + ?Sized>(
     Ok(text)
 }
 
+/// What DescribeExecution says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionInfo {
+    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`, ...
+    pub status: String,
+    /// The output JSON of a succeeded execution.
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+impl ExecutionInfo {
+    pub fn is_running(&self) -> bool {
+        self.status == "RUNNING" || self.status == "PENDING_REDRIVE"
+    }
+}
+
 /// Step Functions for one account and region.
 #[derive(Debug, Clone)]
 pub struct StepFunctions {
@@ -239,6 +256,46 @@ impl StepFunctions {
             "listed"
         );
         Ok(arns)
+    }
+
+    /// Where an execution stands: its status, and its output once it
+    /// succeeded (or error and cause once it failed).
+    pub async fn describe(&self, execution_arn: &str) -> Result<ExecutionInfo, SfnError> {
+        let out = self
+            .client
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .map_err(|e| classify(execution_arn.to_string(), "DescribeExecution", e))?;
+        Ok(ExecutionInfo {
+            status: out.status().as_str().to_string(),
+            output: out.output().map(str::to_string),
+            error: out.error().map(str::to_string),
+            cause: out.cause().map(|c| cut(c, 1000).to_string()),
+        })
+    }
+
+    /// Stop a running execution; one that ended already is left alone.
+    pub async fn stop(&self, execution_arn: &str, cause: &str) -> Result<(), SfnError> {
+        match self
+            .client
+            .stop_execution()
+            .execution_arn(execution_arn)
+            .error("ebfleet.Released")
+            .cause(cut(cause, MAX_FAILURE_CAUSE))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_execution_does_not_exist()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify(execution_arn.to_string(), "StopExecution", e)),
+        }
     }
 
     /// The task is alive: resets its heartbeat timeout.

@@ -171,7 +171,18 @@ impl Ssm {
         if instance_ids.is_empty() {
             return Ok(false);
         }
-        let wanted: BTreeSet<&str> = instance_ids.iter().map(String::as_str).collect();
+        let online = self.online(instance_ids).await?;
+        let waiting: Vec<&str> = instance_ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| !online.contains(*id))
+            .collect();
+        tracing::debug!(?waiting, online = online.len(), "SSM managed nodes");
+        Ok(waiting.is_empty())
+    }
+
+    /// Which of `instance_ids` are managed nodes whose agent is `Online`.
+    pub async fn online(&self, instance_ids: &[String]) -> Result<BTreeSet<String>, SsmError> {
         let mut online: BTreeSet<String> = BTreeSet::new();
         for chunk in instance_ids.chunks(IDS_PER_REQUEST) {
             let filter = InstanceInformationStringFilter::builder()
@@ -208,13 +219,7 @@ impl Ssm {
                 }
             }
         }
-        let waiting: Vec<&str> = wanted
-            .iter()
-            .copied()
-            .filter(|id| !online.contains(*id))
-            .collect();
-        tracing::debug!(?waiting, online = online.len(), "SSM managed nodes");
-        Ok(waiting.is_empty())
+        Ok(online)
     }
 
     /// Send `command` to one instance with the project's document
@@ -266,6 +271,26 @@ impl Ssm {
             "step sent"
         );
         Ok(command_id)
+    }
+
+    /// The task token command `command_id` was sent with (its `taskToken`
+    /// parameter), `None` when it had none.
+    pub async fn command_task_token(&self, command_id: &str) -> Result<Option<String>, SsmError> {
+        let out = self
+            .client
+            .list_commands()
+            .command_id(command_id)
+            .send()
+            .await
+            .map_err(|e| error(format!("command {command_id}"), "ListCommands", e))?;
+        Ok(out
+            .commands()
+            .first()
+            .and_then(|c| c.parameters())
+            .and_then(|p| p.get(ebfleet_core::step::param::TASK_TOKEN))
+            .and_then(|v| v.first())
+            .filter(|t| !t.is_empty())
+            .cloned())
     }
 
     /// Where the step sent as `command_id` to `instance_id` stands.

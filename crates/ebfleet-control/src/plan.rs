@@ -7,17 +7,18 @@ use crate::env::{self, var, Lookup};
 use crate::Env;
 use ebfleet_aws::dynamodb::DynamoError;
 use ebfleet_aws::s3::{ObjectInfo, S3Error, Store};
+use ebfleet_core::build_graph::BuildGraph;
 use ebfleet_core::built::Built;
 use ebfleet_core::layout::EASYCONFIGS_PREFIX;
 use ebfleet_core::names::{ExecutionName, KeyError, PlatformName};
 use ebfleet_core::platform::{Platform, PlatformError, Platforms};
 use ebfleet_core::trigger::{ExecutionInput, Mode};
-use ebfleet_core::wire::BatchFile;
 use ebfleet_planner::plan::PlanOptions;
 use ebfleet_planner::planner::{plan_sources, Plan, PlanError, PlanRequest, Targets};
 use ebfleet_planner::policy::Policy;
 use ebfleet_planner::robot::RobotOptions;
-use ebfleet_planner::wire::{batch_file_of_plan, plan_output};
+use ebfleet_planner::wire::{build_graph, plan_output};
+use ebfleet_scheduler::DurationModel;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +47,7 @@ pub enum Error {
     Built {
         platform: String,
         #[source]
-        source: DynamoError,
+        source: Box<DynamoError>,
     },
     #[error("planning: {0}")]
     Plan(#[from] PlanError),
@@ -76,10 +77,12 @@ pub struct Settings {
     pub platforms: Platforms,
     /// [`Policy::default`], with the toolchains of [`var::TOOLCHAINS`].
     pub policy: Policy,
-    /// Batch sizes, [`var::MAX_BATCH_MODULES`].
+    /// The plan as graphs.
     pub options: PlanOptions,
     /// Where downloaded easyconfigs are cached ([`CACHE_DIR_VAR`]).
     pub cache_dir: PathBuf,
+    /// Build times before any are recorded.
+    pub durations: DurationModel,
 }
 
 impl Settings {
@@ -87,10 +90,14 @@ impl Settings {
         Ok(Settings {
             platforms: env::platforms(&lookup)?,
             policy: policy_from(&lookup(var::TOOLCHAINS).unwrap_or_default()),
-            options: plan_options_from(lookup(var::MAX_BATCH_MODULES).as_deref()),
+            options: PlanOptions {
+                graph: true,
+                ..PlanOptions::default()
+            },
             cache_dir: lookup(CACHE_DIR_VAR)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR)),
+            durations: DurationModel::shipped(),
         })
     }
 }
@@ -98,39 +105,108 @@ impl Settings {
 pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Output, Error> {
     let selected = select_platforms(&settings.platforms, &input)?;
     let mut built = HashMap::new();
+    let mut durations = HashMap::new();
     for p in &selected {
         let name = PlatformName::of(p)?;
-        let b: Built = env
+        let recorded = env
             .records
-            .built(&name)
+            .recorded(&name)
             .await
             .map_err(|source| Error::Built {
                 platform: p.name.clone(),
-                source,
+                source: Box::new(source),
             })?;
-        built.insert(p.name.clone(), b);
+        built.insert(p.name.clone(), recorded.built);
+        durations.insert(p.name.clone(), recorded.durations);
     }
     // The easyconfigs' bytes are dropped once planned: the handler's peak
     // memory is the plan plus what is being written, not the sources too.
-    let plan = {
+    let mut plan = {
         let sources = load_sources(&env.store, &settings.cache_dir).await?;
         plan_input(&sources, &selected, &input, settings, built)?
     };
     let execution = input.execution();
-    let batches = batch_indices(&plan);
+    let graphs = build_graphs(
+        &mut plan,
+        &selected,
+        execution,
+        &durations,
+        &settings.durations,
+    )?;
     tracing::info!(
         %execution,
         easyconfigs = plan.easyconfigs,
-        batches = batches.len(),
+        units = graphs.iter().map(|g| g.units().count()).sum::<usize>(),
         "planned"
     );
-    put_batch_files(&env.store, &plan, &selected, execution, &batches).await?;
+    put_graphs(&env.store, graphs).await?;
     let output = plan_output(&plan, &selected, execution)?;
     env.store
         .put_json(&output.plan_key, &plan)
         .await
         .map_err(Error::Write)?;
     Ok(output)
+}
+
+/// Each platform's build graph, taken out of `plan` (the plan file keeps
+/// the counts, targets and problems). A module's estimate is the duration
+/// its platform recorded for it, else for another version of the same
+/// software (the longest), else `model`'s.
+pub fn build_graphs(
+    plan: &mut Plan,
+    platforms: &[&Platform],
+    execution: &ExecutionName,
+    recorded: &HashMap<String, HashMap<String, u64>>,
+    model: &DurationModel,
+) -> Result<Vec<BuildGraph>, Error> {
+    plan.platforms
+        .iter_mut()
+        .map(|pp| {
+            let platform = platforms
+                .iter()
+                .find(|p| p.name == pp.platform)
+                .ok_or_else(|| KeyError::NoPlatform(pp.platform.clone()))?;
+            let empty = HashMap::new();
+            let durations = recorded.get(&pp.platform).unwrap_or(&empty);
+            let mut by_name: HashMap<&str, u64> = HashMap::new();
+            for (m, &d) in durations {
+                let name = m.split_once('/').map_or(m.as_str(), |(n, _)| n);
+                let e = by_name.entry(name).or_default();
+                *e = (*e).max(d);
+            }
+            let estimate = |m: &str| {
+                let name = m.split_once('/').map_or(m, |(n, _)| n);
+                durations
+                    .get(m)
+                    .or_else(|| by_name.get(name))
+                    .copied()
+                    .unwrap_or_else(|| model.estimate(m))
+            };
+            let graph = build_graph(pp, platform, execution, estimate)?;
+            pp.graph = Vec::new();
+            Ok(graph)
+        })
+        .collect()
+}
+
+/// Write the graphs, a few at a time.
+async fn put_graphs(store: &Store, graphs: Vec<BuildGraph>) -> Result<(), Error> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for g in graphs {
+        let store = store.clone();
+        tasks.spawn(async move { store.put_json(&g.key(), &g).await });
+        if tasks.len() >= 8 {
+            if let Some(r) = tasks.join_next().await {
+                r.map_err(|e| Error::Task(e.to_string()))?
+                    .map_err(Error::Write)?;
+            }
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.map_err(|e| Error::Task(e.to_string()))?
+            .map_err(Error::Write)?;
+    }
+    Ok(())
 }
 
 /// The input's platforms, or all of them.
@@ -161,24 +237,6 @@ pub fn policy_from(toolchains: &str) -> Policy {
         policy.toolchains = toolchains;
     }
     policy
-}
-
-/// [`PlanOptions::default`] with `max_batch_modules` when it is a positive
-/// number; anything
-/// but a positive number is ignored, with a warning unless empty.
-pub fn plan_options_from(max_batch_modules: Option<&str>) -> PlanOptions {
-    let mut options = PlanOptions::default();
-    let text = max_batch_modules.unwrap_or_default().trim();
-    match text.parse::<usize>() {
-        Ok(n) if n > 0 => options.max_batch_modules = n,
-        _ if text.is_empty() => {}
-        _ => tracing::warn!(
-            value = %text,
-            "{} is not a positive number: ignored",
-            var::MAX_BATCH_MODULES
-        ),
-    }
-    options
 }
 
 /// What to build: the latest of everything (under [`policy`]), or the
@@ -214,28 +272,6 @@ pub fn plan_input(
         dot: false,
     };
     plan_sources(sources, &req)
-}
-
-/// Every batch of the plan: `(platform, index)`.
-pub fn batch_indices(plan: &Plan) -> Vec<(String, usize)> {
-    plan.platforms
-        .iter()
-        .flat_map(|pp| pp.batches.iter().map(|b| (pp.platform.clone(), b.index)))
-        .collect()
-}
-
-/// The batch file of `platform`'s batch `index`.
-fn batch_file(
-    plan: &Plan,
-    platforms: &[&Platform],
-    execution: &ExecutionName,
-    platform: &str,
-    index: usize,
-) -> Result<BatchFile, KeyError> {
-    let Some(p) = platforms.iter().find(|p| p.name == platform) else {
-        return Err(KeyError::NoPlatform(platform.to_string()));
-    };
-    batch_file_of_plan(plan, p, execution, index)
 }
 
 /// The file name an object with `etag` is cached under: the ETag without
@@ -348,47 +384,9 @@ async fn fetch_cached(
     Ok((bytes, false))
 }
 
-/// Write every batch file, [`CONCURRENCY`] at a time, each built and
-/// serialised just before it is sent: the whole set of a full plan is
-/// hundreds of MB.
-async fn put_batch_files(
-    store: &Store,
-    plan: &Plan,
-    platforms: &[&Platform],
-    execution: &ExecutionName,
-    batches: &[(String, usize)],
-) -> Result<(), Error> {
-    for chunk in batches.chunks(CONCURRENCY) {
-        let mut tasks = tokio::task::JoinSet::new();
-        for (platform, index) in chunk {
-            let file = batch_file(plan, platforms, execution, platform, *index)?;
-            let store = store.clone();
-            tasks.spawn(async move { store.put_json(&file.key(), &file).await });
-        }
-        while let Some(r) = tasks.join_next().await {
-            r.map_err(|e| Error::Task(e.to_string()))?
-                .map_err(Error::Write)?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Every batch file of the plan at once (the handler writes them a few at
-    /// a time).
-    fn batch_files(
-        plan: &Plan,
-        platforms: &[&Platform],
-        execution: &ExecutionName,
-    ) -> Result<Vec<BatchFile>, KeyError> {
-        batch_indices(plan)
-            .iter()
-            .map(|(p, i)| batch_file(plan, platforms, execution, p, *i))
-            .collect()
-    }
 
     #[test]
     fn the_toolchains_variable_replaces_only_the_toolchains() {
@@ -397,19 +395,6 @@ mod tests {
         assert_eq!(p.floors, Policy::default().floors);
         assert_eq!(policy_from("").toolchains, Policy::default().toolchains);
         assert_eq!(policy_from(" , ").toolchains, Policy::default().toolchains);
-    }
-
-    #[test]
-    fn the_batch_size_variable_takes_positive_numbers_only() {
-        let default = PlanOptions::default().max_batch_modules;
-        assert_eq!(plan_options_from(Some(" 3 ")).max_batch_modules, 3);
-        for ignored in [None, Some(""), Some("0"), Some("-2"), Some("ten")] {
-            assert_eq!(
-                plan_options_from(ignored).max_batch_modules,
-                default,
-                "{ignored:?}"
-            );
-        }
     }
 
     fn fixtures() -> Vec<(String, Vec<u8>)> {
@@ -482,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn plans_sources_into_batch_files_and_a_small_output() {
+    fn plans_sources_into_graphs_and_a_small_output() {
         let all = Platforms::default_set().unwrap();
         let i = input(
             r#"{"execution":"e1","mode":"changed",
@@ -490,19 +475,48 @@ mod tests {
         );
         let selected = select_platforms(&all, &i).unwrap();
         assert_eq!(selected.len(), all.platforms.len());
-        let plan = plan_input(&fixtures(), &selected, &i, &settings(), HashMap::new()).unwrap();
+        let mut plan = plan_input(&fixtures(), &selected, &i, &settings(), HashMap::new()).unwrap();
         assert!(plan.easyconfigs > 0);
-        let files = batch_files(&plan, &selected, i.execution()).unwrap();
+        // A build of GCC recorded on the first platform estimates it there.
+        let recorded = HashMap::from([(
+            all.platforms[0].name.clone(),
+            HashMap::from([("GCC/1.0".to_string(), 4242)]),
+        )]);
+        let graphs = build_graphs(
+            &mut plan,
+            &selected,
+            i.execution(),
+            &recorded,
+            &DurationModel::shipped(),
+        )
+        .unwrap();
+        assert!(
+            plan.platforms.iter().all(|p| p.graph.is_empty()),
+            "taken out"
+        );
         let out = plan_output(&plan, &selected, i.execution()).unwrap();
         assert!(!out.nothing_to_do);
         assert_eq!(out.plan_key, "plans/e1/plan.json");
-        let total: usize = out.platforms.iter().map(|p| p.batches).sum();
-        assert_eq!(files.len(), total);
-        assert!(files.iter().all(|f| f.key().starts_with("plans/e1/")));
-        assert!(files
-            .iter()
-            .flat_map(|f| &f.builds)
-            .any(|b| b.module.as_str().starts_with("OpenMPI/")));
+        assert_eq!(graphs.len(), out.platforms.len());
+        for (g, o) in graphs.iter().zip(&out.platforms) {
+            assert_eq!(g.key(), o.graph_key);
+            assert_eq!(g.units().count(), o.to_build);
+            assert!(g
+                .modules
+                .iter()
+                .any(|m| m.module.as_str().starts_with("OpenMPI/") && !m.built));
+        }
+        let estimate = |g: &BuildGraph, m: &str| {
+            g.modules
+                .iter()
+                .find(|x| x.module.as_str() == m)
+                .map(|x| x.estimate_s)
+        };
+        assert_eq!(estimate(&graphs[0], "GCC/1.0"), Some(4242));
+        assert_eq!(
+            estimate(&graphs[1], "GCC/1.0"),
+            Some(DurationModel::shipped().estimate("GCC/1.0"))
+        );
     }
 
     #[test]
@@ -535,9 +549,6 @@ mod tests {
         .unwrap();
         let out = plan_output(&plan, &selected, i.execution()).unwrap();
         assert!(out.nothing_to_do);
-        assert!(batch_files(&plan, &selected, i.execution())
-            .unwrap()
-            .is_empty());
     }
 
     mod cache {

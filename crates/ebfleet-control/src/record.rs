@@ -6,6 +6,7 @@
 //! The same Lambda takes a batch's build leases before its `Sync`
 //! ([`lease`]), with the same read-decide-write loop ([`write_decided`]).
 
+pub mod done;
 pub mod lease;
 
 use crate::env::{EnvError, Lookup};
@@ -18,6 +19,7 @@ use ebfleet_core::manifest::{
 };
 use ebfleet_core::names::{ExecutionName, KeyError, ModuleName, PlatformName};
 use ebfleet_core::record::{write_condition, ModuleRecord, WriteCondition};
+use ebfleet_core::unit::UnitOutcome;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 
@@ -48,6 +50,10 @@ pub enum Input {
     ReleaseLeases {
         release_leases: lease::BatchRef,
     },
+    /// `{"done": {...}}`: a unit's `Release` state.
+    Done {
+        done: done::DoneInput,
+    },
 }
 
 impl Input {
@@ -60,7 +66,7 @@ impl Input {
                 platform,
                 batch,
             } => Some(manifest_key(platform, execution, *batch)),
-            Input::Lease { .. } | Input::ReleaseLeases { .. } => None,
+            Input::Lease { .. } | Input::ReleaseLeases { .. } | Input::Done { .. } => None,
         }
     }
 }
@@ -72,6 +78,7 @@ pub enum Reply {
     Recorded(Output),
     Leased(lease::Output),
     Released(lease::ReleaseOutput),
+    Done(ebfleet_core::unit::UnitResult),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -85,6 +92,9 @@ pub struct Output {
     pub skipped: usize,
     /// Modules whose record already said what the manifest says.
     pub unchanged: usize,
+    /// What each module of the manifest came to, as its unit's outcome.
+    #[serde(default)]
+    pub outcomes: std::collections::BTreeMap<String, UnitOutcome>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -303,6 +313,7 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Repl
             .await
             .map(Reply::Released),
         Input::Key { manifest_key } => record(env, manifest_key, now).await.map(Reply::Recorded),
+        Input::Done { done } => done::done(env, done).await.map(Reply::Done),
         batch @ Input::Batch { .. } => {
             let key = batch.key().expect("a batch has a manifest key");
             record(env, key, now).await.map(Reply::Recorded)
@@ -369,13 +380,29 @@ pub fn parse_manifest(key: &str, bytes: &[u8]) -> Result<BatchManifest, Error> {
     BatchManifest::from_json(text).map_err(manifest_error)
 }
 
-/// Add one entry's result to the counts.
+/// Add one entry's result to the counts and outcomes.
 pub fn count(out: &mut Output, entry: &ManifestEntry, recorded: Recorded) {
+    out.outcomes
+        .insert(entry.module.clone(), unit_outcome(&entry.outcome));
     match (recorded, &entry.outcome) {
         (Recorded::Unchanged, _) => out.unchanged += 1,
         (Recorded::Written { .. }, Outcome::Built { .. }) => out.built += 1,
         (Recorded::Written { .. }, Outcome::Failed { .. }) => out.failed += 1,
         (Recorded::Written { .. }, Outcome::Skipped { .. }) => out.skipped += 1,
+    }
+}
+
+/// A manifest entry's outcome as its unit's.
+pub fn unit_outcome(o: &Outcome) -> UnitOutcome {
+    match o {
+        Outcome::Built { .. } => UnitOutcome::Built,
+        Outcome::Failed { class, message, .. } => UnitOutcome::Failed {
+            class: class.to_string(),
+            reason: message.chars().take(500).collect(),
+        },
+        Outcome::Skipped { reason } => UnitOutcome::Skipped {
+            reason: reason.clone(),
+        },
     }
 }
 

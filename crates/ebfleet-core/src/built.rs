@@ -10,6 +10,15 @@ use std::collections::HashMap;
 /// was built from (`None` when unknown: then any checksum counts as built).
 pub type Built = HashMap<String, Option<String>>;
 
+/// What a platform's records tell the planner: what is built (and from
+/// which easyconfig), and how long the builds it recorded took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub built: Built,
+    /// Module → seconds its last recorded build took.
+    pub durations: HashMap<String, u64>,
+}
+
 /// One entry of a "built" JSON list: a module name, or a record.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]

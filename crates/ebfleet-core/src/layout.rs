@@ -109,6 +109,18 @@ pub fn module_sk(module: &str) -> String {
     format!("{MODULE_PREFIX}{module}")
 }
 
+/// Partition key of a run's items: `RUN#<execution>`.
+pub fn run_pk(execution: &str) -> String {
+    format!("RUN#{execution}")
+}
+
+/// Sort key of a platform's wake-up item in its run: `WAKE#<platform>`.
+/// It holds the task token the platform's scheduler waits on and a count
+/// of the units that ended, so a unit ending wakes it at once.
+pub fn wake_sk(platform: &str) -> String {
+    format!("WAKE#{platform}")
+}
+
 /// The module name of a module item's sort key.
 pub fn module_from_sk(sk: &str) -> Option<&str> {
     sk.strip_prefix(MODULE_PREFIX).filter(|m| !m.is_empty())
@@ -209,5 +221,7 @@ mod tests {
         assert_eq!(platform_from_pk(&platform_pk(p)), Some(p));
         assert_eq!(module_from_sk("RUN#x"), None);
         assert_eq!(module_from_sk("MODULE#"), None);
+        assert_eq!(run_pk("run-1"), "RUN#run-1");
+        assert_eq!(wake_sk(p), "WAKE#amzn-2023_graviton-3");
     }
 }

@@ -30,6 +30,7 @@ pub mod platform;
 pub mod record;
 pub mod step;
 pub mod trigger;
+pub mod unit;
 pub mod userdata;
 pub mod wire;
 

@@ -434,6 +434,41 @@ pub fn release_lease(
     Ok(next_version(Some(existing), r, now))
 }
 
+/// The record of a module the scheduler will not build in this execution
+/// because a module it needs failed or was not built: status `Planned`
+/// with the reason noted as [`ErrorClass::DependencyFailed`] — not an
+/// attempt, and a built record keeps its tarball. `None` when nothing
+/// changes or another owner holds a live lease on it (its build is theirs).
+/// Write under [`write_condition`]`(existing)`.
+pub fn skip_blocked(
+    existing: Option<&ModuleRecord>,
+    platform: &str,
+    module: &str,
+    easyconfig_sha256: &str,
+    reason: &str,
+    now: u64,
+) -> Option<ModuleRecord> {
+    let mut r = existing
+        .cloned()
+        .unwrap_or_else(|| ModuleRecord::new(platform, module, easyconfig_sha256, now));
+    if r.lease.as_ref().is_some_and(|l| l.is_live(now)) {
+        return None;
+    }
+    if r.status != Status::Built {
+        r.status = Status::Planned;
+        r.easyconfig_sha256 = easyconfig_sha256.to_string();
+        r.last_error = Some(RecordedError {
+            class: ErrorClass::DependencyFailed,
+            message: truncate_message(reason, MAX_ERROR_MESSAGE_BYTES),
+            log_key: None,
+        });
+    }
+    if existing == Some(&r) {
+        return None;
+    }
+    Some(next_version(existing, r, now))
+}
+
 /// The record of a module whose batch was given up after losing every node
 /// it was tried on: the owner's lease released and the attempt counted as
 /// failed with [`ErrorClass::NodeLost`] (a record already built keeps its

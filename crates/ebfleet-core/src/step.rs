@@ -76,6 +76,8 @@ pub enum StepError {
     UnknownStep { value: String },
     #[error("execution timeout of {secs} s for step {step} is outside 1..={MAX_EXECUTION_TIMEOUT_SECS} s")]
     InvalidTimeout { step: Step, secs: u32 },
+    #[error("invalid task token ({len} characters): {reason}")]
+    InvalidTaskToken { len: usize, reason: String },
 }
 
 /// `value` for an error message: at most 100 characters (`Debug` escapes it).
@@ -362,6 +364,49 @@ pub mod param {
     pub const EXECUTION: &str = "execution";
     pub const PLATFORM: &str = "platform";
     pub const EXECUTION_TIMEOUT: &str = "executionTimeout";
+    pub const TASK_TOKEN: &str = "taskToken";
+}
+
+/// Longest Step Functions task token.
+pub const MAX_TASK_TOKEN: usize = 2048;
+
+/// A Step Functions task token the node completes its step with: 1 to
+/// [`MAX_TASK_TOKEN`] characters of `A-Z a-z 0-9 + / = _ . -` (base64 and
+/// its URL-safe variant). It reaches the node as an environment variable,
+/// never on its command line, and is never logged whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TaskToken(String);
+
+impl TaskToken {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TaskToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TaskToken({} characters)", self.0.len())
+    }
+}
+
+impl FromStr for TaskToken {
+    type Err = StepError;
+    fn from_str(s: &str) -> Result<Self, StepError> {
+        let bad = |reason: &str| StepError::InvalidTaskToken {
+            len: s.len(),
+            reason: reason.into(),
+        };
+        if s.is_empty() || s.len() > MAX_TASK_TOKEN {
+            return Err(bad("not 1 to 2048 characters"));
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=_.-".contains(&b))
+        {
+            return Err(bad("only A-Z a-z 0-9 + / = _ . - are allowed"));
+        }
+        Ok(TaskToken(s.to_string()))
+    }
 }
 
 /// One step of one batch, ready for the SSM document. The execution and the
@@ -372,6 +417,7 @@ pub struct StepCommand {
     bucket: BucketName,
     batch_key: BatchKey,
     execution_timeout_secs: u32,
+    task_token: Option<TaskToken>,
 }
 
 impl StepCommand {
@@ -383,7 +429,19 @@ impl StepCommand {
             bucket,
             batch_key,
             execution_timeout_secs: step.default_timeout_secs(),
+            task_token: None,
         }
+    }
+
+    /// The same command, completing the Step Functions task `token` when
+    /// the step ends.
+    pub fn with_task_token(mut self, token: TaskToken) -> Self {
+        self.task_token = Some(token);
+        self
+    }
+
+    pub fn task_token(&self) -> Option<&TaskToken> {
+        self.task_token.as_ref()
     }
 
     /// Parse the three strings a state's input carries; any invalid one is
@@ -448,6 +506,12 @@ impl StepCommand {
             (
                 param::EXECUTION_TIMEOUT,
                 self.execution_timeout_secs.to_string(),
+            ),
+            (
+                param::TASK_TOKEN,
+                self.task_token
+                    .as_ref()
+                    .map_or(String::new(), |t| t.as_str().to_string()),
             ),
         ]
         .into_iter()
@@ -671,8 +735,17 @@ mod tests {
                 ("execution".to_string(), expect("run-2026-11-24")),
                 ("platform".to_string(), expect("amzn-2023_graviton-3")),
                 ("executionTimeout".to_string(), expect("86400")),
+                ("taskToken".to_string(), expect("")),
             ])
         );
+        let token: TaskToken = "AQCEAAAAKgAAAAMAAAAA+/=_.-".parse().unwrap();
+        let with = c.clone().with_task_token(token.clone());
+        assert_eq!(with.parameters()["taskToken"], expect(token.as_str()));
+        assert_eq!(with.argv(), c.argv(), "the token is never an argument");
+        assert!(!format!("{token:?}").contains("AQCE"), "never logged whole");
+        for bad in ["", "a b", "x;id", "$(id)", &"A".repeat(2049)] {
+            assert!(bad.parse::<TaskToken>().is_err(), "{bad:?}");
+        }
         assert_eq!(c.execution().as_str(), "run-2026-11-24");
         assert_eq!(c.platform().as_str(), "amzn-2023_graviton-3");
         assert_eq!(c.batch(), 7);

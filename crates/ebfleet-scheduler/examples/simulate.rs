@@ -107,7 +107,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         dot: false,
     };
     let plan = planner::plan(&req, &())?;
-    eprintln!("planned {} platforms in {:.1} s", plan.platforms.len(), t0.elapsed().as_secs_f64());
+    eprintln!(
+        "planned {} platforms in {:.1} s",
+        plan.platforms.len(),
+        t0.elapsed().as_secs_f64()
+    );
     let execution: ExecutionName = "bench-scale".parse()?;
     let cfg = SimConfig {
         settings: ebfleet_scheduler::Settings {

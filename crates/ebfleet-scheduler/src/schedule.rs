@@ -70,31 +70,7 @@ pub enum UnitState {
     },
 }
 
-/// How a unit's execution ended, as the Schedule Lambda reads it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "outcome")]
-pub enum Outcome {
-    Built,
-    /// Built by another execution from the same easyconfig meanwhile.
-    AlreadyBuilt,
-    Failed {
-        class: String,
-        reason: String,
-    },
-    /// The node did not attempt it (e.g. a need missing from the bucket).
-    Skipped {
-        reason: String,
-    },
-    /// The node was lost (spot interruption, heartbeat timeout, gone from
-    /// SSM) or the unit's execution failed around the build.
-    NodeLost {
-        reason: String,
-    },
-    /// Another execution holds the lease until `until`.
-    Held {
-        until: u64,
-    },
-}
+pub use ebfleet_core::unit::UnitOutcome as Outcome;
 
 /// A node of the pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

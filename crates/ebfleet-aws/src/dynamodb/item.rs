@@ -45,6 +45,9 @@ pub mod attr {
     pub const LEASE_OWNER: &str = "lease_owner";
     pub const LEASE_EXPIRES: &str = "lease_expires";
     pub const VERSION: &str = "version";
+    /// Of a wake-up item: the units that ended, the scheduler's token.
+    pub const WAKE_COUNT: &str = "ended";
+    pub const WAKE_TOKEN: &str = "task_token";
 }
 
 /// Why an item is not a module record.
@@ -137,7 +140,7 @@ fn req_s<'a>(item: &'a Item, name: &'static str) -> Result<&'a str, ItemError> {
 }
 
 /// The number attribute `name`, if present, as `T`.
-fn opt_n<T: FromStr>(item: &Item, name: &'static str) -> Result<Option<T>, ItemError> {
+pub(crate) fn opt_n<T: FromStr>(item: &Item, name: &'static str) -> Result<Option<T>, ItemError> {
     match item.get(name) {
         None => Ok(None),
         Some(AttributeValue::N(v)) => v.parse().map(Some).map_err(|_| {

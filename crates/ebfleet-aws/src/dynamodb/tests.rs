@@ -124,13 +124,14 @@ fn query_is_built_of(q: &aws_sdk_dynamodb::operation::query::QueryInput) -> bool
     let values = q.expression_attribute_values().cloned().unwrap_or_default();
     q.table_name() == Some(TABLE)
         && q.key_condition_expression() == Some("#pk = :pk AND begins_with(#sk, :module)")
-        && q.filter_expression() == Some("#status = :built")
+        && q.filter_expression().is_none()
+        && q.projection_expression() == Some("#sk, #ec, #status, #duration")
+        && names.get("#duration").map(String::as_str) == Some("duration_s")
         && names.get("#pk").map(String::as_str) == Some("pk")
         && names.get("#sk").map(String::as_str) == Some("sk")
         && names.get("#status").map(String::as_str) == Some("status")
         && values.get(":pk") == Some(&s(&format!("PLATFORM#{P}")))
         && values.get(":module") == Some(&s("MODULE#"))
-        && values.get(":built") == Some(&s("built"))
 }
 
 fn projected(module: &str, status: &str, ec: Option<&str>) -> Item {
@@ -153,8 +154,12 @@ async fn built_reads_every_page_and_only_built_modules() {
             .match_requests(|q| query_is_built_of(q) && q.exclusive_start_key().is_none())
             .then_output(move || {
                 QueryOutput::builder()
-                    .items(projected("zlib/1.3.1-GCCcore-13.3.0", "built", Some(&a)))
-                    // The server filters; a stray item must not count anyway.
+                    .items({
+                        let mut i = projected("zlib/1.3.1-GCCcore-13.3.0", "built", Some(&a));
+                        i.insert("duration_s".into(), AttributeValue::N("812".into()));
+                        i
+                    })
+                    // Not built: not counted as built.
                     .items(projected("bzip2/1.0.8-GCCcore-13.3.0", "failed", Some(&a)))
                     .last_evaluated_key("pk", s(&format!("PLATFORM#{P}")))
                     .last_evaluated_key("sk", s("MODULE#zlib/1.3.1-GCCcore-13.3.0"))
@@ -180,13 +185,17 @@ async fn built_reads_every_page_and_only_built_modules() {
         RuleMode::Sequential,
         [&page_1, &page_2]
     ));
-    let built = db.built(&platform()).await.unwrap();
+    let recorded = db.recorded(&platform()).await.unwrap();
     assert_eq!(
-        built,
+        recorded.built,
         Built::from([
             ("zlib/1.3.1-GCCcore-13.3.0".to_string(), Some(a)),
             ("GCCcore/13.3.0".to_string(), None),
         ])
+    );
+    assert_eq!(
+        recorded.durations,
+        [("zlib/1.3.1-GCCcore-13.3.0".to_string(), 812)].into()
     );
     assert_eq!((page_1.num_calls(), page_2.num_calls()), (1, 1));
 }

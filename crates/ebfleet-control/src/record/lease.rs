@@ -10,8 +10,10 @@
 //! them ([`ebfleet_core::manifest::apply_manifest`]); a batch given up
 //! without a manifest releases them with [`release`].
 //!
-//! Nothing renews a lease yet, so it lasts as long as a batch may take:
-//! `EBFLEET_LEASE_SECONDS`, by default the sum of every step's timeout.
+//! A lease is short (`EBFLEET_LEASE_SECONDS`, [`default_ttl`]): while a
+//! unit's execution is alive (its node's heartbeats keep its steps alive)
+//! the platform's scheduler renews it ([`renew`]); a run that dies stops
+//! renewing, and its leases run out within the TTL.
 
 use super::{write_decided, Decision, Error, Settled, MAX_ATTEMPTS};
 use crate::env::EnvError;
@@ -20,22 +22,20 @@ use ebfleet_core::layout::batch_key;
 use ebfleet_core::lease::{leases_key, BatchLeases, HeldModule};
 use ebfleet_core::names::{ExecutionName, ModuleName, PlatformName};
 use ebfleet_core::record::{
-    acquire_lease, decide_lease, give_up_lost, lease_owner, write_condition, LeaseDecision,
-    LeaseRequest, ModuleRecord,
+    acquire_lease, decide_lease, give_up_lost, lease_owner, renew_lease, skip_blocked,
+    write_condition, LeaseDecision, LeaseRequest, ModuleRecord,
 };
-use ebfleet_core::step::Step;
 use ebfleet_core::wire::BatchFile;
 use serde::{Deserialize, Serialize};
 
 /// Optional: seconds a batch's leases last (default [`default_ttl`]).
 pub const LEASE_SECONDS_VAR: &str = "EBFLEET_LEASE_SECONDS";
 
-/// The longest a batch may run: every step's default timeout, added up.
+/// Two hours: the scheduler renews a running unit's lease every
+/// half hour, so a lease outlives a few missed renewals but not a dead run
+/// by much.
 pub fn default_ttl() -> u64 {
-    Step::ALL
-        .iter()
-        .map(|s| u64::from(s.default_timeout_secs()))
-        .sum()
+    2 * 3600
 }
 
 /// The lease TTL from the variable's value (unset or empty: the default).
@@ -111,6 +111,9 @@ pub struct Output {
     pub held: usize,
     /// Modules built from the same easyconfig since the plan: skipped.
     pub already_built: usize,
+    /// When the last of the leases held elsewhere runs out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<u64>,
 }
 
 /// What giving up a lost batch came to.
@@ -250,6 +253,7 @@ pub async fn take(
         held: leases.held.len(),
         already_built: leases.already_built.len(),
         waiting: 0,
+        held_until: leases.held.iter().map(|h| h.expires).max(),
     };
     tracing::info!(
         leases = %out.leases_key,
@@ -338,3 +342,54 @@ pub async fn release(env: &Env, batch: &BatchRef, now: u64) -> Result<ReleaseOut
 
 #[cfg(test)]
 mod tests;
+
+/// Extend the leases `batch` holds to `now + ttl` (its unit is still
+/// running: its execution is alive). A module whose lease is gone or taken
+/// by another owner is left alone: the write would be theirs to make.
+pub async fn renew(env: &Env, batch: &BatchRef, now: u64, ttl: u64) -> Result<usize, Error> {
+    let file = read_batch(env, batch).await?;
+    let req = LeaseRequest {
+        owner: batch.owner()?,
+        now,
+        ttl,
+    };
+    let mut renewed = 0;
+    for build in &file.builds {
+        let decide = |existing: Option<&ModuleRecord>| match existing.map(|r| renew_lease(r, &req))
+        {
+            Some(Ok(record)) => Decision::Write(record, write_condition(existing)),
+            None | Some(Err(_)) => Decision::Done(()),
+        };
+        if let Settled::Written { .. } =
+            settle(env, &batch.platform, &build.module, "renewing", decide).await?
+        {
+            renewed += 1;
+        }
+    }
+    Ok(renewed)
+}
+
+/// Record `module` (from `easyconfig_sha256`) as not built in this run
+/// because `reason` ([`skip_blocked`]).
+pub async fn skip(
+    env: &Env,
+    platform: &PlatformName,
+    module: &ModuleName,
+    easyconfig_sha256: &str,
+    reason: &str,
+    now: u64,
+) -> Result<(), Error> {
+    let decide = |existing: Option<&ModuleRecord>| match skip_blocked(
+        existing,
+        platform.as_str(),
+        module.as_str(),
+        easyconfig_sha256,
+        reason,
+        now,
+    ) {
+        Some(record) => Decision::Write(record, write_condition(existing)),
+        None => Decision::Done(()),
+    };
+    settle(env, platform, module, "skipping", decide).await?;
+    Ok(())
+}

@@ -505,3 +505,33 @@ fn record_serializes_for_the_adapter() {
     let v = serde_json::to_value(&failed).unwrap();
     assert_eq!(v["last_error"]["class"], "compile_error");
 }
+
+#[test]
+fn a_blocked_module_is_planned_with_the_reason_and_no_attempt() {
+    let why = "not built: broken/1.0 failed (compile_error)";
+    let r = skip_blocked(None, P, M, &sha('e'), why, 1_000).unwrap();
+    assert_eq!(r.status, Status::Planned);
+    assert_eq!(r.attempts, 0);
+    let e = r.last_error.as_ref().unwrap();
+    assert_eq!(
+        (e.class, e.message.as_str()),
+        (ErrorClass::DependencyFailed, why)
+    );
+    // Again: nothing to write.
+    assert_eq!(skip_blocked(Some(&r), P, M, &sha('e'), why, 1_100), None);
+    // A built module stays built; someone else's live build is theirs.
+    let built = built_record('e');
+    assert_eq!(
+        skip_blocked(Some(&built), P, M, &sha('f'), why, 2_000),
+        None
+    );
+    let mut theirs = r.clone();
+    theirs.lease = Some(Lease {
+        owner: lease_owner("other", 1),
+        expires: 5_000,
+    });
+    assert_eq!(
+        skip_blocked(Some(&theirs), P, M, &sha('e'), why, 2_000),
+        None
+    );
+}

@@ -55,6 +55,13 @@ pub fn ssm_document() -> serde_json::Value {
     run.push(format!(
         "[ -x {NODE_PROGRAM} ] || {{ echo \"ebfleet: {NODE_PROGRAM} is not installed: the node's bootstrap did not finish\" >&2; exit {BOOTSTRAP_FAILED}; }}"
     ));
+    // The token goes to the node in its environment, not on its command
+    // line (where `ps` would show it); empty when Step Functions does not
+    // wait for the step.
+    run.push(format!(
+        r#"if [ -n "${{SSM_{t}:-}}" ]; then export EBFLEET_TASK_TOKEN="$SSM_{t}"; fi"#,
+        t = param::TASK_TOKEN
+    ));
     run.push(script);
     serde_json::json!({
         "schemaVersion": "2.2",
@@ -78,6 +85,13 @@ pub fn ssm_document() -> serde_json::Value {
                 "description": "seconds the step may run",
                 "default": "3600",
                 "allowedPattern": "^[1-9][0-9]{0,5}$",
+            },
+            (param::TASK_TOKEN): {
+                "type": "String",
+                "description": "the Step Functions task the node completes when the step ends (empty: none)",
+                "default": "",
+                "interpolationType": "ENV_VAR",
+                "allowedPattern": "^[A-Za-z0-9+/=_.-]{0,2048}$",
             },
         },
         "mainSteps": [{
@@ -145,11 +159,18 @@ mod tests {
             .all(|l| !l.contains("sh -c") && !l.contains("eval")));
         // The bootstrap is waited for, and the agent checked, before it runs.
         let n = run.len();
-        assert!(run[n - 3].contains("cloud-init status --wait"), "{run:?}");
+        assert!(run[n - 4].contains("cloud-init status --wait"), "{run:?}");
         assert!(
-            run[n - 2].starts_with(&format!("[ -x {NODE_PROGRAM} ] ||")),
+            run[n - 3].starts_with(&format!("[ -x {NODE_PROGRAM} ] ||")),
             "{run:?}"
         );
+        // The task token goes to the agent's environment, quoted, never
+        // on its command line.
+        assert_eq!(
+            run[n - 2],
+            r#"if [ -n "${SSM_taskToken:-}" ]; then export EBFLEET_TASK_TOKEN="$SSM_taskToken"; fi"#
+        );
+        assert!(!run[n - 1].contains("taskToken"));
         let last = run.last().unwrap();
         assert_eq!(
             *last,

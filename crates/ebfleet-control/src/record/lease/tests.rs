@@ -250,6 +250,7 @@ async fn a_fresh_module_is_leased_to_the_batch() {
             held: 0,
             already_built: 0,
             waiting: 0,
+            held_until: None,
         }
     );
     assert_eq!(r.writes.len(), 1);
@@ -277,7 +278,13 @@ async fn a_fresh_module_is_leased_to_the_batch() {
 async fn another_owners_live_lease_is_held() {
     let theirs = record(ZLIB, Status::Building, Some((OTHER, NOW + 60)), 3);
     let r = take_one(Some(theirs)).await;
-    assert_eq!(counts(&r.result.unwrap()), (0, 1, 0));
+    let out = r.result.unwrap();
+    assert_eq!(counts(&out), (0, 1, 0));
+    assert_eq!(
+        out.held_until,
+        Some(NOW + 60),
+        "the scheduler tries again then"
+    );
     assert!(r.writes.is_empty(), "their record is left alone");
     let file = r.file.unwrap();
     assert_eq!(
@@ -572,8 +579,8 @@ fn lease_expiry_floor() -> u64 {
 }
 
 #[test]
-fn the_ttl_is_the_longest_a_batch_may_take_unless_set() {
-    assert_eq!(default_ttl(), (2 + 24 + 2 + 3) * 3600);
+fn the_ttl_is_two_hours_unless_set() {
+    assert_eq!(default_ttl(), 2 * 3600);
     assert_eq!(parse_ttl(None).unwrap(), default_ttl());
     assert_eq!(parse_ttl(Some(" ")).unwrap(), default_ttl());
     assert_eq!(parse_ttl(Some("7200")).unwrap(), 7200);
