@@ -5,7 +5,9 @@
 //! [`Lookup`], the process environment in AWS ([`from_env`]), a map in
 //! tests.
 
-use ebfleet_aws::{dynamodb::Records, ec2::Nodes, s3::Store, sfn::StepFunctions, ssm::Ssm};
+use ebfleet_aws::{
+    autoscaling::Pools, dynamodb::Records, ec2::Nodes, s3::Store, sfn::StepFunctions, ssm::Ssm,
+};
 use ebfleet_core::clock::Clock;
 use ebfleet_core::platform::{PlatformError, Platforms};
 
@@ -32,8 +34,20 @@ pub mod var {
     /// Optional: the toolchains the planner may pick, separated by commas
     /// (empty or unset: the planner's default policy).
     pub const TOOLCHAINS: &str = "EBFLEET_TOOLCHAINS";
-    /// Optional: most modules in one batch (default 50).
-    pub const MAX_BATCH_MODULES: &str = "EBFLEET_MAX_BATCH_MODULES";
+    /// The state machine a unit (one module) runs in.
+    pub const UNIT_STATE_MACHINE_ARN: &str = "EBFLEET_UNIT_STATE_MACHINE_ARN";
+    /// Optional: most nodes of a platform at once (default 32).
+    pub const NODES_PER_PLATFORM: &str = "EBFLEET_NODES_PER_PLATFORM";
+    /// Optional: most instances a platform launches over a run,
+    /// replacements included (default 4 × the nodes per platform).
+    pub const MAX_INSTANCES_PER_PLATFORM: &str = "EBFLEET_MAX_INSTANCES_PER_PLATFORM";
+    /// Optional: seconds a node may idle with nothing ready (default 600).
+    pub const NODE_IDLE_SECONDS: &str = "EBFLEET_NODE_IDLE_SECONDS";
+    /// Optional: nodes a unit may lose before it is given up (default 3).
+    pub const NODE_ATTEMPTS: &str = "EBFLEET_NODE_ATTEMPTS";
+    /// Optional: scheduler ticks per platform execution before it goes on
+    /// in a new one (default 800), which bounds each history.
+    pub const TICKS_PER_EXECUTION: &str = "EBFLEET_TICKS_PER_EXECUTION";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +86,7 @@ pub struct Env {
     pub store: Store,
     pub records: Records,
     pub nodes: Nodes,
+    pub pools: Pools,
     pub ssm: Ssm,
     pub sfn: StepFunctions,
     pub clock: Clock,
@@ -91,6 +106,7 @@ impl Env {
             store: Store::from_conf(&config, required(&from_env, var::BUCKET)?),
             records: Records::from_conf(&config, required(&from_env, var::TABLE)?),
             nodes: Nodes::from_conf(&config),
+            pools: Pools::from_conf(&config),
             ssm: Ssm::from_conf(&config),
             sfn: StepFunctions::from_conf(&config),
             clock: Clock::system(),

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod record;
 pub mod release;
 pub mod runtime;
+pub mod schedule;
 pub mod status;
 pub mod trigger;
 

@@ -126,6 +126,8 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Outp
         plan_input(&sources, &selected, &input, settings, built)?
     };
     let execution = input.execution();
+    // The output counts the graphs' units: before they are taken out.
+    let output = plan_output(&plan, &selected, execution)?;
     let graphs = build_graphs(
         &mut plan,
         &selected,
@@ -140,7 +142,6 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Outp
         "planned"
     );
     put_graphs(&env.store, graphs).await?;
-    let output = plan_output(&plan, &selected, execution)?;
     env.store
         .put_json(&output.plan_key, &plan)
         .await
@@ -477,6 +478,7 @@ mod tests {
         assert_eq!(selected.len(), all.platforms.len());
         let mut plan = plan_input(&fixtures(), &selected, &i, &settings(), HashMap::new()).unwrap();
         assert!(plan.easyconfigs > 0);
+        let out = plan_output(&plan, &selected, i.execution()).unwrap();
         // A build of GCC recorded on the first platform estimates it there.
         let recorded = HashMap::from([(
             all.platforms[0].name.clone(),
@@ -494,7 +496,6 @@ mod tests {
             plan.platforms.iter().all(|p| p.graph.is_empty()),
             "taken out"
         );
-        let out = plan_output(&plan, &selected, i.execution()).unwrap();
         assert!(!out.nothing_to_do);
         assert_eq!(out.plan_key, "plans/e1/plan.json");
         assert_eq!(graphs.len(), out.platforms.len());

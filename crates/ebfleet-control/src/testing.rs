@@ -4,7 +4,9 @@
 
 use crate::Env;
 use aws_smithy_mocks::{mock_client, Rule, RuleMode};
-use ebfleet_aws::{dynamodb::Records, ec2::Nodes, s3::Store, sfn::StepFunctions, ssm::Ssm};
+use ebfleet_aws::{
+    autoscaling::Pools, dynamodb::Records, ec2::Nodes, s3::Store, sfn::StepFunctions, ssm::Ssm,
+};
 use ebfleet_core::clock::Clock;
 
 pub const BUCKET: &str = "ebfleet-bucket";
@@ -16,6 +18,7 @@ pub struct Mocks<'a> {
     pub s3: Vec<&'a Rule>,
     pub dynamodb: Vec<&'a Rule>,
     pub ec2: Vec<&'a Rule>,
+    pub autoscaling: Vec<&'a Rule>,
     pub ssm: Vec<&'a Rule>,
     pub sfn: Vec<&'a Rule>,
 }
@@ -49,6 +52,12 @@ impl Mocks<'_> {
                 aws_sdk_ec2,
                 RuleMode::MatchAny,
                 self.ec2.iter().copied(),
+                |c| c.retry_config(r())
+            )),
+            pools: Pools::new(mock_client!(
+                aws_sdk_autoscaling,
+                RuleMode::MatchAny,
+                self.autoscaling.iter().copied(),
                 |c| c.retry_config(r())
             )),
             ssm: Ssm::new(mock_client!(

@@ -1,0 +1,343 @@
+//! The scheduler Lambda over mocked S3, DynamoDB, Auto Scaling, SSM and
+//! Step Functions: what a tick reads, starts and saves.
+
+use super::*;
+use crate::testing::{Mocks, BUCKET};
+use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+use aws_sdk_autoscaling::operation::set_desired_capacity::SetDesiredCapacityOutput;
+use aws_sdk_autoscaling::types::{AutoScalingGroup, Instance, LifecycleState};
+use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
+use aws_sdk_s3::operation::put_object::PutObjectOutput;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::error::NoSuchKey;
+use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
+use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
+use aws_sdk_sfn::operation::start_execution::StartExecutionOutput;
+use aws_sdk_sfn::types::ExecutionStatus;
+use aws_sdk_ssm::operation::describe_instance_information::DescribeInstanceInformationOutput;
+use aws_sdk_ssm::types::{InstanceInformation, PingStatus};
+use aws_smithy_mocks::{mock, Rule};
+use ebfleet_core::arch::Arch;
+use ebfleet_core::build_graph::GraphModule;
+use ebfleet_core::checksum::sha256_hex;
+use std::sync::{Arc, Mutex};
+
+const P: &str = "amzn-2023_epyc-gen-4";
+const GRAPH: &str = "plans/run-1/amzn-2023_epyc-gen-4/graph.json";
+const STATE: &str = "plans/run-1/amzn-2023_epyc-gen-4/schedule.json";
+const UNIT_SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:ebfleet-unit";
+
+fn module(name: &str, run: &[u32], built: bool) -> GraphModule {
+    let (n, v) = name.split_once('/').unwrap();
+    GraphModule {
+        module: name.parse().unwrap(),
+        easyconfig: format!(
+            "{}/{n}/{n}-{v}.eb",
+            n.to_lowercase().chars().next().unwrap()
+        )
+        .parse()
+        .unwrap(),
+        easyconfig_sha256: sha256_hex(name.as_bytes()),
+        build_deps: vec![],
+        runtime_deps: run.to_vec(),
+        built,
+        estimate_s: 100,
+    }
+}
+
+/// GCCcore built; zlib and bzip2 need it; Python needs zlib.
+fn graph() -> BuildGraph {
+    BuildGraph {
+        execution: "run-1".parse().unwrap(),
+        platform: P.parse().unwrap(),
+        arch: Arch::X86_64,
+        archspec: "zen4".into(),
+        optarch: "GCC:march=znver4".into(),
+        cuda_compute_capability: None,
+        modules: vec![
+            module("GCCcore/13.2.0", &[], true),
+            module("zlib/1.3-GCCcore-13.2.0", &[0], false),
+            module("bzip2/1.0.8-GCCcore-13.2.0", &[0], false),
+            GraphModule {
+                estimate_s: 500,
+                ..module("Python/3.11.5-GCCcore-13.2.0", &[1, 0], false)
+            },
+        ],
+    }
+}
+
+fn settings() -> Settings {
+    Settings::from_lookup(crate::testing::lookup(&[(
+        var::UNIT_STATE_MACHINE_ARN,
+        UNIT_SM,
+    )]))
+    .unwrap()
+}
+
+fn input() -> TickInput {
+    TickInput {
+        execution: "run-1".parse().unwrap(),
+        platform: P.parse().unwrap(),
+        graph_key: GRAPH.into(),
+        name_prefix: "run-1-epyc-gen-4".into(),
+        pool: PoolSpec {
+            name: "ebfleet-run-1-amzn-2023_epyc-gen-4".into(),
+            launch_template_id: "lt-1".into(),
+            instance_types: vec!["c7a.8xlarge".into()],
+            subnet_ids: vec!["subnet-1".into()],
+            max_size: 32,
+            tags: Default::default(),
+            on_demand: false,
+        },
+    }
+}
+
+fn get(key: &'static str, body: Option<String>) -> Rule {
+    let rule = mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(move |q| q.bucket() == Some(BUCKET) && q.key() == Some(key));
+    match body {
+        Some(b) => rule.then_output(move || {
+            GetObjectOutput::builder()
+                .body(ByteStream::from(b.clone().into_bytes()))
+                .build()
+        }),
+        None => rule.then_error(|| GetObjectError::NoSuchKey(NoSuchKey::builder().build())),
+    }
+}
+
+/// Every PutObject: key → body.
+fn puts(into: Arc<Mutex<Vec<(String, String)>>>) -> Rule {
+    mock!(aws_sdk_s3::Client::put_object)
+        .match_requests(move |q| {
+            let body = String::from_utf8(q.body().bytes().unwrap().to_vec()).unwrap();
+            into.lock()
+                .unwrap()
+                .push((q.key().unwrap().to_string(), body));
+            true
+        })
+        .then_output(|| PutObjectOutput::builder().build())
+}
+
+fn wake_count(n: u64) -> Rule {
+    mock!(aws_sdk_dynamodb::Client::get_item)
+        .match_requests(|q| {
+            q.key().unwrap().get("sk") == Some(&AttributeValue::S(format!("WAKE#{P}")))
+        })
+        .then_output(move || {
+            GetItemOutput::builder()
+                .item("ended", AttributeValue::N(n.to_string()))
+                .build()
+        })
+}
+
+fn pool(ids: &'static [&'static str], desired: i32) -> Rule {
+    mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups).then_output(move || {
+        let mut g = AutoScalingGroup::builder()
+            .auto_scaling_group_name("ebfleet-run-1-amzn-2023_epyc-gen-4")
+            .desired_capacity(desired);
+        for id in ids {
+            g = g.instances(
+                Instance::builder()
+                    .instance_id(*id)
+                    .lifecycle_state(LifecycleState::InService)
+                    .build(),
+            );
+        }
+        DescribeAutoScalingGroupsOutput::builder()
+            .auto_scaling_groups(g.build())
+            .build()
+    })
+}
+
+fn online(ids: &'static [&'static str]) -> Rule {
+    mock!(aws_sdk_ssm::Client::describe_instance_information).then_output(move || {
+        let mut o = DescribeInstanceInformationOutput::builder();
+        for id in ids {
+            o = o.instance_information_list(
+                InstanceInformation::builder()
+                    .instance_id(*id)
+                    .ping_status(PingStatus::Online)
+                    .build(),
+            );
+        }
+        o.build()
+    })
+}
+
+/// Every StartExecution: name → input.
+fn starts(into: Arc<Mutex<Vec<(String, UnitInput)>>>) -> Rule {
+    mock!(aws_sdk_sfn::Client::start_execution)
+        .match_requests(move |q| {
+            let ok = q.state_machine_arn() == Some(UNIT_SM);
+            if ok {
+                into.lock().unwrap().push((
+                    q.name().unwrap().to_string(),
+                    serde_json::from_str(q.input().unwrap()).unwrap(),
+                ));
+            }
+            ok
+        })
+        .then_output(|| {
+            StartExecutionOutput::builder()
+                .execution_arn("arn:aws:states:us-east-1:123456789012:execution:ebfleet-unit:x")
+                .start_date(aws_sdk_sfn::primitives::DateTime::from_secs(0))
+                .build()
+                .unwrap()
+        })
+}
+
+#[tokio::test]
+async fn a_first_tick_dispatches_the_ready_units_longest_path_first_and_saves_its_state() {
+    let graph_json = serde_json::to_string(&graph()).unwrap();
+    let (get_graph, no_state) = (get(GRAPH, Some(graph_json)), get(STATE, None));
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let put = puts(written.clone());
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let start = starts(started.clone());
+    let (count, members, up) = (wake_count(0), pool(&["i-0a"], 1), online(&["i-0a"]));
+    let grow = mock!(aws_sdk_autoscaling::Client::set_desired_capacity)
+        .match_requests(|q| q.desired_capacity() == Some(2))
+        .then_output(|| SetDesiredCapacityOutput::builder().build());
+    let mocks = Mocks {
+        s3: vec![&get_graph, &no_state, &put],
+        dynamodb: vec![&count],
+        autoscaling: vec![&members, &grow],
+        ssm: vec![&up],
+        sfn: vec![&start],
+        ..Default::default()
+    };
+    let out = tick(&mocks.env(), &settings(), input()).await.unwrap();
+    // zlib (rank 600: Python waits for it) goes first, to the one node;
+    // bzip2 waits for a second node, which is asked for.
+    assert_eq!((out.dispatched, out.done, out.seen), (1, false, 0));
+    assert_eq!(grow.num_calls(), 1);
+    let started = started.lock().unwrap();
+    assert_eq!(started.len(), 1);
+    let (name, unit) = &started[0];
+    assert_eq!(name, "run-1-epyc-gen-4-u1-a1");
+    assert_eq!(
+        (
+            unit.unit,
+            unit.attempt,
+            unit.instance_id.as_str(),
+            unit.unit_key.as_str()
+        ),
+        (1, 1, "i-0a", "plans/run-1/amzn-2023_epyc-gen-4/1.json")
+    );
+    let written = written.lock().unwrap();
+    let file = written.iter().find(|(k, _)| k == &unit.unit_key).unwrap();
+    let file = ebfleet_core::wire::BatchFile::from_json(&file.1).unwrap();
+    assert_eq!(file.builds[0].module.as_str(), "zlib/1.3-GCCcore-13.2.0");
+    assert_eq!(file.needs[0].module.as_str(), "GCCcore/13.2.0");
+    let state: State =
+        serde_json::from_str(&written.iter().find(|(k, _)| k == STATE).unwrap().1).unwrap();
+    assert_eq!(state.executions.len(), 1);
+    assert_eq!(state.ticks_this_execution, 1);
+}
+
+#[tokio::test]
+async fn a_unit_that_ended_frees_its_node_for_what_waited_on_it() {
+    // The state after the first tick: zlib running on i-0a.
+    let dag = Dag::from_graph(&graph());
+    let mut schedule = Schedule::new(&dag);
+    let obs = Observation {
+        now: 0,
+        ended: vec![],
+        pool: vec![PoolInstance {
+            id: "i-0a".into(),
+            online: true,
+        }],
+        desired: 1,
+    };
+    schedule.tick(&dag, &obs, &settings().scheduler);
+    let state = State {
+        schedule,
+        executions: [(1, "arn:unit-1".to_string())].into(),
+        ticks_this_execution: 1,
+        started: 0,
+    };
+    let graph_json = serde_json::to_string(&graph()).unwrap();
+    let get_graph = get(GRAPH, Some(graph_json));
+    let get_state = get(STATE, Some(serde_json::to_string(&state).unwrap()));
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let put = puts(written.clone());
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let start = starts(started.clone());
+    let done = mock!(aws_sdk_sfn::Client::describe_execution)
+        .match_requests(|q| q.execution_arn() == Some("arn:unit-1"))
+        .then_output(|| {
+            DescribeExecutionOutput::builder()
+                .execution_arn("arn:unit-1")
+                .state_machine_arn(UNIT_SM)
+                .status(ExecutionStatus::Succeeded)
+                .output(r#"{"unit": 1, "attempt": 1, "outcome": "built"}"#)
+                .start_date(aws_sdk_sfn::primitives::DateTime::from_secs(0))
+                .build()
+                .unwrap()
+        });
+    let (count, members, up) = (wake_count(1), pool(&["i-0a"], 2), online(&["i-0a"]));
+    let mocks = Mocks {
+        s3: vec![&get_graph, &get_state, &put],
+        dynamodb: vec![&count],
+        autoscaling: vec![&members],
+        ssm: vec![&up],
+        sfn: vec![&done, &start],
+        ..Default::default()
+    };
+    let out = tick(&mocks.env(), &settings(), input()).await.unwrap();
+    assert_eq!(out.units.built, 1);
+    assert_eq!(out.seen, 1);
+    // Python (needs zlib, longest path) goes to the freed node.
+    let started = started.lock().unwrap();
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].0, "run-1-epyc-gen-4-u3-a1");
+}
+
+#[tokio::test]
+async fn the_wait_completes_at_once_when_a_unit_ended_since_the_tick() {
+    let register = |ended: u64| {
+        mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|q| q.update_expression() == Some("SET #token = :token"))
+            .then_output(move || {
+                UpdateItemOutput::builder()
+                    .attributes("ended", AttributeValue::N(ended.to_string()))
+                    .build()
+            })
+    };
+    let succeed = mock!(aws_sdk_sfn::Client::send_task_success)
+        .match_requests(|q| q.task_token() == Some("tok-1"))
+        .then_output(|| SendTaskSuccessOutput::builder().build());
+    let w = |seen| WaitInput {
+        execution: "run-1".parse().unwrap(),
+        platform: P.parse().unwrap(),
+        seen,
+        task_token: "tok-1".into(),
+    };
+    let same = register(4);
+    let mocks = Mocks {
+        dynamodb: vec![&same],
+        sfn: vec![&succeed],
+        ..Default::default()
+    };
+    wait(&mocks.env(), w(4)).await.unwrap();
+    assert_eq!(succeed.num_calls(), 0, "nothing ended: the token waits");
+    let more = register(5);
+    let mocks = Mocks {
+        dynamodb: vec![&more],
+        sfn: vec![&succeed],
+        ..Default::default()
+    };
+    wait(&mocks.env(), w(4)).await.unwrap();
+    assert_eq!(succeed.num_calls(), 1);
+}
+
+#[test]
+fn unit_execution_arns_follow_the_state_machines() {
+    assert_eq!(
+        execution_arn(UNIT_SM, &"run-1-epyc-gen-4-u1-a1".parse().unwrap()),
+        "arn:aws:states:us-east-1:123456789012:execution:ebfleet-unit:run-1-epyc-gen-4-u1-a1"
+    );
+}
