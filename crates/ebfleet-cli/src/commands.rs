@@ -102,6 +102,7 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
         robot: robot_options(a.tree.minimal_toolchains),
         options: ebfleet_planner::plan::PlanOptions {
             max_batch_modules: a.max_batch,
+            graph: false,
         },
         dot: a.dot.is_some(),
     };

@@ -1,8 +1,13 @@
-//! Capacity: start one build node for a batch of a platform — the instance
-//! types of the platform's families that fit the batch, ranked by spot
-//! price, the newest AMI for its architecture (or the pinned one), launched
-//! with EC2 Fleet (spot, on-demand fallback), with a root volume to build
-//! on and user data that bootstraps the node ([`node`]).
+//! Capacity, at the start of a platform's run ([`pool`]): the platform's
+//! node pool — the instance types of its families that fit a unit, ranked
+//! by spot price, the newest AMI for its architecture (or the pinned one),
+//! a launch template with a root volume to build on and user data that
+//! bootstraps the node ([`node`]), and an empty Auto Scaling group over it
+//! (`ebfleet_aws::autoscaling`) that the scheduler grows and shrinks.
+//!
+//! Capacity, at the start of a unit ([`claim`]): the node the scheduler
+//! chose is still there and online in SSM; otherwise the unit fails as
+//! `ebfleet.NodeLost` before anything is sent to it.
 //!
 //! Settings from the stack: [`var::INSTANCE_PROFILE_ARN`],
 //! [`var::SECURITY_GROUP_ID`], [`var::SUBNET_IDS`] (required),
@@ -14,36 +19,51 @@ pub mod node;
 
 use crate::env::{self, var, EnvError, Lookup};
 use crate::Env;
-use ebfleet_aws::ec2::{apply_spot_prices, Ec2Error, LaunchContext, Launched};
+use ebfleet_aws::autoscaling::PoolSpec;
+use ebfleet_aws::ec2::{apply_spot_prices, Ec2Error, LaunchContext};
 use ebfleet_aws::s3::S3Error;
 use ebfleet_aws::ssm::SsmError;
+use ebfleet_aws::CallError;
 use ebfleet_core::capacity::{
     choose, AmiError, AmiSource, BatchNeeds, CapacityError, CapacityOptions, CapacityPlan,
     InstanceType, LaunchSpec, LaunchSpecError, Purchase, RootVolume, DEFAULT_ROOT_VOLUME_GIB,
 };
+use ebfleet_core::names::{ExecutionName, PlatformName};
 use ebfleet_core::platform::{Platform, PlatformError, Platforms};
 use ebfleet_core::userdata::UserDataError;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
+/// `{"pool": {...}}` (a platform's `Capacity`) or `{"claim": {...}}` (a
+/// unit's).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Input {
-    /// The execution's name (or ARN): tagged on the node.
-    pub execution: String,
-    /// The platform's full name, e.g. `amzn-2023_graviton-3`.
-    pub platform: String,
-    /// The batch's index in the platform's plan.
-    pub batch: usize,
-    /// How many modules the batch builds (sizes the node).
-    pub modules: usize,
+#[serde(untagged)]
+pub enum Input {
+    Pool { pool: PoolInput },
+    Claim { claim: ClaimInput },
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Output {
-    pub instance_ids: Vec<String>,
-    /// The launched type, as EC2 reports it.
-    pub instance_type: String,
+pub struct PoolInput {
+    pub execution: ExecutionName,
+    pub platform: PlatformName,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ClaimInput {
+    pub instance_id: String,
+}
+
+/// What the pool is: its spec (the scheduler's input) and how it buys.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct PoolOutput {
+    pub pool: PoolSpec,
     pub purchase: Purchase,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ClaimOutput {
+    pub instance_id: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,10 +95,17 @@ pub enum Error {
         platform: String,
         source: LaunchSpecError,
     },
-    #[error("platform {platform}: launch: {source}")]
+    #[error("platform {platform}: launch template: {source}")]
     Launch { platform: String, source: Ec2Error },
-    #[error("platform {platform}: EC2 Fleet reported no instance")]
-    NoInstance { platform: String },
+    #[error("platform {platform}: {source}")]
+    Pool { platform: String, source: CallError },
+    #[error("instance {instance_id} is not online in SSM (lost, or not a node any more)")]
+    NotOnline { instance_id: String },
+    #[error("instance {instance_id}: {source}")]
+    Claim {
+        instance_id: String,
+        source: SsmError,
+    },
     #[error(
         "platform {platform}: no ebfleet-node for {arch} at s3://{bucket}/{key}: \
          upload one with scripts/publish-node.sh (infra/OPERATOR.md)"
@@ -127,8 +154,14 @@ impl crate::failure::Failure for Error {
             Error::Catalog { source, .. }
             | Error::SpotPrices { source, .. }
             | Error::Launch { source, .. } => source.kind(),
-            Error::Choose { .. } | Error::NoInstance { .. } => Kind::NoCapacity,
+            Error::Choose { .. } => Kind::NoCapacity,
             Error::AmiLookup { source, .. } => source.kind(),
+            Error::Pool { source, .. } => Kind::retry_or(source.transient, Kind::Failed),
+            Error::NotOnline { .. } => Kind::NodeLost,
+            Error::Claim { source, .. } => match source.kind() {
+                Kind::Transient => Kind::Transient,
+                _ => Kind::NodeLost,
+            },
         }
     }
 }
@@ -143,6 +176,8 @@ pub struct Settings {
     pub pinned_ami: Option<String>,
     pub max_types: usize,
     pub root_volume: RootVolume,
+    /// Most nodes of a pool at once.
+    pub nodes_per_platform: u32,
 }
 
 impl Settings {
@@ -162,6 +197,18 @@ impl Settings {
             pinned_ami: get(var::PINNED_AMI).map(|v| v.trim().to_string()),
             max_types: parse_max_types(get(var::MAX_TYPES).as_deref())?,
             root_volume: parse_root_volume(get(var::ROOT_VOLUME_GIB).as_deref())?,
+            nodes_per_platform: match get(var::NODES_PER_PLATFORM) {
+                None => ebfleet_scheduler::Settings::default().max_nodes,
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or(Error::Setting {
+                        var: var::NODES_PER_PLATFORM,
+                        reason: format!("{v:?} is not a whole number above 0"),
+                    })?,
+            },
         })
     }
 }
@@ -236,18 +283,17 @@ pub fn find_platform(platforms: &Platforms, name: &str) -> Result<Platform, Erro
         })
 }
 
-/// The capacity plan for `modules` modules on `platform`: the catalog with
-/// its spot prices, sized by [`BatchNeeds::for_batch`], ranked by
+/// The capacity plan of `platform`'s pool: the catalog with its spot
+/// prices, sized for a unit ([`BatchNeeds::for_unit`]), ranked by
 /// [`choose`].
 pub fn plan(
     platform: &Platform,
     mut catalog: Vec<InstanceType>,
     prices: &HashMap<String, f64>,
-    modules: usize,
     max_types: usize,
 ) -> Result<CapacityPlan, Error> {
     apply_spot_prices(&mut catalog, prices);
-    let needs = BatchNeeds::for_batch(modules, platform);
+    let needs = BatchNeeds::for_unit(platform);
     let opts = CapacityOptions {
         max_types,
         ..CapacityOptions::default()
@@ -258,26 +304,46 @@ pub fn plan(
     })
 }
 
-/// The state's output from what EC2 launched.
-pub fn output(platform: &str, launched: Launched) -> Result<Output, Error> {
-    let instance_type = launched
-        .instances
-        .first()
-        .map(|i| i.instance_type.clone())
-        .ok_or_else(|| Error::NoInstance {
-            platform: platform.to_string(),
-        })?;
-    Ok(Output {
-        instance_ids: launched.instance_ids(),
-        instance_type,
-        purchase: launched.purchase,
+/// The pool's Auto Scaling group: `ebfleet-<execution>-<platform>`.
+pub fn pool_name(execution: &ExecutionName, platform: &PlatformName) -> String {
+    format!("ebfleet-{execution}-{platform}")
+}
+
+pub async fn handle(
+    env: &Env,
+    settings: &Settings,
+    input: Input,
+) -> Result<serde_json::Value, Error> {
+    fn json<T: Serialize>(v: Result<T, Error>) -> Result<serde_json::Value, Error> {
+        v.map(|o| serde_json::to_value(o).unwrap_or_default())
+    }
+    match input {
+        Input::Pool { pool: p } => json(pool(env, settings, p).await),
+        Input::Claim { claim: c } => json(claim(env, c).await),
+    }
+}
+
+/// The unit's node is online in SSM.
+pub async fn claim(env: &Env, c: ClaimInput) -> Result<ClaimOutput, Error> {
+    let ids = vec![c.instance_id.clone()];
+    let online = env.ssm.online(&ids).await.map_err(|source| Error::Claim {
+        instance_id: c.instance_id.clone(),
+        source,
+    })?;
+    if !online.contains(&c.instance_id) {
+        return Err(Error::NotOnline {
+            instance_id: c.instance_id,
+        });
+    }
+    Ok(ClaimOutput {
+        instance_id: c.instance_id,
     })
 }
 
-/// Launch a node for `input`: the node's user data first (a missing
-/// `ebfleet-node` stops here, before EC2 is asked anything), then the plan,
-/// the AMI and the launch.
-pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Output, Error> {
+/// Make the platform's pool: the node's user data first (a missing
+/// `ebfleet-node` stops here, before EC2 is asked anything), then the
+/// types, the AMI, the launch template and the empty group.
+pub async fn pool(env: &Env, settings: &Settings, input: PoolInput) -> Result<PoolOutput, Error> {
     let name = input.platform.as_str();
     let platform = find_platform(&settings.platforms, name)?;
     let user_data = node::user_data(&env.store, &platform).await?;
@@ -299,13 +365,7 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Outp
             platform: name.to_string(),
             source,
         })?;
-    let plan = plan(
-        &platform,
-        catalog,
-        &prices,
-        input.modules,
-        settings.max_types,
-    )?;
+    let plan = plan(&platform, catalog, &prices, settings.max_types)?;
 
     let ami =
         AmiSource::for_platform(&platform, settings.pinned_ami.as_deref()).map_err(|source| {
@@ -322,18 +382,12 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Outp
             platform: name.to_string(),
             source,
         })?;
-    let spec = LaunchSpec::new(
-        &input.execution,
-        &platform,
-        &input.batch.to_string(),
-        &plan,
-        ami,
-    )
-    .map_err(|source| Error::LaunchSpec {
-        platform: name.to_string(),
-        source,
-    })?
-    .with_root_volume(settings.root_volume.clone());
+    let spec = LaunchSpec::new(input.execution.as_str(), &platform, "pool", &plan, ami)
+        .map_err(|source| Error::LaunchSpec {
+            platform: name.to_string(),
+            source,
+        })?
+        .with_root_volume(settings.root_volume.clone());
     let ctx = LaunchContext {
         ami_id,
         instance_profile_arn: settings.instance_profile_arn.clone(),
@@ -341,15 +395,40 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Outp
         subnet_ids: settings.subnet_ids.clone(),
         user_data: Some(user_data.gzip),
     };
-    let launched = env
+    let launch_template_id = env
         .nodes
-        .launch(&spec, &ctx)
+        .launch_template(&spec, &ctx)
         .await
         .map_err(|source| Error::Launch {
             platform: name.to_string(),
             source,
         })?;
-    output(name, launched)
+    let on_demand = !plan.purchase.is_spot();
+    let pool = PoolSpec {
+        name: pool_name(&input.execution, &input.platform),
+        launch_template_id,
+        instance_types: if on_demand {
+            plan.fallback_type_names()
+        } else {
+            plan.type_names()
+        },
+        subnet_ids: settings.subnet_ids.clone(),
+        max_size: settings.nodes_per_platform,
+        tags: spec.tags.clone(),
+        on_demand,
+    };
+    env.pools
+        .create(&pool)
+        .await
+        .map_err(|source| Error::Pool {
+            platform: name.to_string(),
+            source,
+        })?;
+    tracing::info!(platform = name, pool = %pool.name, types = ?pool.instance_types, "pool created");
+    Ok(PoolOutput {
+        pool,
+        purchase: plan.purchase,
+    })
 }
 
 #[cfg(test)]

@@ -1,14 +1,30 @@
-//! Dispatch: send one step (`sync|build|tar|upload`) of a batch to its node
+//! Dispatch: send one step (`sync|build|tar|upload`) of a unit to its node
 //! through SSM Run Command with the project's document
-//! ([`var::SSM_DOCUMENT`]). Every value of the input is validated first
-//! ([`StepCommand::parse`], the instance id, the output prefix): hostile
-//! input is refused before anything is sent.
+//! ([`var::SSM_DOCUMENT`]) and the state's task token; the node completes
+//! the task when the step ends (`.waitForTaskToken`). Every value of the
+//! input is validated first ([`StepCommand::parse`], the token, the
+//! instance id, the output prefix): hostile input is refused before
+//! anything is sent.
+//!
+//! The same Lambda takes SSM's command status-change events
+//! ([`on_command_event`]): a command that ended without its node completing
+//! the task — the node died, the agent could not run it, it timed out —
+//! completes it from SSM's side, so a step never waits longer than its
+//! heartbeat for news of a dead node.
 
 use crate::env::{self, var, EnvError, Lookup};
 use crate::Env;
 use ebfleet_aws::ssm::SsmError;
 use ebfleet_core::step::{StepCommand, StepError};
 use serde::{Deserialize, Serialize};
+
+/// A step to send, or an SSM event.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Request {
+    Step(Input),
+    Event(CommandEvent),
+}
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Input {
@@ -20,11 +36,44 @@ pub struct Input {
     /// `plans/<execution>/<platform>/<batch>.json`.
     pub batch_key: String,
     pub instance_id: String,
+    /// The task the node completes when the step ends.
+    #[serde(default)]
+    pub task_token: Option<String>,
     /// Where SSM writes the command's output in the bucket;
     /// [`default_output_prefix`] when absent.
     #[serde(default)]
     pub output_prefix: Option<String>,
 }
+
+/// EventBridge's "EC2 Command Invocation Status-change Notification".
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct CommandEvent {
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub detail: CommandEventDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct CommandEventDetail {
+    #[serde(rename = "command-id")]
+    pub command_id: String,
+    #[serde(rename = "instance-id")]
+    pub instance_id: String,
+    pub status: String,
+}
+
+/// What an event came to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct EventOutput {
+    pub command_id: String,
+    /// `succeeded`, `failed` (the task completed from here), `not_waiting`
+    /// (no task, or it was completed already), `ignored` (not an end).
+    pub task: String,
+}
+
+/// The error names a step's task fails with from SSM's side.
+pub const NODE_LOST: &str = "ebfleet.NodeLost";
+pub const STEP_FAILED: &str = "ebfleet.StepFailed";
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Output {
@@ -41,6 +90,18 @@ pub enum Error {
     InstanceId(String),
     #[error("refused output prefix {0:?}: expected 1 to 512 characters of A-Z a-z 0-9 _ - . / without '..' or a leading '/'")]
     OutputPrefix(String),
+    #[error("refused task token: {0}")]
+    Token(StepError),
+    #[error("command {command_id}: {source}")]
+    Event {
+        command_id: String,
+        source: Box<SsmError>,
+    },
+    #[error("command {command_id}: completing its task: {source}")]
+    Complete {
+        command_id: String,
+        source: Box<ebfleet_aws::sfn::SfnError>,
+    },
     #[error("sending {step} of {batch_key} to {instance_id}: {source}")]
     Send {
         step: String,
@@ -54,8 +115,11 @@ impl crate::failure::Failure for Error {
     fn kind(&self) -> crate::failure::Kind {
         use crate::failure::Kind;
         match self {
-            Error::Step(_) | Error::InstanceId(_) | Error::OutputPrefix(_) => Kind::Invalid,
-            Error::Send { source, .. } => source.kind(),
+            Error::Step(_) | Error::Token(_) | Error::InstanceId(_) | Error::OutputPrefix(_) => {
+                Kind::Invalid
+            }
+            Error::Send { source, .. } | Error::Event { source, .. } => source.kind(),
+            Error::Complete { source, .. } => Kind::retry_or(source.is_retryable(), Kind::Failed),
         }
     }
 }
@@ -131,7 +195,10 @@ pub fn prepare(
     default_bucket: &str,
 ) -> Result<(StepCommand, String, String), Error> {
     let bucket = input.bucket.as_deref().unwrap_or(default_bucket);
-    let command = StepCommand::parse(&input.step, bucket, &input.batch_key)?;
+    let mut command = StepCommand::parse(&input.step, bucket, &input.batch_key)?;
+    if let Some(token) = &input.task_token {
+        command = command.with_task_token(token.parse().map_err(Error::Token)?);
+    }
     let instance = instance_id(&input.instance_id)?.to_string();
     let prefix = match input.output_prefix.as_deref() {
         Some(p) => output_prefix(p)?.to_string(),
@@ -140,7 +207,96 @@ pub fn prepare(
     Ok((command, instance, prefix))
 }
 
-pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Output, Error> {
+pub async fn handle(
+    env: &Env,
+    settings: &Settings,
+    request: Request,
+) -> Result<serde_json::Value, Error> {
+    match request {
+        Request::Step(input) => send(env, settings, input)
+            .await
+            .map(|o| serde_json::to_value(o).unwrap_or_default()),
+        Request::Event(event) => on_command_event(env, event)
+            .await
+            .map(|o| serde_json::to_value(o).unwrap_or_default()),
+    }
+}
+
+/// SSM statuses after which a command runs no more, and how its task
+/// ends if its node did not complete it: `Some(error)` fails it.
+fn ended(status: &str) -> Option<Option<&'static str>> {
+    match status {
+        "Success" => Some(None),
+        "Failed" | "Cancelled" | "Canceled" | "TimedOut" | "Execution Timed Out" => {
+            Some(Some(STEP_FAILED))
+        }
+        "Undeliverable" | "Terminated" | "Delivery Timed Out" => Some(Some(NODE_LOST)),
+        _ => None,
+    }
+}
+
+/// A command's status changed: if it ended, complete the task it was sent
+/// with (when it still waits), failed with the reason SSM gives.
+pub async fn on_command_event(env: &Env, event: CommandEvent) -> Result<EventOutput, Error> {
+    let d = &event.detail;
+    let out = |task: &str| EventOutput {
+        command_id: d.command_id.clone(),
+        task: task.to_string(),
+    };
+    let Some(error) = ended(&d.status) else {
+        return Ok(out("ignored"));
+    };
+    let event_err = |source| Error::Event {
+        command_id: d.command_id.clone(),
+        source: Box::new(source),
+    };
+    let Some(token) = env
+        .ssm
+        .command_task_token(&d.command_id)
+        .await
+        .map_err(event_err)?
+    else {
+        return Ok(out("not_waiting"));
+    };
+    let completed = match error {
+        // The node reports its own result; this only matters when it could
+        // not (its callback failed): the step is done either way.
+        None => {
+            env.sfn
+                .succeed(
+                    &token,
+                    &serde_json::json!({"via": "ssm", "status": d.status}),
+                )
+                .await
+        }
+        Some(error) => {
+            let cause = match env.ssm.status(&d.command_id, &d.instance_id).await {
+                Ok(ebfleet_core::step::CommandStatus::Failed { detail, .. }) => detail,
+                _ => format!("SSM status {}", d.status),
+            };
+            let cause = format!("command {} on {}: {cause}", d.command_id, d.instance_id);
+            env.sfn.fail(&token, error, &cause).await
+        }
+    };
+    use ebfleet_aws::sfn::SfnError;
+    match completed {
+        Ok(()) => Ok(out(if error.is_some() {
+            "failed"
+        } else {
+            "succeeded"
+        })),
+        Err(SfnError::TaskTimedOut { .. } | SfnError::TaskDoesNotExist { .. }) => {
+            Ok(out("not_waiting"))
+        }
+        Err(source) => Err(Error::Complete {
+            command_id: d.command_id.clone(),
+            source: Box::new(source),
+        }),
+    }
+}
+
+/// Send a step.
+pub async fn send(env: &Env, settings: &Settings, input: Input) -> Result<Output, Error> {
     let (command, instance_id, prefix) = prepare(&input, &settings.bucket)?;
     let command_id = env
         .ssm
@@ -172,6 +328,7 @@ mod tests {
             bucket: Some("ebfleet-bucket".into()),
             batch_key: batch_key.into(),
             instance_id: instance_id.into(),
+            task_token: None,
             output_prefix: None,
         }
     }

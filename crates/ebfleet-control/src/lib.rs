@@ -7,13 +7,11 @@ pub mod capacity;
 pub mod dispatch;
 pub mod env;
 pub mod failure;
-pub mod managed;
 pub mod plan;
 pub mod record;
 pub mod release;
 pub mod runtime;
 pub mod schedule;
-pub mod status;
 pub mod trigger;
 
 #[cfg(test)]

@@ -1,9 +1,15 @@
-//! Release: terminate a platform's instances, by id and by the execution's
-//! tag, on every path out of the state machine. Instances already gone are
-//! released too, so running it twice is safe.
+//! Release: delete a platform's pool (its Auto Scaling group) and terminate
+//! its instances, by id and by the execution's tag, and delete its launch
+//! templates, on every path out of the state machines; without a platform,
+//! every pool and instance of the execution (what the rule on a failed or
+//! aborted run sends). What is already gone is released too, so running it
+//! twice is safe.
 
+use crate::capacity::pool_name;
 use crate::Env;
 use ebfleet_aws::ec2::{Ec2Error, Released};
+use ebfleet_aws::CallError;
+use ebfleet_core::capacity::TAG_EXECUTION;
 use ebfleet_core::names::{ExecutionName, PlatformName};
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +34,9 @@ pub struct Output {
     pub already_gone: Vec<String>,
     /// The execution's launch templates this call deleted.
     pub launch_templates_deleted: Vec<String>,
+    /// The Auto Scaling groups this call deleted.
+    #[serde(default)]
+    pub pools_deleted: Vec<String>,
 }
 
 impl From<Released> for Output {
@@ -36,6 +45,7 @@ impl From<Released> for Output {
             terminated: r.terminated,
             already_gone: r.already_gone,
             launch_templates_deleted: r.launch_templates_deleted,
+            pools_deleted: Vec::new(),
         }
     }
 }
@@ -48,27 +58,55 @@ pub enum Error {
         #[source]
         source: Ec2Error,
     },
+    #[error("releasing {scope}: {source}")]
+    Pool {
+        scope: String,
+        #[source]
+        source: CallError,
+    },
 }
 
 impl crate::failure::Failure for Error {
     fn kind(&self) -> crate::failure::Kind {
         match self {
             Error::Terminate { source, .. } => source.kind(),
+            Error::Pool { source, .. } => {
+                crate::failure::Kind::retry_or(source.transient, crate::failure::Kind::Failed)
+            }
         }
     }
 }
 
 pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
     let platform = input.platform.as_ref().map(PlatformName::as_str);
+    let scope = || match platform {
+        Some(p) => format!("platform {p} of execution {}", input.execution),
+        None => format!("every platform of execution {}", input.execution),
+    };
+    // The groups first, so none launches a replacement for what goes next.
+    let pools = match &input.platform {
+        Some(p) => vec![pool_name(&input.execution, p)],
+        None => env
+            .pools
+            .tagged(TAG_EXECUTION, input.execution.as_str())
+            .await
+            .map_err(|source| Error::Pool {
+                scope: scope(),
+                source,
+            })?,
+    };
+    for pool in &pools {
+        env.pools.delete(pool).await.map_err(|source| Error::Pool {
+            scope: scope(),
+            source,
+        })?;
+    }
     let released = env
         .nodes
         .terminate(&input.instance_ids, input.execution.as_str(), platform)
         .await
         .map_err(|source| Error::Terminate {
-            scope: match platform {
-                Some(p) => format!("platform {p} of execution {}", input.execution),
-                None => format!("every platform of execution {}", input.execution),
-            },
+            scope: scope(),
             source,
         })?;
     tracing::info!(
@@ -78,7 +116,10 @@ pub async fn handle(env: &Env, input: Input) -> Result<Output, Error> {
         already_gone = released.already_gone.len(),
         "released"
     );
-    Ok(released.into())
+    Ok(Output {
+        pools_deleted: pools,
+        ..released.into()
+    })
 }
 
 #[cfg(test)]
@@ -158,8 +199,32 @@ mod tests {
         let templates = mock!(aws_sdk_ec2::Client::describe_launch_templates)
             .match_requests(|q| scoped(q.filters()))
             .then_output(|| DescribeLaunchTemplatesOutput::builder().build());
+        let pools = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups)
+            .match_requests(|q| {
+                q.filters().iter().any(|f| {
+                    f.name() == Some("tag:ebfleet:execution") && f.values() == ["run-1"]
+                })
+            })
+            .then_output(|| {
+                aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput::builder()
+                    .auto_scaling_groups(
+                        aws_sdk_autoscaling::types::AutoScalingGroup::builder()
+                            .auto_scaling_group_name("ebfleet-run-1-amzn-2023_graviton-3")
+                            .build(),
+                    )
+                    .build()
+            });
+        let delete = mock!(aws_sdk_autoscaling::Client::delete_auto_scaling_group)
+            .match_requests(|q| {
+                q.auto_scaling_group_name() == Some("ebfleet-run-1-amzn-2023_graviton-3")
+                    && q.force_delete() == Some(true)
+            })
+            .then_output(|| {
+                aws_sdk_autoscaling::operation::delete_auto_scaling_group::DeleteAutoScalingGroupOutput::builder().build()
+            });
         let mocks = crate::testing::Mocks {
             ec2: vec![&describe, &terminate, &templates],
+            autoscaling: vec![&pools, &delete],
             ..Default::default()
         };
         let input: Input = serde_json::from_str(r#"{"execution":"run-1"}"#).unwrap();
@@ -170,5 +235,7 @@ mod tests {
             ["i-0aaaaaaaaaaaaaaa1", "i-0aaaaaaaaaaaaaaa2"]
         );
         assert_eq!((describe.num_calls(), terminate.num_calls()), (1, 1));
+        assert_eq!(out.pools_deleted, ["ebfleet-run-1-amzn-2023_graviton-3"]);
+        assert_eq!(delete.num_calls(), 1);
     }
 }

@@ -229,6 +229,14 @@ impl BatchNeeds {
         }
     }
 
+    /// The sizing of a pool's nodes, which build one module at a time:
+    /// that of a mid-sized batch (8-32 vCPUs on CPU platforms), since most
+    /// modules build in minutes and the long ones (LLVM, PyTorch) stop
+    /// scaling well past 32 cores.
+    pub fn for_unit(platform: &Platform) -> Self {
+        Self::for_batch(25, platform)
+    }
+
     /// Whether `t` has what the batch needs.
     pub fn fits(&self, t: &InstanceType) -> bool {
         t.vcpus >= self.min_vcpus.max(1)

@@ -174,6 +174,52 @@ impl Nodes {
     ///
     /// The template stays: [`Nodes::terminate`] deletes it with the
     /// instances, and also when this fails.
+    /// The launch template of `spec`'s nodes (for a pool): IMDSv2
+    /// required, hop limit 1, no key pair, terminate on shutdown, the spec's
+    /// root volume on the AMI's root device, the context's user data, the
+    /// spec's first type, its tags on the template, the instances and their
+    /// volumes. Checked first: types, subnets, AMI id, user data size, root
+    /// volume against the AMI's snapshot.
+    pub async fn launch_template(
+        &self,
+        spec: &LaunchSpec,
+        ctx: &LaunchContext,
+    ) -> Result<String, Ec2Error> {
+        let platform = spec.tags.get(TAG_PLATFORM).cloned().unwrap_or_default();
+        let invalid = |reason: String| Ec2Error::InvalidLaunch {
+            platform: platform.clone(),
+            reason,
+        };
+        if spec.instance_types.is_empty() {
+            return Err(invalid("the spec has no instance type".into()));
+        }
+        if ctx.subnet_ids.is_empty() {
+            return Err(invalid("no subnet to launch in".into()));
+        }
+        if !is_ami_id(&ctx.ami_id) {
+            return Err(invalid(format!("'{}' is not an AMI id", ctx.ami_id)));
+        }
+        if let Some(ud) = &ctx.user_data {
+            if ud.len() > MAX_USER_DATA_BYTES {
+                return Err(invalid(format!(
+                    "user data of {} bytes is over EC2's {MAX_USER_DATA_BYTES}",
+                    ud.len()
+                )));
+            }
+        }
+
+        let root = self.root_device(&ctx.ami_id, &platform).await?;
+        let size = spec.root_volume.size_gib;
+        if let Some(snapshot) = root.snapshot_gib.filter(|s| *s > size) {
+            return Err(invalid(format!(
+                "AMI {} needs a root volume of at least {snapshot} GiB, the spec has {size} GiB",
+                ctx.ami_id
+            )));
+        }
+        self.create_launch_template(spec, ctx, &root, &platform)
+            .await
+    }
+
     pub async fn launch(
         &self,
         spec: &LaunchSpec,
@@ -259,6 +305,13 @@ impl Nodes {
         let volume = &spec.root_volume;
         let data = RequestLaunchTemplateData::builder()
             .image_id(&ctx.ami_id)
+            // A pool's overrides pick among all the types; this one is the
+            // group's default (and what an emulator launches).
+            .set_instance_type(
+                spec.instance_types
+                    .first()
+                    .map(|t| Ec2InstanceType::from(t.as_str())),
+            )
             .iam_instance_profile(
                 LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
                     .arn(&ctx.instance_profile_arn)
