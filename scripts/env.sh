@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$EBFLEET_CACHE/target}
 EBFLEET_BIN="$CARGO_TARGET_DIR/release/ebfleet"
 mkdir -p "$EBFLEET_CACHE"
 
-log() { printf '\n== %s\n' "$*" >&2; }
+log() { printf '\n== [%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 # A free TCP port on 127.0.0.1.
 free_port() {

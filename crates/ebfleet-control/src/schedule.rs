@@ -99,6 +99,8 @@ pub struct TickInput {
     pub name_prefix: String,
     /// The pool Capacity made.
     pub pool: PoolSpec,
+    /// The run's task waiting for this platform: every tick beats on it.
+    pub run_token: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -117,6 +119,9 @@ pub struct TickOutput {
     pub done: bool,
     /// This execution has ticked enough: go on in a new one.
     pub next_execution: bool,
+    /// The run no longer waits for this platform (stopped, or it gave up
+    /// on it): release the pool and end.
+    pub orphaned: bool,
     /// The count of ended units this tick saw (for the wait).
     pub seen: u64,
     pub units: Counts,
@@ -291,6 +296,23 @@ fn ended(info: &ebfleet_aws::sfn::ExecutionInfo) -> UnitOutcome {
 /// One tick (see the module documentation).
 pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOutput, Error> {
     let now = env.now();
+    // The run hears from this platform every tick; a run that no longer
+    // waits (stopped, timed out) means this platform stops too.
+    let orphaned = match env.sfn.heartbeat(&t.run_token).await {
+        Ok(()) => false,
+        Err(SfnError::TaskTimedOut { .. } | SfnError::TaskDoesNotExist { .. }) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "beating on the run's task failed; next tick again");
+            false
+        }
+    };
+    if orphaned {
+        tracing::warn!(platform = %t.platform, "the run no longer waits for this platform: releasing");
+        return Ok(TickOutput {
+            orphaned: true,
+            ..TickOutput::default()
+        });
+    }
     let (graph, dag) = graph(env, &t.graph_key).await?;
     let key = state_key(&t.execution, &t.platform);
     let mut st = match env.store.get_json::<State>(&key).await {
@@ -443,6 +465,7 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
     let out = TickOutput {
         done: d.done,
         next_execution,
+        orphaned: false,
         seen,
         units: st.schedule.counts(&dag),
         dispatched: d.dispatch.len(),

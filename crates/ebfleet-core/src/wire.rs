@@ -229,6 +229,9 @@ pub struct PlatformOutput {
     pub unresolvable: usize,
     /// `plans/<execution>/<platform>/graph.json`.
     pub graph_key: String,
+    /// The prefix of the platform's child execution names
+    /// ([`crate::unit::child_prefix`]).
+    pub name_prefix: String,
 }
 
 /// The plan Lambda's state output. Its size grows with the number of

@@ -7,6 +7,7 @@
 use crate::plan::{ModuleTable, PlatformPlan};
 use crate::planner::Plan;
 use ebfleet_core::build_graph::{graph_key, BuildGraph, GraphModule};
+use ebfleet_core::unit::child_prefix;
 use ebfleet_core::layout::{easyconfig_key, module_file_key, plan_key, tarball_key};
 use ebfleet_core::names::{EasyconfigPath, ExecutionName, KeyError, ModuleName, PlatformName};
 use ebfleet_core::platform::Platform;
@@ -123,6 +124,7 @@ pub fn plan_output(
             let name: PlatformName = pp.platform.parse()?;
             Ok(PlatformOutput {
                 graph_key: graph_key(execution, &name),
+                name_prefix: child_prefix(execution, &name),
                 platform: name,
                 arch: pp.arch,
                 families: platform.families.clone(),

@@ -92,7 +92,14 @@ fn input() -> TickInput {
             tags: Default::default(),
             on_demand: false,
         },
+        run_token: "run-token-1".into(),
     }
+}
+
+fn beat() -> Rule {
+    mock!(aws_sdk_sfn::Client::send_task_heartbeat)
+        .match_requests(|q| q.task_token() == Some("run-token-1"))
+        .then_output(|| aws_sdk_sfn::operation::send_task_heartbeat::SendTaskHeartbeatOutput::builder().build())
 }
 
 fn get(key: &'static str, body: Option<String>) -> Rule {
@@ -198,6 +205,7 @@ async fn a_first_tick_dispatches_the_ready_units_longest_path_first_and_saves_it
     let started = Arc::new(Mutex::new(Vec::new()));
     let start = starts(started.clone());
     let (count, members, up) = (wake_count(0), pool(&["i-0a"], 1), online(&["i-0a"]));
+    let heartbeat = beat();
     let grow = mock!(aws_sdk_autoscaling::Client::set_desired_capacity)
         .match_requests(|q| q.desired_capacity() == Some(2))
         .then_output(|| SetDesiredCapacityOutput::builder().build());
@@ -206,10 +214,11 @@ async fn a_first_tick_dispatches_the_ready_units_longest_path_first_and_saves_it
         dynamodb: vec![&count],
         autoscaling: vec![&members, &grow],
         ssm: vec![&up],
-        sfn: vec![&start],
+        sfn: vec![&start, &heartbeat],
         ..Default::default()
     };
     let out = tick(&mocks.env(), &settings(), input()).await.unwrap();
+    assert_eq!(heartbeat.num_calls(), 1, "the run hears from the platform");
     // zlib (rank 600: Python waits for it) goes first, to the one node;
     // bzip2 waits for a second node, which is asked for.
     assert_eq!((out.dispatched, out.done, out.seen), (1, false, 0));
@@ -279,12 +288,13 @@ async fn a_unit_that_ended_frees_its_node_for_what_waited_on_it() {
                 .unwrap()
         });
     let (count, members, up) = (wake_count(1), pool(&["i-0a"], 2), online(&["i-0a"]));
+    let heartbeat = beat();
     let mocks = Mocks {
         s3: vec![&get_graph, &get_state, &put],
         dynamodb: vec![&count],
         autoscaling: vec![&members],
         ssm: vec![&up],
-        sfn: vec![&done, &start],
+        sfn: vec![&done, &start, &heartbeat],
         ..Default::default()
     };
     let out = tick(&mocks.env(), &settings(), input()).await.unwrap();
@@ -340,4 +350,19 @@ fn unit_execution_arns_follow_the_state_machines() {
         execution_arn(UNIT_SM, &"run-1-epyc-gen-4-u1-a1".parse().unwrap()),
         "arn:aws:states:us-east-1:123456789012:execution:ebfleet-unit:run-1-epyc-gen-4-u1-a1"
     );
+}
+
+#[tokio::test]
+async fn a_run_that_no_longer_waits_orphans_the_platform_before_anything_else() {
+    let gone = mock!(aws_sdk_sfn::Client::send_task_heartbeat).then_error(|| {
+        aws_sdk_sfn::operation::send_task_heartbeat::SendTaskHeartbeatError::TaskTimedOut(
+            aws_sdk_sfn::types::error::TaskTimedOut::builder().build(),
+        )
+    });
+    let mocks = Mocks {
+        sfn: vec![&gone],
+        ..Default::default()
+    };
+    let out = tick(&mocks.env(), &settings(), input()).await.unwrap();
+    assert!(out.orphaned && !out.done && out.dispatched == 0);
 }

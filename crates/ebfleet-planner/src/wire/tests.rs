@@ -342,6 +342,7 @@ fn plan_output_of_3_platforms_by_200_batches_fits_a_state() {
         gpu.graph_key,
         format!("plans/{ex}/amzn-2023_epyc-gen-3_h100/graph.json")
     );
+    assert!(gpu.name_prefix.len() <= ebfleet_core::unit::MAX_CHILD_PREFIX);
     let back: PlanOutput = serde_json::from_str(&json).unwrap();
     assert_eq!(back, out);
 }
