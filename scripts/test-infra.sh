@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The static half of the pipeline: infra/template.yaml and
-# statemachine/pipeline.asl.json.
+# The static half of the pipeline: infra/template.yaml and the three state
+# machines statemachine/build.py writes (pipeline, platform, unit .asl.json).
 #
 #  1. cfn-lint and `sam validate --lint` on the template;
-#  2. asl-validator on the definition;
-#  3. infra/check.py (every path out of a platform releases its instances,
-#     retries, timeouts, functions, IAM), and the same check on broken
-#     copies, which it must refuse;
+#  2. `statemachine/build.py --check` (the committed definitions are what it
+#     writes), then asl-validator on the three definitions;
+#  3. infra/check.py (every path holding a pool or a node passes Release,
+#     retries, timeouts, substitutions, functions, IAM), and the same check on
+#     broken copies, which it must refuse;
 #  4. the definition run in aws-local-stepfunctions 3 against models of the
 #     Lambdas (statemachine/test/simulate.mjs);
 #  5. the Rust contract test: SSM document, environment, TTL, every state's
@@ -46,8 +47,14 @@ log "cfn-lint infra/template.yaml"
 log "sam validate --lint"
 (cd infra && "$venv/bin/sam" validate --lint --region us-east-1 --template template.yaml)
 
-log "asl-validator --json-path statemachine/pipeline.asl.json"
-"$modules/.bin/asl-validator" --json-path statemachine/pipeline.asl.json
+log "statemachine/build.py --check"
+python3 statemachine/build.py --check
+
+log "asl-validator on statemachine/{pipeline,platform,unit}.asl.json"
+"$modules/.bin/asl-validator" \
+  --json-path statemachine/pipeline.asl.json \
+  --json-path statemachine/platform.asl.json \
+  --json-path statemachine/unit.asl.json
 
 log "infra/check.py"
 "$venv/bin/python" infra/check.py
@@ -56,44 +63,88 @@ log "infra/check.py refuses broken copies"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 "$venv/bin/python" - "$scratch" <<'PY'
+# Each broken copy (of one definition, or of the template) must be refused
+# for a problem check.py does not find in the good copies.
 import json, subprocess, sys
 from pathlib import Path
 
 scratch = Path(sys.argv[1])
+NAMES = ("pipeline", "platform", "unit")
 template = Path("infra/template.yaml").read_text()
-definition = json.loads(Path("statemachine/pipeline.asl.json").read_text())
+good = {n: json.loads(Path(f"statemachine/{n}.asl.json").read_text()) for n in NAMES}
 
 
 def loop(d):
-    return d["States"]["Platforms"]["ItemProcessor"]["States"]
+    return d["pipeline"]["States"]["Platforms"]["ItemProcessor"]["States"]
 
 
-def no_catch(d):
-    del loop(d)["Build"]["Catch"]
+def unit_step_without_catch(d):
+    del d["unit"]["States"]["Build"]["Catch"]
 
 
-def skip_release(d):
-    loop(d)["No capacity"]["Next"] = "Platform summary"
+def unit_step_without_heartbeat(d):
+    del d["unit"]["States"]["Sync"]["HeartbeatSeconds"]
 
 
-def end_early(d):
-    loop(d)["Batch failed"]["Next"] = "Up to date"
+def unit_step_without_its_token(d):
+    del d["unit"]["States"]["Tar"]["Parameters"]["Payload"]["task_token.$"]
 
 
-def no_transient_retry(d):
-    loop(d)["Record"]["Retry"] = loop(d)["Record"]["Retry"][1:]
+def unit_ends_without_release(d):
+    d["unit"]["States"]["Skipped"] = {"Type": "Succeed"}
+    d["unit"]["States"]["Leased?"]["Default"] = "Skipped"
 
 
-def short_timeout(d):
-    d["States"]["Plan"]["TimeoutSeconds"] = 60
+def unit_release_with_catch(d):
+    d["unit"]["States"]["Release"]["Catch"] = [{"ErrorEquals": ["States.ALL"], "Next": "Release"}]
 
 
-broken_definitions = [no_catch, skip_release, end_early, no_transient_retry, short_timeout]
+def unit_short_timeout(d):
+    d["unit"]["States"]["Record"]["TimeoutSeconds"] = 30
+
+
+def platform_schedule_catch_skips_release(d):
+    d["platform"]["States"]["Schedule"]["Catch"][0]["Next"] = "Go on in a new execution"
+
+
+def platform_goes_on_without_its_pool(d):
+    go_on = d["platform"]["States"]["Go on in a new execution"]["Parameters"]
+    del go_on.get("Input", go_on)["pool.$"]
+
+
+def platform_tick_reads_as_failure(d):
+    d["platform"]["States"]["Wait for nodes"]["Catch"][0]["ResultPath"] = "$.failure"
+
+
+def pipeline_lambda_without_transient_retry(d):
+    plan = d["pipeline"]["States"]["Plan"]
+    plan["Retry"] = plan["Retry"][1:]
+
+
+def pipeline_platform_catch_skips_release(d):
+    loop(d)["Build platform"]["Catch"][0]["Next"] = "Platform failed"
+
+
+def pipeline_map_catch_skips_release(d):
+    d["pipeline"]["States"]["Platforms"]["Catch"][0]["Next"] = "Summarise"
+
+
+def pipeline_start_without_retry(d):
+    del loop(d)["Build platform"]["Retry"]
+
+
+broken_definitions = [
+    unit_step_without_catch, unit_step_without_heartbeat, unit_step_without_its_token,
+    unit_ends_without_release, unit_release_with_catch, unit_short_timeout,
+    platform_schedule_catch_skips_release, platform_goes_on_without_its_pool, platform_tick_reads_as_failure,
+    pipeline_lambda_without_transient_retry, pipeline_platform_catch_skips_release,
+    pipeline_map_catch_skips_release, pipeline_start_without_retry,
+]
 broken_templates = {
     "Action '*'": template.replace("Action: ssm:DescribeInstanceInformation", "Action: '*'"),
     "Resource '*' on a scoped action": template.replace(
         "Resource: !Sub '${Bucket.Arn}/*/manifests/*'", "Resource: '*'"),
-    "a binary that does not exist": template.replace("Binary: plan", "Binary: planner"),
+    "a binary that does not exist": template.replace("Binary: plan\n", "Binary: planner\n"),
     "an inbound rule": template.replace(
         "      SecurityGroupEgress:",
         "      SecurityGroupIngress:\n        - {IpProtocol: tcp, FromPort: 22, ToPort: 22, CidrIp: 0.0.0.0/0}\n      SecurityGroupEgress:"),
@@ -101,36 +152,74 @@ broken_templates = {
     "terminate anything": template.replace(
         "              Action: ec2:TerminateInstances\n              Resource: !Sub 'arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*'\n              Condition:\n                'Null':\n                  aws:ResourceTag/ebfleet:execution: 'false'\n",
         "              Action: ec2:TerminateInstances\n              Resource: !Sub 'arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*'\n"),
+    "an unused DefinitionSubstitution": template.replace(
+        "      DefinitionUri: ../statemachine/unit.asl.json\n      DefinitionSubstitutions:\n",
+        "      DefinitionUri: ../statemachine/unit.asl.json\n      DefinitionSubstitutions:\n"
+        "        PlanFunctionArn: !GetAtt PlanFunction.Arn\n"),
+    "a substitution not given": template.replace(
+        "        DispatchFunctionArn: !GetAtt DispatchFunction.Arn\n", ""),
+    "a state machine may invoke a function it does not use": template.replace(
+        "            FunctionName: !Ref DispatchFunction\n",
+        "            FunctionName: !Ref DispatchFunction\n        - LambdaInvokePolicy:\n            FunctionName: !Ref PlanFunction\n"),
+    "the run may not start its platforms": template.replace(
+        "              Action: states:StartExecution\n              Resource: !Ref Platform\n",
+        "              Action: states:StartExecution\n              Resource: !Ref Unit\n"),
+    "a platform may start any state machine": template.replace(
+        "stateMachine:${AWS::StackName}-platform'", "stateMachine:*'"),
+    "the scheduler may not beat the run's task": template.replace(
+        "Action: [states:SendTaskSuccess, states:SendTaskHeartbeat]", "Action: states:SendTaskSuccess"),
+    "an EXPRESS state machine": template.replace(
+        "      Type: STANDARD\n      DefinitionUri: ../statemachine/unit.asl.json",
+        "      Type: EXPRESS\n      DefinitionUri: ../statemachine/unit.asl.json"),
 }
+
+
+def write_definitions(d, where):
+    where.mkdir()
+    for n in NAMES:
+        (where / f"{n}.asl.json").write_text(json.dumps(d[n]))
+    return where
+
+
+def check(t, machines):
+    r = subprocess.run([sys.executable, "infra/check.py", str(t), str(machines)], capture_output=True, text=True)
+    if r.stderr:
+        print(r.stderr, end="")
+    return r.returncode, [line for line in r.stdout.splitlines() if not line.startswith("infra/check.py:")]
+
+
 good_t = scratch / "template.yaml"
 good_t.write_text(template)
-good_d = scratch / "good.asl.json"
-good_d.write_text(json.dumps(definition))
+good_d = write_definitions(good, scratch / "good")
+rc, baseline = check(good_t, good_d)
+baseline = set(baseline)
 failures = 0
-cases = [(f.__name__, good_t, f) for f in broken_definitions] + \
+cases = [(f.__name__, None, f) for f in broken_definitions] + \
         [(name, text, None) for name, text in broken_templates.items()]
-for name, t, mutate in cases:
+for i, (name, text, mutate) in enumerate(cases):
     if mutate:
-        d = json.loads(json.dumps(definition))
-        mutate(d)
-        path_d = scratch / f"{name}.asl.json"
-        path_d.write_text(json.dumps(d))
-        path_t = good_t
+        d = json.loads(json.dumps(good))
+        try:
+            mutate(d)
+        except (KeyError, IndexError, TypeError) as e:
+            d = good
+        path_t, path_d = good_t, write_definitions(d, scratch / f"broken-{i}")
+        made = d != good
     else:
-        if t == template:
-            print(f"BROKEN COPY NOT MADE: {name} (the template changed; update this script)")
-            failures += 1
-            continue
-        path_t = scratch / "broken.yaml"
-        path_t.write_text(t)
-        path_d = good_d
-    r = subprocess.run([sys.executable, "infra/check.py", str(path_t), str(path_d)],
-                       capture_output=True, text=True)
-    if r.returncode == 0:
+        path_t, path_d = scratch / f"broken-{i}.yaml", good_d
+        path_t.write_text(text)
+        made = text != template
+    if not made:
+        print(f"BROKEN COPY NOT MADE: {name} (the definitions or the template changed; update this script)")
+        failures += 1
+        continue
+    rc, lines = check(path_t, path_d)
+    new = [line for line in lines if line not in baseline]
+    if rc == 0 or not new:
         print(f"NOT REFUSED: {name}")
         failures += 1
     else:
-        print(f"refused: {name}: {r.stdout.splitlines()[0]}")
+        print(f"refused: {name}: {new[0]}")
 sys.exit(1 if failures else 0)
 PY
 

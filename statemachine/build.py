@@ -161,7 +161,7 @@ def unit():
             "Capacity",
             {"claim": {"instance_id.$": "$.instance_id"}},
             "Lease",
-            timeout=60,
+            timeout=180,
         ),
         "Lease": lambda_task(
             "Take the module's lease (short; the scheduler renews it while this runs). Held by "
@@ -212,7 +212,7 @@ def unit():
             }
         },
         result_path=None,
-        timeout=60,
+        timeout=90,
         retry=[dict(RETRY_TRANSIENT, MaxAttempts=10)],
         catch_to=None,
         end=True,
@@ -344,7 +344,7 @@ def platform():
                 {"execution.$": "$.execution", "platform.$": "$.platform"},
                 "Failed?",
                 result_path="$.released",
-                timeout=300,
+                timeout=330,
                 retry=[dict(RETRY_TRANSIENT, MaxAttempts=10)],
                 catch_to="Not released",
             ),
@@ -445,6 +445,7 @@ def pipeline():
                 {"execution.$": "$.execution", "platform.$": "$.platform"},
                 "Platform failed",
                 result_path="$.released",
+                timeout=330,
                 retry=[dict(RETRY_TRANSIENT, MaxAttempts=10)],
                 catch_to="Platform failed",
             ),
@@ -489,7 +490,7 @@ def pipeline():
                 None,
                 "Anything to build?",
                 result_path="$.plan",
-                timeout=900,
+                timeout=960,
                 retry=[RETRY_TRANSIENT, {
                     "ErrorEquals": ["States.TaskFailed"],
                     "IntervalSeconds": 5,
@@ -562,6 +563,7 @@ def pipeline():
                 {"execution.$": "$.plan.execution"},
                 "Pipeline failed",
                 result_path="$.released",
+                timeout=330,
                 retry=[dict(RETRY_TRANSIENT, MaxAttempts=10)],
                 catch_to="Pipeline failed",
             ),
