@@ -46,25 +46,30 @@ INFRA_SAM_CLI_VERSION=1.170.0
 INFRA_ASL_VALIDATOR_VERSION=4.0.0
 INFRA_LOCAL_SFN_VERSION=3.0.0
 INFRA_NODE_VERSION=22
+# The AWS SDK for JavaScript: the scale benchmark's harness talks to moto.
+INFRA_AWS_SDK_JS_VERSION=3.1178.0
 INFRA_TOOLS="$EBFLEET_CACHE/infra-tools"
 
 # cfn-lint and aws-sam-cli (PyPI) in $INFRA_TOOLS/venv; asl-validator,
-# aws-local-stepfunctions and Node 22 (npm) in $INFRA_TOOLS/npm. Sets
+# aws-local-stepfunctions, Node 22 and the AWS SDK for JavaScript's S3,
+# DynamoDB and EC2 clients (npm) in $INFRA_TOOLS/npm. Sets
 # INFRA_VENV, INFRA_NODE_MODULES and INFRA_NODE (the node binary).
 ensure_infra_tools() {
   INFRA_VENV="$INFRA_TOOLS/venv"
   local npm_dir="$INFRA_TOOLS/npm"
   INFRA_NODE_MODULES="$npm_dir/node_modules"
   INFRA_NODE="$INFRA_NODE_MODULES/.bin/node"
-  local stamp="$INFRA_TOOLS/installed-$INFRA_CFN_LINT_VERSION-$INFRA_SAM_CLI_VERSION-$INFRA_ASL_VALIDATOR_VERSION-$INFRA_LOCAL_SFN_VERSION-$INFRA_NODE_VERSION"
+  local stamp="$INFRA_TOOLS/installed-$INFRA_CFN_LINT_VERSION-$INFRA_SAM_CLI_VERSION-$INFRA_ASL_VALIDATOR_VERSION-$INFRA_LOCAL_SFN_VERSION-$INFRA_NODE_VERSION-$INFRA_AWS_SDK_JS_VERSION"
   if [[ ! -e $stamp ]]; then
     log "installing cfn-lint $INFRA_CFN_LINT_VERSION, aws-sam-cli $INFRA_SAM_CLI_VERSION (PyPI) into $INFRA_VENV"
     python3 -m venv "$INFRA_VENV"
     "$INFRA_VENV/bin/pip" install -q "cfn-lint==$INFRA_CFN_LINT_VERSION" "aws-sam-cli==$INFRA_SAM_CLI_VERSION"
-    log "installing asl-validator, aws-local-stepfunctions $INFRA_LOCAL_SFN_VERSION, node $INFRA_NODE_VERSION (npm) into $npm_dir"
+    log "installing asl-validator, aws-local-stepfunctions $INFRA_LOCAL_SFN_VERSION, node $INFRA_NODE_VERSION, AWS SDK for JavaScript $INFRA_AWS_SDK_JS_VERSION (npm) into $npm_dir"
     mkdir -p "$npm_dir"
     (cd "$npm_dir" && npm install --no-audit --no-fund --silent \
-      "asl-validator@$INFRA_ASL_VALIDATOR_VERSION" "aws-local-stepfunctions@$INFRA_LOCAL_SFN_VERSION" "node@$INFRA_NODE_VERSION")
+      "asl-validator@$INFRA_ASL_VALIDATOR_VERSION" "aws-local-stepfunctions@$INFRA_LOCAL_SFN_VERSION" "node@$INFRA_NODE_VERSION" \
+      "@aws-sdk/client-s3@$INFRA_AWS_SDK_JS_VERSION" "@aws-sdk/client-dynamodb@$INFRA_AWS_SDK_JS_VERSION" \
+      "@aws-sdk/client-ec2@$INFRA_AWS_SDK_JS_VERSION")
     touch "$stamp"
   fi
   "$INFRA_NODE" --version | grep -q "^v$INFRA_NODE_VERSION\." || { echo "Node $INFRA_NODE_VERSION expected at $INFRA_NODE" >&2; return 1; }

@@ -1,13 +1,12 @@
 //! The build nodes on EC2: the catalog of instance types and spot prices
-//! that `ebfleet_core::capacity::choose` ranks, launching a
-//! [`LaunchSpec`](ebfleet_core::capacity::LaunchSpec) as a launch template
-//! plus an EC2 Fleet `instant` request, and releasing what an execution
-//! started.
+//! that `ebfleet_core::capacity::choose` ranks, the launch template of a
+//! platform's pool (`crate::autoscaling`) made from a
+//! [`LaunchSpec`](ebfleet_core::capacity::LaunchSpec), and releasing what an
+//! execution started.
 //!
 //! The domain has already decided everything that matters for safety and
-//! cost (IMDSv2 required with hop limit 1, no key pair, one instance, the
-//! tags, spot or on-demand, the ranked types); this module only spells it in
-//! EC2's terms:
+//! cost (IMDSv2 required with hop limit 1, no key pair, the tags, the
+//! ranked types); this module only spells it in EC2's terms:
 //!
 //! * [`Nodes::instance_types`] — DescribeInstanceTypes for the platform's
 //!   families (`instance-type` = `<family>.*`), every page, checked again by
@@ -15,11 +14,10 @@
 //!   never bring `c7gn`);
 //! * [`Nodes::spot_prices`] — DescribeSpotPriceHistory for `Linux/UNIX`, the
 //!   newest price per type and availability zone, the lowest zone per type;
-//! * [`Nodes::launch`] — the AMI's root device (DescribeImages), one launch
-//!   template per launch (the spec's root volume on that device, the
-//!   context's user data), then the fleet; when spot has no capacity (in
-//!   the fleet's `errors` or as the call's error) it asks once more with the
-//!   spec's on-demand fallback;
+//! * [`Nodes::launch_template`] — the AMI's root device (DescribeImages),
+//!   then one launch template (the spec's root volume on that device, the
+//!   context's user data, the spec's first type) that the pool launches
+//!   from;
 //! * [`Nodes::terminate`] — the instances by id and by the execution's tag,
 //!   then the execution's launch templates; instances and templates already
 //!   gone count as released, so Release can run on every path, twice.
@@ -31,7 +29,7 @@ mod release;
 
 pub use catalog::apply_spot_prices;
 pub use image::RootDevice;
-pub use launch::{AttemptFailure, LaunchContext, Launched, LaunchedInstance};
+pub use launch::LaunchContext;
 pub use release::Released;
 
 use crate::call::{call_error, CallError};
@@ -41,18 +39,10 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// What went wrong on EC2. Every variant names what it is about: the
-/// platform of a launch, the families of a catalog query, the execution and
-/// instances of a release.
+/// platform of a launch template, the families of a catalog query, the
+/// execution and instances of a release.
 #[derive(Debug, thiserror::Error)]
 pub enum Ec2Error {
-    /// Neither the request nor its on-demand fallback launched an instance.
-    /// Each attempt lists the error codes EC2 gave (per override in the
-    /// fleet's `errors`, or the call's own error).
-    #[error("platform {platform}: no instance launched: {}", describe_attempts(.attempts))]
-    NoCapacity {
-        platform: String,
-        attempts: Vec<AttemptFailure>,
-    },
     /// The launch cannot be asked for as given (no subnet, not an AMI id,
     /// an AMI EC2 does not know or whose root snapshot is larger than the
     /// root volume, user data over EC2's 16 KiB); asking again will not
@@ -69,56 +59,13 @@ pub enum Ec2Error {
 
 impl Ec2Error {
     /// Whether asking again later may succeed: throttling and transient
-    /// failures, and a launch that found no capacity only because there was
-    /// none at the moment (every code of its last attempt a capacity code).
+    /// failures.
     pub fn is_retryable(&self) -> bool {
         match self {
             Ec2Error::Call(call) => call.transient,
-            Ec2Error::NoCapacity { attempts, .. } => attempts.last().is_some_and(|a| {
-                !a.codes.is_empty() && a.codes.iter().all(|c| CAPACITY_CODES.contains(&c.as_str()))
-            }),
             Ec2Error::InvalidLaunch { .. } => false,
         }
     }
-
-    /// Every EC2 error code behind a [`Ec2Error::NoCapacity`], in the order
-    /// of the attempts, without repeats; empty for other errors.
-    pub fn codes(&self) -> Vec<&str> {
-        let mut codes: Vec<&str> = Vec::new();
-        if let Ec2Error::NoCapacity { attempts, .. } = self {
-            for c in attempts.iter().flat_map(|a| a.codes.iter()) {
-                if !codes.contains(&c.as_str()) {
-                    codes.push(c);
-                }
-            }
-        }
-        codes
-    }
-}
-
-fn describe_attempts(attempts: &[AttemptFailure]) -> String {
-    attempts
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; then ")
-}
-
-/// Codes that mean "no capacity in these pools right now": worth the
-/// on-demand fallback, and worth a later retry.
-const CAPACITY_CODES: &[&str] = &[
-    "InsufficientInstanceCapacity",
-    "InsufficientCapacity",
-    "UnfulfillableCapacity",
-];
-
-/// Codes after which a spot request is asked again on-demand: no capacity,
-/// or spot-only limits (the spot vCPU quota, a maximum price below the
-/// market) that on-demand does not have.
-const SPOT_FALLBACK_CODES: &[&str] = &["MaxSpotInstanceCountExceeded", "SpotMaxPriceTooLow"];
-
-fn is_fallback_code(code: &str) -> bool {
-    CAPACITY_CODES.contains(&code) || SPOT_FALLBACK_CODES.contains(&code)
 }
 
 /// The service as [`CallError`]s name it.

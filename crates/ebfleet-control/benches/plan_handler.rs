@@ -127,7 +127,7 @@ async fn run(cache: &Path) -> Result<(), Box<dyn std::error::Error>> {
         "seconds": (seconds * 100.0).round() / 100.0,
         "peak_rss_mib": peak_rss_kib()? / 1024,
         "platforms": out.platforms.len(),
-        "batches": out.platforms.iter().map(|p| p.batches).sum::<usize>(),
+        "units": out.platforms.iter().map(|p| p.to_build).sum::<usize>(),
         "output_bytes": output_bytes,
     });
     println!("{figures}");

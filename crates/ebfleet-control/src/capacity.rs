@@ -11,9 +11,10 @@
 //!
 //! Settings from the stack: [`var::INSTANCE_PROFILE_ARN`],
 //! [`var::SECURITY_GROUP_ID`], [`var::SUBNET_IDS`] (required),
-//! [`var::PINNED_AMI`], [`var::MAX_TYPES`], [`var::ROOT_VOLUME_GIB`] and
-//! [`var::PLATFORMS`] (optional); the bucket's `ebfleet-node` binary for
-//! the platform's architecture (`ebfleet_core::userdata::node_binary_key`).
+//! [`var::PINNED_AMI`], [`var::MAX_TYPES`], [`var::ROOT_VOLUME_GIB`],
+//! [`var::NODES_PER_PLATFORM`] and [`var::PLATFORMS`] (optional); the
+//! bucket's `ebfleet-node` binary for the platform's architecture
+//! (`ebfleet_core::userdata::node_binary_key`).
 
 pub mod node;
 
@@ -438,8 +439,6 @@ mod tests;
 mod unit_tests {
     use super::*;
     use crate::testing::lookup;
-    use ebfleet_aws::ec2::LaunchedInstance;
-    use ebfleet_core::capacity::SpotAllocationStrategy;
     use ebfleet_core::Arch;
 
     fn required_vars() -> Vec<(&'static str, &'static str)> {
@@ -459,6 +458,7 @@ mod unit_tests {
         assert_eq!(s.subnet_ids, ["subnet-1", "subnet-2"]);
         assert_eq!(s.pinned_ami, None);
         assert_eq!(s.max_types, CapacityOptions::default().max_types);
+        assert_eq!(s.nodes_per_platform, 32);
 
         let mut v = required_vars();
         v.push((var::PINNED_AMI, "ami-0123456789abcdef0"));
@@ -466,6 +466,38 @@ mod unit_tests {
         let s = Settings::from_lookup(lookup(&v)).unwrap();
         assert_eq!(s.pinned_ami.as_deref(), Some("ami-0123456789abcdef0"));
         assert_eq!(s.max_types, 3);
+    }
+
+    #[test]
+    fn nodes_per_platform_defaults_to_32_and_is_a_whole_number_above_0() {
+        let mut v = required_vars();
+        v.push((var::NODES_PER_PLATFORM, " 8 "));
+        let s = Settings::from_lookup(lookup(&v)).unwrap();
+        assert_eq!(s.nodes_per_platform, 8);
+        let mut v = required_vars();
+        v.push((var::NODES_PER_PLATFORM, "  "));
+        let s = Settings::from_lookup(lookup(&v)).unwrap();
+        assert_eq!(s.nodes_per_platform, 32, "blank is unset");
+        for bad in ["0", "x", "-1", "1.5"] {
+            let mut v = required_vars();
+            v.push((var::NODES_PER_PLATFORM, bad));
+            let e = Settings::from_lookup(lookup(&v)).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::Setting {
+                        var: var::NODES_PER_PLATFORM,
+                        ..
+                    }
+                ),
+                "{bad}: {e:?}"
+            );
+            assert!(e.to_string().contains(var::NODES_PER_PLATFORM), "{e}");
+            assert_eq!(
+                crate::failure::Failure::kind(&e),
+                crate::failure::Kind::Invalid
+            );
+        }
     }
 
     #[test]
@@ -541,11 +573,12 @@ mod unit_tests {
             (format!("{family}.2xlarge"), 0.08),
             (format!("{family}.4xlarge"), 0.2),
         ]);
-        let plan = plan(&p, catalog, &prices, 3, 2).unwrap();
+        let plan = plan(&p, catalog, &prices, 3).unwrap();
         assert!(plan.purchase.is_spot());
+        // Sized for a unit (8-32 vCPUs): no xlarge.
         assert_eq!(
             plan.type_names(),
-            [format!("{family}.2xlarge"), format!("{family}.xlarge")]
+            [format!("{family}.2xlarge"), format!("{family}.4xlarge")]
         );
     }
 
@@ -557,47 +590,43 @@ mod unit_tests {
             Arch::Aarch64 => Arch::X86_64,
         };
         let catalog = vec![InstanceType::new("zz9.large", other, 2, 4096)];
-        let e = plan(&p, catalog, &HashMap::new(), 1, 10).unwrap_err();
+        let e = plan(&p, catalog, &HashMap::new(), 1).unwrap_err();
         assert!(matches!(e, Error::Choose { .. }));
         assert!(e.to_string().contains(&p.name), "{e}");
     }
 
     #[test]
-    fn output_from_launched() {
-        let purchase = Purchase::Spot {
-            allocation_strategy: SpotAllocationStrategy::PriceCapacityOptimized,
-        };
-        let launched = Launched {
-            instances: vec![LaunchedInstance {
-                instance_id: "i-0123456789abcdef0".into(),
-                instance_type: "c7g.2xlarge".into(),
-            }],
-            purchase: purchase.clone(),
-            fleet_id: Some("fleet-1".into()),
-            launch_template_id: "lt-1".into(),
-            failed_attempt: None,
-        };
-        let out = output("p", launched.clone()).unwrap();
-        assert_eq!(out.instance_ids, ["i-0123456789abcdef0"]);
-        assert_eq!(out.instance_type, "c7g.2xlarge");
-        let json = serde_json::to_value(&out).unwrap();
-        assert_eq!(json["purchase"]["market"], "spot");
-
-        let none = Launched {
-            instances: vec![],
-            ..launched
-        };
-        let e = output("amzn-2023_x", none).unwrap_err();
-        assert!(e.to_string().contains("amzn-2023_x"));
-    }
-
-    #[test]
-    fn input_reads_the_state_input() {
+    fn input_reads_a_pool_or_a_claim() {
         let i: Input = serde_json::from_value(serde_json::json!({
-            "execution": "run-1", "platform": "amzn-2023_graviton-3", "batch": 2, "modules": 7
+            "pool": {"execution": "run-1", "platform": "amzn-2023_graviton-3"}
         }))
         .unwrap();
-        assert_eq!(i.batch, 2);
-        assert_eq!(i.modules, 7);
+        let Input::Pool { pool } = i else {
+            panic!("{i:?}")
+        };
+        assert_eq!(pool.execution.as_str(), "run-1");
+        assert_eq!(pool.platform.as_str(), "amzn-2023_graviton-3");
+        assert_eq!(
+            pool_name(&pool.execution, &pool.platform),
+            "ebfleet-run-1-amzn-2023_graviton-3"
+        );
+
+        let i: Input = serde_json::from_value(serde_json::json!({
+            "claim": {"instance_id": "i-0123456789abcdef0"}
+        }))
+        .unwrap();
+        assert_eq!(
+            i,
+            Input::Claim {
+                claim: ClaimInput {
+                    instance_id: "i-0123456789abcdef0".into()
+                }
+            }
+        );
+        // The old batch input is neither.
+        assert!(serde_json::from_value::<Input>(serde_json::json!({
+            "execution": "run-1", "platform": "amzn-2023_graviton-3", "batch": 2
+        }))
+        .is_err());
     }
 }

@@ -403,5 +403,324 @@ mod tests {
         .unwrap();
         assert_eq!(i.bucket, None);
         assert_eq!(i.output_prefix, None);
+        assert_eq!(i.task_token, None);
+    }
+
+    // ------------------------------------------------- over the mocked SDK
+
+    use crate::failure::{Failure, Kind};
+    use crate::testing::{Mocks, BUCKET};
+    use aws_sdk_sfn::operation::send_task_failure::{
+        SendTaskFailureError, SendTaskFailureInput, SendTaskFailureOutput,
+    };
+    use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
+    use aws_sdk_sfn::types::error::TaskDoesNotExist;
+    use aws_sdk_ssm::operation::get_command_invocation::GetCommandInvocationOutput;
+    use aws_sdk_ssm::operation::list_commands::ListCommandsOutput;
+    use aws_sdk_ssm::operation::send_command::SendCommandOutput;
+    use aws_sdk_ssm::types::{Command, CommandInvocationStatus};
+    use aws_smithy_mocks::{mock, Rule};
+    use serde_json::json;
+
+    const DOCUMENT: &str = "ebfleet-step";
+    const COMMAND_ID: &str = "1a2b3c4d-1111-2222-3333-444455556666";
+    const TOKEN: &str = "AQCEAAAAKgAAAAMAAAAA+/=_.-secret-part-TaIl1234";
+
+    fn settings() -> Settings {
+        Settings {
+            bucket: BUCKET.into(),
+            document: DOCUMENT.into(),
+        }
+    }
+
+    fn param<'a>(
+        params: Option<&'a std::collections::HashMap<String, Vec<String>>>,
+        name: &str,
+    ) -> Option<&'a str> {
+        params
+            .and_then(|p| p.get(name))
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+
+    #[tokio::test]
+    async fn a_step_with_a_task_token_sends_it_as_the_task_token_parameter() {
+        let send = mock!(aws_sdk_ssm::Client::send_command)
+            .match_requests(|r| {
+                let p = r.parameters();
+                r.instance_ids() == [INSTANCE]
+                    && r.document_name() == Some(DOCUMENT)
+                    && r.targets().is_empty()
+                    && param(p, "taskToken") == Some(TOKEN)
+                    && param(p, "step") == Some("build")
+                    && param(p, "batchKey") == Some(KEY)
+                    && r.output_s3_bucket_name() == Some("ebfleet-bucket")
+                    && r.output_s3_key_prefix()
+                        == Some("amzn-2023_graviton-3/logs/ssm/run-1/0/build")
+            })
+            .then_output(|| {
+                SendCommandOutput::builder()
+                    .command(Command::builder().command_id(COMMAND_ID).build())
+                    .build()
+            });
+        let env = Mocks {
+            ssm: vec![&send],
+            ..Mocks::default()
+        }
+        .env();
+        let request: Request = serde_json::from_value(json!({
+            "step": "build", "batch_key": KEY, "instance_id": INSTANCE, "task_token": TOKEN
+        }))
+        .unwrap();
+        assert!(matches!(request, Request::Step(_)), "{request:?}");
+        let out = handle(&env, &settings(), request).await.unwrap();
+        assert_eq!(
+            out,
+            json!({"command_id": COMMAND_ID, "instance_id": INSTANCE, "step": "build"})
+        );
+        assert_eq!(send.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_hostile_task_token_is_refused_before_sending() {
+        // No SSM rule: sending fails the test.
+        let env = Mocks::default().env();
+        let long = "x".repeat(3000);
+        for bad in ["a;b", long.as_str(), "", "a b", "$(reboot)", "tok\nen"] {
+            let mut i = input("build", KEY, INSTANCE);
+            i.task_token = Some(bad.into());
+            let err = send(&env, &settings(), i).await.unwrap_err();
+            assert!(matches!(err, Error::Token(_)), "{bad:?}: {err:?}");
+            assert_eq!(err.kind(), Kind::Invalid);
+            let text = err.to_string();
+            assert!(text.starts_with("refused task token"), "{text}");
+            assert!(!text.contains(&long), "the token is not echoed whole");
+        }
+    }
+
+    /// SSM's status change as EventBridge delivers it.
+    fn event(status: &str) -> Request {
+        let request: Request = serde_json::from_value(json!({
+            "version": "0",
+            "id": "51c0891d-0e34-45b1-83d6-95db273d1602",
+            "detail-type": "EC2 Command Invocation Status-change Notification",
+            "source": "aws.ssm",
+            "account": "123456789012",
+            "time": "2026-11-24T10:00:00Z",
+            "region": "us-east-1",
+            "resources": [format!("arn:aws:ec2:us-east-1:123456789012:instance/{INSTANCE}")],
+            "detail": {
+                "command-id": COMMAND_ID,
+                "document-name": DOCUMENT,
+                "instance-id": INSTANCE,
+                "requested-date-time": "2026-11-24T09:59:00.000Z",
+                "status": status
+            }
+        }))
+        .unwrap();
+        assert!(matches!(request, Request::Event(_)), "{request:?}");
+        request
+    }
+
+    /// ListCommands of the command: sent with `token` (empty: none).
+    fn listed(token: &'static str) -> Rule {
+        mock!(aws_sdk_ssm::Client::list_commands)
+            .match_requests(|r| r.command_id() == Some(COMMAND_ID))
+            .then_output(move || {
+                ListCommandsOutput::builder()
+                    .commands(
+                        Command::builder()
+                            .command_id(COMMAND_ID)
+                            .parameters("step", vec!["build".into()])
+                            .parameters("taskToken", vec![token.into()])
+                            .build(),
+                    )
+                    .build()
+            })
+    }
+
+    fn invocation(status: &'static str, code: i32, stderr: Option<&'static str>) -> Rule {
+        mock!(aws_sdk_ssm::Client::get_command_invocation)
+            .match_requests(|r| {
+                r.command_id() == Some(COMMAND_ID) && r.instance_id() == Some(INSTANCE)
+            })
+            .then_output(move || {
+                GetCommandInvocationOutput::builder()
+                    .command_id(COMMAND_ID)
+                    .instance_id(INSTANCE)
+                    .status(CommandInvocationStatus::from(status))
+                    .status_details(status)
+                    .response_code(code)
+                    .set_standard_error_content(stderr.map(str::to_string))
+                    .build()
+            })
+    }
+
+    fn fails_with(
+        error: &'static str,
+        cause: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> Rule {
+        mock!(aws_sdk_sfn::Client::send_task_failure)
+            .match_requests(move |r: &SendTaskFailureInput| {
+                r.task_token() == Some(TOKEN)
+                    && r.error() == Some(error)
+                    && r.cause().is_some_and(&cause)
+            })
+            .then_output(|| SendTaskFailureOutput::builder().build())
+    }
+
+    fn task(out: serde_json::Value) -> String {
+        assert_eq!(out["command_id"], COMMAND_ID, "{out}");
+        out["task"].as_str().unwrap_or_default().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_successful_command_completes_its_task() {
+        let list = listed(TOKEN);
+        let success = mock!(aws_sdk_sfn::Client::send_task_success)
+            .match_requests(|r| {
+                r.task_token() == Some(TOKEN)
+                    && r.output()
+                        .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+                        == Some(json!({"via": "ssm", "status": "Success"}))
+            })
+            .then_output(|| SendTaskSuccessOutput::builder().build());
+        // No GetCommandInvocation rule: a success needs no cause.
+        let env = Mocks {
+            ssm: vec![&list],
+            sfn: vec![&success],
+            ..Mocks::default()
+        }
+        .env();
+        let out = handle(&env, &settings(), event("Success")).await.unwrap();
+        assert_eq!(task(out), "succeeded");
+        assert_eq!((list.num_calls(), success.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn an_undeliverable_command_fails_its_task_as_node_lost() {
+        let list = listed(TOKEN);
+        let status = invocation("Undeliverable", -1, None);
+        let failure = fails_with(NODE_LOST, |cause| {
+            cause.starts_with(&format!("command {COMMAND_ID} on {INSTANCE}: "))
+                && cause.contains("cannot be delivered")
+        });
+        let env = Mocks {
+            ssm: vec![&list, &status],
+            sfn: vec![&failure],
+            ..Mocks::default()
+        }
+        .env();
+        let out = handle(&env, &settings(), event("Undeliverable"))
+            .await
+            .unwrap();
+        assert_eq!(task(out), "failed");
+        assert_eq!(failure.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_command_fails_its_task_with_the_end_of_its_stderr() {
+        let list = listed(TOKEN);
+        let status = invocation(
+            "Failed",
+            2,
+            Some("configuring zlib\neb: compile error in zlib\n"),
+        );
+        let failure = fails_with(STEP_FAILED, |cause| {
+            cause.starts_with(&format!("command {COMMAND_ID} on {INSTANCE}: "))
+                && cause.contains("exited with code 2")
+                && cause.contains("eb: compile error in zlib")
+        });
+        let env = Mocks {
+            ssm: vec![&list, &status],
+            sfn: vec![&failure],
+            ..Mocks::default()
+        }
+        .env();
+        let out = handle(&env, &settings(), event("Failed")).await.unwrap();
+        assert_eq!(task(out), "failed");
+        assert_eq!(
+            (list.num_calls(), status.num_calls(), failure.num_calls()),
+            (1, 1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_still_running_is_ignored_without_a_call() {
+        // No rule at all: any call fails the test.
+        let env = Mocks::default().env();
+        for status in ["InProgress", "Pending", "Delayed"] {
+            let out = handle(&env, &settings(), event(status)).await.unwrap();
+            assert_eq!(task(out), "ignored", "{status}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_without_a_task_token_is_not_waiting() {
+        let list = listed("");
+        // No Step Functions rule: completing anything fails the test.
+        let env = Mocks {
+            ssm: vec![&list],
+            ..Mocks::default()
+        }
+        .env();
+        let out = handle(&env, &settings(), event("Failed")).await.unwrap();
+        assert_eq!(task(out), "not_waiting");
+        assert_eq!(list.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_task_completed_already_is_not_waiting_not_an_error() {
+        let list = listed(TOKEN);
+        let status = invocation("Failed", 1, None);
+        let gone = mock!(aws_sdk_sfn::Client::send_task_failure)
+            .match_requests(|r| r.task_token() == Some(TOKEN))
+            .then_error(|| {
+                SendTaskFailureError::TaskDoesNotExist(
+                    TaskDoesNotExist::builder()
+                        .message("Task does not exist anymore")
+                        .build(),
+                )
+            });
+        let env = Mocks {
+            ssm: vec![&list, &status],
+            sfn: vec![&gone],
+            ..Mocks::default()
+        }
+        .env();
+        let out = handle(&env, &settings(), event("Failed")).await.unwrap();
+        assert_eq!(task(out), "not_waiting");
+        assert_eq!(gone.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_completion_is_transient() {
+        let list = listed(TOKEN);
+        let status = invocation("Failed", 1, None);
+        let throttled = mock!(aws_sdk_sfn::Client::send_task_failure).then_http_response(|| {
+            aws_sdk_sfn::config::http::HttpResponse::new(
+                400.try_into().unwrap(),
+                aws_sdk_s3::primitives::SdkBody::from(
+                    r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+                ),
+            )
+        });
+        let env = Mocks {
+            ssm: vec![&list, &status],
+            sfn: vec![&throttled],
+            ..Mocks::default()
+        }
+        .env();
+        let err = handle(&env, &settings(), event("Failed"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Complete { .. }), "{err:?}");
+        assert_eq!(err.kind(), Kind::Transient);
+        let text = err.to_string();
+        assert!(text.contains(COMMAND_ID), "{text}");
+        assert!(
+            !text.contains("secret-part"),
+            "the token is not shown: {text}"
+        );
     }
 }

@@ -14,7 +14,8 @@ pub enum Kind {
     Invalid,
     /// The build node is gone: SSM no longer knows the instance.
     NodeLost,
-    /// EC2 has no capacity (or no fitting type) for the request.
+    /// No instance type of the platform fits (the catalog has none that
+    /// can build it).
     NoCapacity,
     /// Anything else.
     Failed,
@@ -71,7 +72,6 @@ impl Failure for SsmError {
 impl Failure for Ec2Error {
     fn kind(&self) -> Kind {
         match self {
-            Ec2Error::NoCapacity { .. } => Kind::NoCapacity,
             Ec2Error::InvalidLaunch { .. } => Kind::Invalid,
             e => Kind::retry_or(e.is_retryable(), Kind::Failed),
         }
@@ -98,11 +98,19 @@ mod tests {
             transient: true,
         });
         assert_eq!(busy.kind(), Kind::Transient);
-        let full = Ec2Error::NoCapacity {
+        let invalid = Ec2Error::InvalidLaunch {
             platform: "amzn-2023_graviton-3".into(),
-            attempts: vec![],
+            reason: "no subnet to launch in".into(),
         };
-        assert_eq!(full.kind(), Kind::NoCapacity);
+        assert_eq!(invalid.kind().error_type(), "ebfleet.Invalid");
+        let throttled = Ec2Error::Call(CallError {
+            service: "EC2",
+            op: "CreateLaunchTemplate",
+            resource: "platform amzn-2023_graviton-3".into(),
+            detail: "RequestLimitExceeded".into(),
+            transient: true,
+        });
+        assert_eq!(throttled.kind(), Kind::Transient);
         let missing = S3Error::NotFound {
             bucket: "b".into(),
             key: "k".into(),

@@ -7,10 +7,10 @@
 use crate::plan::{ModuleTable, PlatformPlan};
 use crate::planner::Plan;
 use ebfleet_core::build_graph::{graph_key, BuildGraph, GraphModule};
-use ebfleet_core::unit::child_prefix;
 use ebfleet_core::layout::{easyconfig_key, module_file_key, plan_key, tarball_key};
 use ebfleet_core::names::{EasyconfigPath, ExecutionName, KeyError, ModuleName, PlatformName};
 use ebfleet_core::platform::Platform;
+use ebfleet_core::unit::child_prefix;
 use ebfleet_core::wire::{BatchBuild, BatchFile, BatchNeed, PlanOutput, PlatformOutput};
 
 /// The batch file of batch `batch` of a platform's plan.

@@ -1,32 +1,25 @@
-//! Launching one build node: a launch template that fixes the node's
-//! security settings, root volume and first-boot user data, and an EC2
-//! Fleet `instant` request over the chosen types and subnets.
+//! The launch template of a platform's pool: the node's security
+//! settings, root volume, first-boot user data and default instance type,
+//! from which the pool's Auto Scaling group (`crate::autoscaling`) launches
+//! every node over the ranked types and the subnets.
 //!
-//! The template is made per launch rather than taken from the stack's
-//! `NodeLaunchTemplate`: a fleet request cannot override user data, and
-//! each launch's differs (the platform's settings, a fresh presigned URL).
+//! The template is made per pool rather than taken from the stack's
+//! `NodeLaunchTemplate`: the group's overrides cannot change user data, and
+//! each pool's differs (the platform's settings, a fresh presigned URL).
 
 use super::image::RootDevice;
-use super::{code, error, is_fallback_code, Ec2Error, Nodes, SERVICE};
+use super::{error, Ec2Error, Nodes, SERVICE};
 use crate::call::CallError;
-use aws_sdk_ec2::operation::create_fleet::CreateFleetOutput;
 use aws_sdk_ec2::types::{
-    DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest,
-    FleetLaunchTemplateOverridesRequest, FleetLaunchTemplateSpecificationRequest,
-    FleetOnDemandAllocationStrategy, FleetType, InstanceType as Ec2InstanceType,
-    LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
-    LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
+    InstanceType as Ec2InstanceType, LaunchTemplateBlockDeviceMappingRequest,
+    LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState,
+    LaunchTemplateIamInstanceProfileSpecificationRequest,
     LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
-    LaunchTemplateTagSpecificationRequest, OnDemandOptionsRequest, RequestLaunchTemplateData,
-    ResourceType, ShutdownBehavior, SpotAllocationStrategy as Ec2SpotAllocationStrategy,
-    SpotOptionsRequest, Tag, TagSpecification, TargetCapacitySpecificationRequest, VolumeType,
+    LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType,
+    ShutdownBehavior, Tag, TagSpecification, VolumeType,
 };
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use ebfleet_core::capacity::{
-    is_ami_id, LaunchSpec, Purchase, SpotAllocationStrategy, TAG_BATCH, TAG_PLATFORM,
-};
+use ebfleet_core::capacity::{is_ami_id, LaunchSpec, TAG_BATCH, TAG_PLATFORM};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// EC2's limit on user data, before base64.
@@ -42,84 +35,11 @@ pub struct LaunchContext {
     pub instance_profile_arn: String,
     /// No inbound rule: nodes are reached through SSM only.
     pub security_group_id: String,
-    /// The fleet may launch in any of them; each type is offered in each.
+    /// The pool may launch in any of them.
     pub subnet_ids: Vec<String>,
     /// What the instance runs at first boot, as the instance reads it
     /// (e.g. gzip, see `ebfleet_core::userdata`); base64-encoded here.
     pub user_data: Option<Vec<u8>>,
-}
-
-/// One launched instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LaunchedInstance {
-    pub instance_id: String,
-    /// As EC2 reports it; empty when it does not.
-    pub instance_type: String,
-}
-
-/// What [`Nodes::launch`] started.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Launched {
-    pub instances: Vec<LaunchedInstance>,
-    /// How they were bought: the spec's purchase, or on-demand
-    /// (`SpotUnavailable`) when the fallback launched them.
-    pub purchase: Purchase,
-    pub fleet_id: Option<String>,
-    pub launch_template_id: String,
-    /// The attempt that got nothing before the fallback, if there was one.
-    pub failed_attempt: Option<AttemptFailure>,
-}
-
-impl Launched {
-    pub fn instance_ids(&self) -> Vec<String> {
-        self.instances
-            .iter()
-            .map(|i| i.instance_id.clone())
-            .collect()
-    }
-}
-
-/// A fleet request that launched nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttemptFailure {
-    /// `spot` or `on-demand`.
-    pub market: String,
-    /// EC2's error codes, without repeats (empty when the fleet gave none).
-    pub codes: Vec<String>,
-    /// The first error's message, with the instance type it was about.
-    pub detail: String,
-}
-
-impl fmt::Display for AttemptFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let codes = if self.codes.is_empty() {
-            "no error reported".to_string()
-        } else {
-            self.codes.join(", ")
-        };
-        write!(f, "{}: {codes}", self.market)?;
-        if !self.detail.is_empty() {
-            write!(f, " ({})", self.detail)?;
-        }
-        Ok(())
-    }
-}
-
-impl AttemptFailure {
-    /// Whether spot found no capacity (or hit a spot-only limit), so that
-    /// asking on-demand may succeed. A fleet that reports no error at all
-    /// and no instance is treated the same.
-    fn worth_on_demand(&self) -> bool {
-        self.codes.is_empty() || self.codes.iter().any(|c| is_fallback_code(c))
-    }
-}
-
-fn market(purchase: &Purchase) -> &'static str {
-    if purchase.is_spot() {
-        "spot"
-    } else {
-        "on-demand"
-    }
 }
 
 /// Characters EC2 allows in a launch template name.
@@ -127,9 +47,10 @@ fn template_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "().-/_".contains(c)
 }
 
-/// `ebfleet-<platform>-<batch>-<hex time>`: readable in the console, unique
-/// per call (a retried Capacity invocation gets a new one; Release deletes
-/// them all by tag), at most 128 characters of EC2's alphabet.
+/// `ebfleet-<platform>-<batch tag>-<hex time>` (a pool's batch tag is
+/// `pool`): readable in the console, unique per call (a retried Capacity
+/// invocation gets a new one; Release deletes them all by tag), at most 128
+/// characters of EC2's alphabet.
 fn template_name(spec: &LaunchSpec) -> String {
     let tag = |k: &str| spec.tags.get(k).map(String::as_str).unwrap_or("");
     let readable: String = format!("ebfleet-{}-{}", tag(TAG_PLATFORM), tag(TAG_BATCH))
@@ -150,36 +71,17 @@ fn tags(spec: &LaunchSpec) -> Vec<Tag> {
         .collect()
 }
 
-fn spot_strategy(s: SpotAllocationStrategy) -> Ec2SpotAllocationStrategy {
-    match s {
-        SpotAllocationStrategy::PriceCapacityOptimized => {
-            Ec2SpotAllocationStrategy::PriceCapacityOptimized
-        }
-    }
-}
-
 impl Nodes {
-    /// Launch `spec.instance_count` node(s) of `spec`'s platform.
-    ///
-    /// Looks up the AMI's root device, creates the launch template (IMDSv2
-    /// required, hop limit 1, no key pair, terminate on shutdown, the spec's
-    /// root volume on the AMI's root device, the context's user data, the
-    /// spec's tags on the template, the instance and its volumes), then an
-    /// EC2 Fleet `instant` request with
-    /// every type × subnet as overrides. Spot uses `price-capacity-optimized`;
-    /// on-demand uses `prioritized` in the spec's order (best first). When a
-    /// spot request launches nothing because of capacity or a spot-only
-    /// limit, the spec's [`LaunchSpec::on_demand_fallback`] is asked once,
-    /// with the same template.
-    ///
-    /// The template stays: [`Nodes::terminate`] deletes it with the
-    /// instances, and also when this fails.
     /// The launch template of `spec`'s nodes (for a pool): IMDSv2
     /// required, hop limit 1, no key pair, terminate on shutdown, the spec's
     /// root volume on the AMI's root device, the context's user data, the
     /// spec's first type, its tags on the template, the instances and their
     /// volumes. Checked first: types, subnets, AMI id, user data size, root
-    /// volume against the AMI's snapshot.
+    /// volume against the AMI's snapshot; nothing is created when one fails.
+    /// Returns the template's id.
+    ///
+    /// The template stays: [`Nodes::terminate`] deletes the execution's
+    /// templates by tag.
     pub async fn launch_template(
         &self,
         spec: &LaunchSpec,
@@ -218,77 +120,6 @@ impl Nodes {
         }
         self.create_launch_template(spec, ctx, &root, &platform)
             .await
-    }
-
-    pub async fn launch(
-        &self,
-        spec: &LaunchSpec,
-        ctx: &LaunchContext,
-    ) -> Result<Launched, Ec2Error> {
-        let platform = spec.tags.get(TAG_PLATFORM).cloned().unwrap_or_default();
-        let invalid = |reason: String| Ec2Error::InvalidLaunch {
-            platform: platform.clone(),
-            reason,
-        };
-        if spec.instance_types.is_empty() {
-            return Err(invalid("the spec has no instance type".into()));
-        }
-        if ctx.subnet_ids.is_empty() {
-            return Err(invalid("no subnet to launch in".into()));
-        }
-        if !is_ami_id(&ctx.ami_id) {
-            return Err(invalid(format!("'{}' is not an AMI id", ctx.ami_id)));
-        }
-        if let Some(ud) = &ctx.user_data {
-            if ud.len() > MAX_USER_DATA_BYTES {
-                return Err(invalid(format!(
-                    "user data of {} bytes is over EC2's {MAX_USER_DATA_BYTES}",
-                    ud.len()
-                )));
-            }
-        }
-
-        let root = self.root_device(&ctx.ami_id, &platform).await?;
-        let size = spec.root_volume.size_gib;
-        if let Some(snapshot) = root.snapshot_gib.filter(|s| *s > size) {
-            return Err(invalid(format!(
-                "AMI {} needs a root volume of at least {snapshot} GiB, the spec has {size} GiB",
-                ctx.ami_id
-            )));
-        }
-        let template_id = self
-            .create_launch_template(spec, ctx, &root, &platform)
-            .await?;
-        let first = match self
-            .create_fleet(spec, ctx, &template_id, &platform)
-            .await?
-        {
-            Ok(launched) => return Ok(launched),
-            Err(failure) => failure,
-        };
-        let fallback = match spec.on_demand_fallback() {
-            Some(fallback) if first.worth_on_demand() => fallback,
-            _ => {
-                return Err(Ec2Error::NoCapacity {
-                    platform,
-                    attempts: vec![first],
-                })
-            }
-        };
-        tracing::warn!(%platform, failed = %first, "no spot capacity, asking on-demand");
-        match self
-            .create_fleet(&fallback, ctx, &template_id, &platform)
-            .await?
-        {
-            Ok(mut launched) => {
-                launched.failed_attempt = Some(first);
-                Ok(launched)
-            }
-            Err(second) => Err(Ec2Error::NoCapacity {
-                platform,
-                attempts: vec![first, second],
-            }),
-        }
     }
 
     /// The template's id.
@@ -399,154 +230,4 @@ impl Nodes {
         tracing::info!(platform, template = %name, id, "created launch template");
         Ok(id.to_string())
     }
-
-    /// One fleet request: `Ok(Ok(_))` launched, `Ok(Err(_))` nothing
-    /// launched for lack of capacity (or with errors only in the fleet's
-    /// answer), `Err(_)` the call itself failed otherwise.
-    async fn create_fleet(
-        &self,
-        spec: &LaunchSpec,
-        ctx: &LaunchContext,
-        template_id: &str,
-        platform: &str,
-    ) -> Result<Result<Launched, AttemptFailure>, Ec2Error> {
-        let on_demand = !spec.purchase.is_spot();
-        let mut config = FleetLaunchTemplateConfigRequest::builder().launch_template_specification(
-            FleetLaunchTemplateSpecificationRequest::builder()
-                .launch_template_id(template_id)
-                .version("$Latest")
-                .build(),
-        );
-        for (rank, instance_type) in spec.instance_types.iter().enumerate() {
-            for subnet in &ctx.subnet_ids {
-                let o = FleetLaunchTemplateOverridesRequest::builder()
-                    .instance_type(Ec2InstanceType::from(instance_type.as_str()))
-                    .subnet_id(subnet);
-                // Priority only means something to `prioritized`.
-                let o = if on_demand {
-                    o.priority(rank as f64)
-                } else {
-                    o
-                };
-                config = config.overrides(o.build());
-            }
-        }
-        let count = i32::try_from(spec.instance_count.max(1)).unwrap_or(1);
-        let mut request = self
-            .client
-            .create_fleet()
-            .r#type(FleetType::Instant)
-            .launch_template_configs(config.build())
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Fleet)
-                    .set_tags(Some(tags(spec)))
-                    .build(),
-            );
-        request = match &spec.purchase {
-            Purchase::Spot {
-                allocation_strategy,
-            } => request
-                .target_capacity_specification(
-                    TargetCapacitySpecificationRequest::builder()
-                        .total_target_capacity(count)
-                        .default_target_capacity_type(DefaultTargetCapacityType::Spot)
-                        .build(),
-                )
-                .spot_options(
-                    SpotOptionsRequest::builder()
-                        .allocation_strategy(spot_strategy(*allocation_strategy))
-                        .build(),
-                ),
-            Purchase::OnDemand { .. } => request
-                .target_capacity_specification(
-                    TargetCapacitySpecificationRequest::builder()
-                        .total_target_capacity(count)
-                        .default_target_capacity_type(DefaultTargetCapacityType::OnDemand)
-                        .build(),
-                )
-                .on_demand_options(
-                    OnDemandOptionsRequest::builder()
-                        .allocation_strategy(FleetOnDemandAllocationStrategy::Prioritized)
-                        .build(),
-                ),
-        };
-        let market = market(&spec.purchase);
-        let out = match request.send().await {
-            Ok(out) => out,
-            Err(e) => {
-                if let Some(c) = code(&e).filter(|c| is_fallback_code(c)) {
-                    return Ok(Err(AttemptFailure {
-                        market: market.into(),
-                        codes: vec![c.to_string()],
-                        detail: e
-                            .as_service_error()
-                            .and_then(|s| s.message())
-                            .unwrap_or_default()
-                            .to_string(),
-                    }));
-                }
-                return Err(error(format!("platform {platform}"), "CreateFleet", e));
-            }
-        };
-        Ok(fleet_result(&out, spec, template_id, platform, market))
-    }
-}
-
-fn fleet_result(
-    out: &CreateFleetOutput,
-    spec: &LaunchSpec,
-    template_id: &str,
-    platform: &str,
-    market: &str,
-) -> Result<Launched, AttemptFailure> {
-    let instances: Vec<LaunchedInstance> = out
-        .instances()
-        .iter()
-        .flat_map(|i| {
-            let instance_type = i.instance_type().map(|t| t.as_str()).unwrap_or("");
-            i.instance_ids().iter().map(move |id| LaunchedInstance {
-                instance_id: id.clone(),
-                instance_type: instance_type.to_string(),
-            })
-        })
-        .collect();
-    let mut codes: Vec<String> = Vec::new();
-    for e in out.errors() {
-        let c = e.error_code().unwrap_or("Unknown").to_string();
-        if !codes.contains(&c) {
-            codes.push(c);
-        }
-    }
-    if !instances.is_empty() {
-        if !codes.is_empty() {
-            tracing::info!(platform, ?codes, "fleet launched, some pools refused");
-        }
-        tracing::info!(platform, market, instances = ?instances, fleet = ?out.fleet_id(), "launched");
-        return Ok(Launched {
-            instances,
-            purchase: spec.purchase.clone(),
-            fleet_id: out.fleet_id().map(str::to_string),
-            launch_template_id: template_id.to_string(),
-            failed_attempt: None,
-        });
-    }
-    let detail = out
-        .errors()
-        .first()
-        .map(|e| {
-            let on = e
-                .launch_template_and_overrides()
-                .and_then(|l| l.overrides())
-                .and_then(|o| o.instance_type())
-                .map(|t| format!("{}: ", t.as_str()))
-                .unwrap_or_default();
-            format!("{on}{}", e.error_message().unwrap_or(""))
-        })
-        .unwrap_or_default();
-    Err(AttemptFailure {
-        market: market.to_string(),
-        codes,
-        detail,
-    })
 }

@@ -1,12 +1,11 @@
 //! The EC2 adapter against `aws-smithy-mocks`. Rules run in order
 //! (`RuleMode::Sequential`) and each checks its request, so a call too many,
 //! a call missing, or a request the adapter spelled wrong (IMDSv1 allowed,
-//! a key pair, a tag missing, the wrong allocation strategy, the spot types
-//! asked again on-demand) fails the test.
+//! a key pair, a tag missing, the wrong default type, the root volume on
+//! the wrong device) fails the test.
 
 use super::*;
 use aws_sdk_ec2::config::retry::RetryConfig;
-use aws_sdk_ec2::operation::create_fleet::{CreateFleetInput, CreateFleetOutput};
 use aws_sdk_ec2::operation::create_launch_template::{
     CreateLaunchTemplateInput, CreateLaunchTemplateOutput,
 };
@@ -18,22 +17,19 @@ use aws_sdk_ec2::operation::describe_launch_templates::DescribeLaunchTemplatesOu
 use aws_sdk_ec2::operation::describe_spot_price_history::DescribeSpotPriceHistoryOutput;
 use aws_sdk_ec2::operation::terminate_instances::TerminateInstancesOutput;
 use aws_sdk_ec2::types::{
-    ArchitectureType, BlockDeviceMapping, CreateFleetError, CreateFleetInstance,
-    DefaultTargetCapacityType, EbsBlockDevice, Filter, FleetLaunchTemplateOverrides,
-    FleetOnDemandAllocationStrategy, FleetType, GpuDeviceInfo, GpuDeviceMemoryInfo, GpuInfo, Image,
-    Instance, InstanceLifecycle, InstanceState, InstanceStateChange, InstanceStateName,
-    InstanceStorageInfo, InstanceType as Ec2Type, InstanceTypeInfo, LaunchTemplate,
-    LaunchTemplateAndOverridesResponse, LaunchTemplateHttpTokensState,
-    LaunchTemplateInstanceMetadataEndpointState, MemoryInfo, ProcessorInfo, Reservation,
-    ResourceType, ShutdownBehavior, SpotAllocationStrategy, SpotPrice, Tag, UsageClassType,
-    VCpuInfo, VolumeType,
+    ArchitectureType, BlockDeviceMapping, EbsBlockDevice, Filter, GpuDeviceInfo,
+    GpuDeviceMemoryInfo, GpuInfo, Image, Instance, InstanceState, InstanceStateChange,
+    InstanceStateName, InstanceStorageInfo, InstanceType as Ec2Type, InstanceTypeInfo,
+    LaunchTemplate, LaunchTemplateHttpTokensState, LaunchTemplateInstanceMetadataEndpointState,
+    MemoryInfo, ProcessorInfo, Reservation, ResourceType, ShutdownBehavior, SpotPrice, Tag,
+    UsageClassType, VCpuInfo, VolumeType,
 };
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::DateTime;
 use ebfleet_core::capacity::{
-    AmiSource, BatchNeeds, CapacityPlan, Choice, InstanceType, LaunchSpec, Market, OnDemandReason,
-    Purchase, SpotAllocationStrategy as DomainStrategy, TAG_BATCH, TAG_EXECUTION, TAG_PLATFORM,
+    AmiSource, BatchNeeds, CapacityPlan, Choice, InstanceType, LaunchSpec, Market, Purchase,
+    SpotAllocationStrategy as DomainStrategy, TAG_BATCH, TAG_EXECUTION, TAG_PLATFORM,
 };
 use ebfleet_core::platform::Platforms;
 use ebfleet_core::Arch;
@@ -315,7 +311,7 @@ async fn spot_price_access_denied_is_not_retryable() {
     );
 }
 
-// ------------------------------------------------------------------- launch
+// ---------------------------------------------------------- launch template
 
 fn choice(t: &str, market: Market) -> Choice {
     Choice {
@@ -328,8 +324,9 @@ fn choice(t: &str, market: Market) -> Choice {
     }
 }
 
-/// A spot launch of c7g then m7g; its on-demand fallback ranks them the
-/// other way round, so a test can see which list a request used.
+/// A spot spec of c7g then m7g; its on-demand fallback ranks them the
+/// other way round, so a test can see which list the template's type came
+/// from.
 fn spot_spec() -> LaunchSpec {
     let platforms = Platforms::default_set().unwrap();
     let platform = platforms
@@ -379,8 +376,9 @@ fn has_all_tags(tags: &[Tag]) -> bool {
         })
 }
 
-/// The launch template as the domain's spec demands it.
-fn locked_down(r: &CreateLaunchTemplateInput) -> bool {
+/// The launch template as the domain's spec demands it, of `first_type`
+/// (the group's default type).
+fn locked_down(r: &CreateLaunchTemplateInput, first_type: &str) -> bool {
     let Some(d) = r.launch_template_data() else {
         return false;
     };
@@ -401,6 +399,7 @@ fn locked_down(r: &CreateLaunchTemplateInput) -> bool {
             s.resource_type() == Some(&ResourceType::LaunchTemplate) && has_all_tags(s.tags())
         })
         && d.image_id() == Some("ami-0abcdef1234567890")
+        && d.instance_type() == Some(&Ec2Type::from(first_type))
         && d.key_name().is_none()
         && m.http_tokens() == Some(&LaunchTemplateHttpTokensState::Required)
         && m.http_put_response_hop_limit() == Some(1)
@@ -410,6 +409,7 @@ fn locked_down(r: &CreateLaunchTemplateInput) -> bool {
         && d.security_group_ids() == ["sg-0123456789abcdef0"]
         && d.network_interfaces().is_empty()
         && d.instance_initiated_shutdown_behavior() == Some(&ShutdownBehavior::Terminate)
+        && d.instance_market_options().is_none()
         && user_data.as_deref() == Some(USER_DATA)
         && root_volume(d, ROOT_DEVICE, 200)
         && tagged(ResourceType::Instance)
@@ -468,316 +468,52 @@ fn image_rule() -> aws_smithy_mocks::Rule {
         .then_output(|| image(ROOT_DEVICE, 8))
 }
 
-fn template_rule() -> aws_smithy_mocks::Rule {
+fn created(id: &str) -> CreateLaunchTemplateOutput {
+    CreateLaunchTemplateOutput::builder()
+        .launch_template(LaunchTemplate::builder().launch_template_id(id).build())
+        .build()
+}
+
+fn template_rule(first_type: &'static str) -> aws_smithy_mocks::Rule {
     mock!(Client::create_launch_template)
-        .match_requests(locked_down)
-        .then_output(|| {
-            CreateLaunchTemplateOutput::builder()
-                .launch_template(
-                    LaunchTemplate::builder()
-                        .launch_template_id(TEMPLATE_ID)
-                        .build(),
-                )
-                .build()
-        })
-}
-
-/// `(type, subnet, priority)` of every override, in order.
-fn overrides(r: &CreateFleetInput) -> Vec<(String, String, Option<f64>)> {
-    r.launch_template_configs()
-        .iter()
-        .flat_map(|c| c.overrides())
-        .map(|o| {
-            (
-                o.instance_type()
-                    .map(|t| t.as_str().to_string())
-                    .unwrap_or_default(),
-                o.subnet_id().unwrap_or_default().to_string(),
-                o.priority(),
-            )
-        })
-        .collect()
-}
-
-fn common_fleet(r: &CreateFleetInput, capacity: DefaultTargetCapacityType) -> bool {
-    let spec = r
-        .launch_template_configs()
-        .first()
-        .and_then(|c| c.launch_template_specification());
-    let target = r.target_capacity_specification();
-    r.r#type() == Some(&FleetType::Instant)
-        && r.launch_template_configs().len() == 1
-        && spec.and_then(|s| s.launch_template_id()) == Some(TEMPLATE_ID)
-        && target.and_then(|t| t.total_target_capacity()) == Some(1)
-        && target.and_then(|t| t.default_target_capacity_type()) == Some(&capacity)
-        && r.tag_specifications()
-            .iter()
-            .any(|s| s.resource_type() == Some(&ResourceType::Fleet) && has_all_tags(s.tags()))
-}
-
-fn spot_fleet(r: &CreateFleetInput) -> bool {
-    let o = |t: &str, s: &str| (t.to_string(), s.to_string(), None);
-    common_fleet(r, DefaultTargetCapacityType::Spot)
-        && r.spot_options().and_then(|s| s.allocation_strategy())
-            == Some(&SpotAllocationStrategy::PriceCapacityOptimized)
-        && r.on_demand_options().is_none()
-        && overrides(r)
-            == [
-                o("c7g.4xlarge", "subnet-a"),
-                o("c7g.4xlarge", "subnet-b"),
-                o("m7g.4xlarge", "subnet-a"),
-                o("m7g.4xlarge", "subnet-b"),
-            ]
-}
-
-/// The fallback: on-demand, the fallback's types in its order, prioritized.
-fn on_demand_fleet(r: &CreateFleetInput) -> bool {
-    let o = |t: &str, s: &str, p: f64| (t.to_string(), s.to_string(), Some(p));
-    common_fleet(r, DefaultTargetCapacityType::OnDemand)
-        && r.on_demand_options().and_then(|s| s.allocation_strategy())
-            == Some(&FleetOnDemandAllocationStrategy::Prioritized)
-        && r.spot_options().is_none()
-        && overrides(r)
-            == [
-                o("m7g.4xlarge", "subnet-a", 0.0),
-                o("m7g.4xlarge", "subnet-b", 0.0),
-                o("c7g.4xlarge", "subnet-a", 1.0),
-                o("c7g.4xlarge", "subnet-b", 1.0),
-            ]
-}
-
-fn launched(id: &str, t: &str, lifecycle: InstanceLifecycle) -> CreateFleetOutput {
-    CreateFleetOutput::builder()
-        .fleet_id("fleet-0a1b2c3d")
-        .instances(
-            CreateFleetInstance::builder()
-                .instance_ids(id)
-                .instance_type(Ec2Type::from(t))
-                .lifecycle(lifecycle)
-                .build(),
-        )
-        .build()
-}
-
-fn fleet_error(code: &str, t: &str) -> CreateFleetError {
-    CreateFleetError::builder()
-        .error_code(code)
-        .error_message(format!("There is no {t} capacity in the pools requested."))
-        .launch_template_and_overrides(
-            LaunchTemplateAndOverridesResponse::builder()
-                .overrides(
-                    FleetLaunchTemplateOverrides::builder()
-                        .instance_type(Ec2Type::from(t))
-                        .build(),
-                )
-                .build(),
-        )
-        .build()
-}
-
-fn nothing_launched(code: &str) -> CreateFleetOutput {
-    CreateFleetOutput::builder()
-        .fleet_id("fleet-0a1b2c3d")
-        .errors(fleet_error(code, "c7g.4xlarge"))
-        .errors(fleet_error(code, "m7g.4xlarge"))
-        .build()
+        .match_requests(move |r| locked_down(r, first_type))
+        .then_output(|| created(TEMPLATE_ID))
 }
 
 #[tokio::test]
-async fn spot_launch_creates_a_locked_down_template_and_an_instant_fleet() {
+async fn a_pools_template_is_locked_down_and_of_the_best_type() {
     let image = image_rule();
-    let template = template_rule();
-    let fleet = mock!(Client::create_fleet)
-        .match_requests(spot_fleet)
-        .then_output(|| launched("i-0aaa", "c7g.4xlarge", InstanceLifecycle::Spot));
+    let template = template_rule("c7g.4xlarge");
     let nodes = Nodes::new(mock_client!(
         aws_sdk_ec2,
         RuleMode::Sequential,
-        [&image, &template, &fleet],
+        [&image, &template],
         no_retries
     ));
-    let spec = spot_spec();
-    let got = nodes.launch(&spec, &context()).await.unwrap();
-    assert_eq!(got.instance_ids(), ["i-0aaa"]);
-    assert_eq!(got.instances[0].instance_type, "c7g.4xlarge");
-    assert_eq!(got.purchase, spec.purchase);
-    assert_eq!(got.launch_template_id, TEMPLATE_ID);
-    assert_eq!(got.fleet_id.as_deref(), Some("fleet-0a1b2c3d"));
-    assert_eq!(got.failed_attempt, None);
-    assert_eq!((template.num_calls(), fleet.num_calls()), (1, 1));
+    let id = nodes
+        .launch_template(&spot_spec(), &context())
+        .await
+        .unwrap();
+    assert_eq!(id, TEMPLATE_ID);
+    assert_eq!((image.num_calls(), template.num_calls()), (1, 1));
 }
 
 #[tokio::test]
-async fn insufficient_spot_capacity_in_the_fleet_errors_falls_back_to_on_demand() {
+async fn an_on_demand_spec_makes_a_template_of_its_own_best_type() {
+    let spec = spot_spec().on_demand_fallback().unwrap();
+    assert!(!spec.purchase.is_spot());
     let image = image_rule();
-    let template = template_rule();
-    let spot = mock!(Client::create_fleet)
-        .match_requests(spot_fleet)
-        .then_output(|| nothing_launched("InsufficientInstanceCapacity"));
-    let on_demand = mock!(Client::create_fleet)
-        .match_requests(on_demand_fleet)
-        .then_output(|| launched("i-0bbb", "m7g.4xlarge", InstanceLifecycle::OnDemand));
+    // Still locked down; the purchase is the group's, not the template's.
+    let template = template_rule("m7g.4xlarge");
     let nodes = Nodes::new(mock_client!(
         aws_sdk_ec2,
         RuleMode::Sequential,
-        [&image, &template, &spot, &on_demand],
+        [&image, &template],
         no_retries
     ));
-    let got = nodes.launch(&spot_spec(), &context()).await.unwrap();
-    assert_eq!(got.instance_ids(), ["i-0bbb"]);
-    assert_eq!(
-        got.purchase,
-        Purchase::OnDemand {
-            reason: OnDemandReason::SpotUnavailable
-        }
-    );
-    let failed = got.failed_attempt.unwrap();
-    assert_eq!(failed.market, "spot");
-    assert_eq!(failed.codes, ["InsufficientInstanceCapacity"]);
-    assert!(failed.detail.starts_with("c7g.4xlarge: "), "{failed:?}");
-    assert_eq!(
-        (
-            template.num_calls(),
-            spot.num_calls(),
-            on_demand.num_calls()
-        ),
-        (1, 1, 1)
-    );
-}
-
-#[tokio::test]
-async fn insufficient_capacity_as_the_calls_error_falls_back_to_on_demand() {
-    let image = image_rule();
-    let template = template_rule();
-    let spot = mock!(Client::create_fleet)
-        .match_requests(spot_fleet)
-        .then_http_response(|| {
-            ec2_error(
-                400,
-                "InsufficientInstanceCapacity",
-                "We currently do not have sufficient capacity in the Availability Zone you requested.",
-            )
-        });
-    let on_demand = mock!(Client::create_fleet)
-        .match_requests(on_demand_fleet)
-        .then_output(|| launched("i-0ccc", "m7g.4xlarge", InstanceLifecycle::OnDemand));
-    let nodes = Nodes::new(mock_client!(
-        aws_sdk_ec2,
-        RuleMode::Sequential,
-        [&image, &template, &spot, &on_demand],
-        no_retries
-    ));
-    let got = nodes.launch(&spot_spec(), &context()).await.unwrap();
-    assert_eq!(got.instance_ids(), ["i-0ccc"]);
-    assert!(!got.purchase.is_spot());
-    let failed = got.failed_attempt.unwrap();
-    assert_eq!(failed.codes, ["InsufficientInstanceCapacity"]);
-    assert!(failed.detail.contains("sufficient capacity"), "{failed:?}");
-}
-
-#[tokio::test]
-async fn no_capacity_anywhere_is_a_typed_error_naming_platform_and_codes() {
-    let image = image_rule();
-    let template = template_rule();
-    let spot = mock!(Client::create_fleet)
-        .match_requests(spot_fleet)
-        .then_output(|| nothing_launched("InsufficientInstanceCapacity"));
-    let on_demand = mock!(Client::create_fleet)
-        .match_requests(on_demand_fleet)
-        .then_output(|| nothing_launched("InsufficientInstanceCapacity"));
-    let nodes = Nodes::new(mock_client!(
-        aws_sdk_ec2,
-        RuleMode::Sequential,
-        [&image, &template, &spot, &on_demand],
-        no_retries
-    ));
-    let err = nodes.launch(&spot_spec(), &context()).await.unwrap_err();
-    let Ec2Error::NoCapacity { platform, attempts } = &err else {
-        panic!("{err:?}");
-    };
-    assert_eq!(platform, PLATFORM);
-    assert_eq!(attempts.len(), 2);
-    assert_eq!(err.codes(), ["InsufficientInstanceCapacity"]);
-    assert!(err.is_retryable(), "capacity comes back");
-    let text = err.to_string();
-    assert!(
-        text.starts_with("platform amzn-2023_graviton-3: no instance launched: spot: InsufficientInstanceCapacity")
-            && text.contains("then on-demand: InsufficientInstanceCapacity"),
-        "{text}"
-    );
-    assert_eq!((spot.num_calls(), on_demand.num_calls()), (1, 1));
-}
-
-#[tokio::test]
-async fn fleet_errors_that_on_demand_cannot_fix_end_without_a_fallback() {
-    let image = image_rule();
-    let template = template_rule();
-    let spot = mock!(Client::create_fleet)
-        .match_requests(spot_fleet)
-        .then_output(|| nothing_launched("InvalidParameterValue"));
-    let nodes = Nodes::new(mock_client!(
-        aws_sdk_ec2,
-        RuleMode::Sequential,
-        [&image, &template, &spot],
-        no_retries
-    ));
-    let err = nodes.launch(&spot_spec(), &context()).await.unwrap_err();
-    assert!(
-        matches!(&err, Ec2Error::NoCapacity { attempts, .. } if attempts.len() == 1),
-        "{err:?}"
-    );
-    assert_eq!(err.codes(), ["InvalidParameterValue"]);
-    assert!(!err.is_retryable());
-    assert_eq!(spot.num_calls(), 1);
-}
-
-#[tokio::test]
-async fn an_on_demand_spec_has_no_second_attempt() {
-    let mut spec = spot_spec().on_demand_fallback().unwrap();
-    // Now an on-demand spec: asking again would ask the same.
-    spec.on_demand_fallback = spec.instance_types.clone();
-    let image = image_rule();
-    let template = template_rule();
-    let fleet = mock!(Client::create_fleet)
-        .match_requests(on_demand_fleet)
-        .then_output(|| nothing_launched("InsufficientInstanceCapacity"));
-    let nodes = Nodes::new(mock_client!(
-        aws_sdk_ec2,
-        RuleMode::Sequential,
-        [&image, &template, &fleet],
-        no_retries
-    ));
-    let err = nodes.launch(&spec, &context()).await.unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("no instance launched: on-demand: InsufficientInstanceCapacity"),
-        "{err}"
-    );
-    assert_eq!(fleet.num_calls(), 1);
-}
-
-#[tokio::test]
-async fn a_throttled_fleet_request_is_retryable_and_not_a_fallback() {
-    let image = image_rule();
-    let template = template_rule();
-    let spot = mock!(Client::create_fleet)
-        .match_requests(spot_fleet)
-        .then_http_response(|| ec2_error(503, "RequestLimitExceeded", "Request limit exceeded."));
-    let nodes = Nodes::new(mock_client!(
-        aws_sdk_ec2,
-        RuleMode::Sequential,
-        [&image, &template, &spot],
-        no_retries
-    ));
-    let err = nodes.launch(&spot_spec(), &context()).await.unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Ec2Error::Call(CallError { resource, op: "CreateFleet", transient: true, .. }) if resource == "platform amzn-2023_graviton-3"
-        ),
-        "{err:?}"
-    );
-    assert!(err.is_retryable());
+    let id = nodes.launch_template(&spec, &context()).await.unwrap();
+    assert_eq!(id, TEMPLATE_ID);
+    assert_eq!(template.num_calls(), 1);
 }
 
 #[tokio::test]
@@ -796,7 +532,10 @@ async fn a_failed_template_names_platform_and_template() {
         [&image, &template],
         no_retries
     ));
-    let err = nodes.launch(&spot_spec(), &context()).await.unwrap_err();
+    let err = nodes
+        .launch_template(&spot_spec(), &context())
+        .await
+        .unwrap_err();
     assert!(!err.is_retryable());
     let text = err.to_string();
     assert!(
@@ -808,33 +547,75 @@ async fn a_failed_template_names_platform_and_template() {
 }
 
 #[tokio::test]
+async fn a_template_answer_without_an_id_is_an_error() {
+    let image = image_rule();
+    let template = mock!(Client::create_launch_template)
+        .then_output(|| CreateLaunchTemplateOutput::builder().build());
+    let nodes = Nodes::new(mock_client!(
+        aws_sdk_ec2,
+        RuleMode::Sequential,
+        [&image, &template],
+        no_retries
+    ));
+    let err = nodes
+        .launch_template(&spot_spec(), &context())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Ec2Error::Call(CallError { op: "CreateLaunchTemplate", transient: false, detail, .. })
+                if detail.contains("no launch template id")
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn an_impossible_launch_asks_nothing() {
     let nodes = Nodes::new(mock_client!(
         aws_sdk_ec2,
         RuleMode::Sequential,
         Vec::<&aws_smithy_mocks::Rule>::new()
     ));
-    let spec = spot_spec();
+    let no_types = LaunchSpec {
+        instance_types: vec![],
+        ..spot_spec()
+    };
     let cases = [
-        LaunchContext {
-            subnet_ids: vec![],
-            ..context()
-        },
-        LaunchContext {
-            ami_id: "ami-x; reboot".into(),
-            ..context()
-        },
-        LaunchContext {
-            user_data: Some(vec![0x1f; 16 * 1024 + 1]),
-            ..context()
-        },
+        (
+            spot_spec(),
+            LaunchContext {
+                subnet_ids: vec![],
+                ..context()
+            },
+            "no subnet",
+        ),
+        (
+            spot_spec(),
+            LaunchContext {
+                ami_id: "ami-x; reboot".into(),
+                ..context()
+            },
+            "not an AMI id",
+        ),
+        (
+            spot_spec(),
+            LaunchContext {
+                user_data: Some(vec![0x1f; 16 * 1024 + 1]),
+                ..context()
+            },
+            "over EC2's 16384",
+        ),
+        (no_types, context(), "no instance type"),
     ];
-    for ctx in cases {
-        let err = nodes.launch(&spec, &ctx).await.unwrap_err();
+    for (spec, ctx, says) in cases {
+        let err = nodes.launch_template(&spec, &ctx).await.unwrap_err();
         assert!(
-            matches!(&err, Ec2Error::InvalidLaunch { platform, .. } if platform == PLATFORM),
-            "{err:?}"
+            matches!(&err, Ec2Error::InvalidLaunch { platform, reason } if platform == PLATFORM && reason.contains(says)),
+            "{says}: {err:?}"
         );
+        assert!(!err.is_retryable());
     }
 }
 
@@ -848,31 +629,21 @@ async fn the_root_volume_goes_on_the_amis_root_device() {
             r.launch_template_data()
                 .is_some_and(|d| root_volume(d, "/dev/sda1", 500))
         })
-        .then_output(|| {
-            CreateLaunchTemplateOutput::builder()
-                .launch_template(
-                    LaunchTemplate::builder()
-                        .launch_template_id(TEMPLATE_ID)
-                        .build(),
-                )
-                .build()
-        });
-    let fleet = mock!(Client::create_fleet)
-        .match_requests(spot_fleet)
-        .then_output(|| launched("i-0aaa", "c7g.4xlarge", InstanceLifecycle::Spot));
+        .then_output(|| created(TEMPLATE_ID));
     let nodes = Nodes::new(mock_client!(
         aws_sdk_ec2,
         RuleMode::Sequential,
-        [&image, &template, &fleet],
+        [&image, &template],
         no_retries
     ));
     let spec = spot_spec().with_root_volume(ebfleet_core::capacity::RootVolume::gp3(500).unwrap());
-    nodes.launch(&spec, &context()).await.unwrap();
+    let id = nodes.launch_template(&spec, &context()).await.unwrap();
+    assert_eq!(id, TEMPLATE_ID);
     assert_eq!((image.num_calls(), template.num_calls()), (1, 1));
 }
 
 #[tokio::test]
-async fn an_unknown_ami_or_a_too_small_root_volume_launches_nothing() {
+async fn an_unknown_ami_or_a_too_small_root_volume_makes_no_template() {
     let not_found = mock!(Client::describe_images).then_http_response(|| {
         ec2_error(
             400,
@@ -897,14 +668,17 @@ async fn an_unknown_ami_or_a_too_small_root_volume_launches_nothing() {
         (&huge_snapshot, "at least 250 GiB, the spec has 200 GiB"),
     ];
     for (rule, says) in cases {
-        // Only DescribeImages: a template or fleet request fails the test.
+        // Only DescribeImages: a template request fails the test.
         let nodes = Nodes::new(mock_client!(
             aws_sdk_ec2,
             RuleMode::Sequential,
             [rule],
             no_retries
         ));
-        let err = nodes.launch(&spot_spec(), &context()).await.unwrap_err();
+        let err = nodes
+            .launch_template(&spot_spec(), &context())
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, Ec2Error::InvalidLaunch { platform, reason } if platform == PLATFORM && reason.contains(says) && reason.contains(AMI)),
             "{says}: {err:?}"
@@ -923,11 +697,15 @@ async fn a_throttled_image_lookup_is_transient() {
         [&image],
         no_retries
     ));
-    let err = nodes.launch(&spot_spec(), &context()).await.unwrap_err();
+    let err = nodes
+        .launch_template(&spot_spec(), &context())
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, Ec2Error::Call(CallError { op: "DescribeImages", resource, transient: true, .. }) if resource.contains(AMI)),
         "{err:?}"
     );
+    assert!(err.is_retryable());
 }
 
 // ------------------------------------------------------------------ release

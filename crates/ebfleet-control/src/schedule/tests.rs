@@ -99,7 +99,9 @@ fn input() -> TickInput {
 fn beat() -> Rule {
     mock!(aws_sdk_sfn::Client::send_task_heartbeat)
         .match_requests(|q| q.task_token() == Some("run-token-1"))
-        .then_output(|| aws_sdk_sfn::operation::send_task_heartbeat::SendTaskHeartbeatOutput::builder().build())
+        .then_output(|| {
+            aws_sdk_sfn::operation::send_task_heartbeat::SendTaskHeartbeatOutput::builder().build()
+        })
 }
 
 fn get(key: &'static str, body: Option<String>) -> Rule {

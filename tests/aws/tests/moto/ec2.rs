@@ -1,4 +1,5 @@
 use aws_sdk_ec2::types::LaunchTemplateHttpTokensState;
+use ebfleet_aws::autoscaling::{PoolSpec, PoolState, Pools};
 use ebfleet_aws::ec2::{LaunchContext, Nodes};
 use ebfleet_aws::ssm::Ssm;
 use ebfleet_core::arch::Arch;
@@ -24,7 +25,7 @@ async fn ec2_instance_types_of_a_family() {
     }
 }
 
-/// A VPC, a subnet and a security group for the launch, as the stack makes
+/// A VPC, a subnet and a security group for the pool, as the stack makes
 /// them.
 async fn network(ec2: &aws_sdk_ec2::Client) -> (String, String) {
     let vpc = ec2
@@ -58,13 +59,18 @@ async fn network(ec2: &aws_sdk_ec2::Client) -> (String, String) {
     (subnet_id, sg.group_id().unwrap().to_string())
 }
 
+/// A platform's pool as Capacity makes it (a launch template and an empty
+/// group over it), grown to one node as the scheduler does, a step sent to
+/// that node, and everything released as Release does (the group, then the
+/// instances and templates by id and by tag), twice.
 #[tokio::test]
-async fn ec2_launch_send_and_terminate() {
-    let Some(conf) = super::config("ec2_launch_send_and_terminate").await else {
+async fn ec2_pool_launch_send_and_terminate() {
+    let Some(conf) = super::config("ec2_pool_launch_send_and_terminate").await else {
         return;
     };
     let ec2 = aws_sdk_ec2::Client::new(&conf);
     let nodes = Nodes::from_conf(&conf);
+    let pools = Pools::from_conf(&conf);
     let ssm = Ssm::from_conf(&conf);
 
     let platforms = Platforms::default_set().unwrap();
@@ -74,37 +80,25 @@ async fn ec2_launch_send_and_terminate() {
         .find(|p| p.name == "amzn-2023_graviton-3")
         .unwrap();
     let catalog = nodes.instance_types(&platform.families).await.unwrap();
-    let needs = BatchNeeds::for_batch(10, platform);
+    let needs = BatchNeeds::for_unit(platform);
     let plan = capacity::choose(platform, &catalog, &needs, &CapacityOptions::default()).unwrap();
     let ami = AmiSource::for_platform(platform, None).unwrap();
     let ami_id = ssm.ami_id(&ami).await.unwrap();
     let execution = super::unique("run");
-    let spec = LaunchSpec::new(&execution, platform, "b0001", &plan, ami).unwrap();
+    let spec = LaunchSpec::new(&execution, platform, "pool", &plan, ami).unwrap();
     let (subnet_id, security_group_id) = network(&ec2).await;
     let ctx = LaunchContext {
-        ami_id,
+        ami_id: ami_id.clone(),
         instance_profile_arn: "arn:aws:iam::123456789012:instance-profile/ebfleet-node".into(),
         security_group_id,
         subnet_ids: vec![subnet_id],
         user_data: Some("#!/bin/bash\ntrue\n".into()),
     };
 
-    let launched = nodes.launch(&spec, &ctx).await.unwrap();
-    let ids = launched.instance_ids();
-    assert_eq!(ids.len(), spec.instance_count as usize, "{launched:?}");
-    for i in &launched.instances {
-        assert!(
-            spec.instance_types.contains(&i.instance_type) || i.instance_type.is_empty(),
-            "{i:?} not in {:?}",
-            spec.instance_types
-        );
-    }
-
-    // moto does not apply the template's metadata options to fleet
-    // instances: check them on the template itself.
+    let template_id = nodes.launch_template(&spec, &ctx).await.unwrap();
     let versions = ec2
         .describe_launch_template_versions()
-        .launch_template_id(&launched.launch_template_id)
+        .launch_template_id(&template_id)
         .send()
         .await
         .unwrap();
@@ -117,6 +111,63 @@ async fn ec2_launch_send_and_terminate() {
         Some(&LaunchTemplateHttpTokensState::Required)
     );
     assert_eq!(md.http_put_response_hop_limit(), Some(1));
+    assert_eq!(data.key_name(), None);
+    assert_eq!(
+        data.instance_type().map(|t| t.as_str()),
+        Some(spec.instance_types[0].as_str())
+    );
+
+    let pool = PoolSpec {
+        name: format!("ebfleet-{execution}-{}", platform.name),
+        launch_template_id: template_id.clone(),
+        instance_types: spec.instance_types.clone(),
+        subnet_ids: ctx.subnet_ids.clone(),
+        max_size: 4,
+        tags: spec.tags.clone(),
+        on_demand: !spec.purchase.is_spot(),
+    };
+    pools.create(&pool).await.unwrap();
+    // A retried Capacity finds the group there: no error, nothing changes.
+    pools.create(&pool).await.unwrap();
+    assert_eq!(
+        pools.describe(&pool.name).await.unwrap(),
+        Some(PoolState::default()),
+        "a pool starts empty"
+    );
+
+    // moto launches at once, of the template's type, with the group's tags.
+    pools.set_desired(&pool.name, 1).await.unwrap();
+    let state = pools.describe(&pool.name).await.unwrap().unwrap();
+    assert_eq!(state.desired, 1);
+    let ids: Vec<String> = state
+        .members
+        .iter()
+        .map(|m| m.instance_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 1, "{state:?}");
+    let described = ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids.clone()))
+        .send()
+        .await
+        .unwrap();
+    let instance = &described.reservations()[0].instances()[0];
+    assert_eq!(instance.instance_id(), Some(ids[0].as_str()));
+    assert_eq!(
+        instance.instance_type().map(|t| t.as_str()),
+        Some(spec.instance_types[0].as_str())
+    );
+    assert_eq!(instance.image_id(), Some(ami_id.as_str()));
+    for (k, v) in &spec.tags {
+        assert!(
+            instance
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some(k) && t.value() == Some(v)),
+            "{k}={v} in {:?}",
+            instance.tags()
+        );
+    }
 
     // SSM Run Command is a stub in moto: it reports Success.
     let batch = BatchKey::new(
@@ -134,20 +185,34 @@ async fn ec2_launch_send_and_terminate() {
         CommandStatus::Success
     );
 
+    // Release: the group (a missing one is already gone), then the
+    // instances and the templates.
+    pools.delete(&pool.name).await.unwrap();
+    assert_eq!(pools.describe(&pool.name).await.unwrap(), None);
+    pools.delete(&pool.name).await.unwrap();
     let first = nodes
         .terminate(&ids, &execution, Some(&platform.name))
         .await
         .unwrap();
-    let mut terminated = first.terminated.clone();
-    terminated.sort();
-    terminated.dedup();
+    let mut released = first.terminated.clone();
+    released.extend(first.already_gone.iter().cloned());
+    released.sort();
+    released.dedup();
     let mut expected = ids.clone();
     expected.sort();
-    assert_eq!(terminated, expected, "{first:?}");
-    assert_eq!(
-        first.launch_templates_deleted,
-        vec![launched.launch_template_id.clone()]
-    );
+    assert_eq!(released, expected, "{first:?}");
+    assert_eq!(first.launch_templates_deleted, vec![template_id.clone()]);
+    let after = ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids.clone()))
+        .send()
+        .await
+        .unwrap();
+    let state = after.reservations()[0].instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_string());
+    assert_eq!(state.as_deref(), Some("terminated"));
     let second = nodes
         .terminate(&ids, &execution, Some(&platform.name))
         .await
