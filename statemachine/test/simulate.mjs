@@ -168,7 +168,7 @@ async function run({ platforms, hooks = {}, ticksPerExecution = 1000, input = { 
     if (hooked !== undefined) return (call.output = hooked);
     return (call.output = models[fn](payload));
   };
-  svc = new LocalStepFunctions({ machines, invoke, clock });
+  svc = new LocalStepFunctions({ machines, invoke, clock, randomTokens: false });
   world.svc = svc;
   const { executionArn } = svc.start(stateMachineArn('ebfleet-pipeline'), 'run-1', input);
   const d = await svc.wait(executionArn);

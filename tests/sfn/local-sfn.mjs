@@ -196,7 +196,7 @@ export class LocalStepFunctions {
    * the error type); `clock`: RealClock or VirtualClock; `waitMs`: what a
    * Wait state waits (default 0).
    */
-  constructor({ machines, invoke, clock = new RealClock(), waitMs = 0, log = () => {} }) {
+  constructor({ machines, invoke, clock = new RealClock(), waitMs = 0, log = () => {}, randomTokens = true }) {
     const modules = process.env.EBFLEET_NODE_MODULES;
     if (!modules) throw new Error('EBFLEET_NODE_MODULES is not set');
     const { StateMachine } = createRequire(path.join(modules, 'x.js'))('aws-local-stepfunctions');
@@ -225,6 +225,7 @@ export class LocalStepFunctions {
     this.executions = new Map(); // arn -> execution
     this.tasks = new Map(); // token -> waiting task
     this.tokenSeq = 0;
+    this.randomTokens = randomTokens;
   }
 
   machine(arnOrName) {
@@ -366,7 +367,9 @@ export class LocalStepFunctions {
   // ----------------------------------------------------------------- tasks
 
   newToken(execution) {
-    const token = `${randomBytes(24).toString('base64url')}.${++this.tokenSeq}`;
+    // Random as AWS's are (a token is a capability), or numbered, for a
+    // test that compares what the states send.
+    const token = this.randomTokens ? `${randomBytes(24).toString('base64url')}.${++this.tokenSeq}` : `token-${++this.tokenSeq}`;
     this.tasks.set(token, { execution, resolve: undefined, reject: undefined, early: undefined });
     return token;
   }

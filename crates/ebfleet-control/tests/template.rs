@@ -1,21 +1,25 @@
 //! The deployed artifacts against the code they drive: `infra/template.yaml`
-//! and `statemachine/pipeline.asl.json` must say exactly what the handlers
-//! and the core expect — the SSM document, the environment each Lambda
-//! reads, the table's TTL, and the shapes of every state's input and output.
+//! and `statemachine/*.asl.json` must say exactly what the handlers and the
+//! core expect — the SSM document, the environment each Lambda reads, the
+//! table's TTL, and the shapes of every state's input and output.
 //!
-//! The state machine's side comes from `statemachine/test/`: the Lambda
-//! outputs its simulation answers with (`lambda-outputs.json`) and the first
-//! input each Task state sent in it (`task-inputs.json`, rewritten by
-//! `node simulate.mjs --update` and compared by `scripts/test-infra.sh`).
+//! The state machines' side comes from `statemachine/test/`: the Lambda
+//! outputs their simulation answers with (`lambda-outputs.json`) and the
+//! first input of each kind each function got in it (`task-inputs.json`,
+//! rewritten by `node simulate.mjs --update` and compared by
+//! `scripts/test-infra.sh`). Paths, retries, substitutions and roles are
+//! `infra/check.py`'s.
 
-use ebfleet_control::{capacity, dispatch, env::var, managed, plan, record, release, status};
+use ebfleet_control::record::lease::LEASE_SECONDS_VAR;
+use ebfleet_control::{capacity, dispatch, env::var, plan, record, release, schedule};
 use ebfleet_core::record::{Lease, ModuleRecord, Status, Tarball};
-use ebfleet_core::step::{ssm_document, CommandStatus};
+use ebfleet_core::step::ssm_document;
 use ebfleet_core::trigger::ExecutionInput;
+use ebfleet_core::unit::UnitResult;
 use ebfleet_core::wire::PlanOutput;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 use serde_yaml_ng::Value as Yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -157,6 +161,7 @@ fn every_function_gets_the_environment_its_handler_reads() {
             ],
         ),
         ("dispatch", &[var::SSM_DOCUMENT]),
+        ("schedule", &[var::UNIT_STATE_MACHINE_ARN]),
         ("trigger", &[var::STATE_MACHINE_ARN]),
     ];
     for (binary, vars) in &envs {
@@ -185,7 +190,13 @@ fn every_function_gets_the_environment_its_handler_reads() {
         var::MAX_TYPES,
         var::ROOT_VOLUME_GIB,
         var::TOOLCHAINS,
-        var::MAX_BATCH_MODULES,
+        var::UNIT_STATE_MACHINE_ARN,
+        var::NODES_PER_PLATFORM,
+        var::MAX_INSTANCES_PER_PLATFORM,
+        var::NODE_IDLE_SECONDS,
+        var::NODE_ATTEMPTS,
+        var::TICKS_PER_EXECUTION,
+        LEASE_SECONDS_VAR,
         plan::CACHE_DIR_VAR,
         "RUST_LOG",
     ]
@@ -307,26 +318,14 @@ fn round_trips<T: DeserializeOwned + Serialize>(what: &str, value: &Json) {
 fn the_simulations_lambda_outputs_are_the_handlers() {
     let out = read_json("statemachine/test/lambda-outputs.json");
     round_trips::<PlanOutput>("plan", &out["plan"]);
-    round_trips::<capacity::Output>("capacity", &out["capacity"]);
-    round_trips::<managed::Output>("managed", &out["managed"]);
+    round_trips::<capacity::PoolOutput>("capacity pool", &out["capacity"]["pool"]);
+    round_trips::<capacity::ClaimOutput>("capacity claim", &out["capacity"]["claim"]);
+    round_trips::<schedule::TickOutput>("schedule tick", &out["schedule"]["tick"]);
     round_trips::<dispatch::Output>("dispatch", &out["dispatch"]);
-    for (name, s) in out["status"].as_object().unwrap() {
-        round_trips::<CommandStatus>(&format!("status {name}"), s);
-    }
-    round_trips::<record::Output>("record", &out["record"]);
     round_trips::<record::lease::Output>("lease", &out["lease"]);
-    round_trips::<record::lease::ReleaseOutput>("release_leases", &out["release_leases"]);
+    round_trips::<record::Output>("record", &out["record"]);
+    round_trips::<UnitResult>("done", &out["done"]);
     round_trips::<release::Output>("release", &out["release"]);
-}
-
-/// Every state of a definition, nested ones too.
-fn states(def: &Json, into: &mut Map<String, Json>) {
-    for (name, s) in def["States"].as_object().unwrap() {
-        into.insert(name.clone(), s.clone());
-        if s.get("ItemProcessor").is_some() {
-            states(&s["ItemProcessor"], into);
-        }
-    }
 }
 
 fn input<T: DeserializeOwned>(state: &str, v: &Json) -> T {
@@ -336,128 +335,100 @@ fn input<T: DeserializeOwned>(state: &str, v: &Json) -> T {
 
 #[test]
 fn every_task_sends_what_its_handler_accepts() {
-    let def = read_json("statemachine/pipeline.asl.json");
-    let mut all = Map::new();
-    states(&def, &mut all);
-    let tasks: BTreeSet<&String> = all
-        .iter()
-        .filter(|(_, s)| s["Type"] == "Task")
-        .map(|(n, _)| n)
-        .collect();
     let sent = read_json("statemachine/test/task-inputs.json");
     let sent = sent.as_object().unwrap();
-    assert_eq!(
-        sent.keys().collect::<BTreeSet<_>>(),
-        tasks,
-        "task-inputs.json must hold one input per Task state (node simulate.mjs --update)"
-    );
-    for (state, call) in sent {
-        let f = call["fn"].as_str().unwrap();
-        let resource = all[state]["Resource"].as_str().unwrap();
-        assert_eq!(resource, format!("${{{f}FunctionArn}}"), "{state}");
-        let i = &call["input"];
+    // What the simulation saw of each function: it must have seen every
+    // kind of call the state machines make.
+    let kinds: BTreeSet<&str> = sent.keys().map(|k| k.as_str()).collect();
+    for expected in [
+        "capacity:claim",
+        "capacity:pool",
+        "dispatch:batch_key,instance_id,step,task_token",
+        "plan:execution,mode,run",
+        "record:done",
+        "record:lease",
+        "record:manifest_key",
+        "release:execution,platform",
+        "schedule:tick",
+        "schedule:wait",
+    ] {
+        assert!(
+            kinds.contains(expected),
+            "no {expected} call in task-inputs.json (node simulate.mjs --update)"
+        );
+    }
+    for (kind, i) in sent {
+        let f = kind.split(':').next().unwrap();
         match f {
-            "Plan" => {
-                let p: ExecutionInput = input(state, i);
+            "plan" => {
+                let p: ExecutionInput = input(kind, i);
                 assert_eq!(
                     p.execution().as_str(),
                     "run-1",
                     "the execution's name reaches Plan"
                 );
             }
-            "Capacity" => {
-                let _: capacity::Input = input(state, i);
+            "capacity" => {
+                let _: capacity::Input = input(kind, i);
             }
-            "Managed" => {
-                let m: managed::Input = input(state, i);
-                assert!(
-                    m.instance_ids.iter().all(|id| dispatch::is_instance_id(id)),
-                    "{state}"
-                );
-            }
-            "Dispatch" => {
-                let d: dispatch::Input = input(state, i);
+            "schedule" => match input(kind, i) {
+                schedule::Input::Tick { tick } => {
+                    assert_eq!(
+                        tick.pool.name,
+                        capacity::pool_name(&tick.execution, &tick.platform)
+                    );
+                    assert!(
+                        !tick.run_token.is_empty(),
+                        "the tick beats on the run's task"
+                    );
+                }
+                schedule::Input::Wait { wait } => {
+                    assert!(!wait.task_token.is_empty());
+                }
+            },
+            "dispatch" => {
+                let dispatch::Request::Step(d) = input(kind, i) else {
+                    panic!("{kind}: not a step");
+                };
                 let (command, _, prefix) = dispatch::prepare(&d, "ebfleet-bucket")
-                    .unwrap_or_else(|e| panic!("{state}: the handler refuses {i}: {e}"));
-                assert_eq!(command.step().to_string(), state.to_lowercase());
+                    .unwrap_or_else(|e| panic!("{kind}: the handler refuses {i}: {e}"));
                 assert!(
-                    prefix.starts_with("logs/"),
-                    "{state}: step output under logs/ (lifecycle)"
+                    command.task_token().is_some(),
+                    "{kind}: the node completes the task"
+                );
+                assert!(
+                    prefix.contains("/logs/ssm/"),
+                    "{kind}: step output under the platform's logs"
                 );
             }
-            "Status" => {
-                let s: status::Input = input(state, i);
-                status::validate(&s).unwrap_or_else(|e| panic!("{state}: {e}"));
-            }
-            // One function, three states: each must send its own input.
-            "Record" => match (state.as_str(), input(state, i)) {
-                ("Record", r @ record::Input::Batch { .. }) => {
+            "record" => match input(kind, i) {
+                r @ record::Input::Key { .. } => {
                     assert_eq!(
                         r.key().as_deref(),
-                        Some("amzn-2023_epyc-gen-4/manifests/run-1/0.json")
+                        Some("amzn-2023_graviton-3/manifests/run-1/0.json")
                     );
                 }
-                ("Lease", record::Input::Lease { lease }) => {
+                record::Input::Lease { lease } => {
                     assert_eq!(
                         lease.batch.batch_key(),
-                        "plans/run-1/amzn-2023_epyc-gen-4/0.json",
-                        "{state} leases the batch the steps run"
+                        "plans/run-1/amzn-2023_graviton-3/0.json"
                     );
                     assert_eq!(lease.batch.owner().unwrap(), "run-1#batch-0");
-                    assert!(
-                        lease.waits_left > 0,
-                        "{state} may wait for another run's leases"
+                    assert_eq!(
+                        lease.waits_left, 0,
+                        "a unit held elsewhere ends: the scheduler waits"
                     );
                 }
-                (
-                    "Release lost batch's leases",
-                    record::Input::ReleaseLeases { release_leases },
-                ) => {
-                    assert_eq!(release_leases.owner().unwrap(), "run-1#batch-0");
+                record::Input::Done { done } => {
+                    assert_eq!((done.unit, done.attempt), (0, 1));
+                    assert!(done.lease.is_some() && done.recorded.is_some());
                 }
-                (_, other) => panic!("{state} sends {other:?} to the record function"),
+                other => panic!("{kind}: the record function gets {other:?}"),
             },
-            "Release" => {
-                let _: release::Input = input(state, i);
+            "release" => {
+                let _: release::Input = input(kind, i);
             }
-            other => panic!("{state}: unknown function {other}"),
+            other => panic!("{kind}: unknown function {other}"),
         }
-    }
-}
-
-#[test]
-fn the_definitions_substitutions_are_the_templates() {
-    let t = template();
-    let machine = one_resource(&t, "AWS::Serverless::StateMachine");
-    let p = &machine["Properties"];
-    assert_eq!(p["DefinitionUri"], "../statemachine/pipeline.asl.json");
-    let subs = p["DefinitionSubstitutions"].as_object().unwrap();
-    let text = read("statemachine/pipeline.asl.json");
-    // Every `${Name}`: what SAM replaces.
-    let mut used = BTreeSet::new();
-    for (i, _) in text.match_indices("${") {
-        let name: String = text[i + 2..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric())
-            .collect();
-        if text[i + 2 + name.len()..].starts_with('}') && !name.is_empty() {
-            used.insert(name);
-        }
-    }
-    assert_eq!(used, subs.keys().cloned().collect::<BTreeSet<_>>());
-    // Each function ARN is the function that builds that binary.
-    let functions: BTreeMap<&String, &Json> = resources_of_type(&t, "AWS::Serverless::Function")
-        .into_iter()
-        .collect();
-    for (name, value) in subs {
-        let Some(f) = name.strip_suffix("FunctionArn") else {
-            continue;
-        };
-        let target = value["Fn::GetAtt"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{name}: {value}"));
-        let resource = target.strip_suffix(".Arn").unwrap();
-        let binary = &functions[&resource.to_string()]["Metadata"]["BuildProperties"]["Binary"];
-        assert_eq!(binary.as_str().unwrap(), f.to_lowercase(), "{name}");
     }
 }
