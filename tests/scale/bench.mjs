@@ -128,7 +128,10 @@ async function main() {
     return body;
   };
   const machines = ebfleetMachines((f) => readFileSync(path.join(repo, 'statemachine', f), 'utf8'), { mapConcurrency: 40 });
-  const svc = new LocalStepFunctions({ machines, invoke, clock, log: () => {} });
+  // Only what fails is worth a line: a task's error, an execution's end.
+  // (a Wait for nodes timing out is the scheduler's clock, not a failure).
+  const noteworthy = (m) => /FAILED|ABORTED|: [A-Za-z.]+(Error|Exception|Failed|Invalid|Transient|Timeout|NodeLost)/.test(m) && !/Wait for nodes: States.Timeout/.test(m);
+  const svc = new LocalStepFunctions({ machines, invoke, clock, log: (m) => noteworthy(m) && log(m) });
   const sfnPort = await svc.listen();
   const nodes = new SimulatedNodes({ svc, moto, s3, sdk: S3, bucket, model });
   const ssmPort = await nodes.listen();
@@ -169,7 +172,9 @@ async function main() {
   try {
     const t1 = Date.now();
     const started = clock.now();
-    const { executionArn } = svc.start(stateMachineArn('ebfleet-pipeline'), a.name, { platforms: a.platforms });
+    // A run names platforms in full (`amzn-2023_epyc-gen-4`); the shipped ones are all amzn-2023.
+    const platforms = a.platforms.map((p) => (p.startsWith('amzn-2023_') ? p : `amzn-2023_${p}`));
+    const { executionArn } = svc.start(stateMachineArn('ebfleet-pipeline'), a.name, { platforms });
     const progress = setInterval(() => {
       const units = [...svc.executions.values()].filter((x) => x.machine.name === 'ebfleet-unit');
       const done = units.filter((x) => x.status !== 'RUNNING').length;

@@ -271,7 +271,12 @@ export class LocalStepFunctions {
     };
     const handlers = {};
     for (const [stateName, s] of Object.entries(m.states)) {
-      if (s.Type === 'Task') handlers[stateName] = (taskInput) => this.task(x, stateName, s, taskInput);
+      if (s.Type === 'Task') {
+        handlers[stateName] = (taskInput) => this.task(x, stateName, s, taskInput).catch((e) => {
+          this.log(`${x.name} ${stateName}: ${e.name}: ${String(e.message).slice(0, 500)}`);
+          throw e;
+        });
+      }
     }
     this.clock.touch();
     const run = m.sm.run(input, {
