@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The whole pipeline, locally, end to end: statemachine/pipeline.asl.json in
-# aws-local-stepfunctions, the real Lambdas under `cargo lambda watch`
-# (127.0.0.1), moto for S3, DynamoDB, EC2, SSM and Step Functions, and this
-# machine as the build nodes (real ebfleet-node, EasyBuild and Lmod) for the
-# SSM commands the dispatch Lambda sends; tests/e2e/pipeline.py says how.
+# The whole pipeline, locally, end to end: the three state machines
+# (statemachine/*.asl.json) in a local Step Functions service
+# (tests/sfn/serve.mjs: the aws-local-stepfunctions interpreter, its time
+# scaled by $EBFLEET_TIME_SCALE), the real Lambdas under `cargo lambda
+# watch`, moto for S3, DynamoDB, EC2, Auto Scaling and SSM's documents and
+# parameters, and this machine as the build nodes (real ebfleet-node,
+# EasyBuild and Lmod) for the SSM commands the dispatch Lambda sends;
+# tests/e2e/pipeline.py says how.
 #
-#   scripts/local-pipeline.sh demo          one run on two platforms, shown
+#   scripts/local-pipeline.sh demo           one run on two platforms, shown
 #   scripts/local-pipeline.sh test [NAME]... the end-to-end scenarios
 #
 # Installs what it needs (cargo-lambda, EasyBuild, Lmod, moto, Node 22 and
@@ -45,18 +48,45 @@ EBFLEET_PLATFORMS_TOML=$("$python" "$e2e" platforms)
 EBFLEET_EASYCONFIG_CACHE=$(mktemp -d)
 export EBFLEET_PLATFORMS_TOML EBFLEET_EASYCONFIG_CACHE
 
-# The functions' SSM client goes to the harness's proxy (tests/e2e/nodes.py),
-# which forwards everything to moto but the two calls moto cannot answer.
+# Step Functions for everyone (the Lambdas, the nodes, the scenarios); the
+# functions' SSM client goes to the harness's proxy (tests/e2e/nodes.py),
+# which forwards to moto all but what moto cannot do.
+sfn_port=$(free_port)
+export AWS_ENDPOINT_URL_SFN="http://127.0.0.1:$sfn_port"
 EBFLEET_SSM_PROXY_PORT=$(free_port)
+# A node beats on its step's task every second: the state machines'
+# heartbeats are scaled down with their time.
+export EBFLEET_HEARTBEAT_INTERVAL=1
 watch_log="$EBFLEET_CACHE/e2e-cargo-lambda-watch.log"
-trap 'stop_lambda_watch; rm -rf "$EBFLEET_EASYCONFIG_CACHE"; stop_moto' EXIT
+sfn_log="$EBFLEET_CACHE/e2e-sfn.log"
+sfn_pid=
+stop_all() {
+  [ -n "$sfn_pid" ] && kill "$sfn_pid" 2>/dev/null || true
+  stop_lambda_watch
+  rm -rf "$EBFLEET_EASYCONFIG_CACHE"
+  stop_moto
+}
+trap stop_all EXIT
 AWS_ENDPOINT_URL_SSM="http://127.0.0.1:$EBFLEET_SSM_PROXY_PORT" start_lambda_watch "$root" "$watch_log"
 
-export EBFLEET_SSM_PROXY_PORT EBFLEET_LAMBDA_INVOKE_PORT=$LAMBDA_WATCH_PORT
 export NODE="$INFRA_NODE" EBFLEET_NODE_MODULES="$INFRA_NODE_MODULES"
+# 0.01: a 300 s wait is 3 s, a 900 s heartbeat 9 s.
+log "Step Functions (local) on 127.0.0.1:$sfn_port, time x${EBFLEET_TIME_SCALE:-0.01}"
+"$NODE" "$root/tests/sfn/serve.mjs" --port "$sfn_port" --invoke-port "$LAMBDA_WATCH_PORT" \
+  --time-scale "${EBFLEET_TIME_SCALE:-0.01}" >"$sfn_log.out" 2>"$sfn_log" &
+sfn_pid=$!
+for _ in $(seq 1 100); do
+  grep -q listening "$sfn_log.out" 2>/dev/null && break
+  kill -0 "$sfn_pid" 2>/dev/null || { cat "$sfn_log" >&2; echo "the Step Functions service exited" >&2; exit 1; }
+  sleep 0.1
+done
+
+export EBFLEET_SSM_PROXY_PORT EBFLEET_LAMBDA_INVOKE_PORT=$LAMBDA_WATCH_PORT
 [ "$mode" = test ] && log "end-to-end scenarios"
 if ! "$python" "$e2e" "$mode" "$@"; then
   echo "--- cargo lambda watch log (last 60 lines)" >&2
   tail -60 "$watch_log" >&2
+  echo "--- Step Functions log (last 60 lines)" >&2
+  tail -60 "$sfn_log" >&2
   exit 1
 fi

@@ -105,3 +105,6 @@ BROKEN = Module("broken", compiles=False)
 DEPENDENT = Module("dependent", [BROKEN])
 SOLO = Module("solo")
 FAILING = [BROKEN, DEPENDENT, SOLO]
+# Six independent modules and one using them all: work for several nodes.
+FAN_OUT = [Module(f"fan{c}") for c in "abcdef"]
+FAN = FAN_OUT + [Module("fantop", FAN_OUT)]

@@ -1,38 +1,48 @@
-"""The two things moto cannot do, played by this machine.
+"""What moto cannot do of SSM, played by this machine.
 
 moto's SSM Run Command is a stub (every command "succeeds" and runs
-nothing) and DescribeInstanceInformation answers HTTP 500. The Lambdas' SSM
-client is pointed at `SsmProxy` (AWS_ENDPOINT_URL_SSM), which forwards every
-request to moto unchanged except those two:
+nothing), EventBridge does not tell anyone when a command ends, and
+DescribeInstanceInformation answers HTTP 500. The Lambdas' SSM client is
+pointed at `SsmProxy` (AWS_ENDPOINT_URL_SSM), which forwards every request
+to moto unchanged except these:
 
-* GetCommandInvocation: the first time a command is asked about, the proxy
-  reads it back from moto (ListCommands: document, parameters, instance)
-  and runs the document's own `runCommand` lines with bash, parameters as
-  `SSM_<name>` environment variables as the SSM agent passes ENV_VAR
-  parameters, the agent's path replaced by the locally built
-  `ebfleet-node`, on a disk of its own per instance (a directory
-  bind-mounted at the platform's root path in a private mount namespace:
-  needs root, as a build node's agent has). It answers InProgress
-  while that runs, then Success or Failed with the exit code and output.
+* SendCommand: forwarded to moto (which gives the CommandId and keeps the
+  command for ListCommands), then run here: the document's own
+  `runCommand` lines with bash, parameters as `SSM_<name>` environment
+  variables as the SSM agent passes ENV_VAR parameters (the task token
+  among them: the real `ebfleet-node` beats on it and completes it against
+  the local Step Functions service), the agent's path replaced by the
+  locally built `ebfleet-node`, on a disk of its own per instance (a
+  directory bind-mounted at the platform's root path in a private mount
+  namespace: needs root, as a build node's agent has). When it ends, the
+  "EC2 Command Invocation Status-change Notification" EventBridge would
+  deliver goes to the dispatch Lambda.
+* GetCommandInvocation: the status and output of a command run here.
 * DescribeInstanceInformation: an instance is Online while moto's EC2 says
   it is running and the harness has not taken it away.
 
 `lose` is the spot interruption: a rule that picks a command whose node is
-terminated (in moto) instead of running it; from then on SSM no longer
-knows the instance (InvalidInstanceId), as it would after a reclaim.
+reclaimed a moment after the command started: the command's processes
+cannot reach Step Functions and are killed, the instance is terminated (in
+moto), no event comes (the node is gone before it could report), and from
+then on SSM no longer knows it.
 """
 
 import http.server
 import json
 import os
+import signal
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 # Where bootstrap.sh installs the agent; the document runs it by this path.
 NODE_PROGRAM = "/opt/ebfleet/bin/ebfleet-node"
+# How long a lost node's command runs before the node goes.
+LOSE_AFTER_S = 2.0
 
 
 class Run:
@@ -48,10 +58,13 @@ class Run:
         self.stdout = ""
         self.stderr = ""
         self.lost = False
+        self.started = time.monotonic()
+        self.ended = None
 
 
 class Nodes:
-    def __init__(self, aws, work, node_bin, eb, bucket):
+    def __init__(self, aws, work, node_bin, eb, bucket, emit):
+        """`emit(event)`: deliver an SSM command event (to the dispatch Lambda)."""
         self.ssm = aws.client("ssm")
         self.ec2 = aws.client("ec2")
         self.s3 = aws.client("s3")
@@ -59,34 +72,38 @@ class Nodes:
         self.node_bin = node_bin
         self.eb = eb
         self.bucket = bucket
+        self.emit = emit
         self.lock = threading.Lock()
         self.runs = {}
         self.lost = set()
-        # (step, params, instance_id) -> bool: lose this node instead.
+        # (step, params, instance_id) -> bool: lose this node meanwhile.
         self.lose = None
 
     # ------------------------------------------------------------- commands
 
+    def sent(self, request, answer):
+        """moto took a SendCommand: run it."""
+        command_id = answer["Command"]["CommandId"]
+        params = {k: v[0] for k, v in request.get("Parameters", {}).items()}
+        doc = json.loads(self.ssm.get_document(Name=request["DocumentName"])["Content"])
+        for instance_id in request["InstanceIds"]:
+            run = Run(command_id, instance_id, params["step"], params)
+            doomed = bool(self.lose and self.lose(run.step, params, instance_id))
+            with self.lock:
+                if instance_id in self.lost:
+                    doomed = True
+                self.runs[(command_id, instance_id)] = run
+            threading.Thread(target=self._run, args=(run, doc, doomed), daemon=True).start()
+
     def invocation(self, command_id, instance_id):
-        """GetCommandInvocation: (HTTP status, JSON body)."""
+        """GetCommandInvocation: (HTTP status, JSON body), or None: not ours."""
         with self.lock:
-            if instance_id in self.lost:
-                return 400, {
-                    "__type": "InvalidInstanceId",
-                    "message": f"Instance {instance_id} is not in a valid state for this operation",
-                }
-            run = self.runs.get(command_id)
+            run = self.runs.get((command_id, instance_id))
             if run is None:
-                run = self._start(command_id, instance_id)
-                self.runs[command_id] = run
-        if run.lost:
-            return 400, {"__type": "InvalidInstanceId", "message": f"Instance {instance_id} is terminated"}
-        body = {
-            "CommandId": command_id,
-            "InstanceId": instance_id,
-            "DocumentName": "",
-            "PluginName": "ebfleetNode",
-        }
+                return None
+            if run.lost or instance_id in self.lost:
+                return 400, {"__type": "InvalidInstanceId", "message": f"Instance {instance_id} is terminated"}
+        body = {"CommandId": command_id, "InstanceId": instance_id, "DocumentName": "", "PluginName": "ebfleetNode"}
         if not run.done.is_set():
             body.update(Status="InProgress", StatusDetails="InProgress", ResponseCode=-1)
         elif run.exit_code == 0:
@@ -97,23 +114,7 @@ class Nodes:
         body["StandardErrorContent"] = run.stderr[-8000:]
         return 200, body
 
-    def _start(self, command_id, instance_id):
-        cmd = self.ssm.list_commands(CommandId=command_id)["Commands"][0]
-        assert instance_id in cmd["InstanceIds"], f"{command_id} was not sent to {instance_id}"
-        params = {k: v[0] for k, v in cmd["Parameters"].items()}
-        step = params["step"]
-        run = Run(command_id, instance_id, step, params)
-        if self.lose and self.lose(step, params, instance_id):
-            self.ec2.terminate_instances(InstanceIds=[instance_id])
-            self.lost.add(instance_id)
-            run.lost = True
-            run.done.set()
-            return run
-        doc = json.loads(self.ssm.get_document(Name=cmd["DocumentName"])["Content"])
-        threading.Thread(target=self._run, args=(run, doc), daemon=True).start()
-        return run
-
-    def _run(self, run, doc):
+    def _run(self, run, doc, doomed):
         try:
             inputs = doc["mainSteps"][0]["inputs"]
             script = "\n".join(inputs["runCommand"])
@@ -138,53 +139,105 @@ class Nodes:
                 PATH=f"{Path(self.eb).parent}:{env.get('PATH', '')}",
             )
             env.pop("EBFLEET_TASK_TOKEN", None)
+            if doomed:
+                # Whatever it gets done before it goes, it cannot tell.
+                env["AWS_ENDPOINT_URL_SFN"] = "http://127.0.0.1:9"
             timeout = int(run.params.get("executionTimeout", "3600"))
-            p = subprocess.run(
+            p = subprocess.Popen(
                 ["unshare", "--mount", "bash", "-c", 'mount --bind "$0" "$1" && exec bash -c "$2"',
                  str(disk), str(mount_point), script],
-                env=env, capture_output=True, text=True, timeout=timeout,
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
             )
-            run.exit_code, run.stdout, run.stderr = p.returncode, p.stdout, p.stderr
+            if doomed:
+                self._lose(run, p)
+                return
+            try:
+                out, err = p.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                out, err = p.communicate()
+            run.exit_code, run.stdout, run.stderr = p.returncode, out, err
             logs = root / "commands"
             logs.mkdir(exist_ok=True)
-            (logs / f"{run.command_id}.{run.step}.out").write_text(p.stdout)
-            (logs / f"{run.command_id}.{run.step}.err").write_text(p.stderr)
+            (logs / f"{run.command_id}.{run.step}.out").write_text(out)
+            (logs / f"{run.command_id}.{run.step}.err").write_text(err)
         except Exception as e:  # the step failed as SSM would report it
             run.exit_code, run.stderr = 1, f"harness: {e!r}"
         finally:
+            run.ended = time.monotonic()
             run.done.set()
+        self.emit(self._event(run, "Success" if run.exit_code == 0 else "Failed"))
+
+    def _lose(self, run, p):
+        """The node goes while the command runs: no result, no event."""
+        try:
+            p.wait(timeout=LOSE_AFTER_S)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.communicate()
+        with self.lock:
+            self.lost.add(run.instance_id)
+            run.lost = True
+        self.ec2.terminate_instances(InstanceIds=[run.instance_id])
+        run.ended = time.monotonic()
+        run.done.set()
+
+    def _event(self, run, status):
+        return {
+            "version": "0",
+            "id": f"e2e-{run.command_id}-{run.instance_id}",
+            "detail-type": "EC2 Command Invocation Status-change Notification",
+            "source": "aws.ssm",
+            "account": "123456789012",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": "us-east-1",
+            "resources": [f"arn:aws:ec2:us-east-1:123456789012:instance/{run.instance_id}"],
+            "detail": {
+                "command-id": run.command_id,
+                "document-name": "",
+                "instance-id": run.instance_id,
+                "requested-date-time": "",
+                "status": status,
+            },
+        }
 
     def _node_root(self, instance_id, params):
         """The instance's directory, with the node.env bootstrap.sh would
-        write for its platform (archspec from the batch file)."""
+        write for its platform (archspec from the unit file)."""
         root = self.work / "nodes" / instance_id
         env_file = root / "node.env"
-        if not env_file.exists():
+        with self.lock:
+            if env_file.exists():
+                return root
             root.mkdir(parents=True, exist_ok=True)
-            batch = json.loads(
-                self.s3.get_object(Bucket=self.bucket, Key=params["batchKey"])["Body"].read()
-            )
-            itype = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
-                "Instances"
-            ][0]["InstanceType"]
-            env_file.write_text(
-                "# written by the e2e harness, as bootstrap.sh would\n"
-                "EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES=1\n"
-                "LMOD_CMD=/usr/share/lmod/lmod/libexec/lmod\n"
-                f"EBFLEET_EB={self.eb}\n"
-                f"EBFLEET_ARCHSPEC={batch['archspec']}\n"
-                f"EBFLEET_INSTANCE_TYPE={itype}\n"
-            )
+        unit = json.loads(self.s3.get_object(Bucket=self.bucket, Key=params["batchKey"])["Body"].read())
+        itype = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["InstanceType"]
+        env_file.write_text(
+            "# written by the e2e harness, as bootstrap.sh would\n"
+            "EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES=1\n"
+            "LMOD_CMD=/usr/share/lmod/lmod/libexec/lmod\n"
+            f"EBFLEET_EB={self.eb}\n"
+            f"EBFLEET_ARCHSPEC={unit['archspec']}\n"
+            f"EBFLEET_INSTANCE_TYPE={itype}\n"
+        )
         return root
+
+    # -------------------------------------------------------------- figures
+
+    def commands(self, step=None):
+        with self.lock:
+            return [r for r in self.runs.values() if step is None or r.step == step]
 
     # ------------------------------------------------------------ instances
 
     def instance_information(self, ids):
         online = []
         if ids:
-            found = self.ec2.describe_instances(
-                Filters=[{"Name": "instance-id", "Values": ids}]
-            )["Reservations"]
+            found = self.ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": ids}])["Reservations"]
             for r in found:
                 for i in r["Instances"]:
                     if i["State"]["Name"] == "running" and i["InstanceId"] not in self.lost:
@@ -201,8 +254,8 @@ class Nodes:
 
 
 class SsmProxy(http.server.ThreadingHTTPServer):
-    """SSM's JSON API on 127.0.0.1:port: two operations answered by `nodes`,
-    everything else forwarded to moto."""
+    """SSM's JSON API on 127.0.0.1:port: what `nodes` plays, the rest
+    forwarded to moto."""
 
     daemon_threads = True
 
@@ -218,33 +271,33 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        target = self.headers.get("X-Amz-Target", "")
-        op = target.rsplit(".", 1)[-1]
+        op = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
         nodes = self.server.nodes
         try:
+            if op == "SendCommand":
+                status, ctype, data = self._forward(body)
+                if status == 200:
+                    nodes.sent(json.loads(body), json.loads(data))
+                return self._reply(status, ctype, data)
             if op == "GetCommandInvocation":
                 req = json.loads(body)
-                status, out = nodes.invocation(req["CommandId"], req["InstanceId"])
-                return self._json(status, out)
+                answer = nodes.invocation(req["CommandId"], req["InstanceId"])
+                if answer is not None:
+                    return self._json(*answer)
             if op == "DescribeInstanceInformation":
                 req = json.loads(body)
-                # Filters: [{Key, Values}]; the older filter list: [{key, valueSet}].
                 ids = [v for f in req.get("Filters", []) if f.get("Key") == "InstanceIds" for v in f.get("Values", [])]
-                ids += [
-                    v
-                    for f in req.get("InstanceInformationFilterList", [])
-                    if f.get("key") == "InstanceIds"
-                    for v in f.get("valueSet", [])
-                ]
                 return self._json(*nodes.instance_information(ids))
         except Exception as e:
             return self._json(500, {"__type": "InternalServerError", "message": repr(e)})
-        self._forward(body)
+        self._reply(*self._forward(body))
 
     def _json(self, status, obj):
-        data = json.dumps(obj).encode()
+        self._reply(status, "application/x-amz-json-1.1", json.dumps(obj).encode())
+
+    def _reply(self, status, ctype, data):
         self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Type", ctype or "application/x-amz-json-1.1")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -254,11 +307,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         req = urllib.request.Request(self.server.moto + self.path, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
-                status, data, ctype = r.status, r.read(), r.headers.get("Content-Type", "")
+                return r.status, r.headers.get("Content-Type", ""), r.read()
         except urllib.error.HTTPError as e:
-            status, data, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
-        self.send_response(status)
-        self.send_header("Content-Type", ctype or "application/x-amz-json-1.1")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            return e.code, e.headers.get("Content-Type", ""), e.read()

@@ -1,27 +1,29 @@
 #!/usr/bin/env python3
 """The whole pipeline, locally, end to end.
 
-statemachine/pipeline.asl.json runs in aws-local-stepfunctions (execute.mjs);
-its Lambda tasks invoke the real Rust functions under `cargo lambda watch`,
-which talk to a moto server for S3, DynamoDB, EC2, SSM parameters and
-documents, and Step Functions. Only SSM Run Command and SSM's managed-node
-list are played by this machine (nodes.py): each command the real dispatch
-Lambda sent to moto runs the real `ebfleet-node`, which builds with real
-EasyBuild and Lmod. `scripts/test-e2e.sh` installs and starts all of it.
+The three state machines (statemachine/*.asl.json) run in the local Step
+Functions service (tests/sfn/serve.mjs, over the aws-local-stepfunctions
+ASL interpreter, real time scaled down); their Lambda tasks invoke the real
+Rust functions under `cargo lambda watch`, which talk to that service and
+to a moto server for S3, DynamoDB, EC2, Auto Scaling and SSM's parameters
+and documents. Only SSM Run Command, its command events and its
+managed-node list are played by this machine (nodes.py): each command the
+real dispatch Lambda sends runs the real `ebfleet-node`, which builds with
+real EasyBuild and Lmod and completes its step's task itself.
+`scripts/local-pipeline.sh` installs and starts all of it.
 
     pipeline.py setup       create the stack in moto; print KEY=VALUE lines
     pipeline.py platforms   the platforms file the Lambdas get
     pipeline.py demo        one run on two platforms, and what it left
     pipeline.py test [NAME] the scenarios (they build on each other, in order)
 
-Every scenario asserts on DynamoDB, S3 and EC2 afterwards.
+Every scenario asserts on DynamoDB, S3, EC2 and the executions afterwards.
 """
 
 import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,8 +40,9 @@ from nodes import Nodes, SsmProxy
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "infra" / "template.yaml"
-DEFINITION = REPO / "statemachine" / "pipeline.asl.json"
 SHIPPED_PLATFORMS = REPO / "crates" / "ebfleet-core" / "data" / "platforms.toml"
+ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:"
+PIPELINE, PLATFORM, UNIT = (f"{ARN}ebfleet-{m}" for m in ("pipeline", "platform", "unit"))
 
 # Four x86_64 platforms, so this machine can build for all of them (the
 # fixtures use the SYSTEM toolchain: no -march flags).
@@ -47,12 +50,21 @@ CPUS = ["epyc-gen-4", "xeon-gen-4", "epyc-gen-3", "xeon-gen-3"]
 A, B, C, D = (f"amzn-2023_{c}" for c in CPUS)
 # Where capacity expects the x86_64 agent (infra/OPERATOR.md).
 NODE_KEY = "tools/ebfleet-node/x86_64/ebfleet-node"
+# A platform's pool: at most this many nodes at once.
+NODES = 3
+# Lost nodes a module is tried on before it is given up.
+NODE_ATTEMPTS = 3
+# A platform goes on in a new execution after this many ticks (400 in a
+# stack; few here, so every scenario's platforms cross executions).
+TICKS = 6
+# AWS's limit of events in one execution's history.
+HISTORY_LIMIT = 25_000
 
 
 def env(name):
     v = os.environ.get(name)
     if not v:
-        sys.exit(f"{name} is not set (run scripts/test-e2e.sh)")
+        sys.exit(f"{name} is not set (run scripts/local-pipeline.sh)")
     return v
 
 
@@ -97,9 +109,10 @@ def platforms_toml():
 
 
 def setup():
-    """The stack's resources, from infra/template.yaml where it defines
-    them: bucket (versioned, so a second write of a tarball shows), table,
-    the SSM document, the state machine, a subnet and a security group."""
+    """The stack's resources in moto, from infra/template.yaml where it
+    defines them: bucket (versioned, so a second write of a tarball shows),
+    table, the SSM document, a subnet and a security group; the state
+    machines are the local service's (serve.mjs)."""
     s = aws()
     res = template_resources()
     name = f"ebfleet-e2e-{int(time.time())}"
@@ -120,19 +133,9 @@ def setup():
         DocumentType=doc["DocumentType"],
         DocumentFormat="JSON",
     )
-    sfn = s.client("stepfunctions").create_state_machine(
-        name=name,
-        definition=DEFINITION.read_text(),
-        roleArn="arn:aws:iam::123456789012:role/ebfleet-sfn",
-    )
     # The agent the nodes would download (bootstrap.sh checks its sha256).
     node = Path(env("EBFLEET_NODE_BIN")).read_bytes()
-    s3.put_object(
-        Bucket=name,
-        Key=NODE_KEY,
-        Body=node,
-        Metadata={"sha256": hashlib.sha256(node).hexdigest()},
-    )
+    s3.put_object(Bucket=name, Key=NODE_KEY, Body=node, Metadata={"sha256": hashlib.sha256(node).hexdigest()})
     ec2 = s.client("ec2")
     subnet = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][0]
     sg = ec2.create_security_group(GroupName=name, Description="no inbound", VpcId=subnet["VpcId"])
@@ -140,11 +143,17 @@ def setup():
         "EBFLEET_BUCKET": name,
         "EBFLEET_TABLE": name,
         "EBFLEET_SSM_DOCUMENT": f"{name}-node-step",
-        "EBFLEET_STATE_MACHINE_ARN": sfn["stateMachineArn"],
+        "EBFLEET_STATE_MACHINE_ARN": PIPELINE,
+        "EBFLEET_UNIT_STATE_MACHINE_ARN": UNIT,
         "EBFLEET_INSTANCE_PROFILE_ARN": "arn:aws:iam::123456789012:instance-profile/ebfleet-node",
         "EBFLEET_SUBNET_IDS": subnet["SubnetId"],
         "EBFLEET_SECURITY_GROUP_ID": sg["GroupId"],
-        "EBFLEET_MAX_BATCH_MODULES": "2",
+        "EBFLEET_NODES_PER_PLATFORM": NODES,
+        "EBFLEET_MAX_INSTANCES_PER_PLATFORM": 4 * NODES,
+        "EBFLEET_NODE_ATTEMPTS": NODE_ATTEMPTS,
+        "EBFLEET_NODE_IDLE_SECONDS": 30,
+        "EBFLEET_TICKS_PER_EXECUTION": TICKS,
+        "EBFLEET_HELD_RETRY_SECONDS": 5,
     }
     for k, v in settings.items():
         print(f"{k}={v}")
@@ -161,13 +170,18 @@ class World:
         self.s3 = s.client("s3")
         self.ddb = s.client("dynamodb")
         self.ec2 = s.client("ec2")
+        self.asg = s.client("autoscaling")
+        # AWS_ENDPOINT_URL_SFN: the local Step Functions service.
         self.sfn = s.client("stepfunctions")
+        self.sfn_endpoint = env("AWS_ENDPOINT_URL_SFN")
         self.bucket = env("EBFLEET_BUCKET")
         self.table = env("EBFLEET_TABLE")
-        self.state_machine = env("EBFLEET_STATE_MACHINE_ARN")
         self.invoke_port = env("EBFLEET_LAMBDA_INVOKE_PORT")
         self.work = Path(tempfile.mkdtemp(prefix="ebfleet-e2e-"))
-        self.nodes = Nodes(s, self.work, env("EBFLEET_NODE_BIN"), env("EBFLEET_EB"), self.bucket)
+        self.nodes = Nodes(
+            s, self.work, env("EBFLEET_NODE_BIN"), env("EBFLEET_EB"), self.bucket,
+            lambda event: self.invoke("dispatch", event),
+        )
         self.proxy = SsmProxy(int(env("EBFLEET_SSM_PROXY_PORT")), env("EBFLEET_MOTO_ENDPOINT"), self.nodes)
         threading.Thread(target=self.proxy.serve_forever, daemon=True).start()
         self.runs = 0
@@ -182,42 +196,55 @@ class World:
     # -- executions
 
     def start(self, input, name=None):
-        """Start one execution in the ASL interpreter; returns a handle for
-        `finish`."""
+        """Start a run (an execution of the pipeline); its name."""
         self.runs += 1
         name = name or f"e2e-{self.runs}-{int(time.time())}"
-        req = self.work / f"{name}.request.json"
-        req.write_text(
-            json.dumps(
-                {
-                    "definition": str(DEFINITION),
-                    "name": name,
-                    "input": input,
-                    "invoke_port": self.invoke_port,
-                    "substitutions": {"MapConcurrency": 4, "MaxNodeAttempts": 3, "MaxInstancesPerPlatform": 6},
-                    "wait_ms": 250,
-                }
-            )
-        )
-        proc = subprocess.Popen(
-            [env("NODE"), str(Path(__file__).with_name("execute.mjs")), str(req)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        return name, proc
+        self.sfn.start_execution(stateMachineArn=PIPELINE, name=name, input=json.dumps(input))
+        return name
 
-    def finish(self, handle, timeout=1200):
-        name, proc = handle
-        out, err = proc.communicate(timeout=timeout)
-        if proc.returncode != 0:
-            raise AssertionError(f"execute.mjs failed for {name}:\n{err[-4000:]}")
-        result = json.loads(out.strip().splitlines()[-1])
-        result["name"] = name
-        return result
+    def finish(self, name, timeout=1500):
+        """Wait for run `name` to end: {name, status, output, error, cause,
+        executions: every execution it started, directly or not}."""
+        arn = f"{PIPELINE.replace(':stateMachine:', ':execution:')}:{name}"
+        deadline = time.monotonic() + timeout
+        while True:
+            d = self.sfn.describe_execution(executionArn=arn)
+            if d["status"] != "RUNNING":
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name}: still running after {timeout} s")
+            time.sleep(0.5)
+        # A platform reports before its last states end: let them.
+        mine = self.executions(name)
+        for _ in range(100):
+            if all(x["status"] != "RUNNING" for x in mine):
+                break
+            time.sleep(0.2)
+            mine = self.executions(name)
+        return {
+            "name": name,
+            "status": d["status"],
+            "output": json.loads(d["output"]) if "output" in d else None,
+            "error": d.get("error"),
+            "cause": d.get("cause"),
+            "executions": mine,
+        }
 
     def execute(self, input, name=None):
         return self.finish(self.start(input, name))
+
+    def executions(self, run=None):
+        """Every execution of the local service (of run `run`): name,
+        state machine, status, history events."""
+        req = urllib.request.Request(
+            self.sfn_endpoint, data=b"{}", method="POST",
+            headers={"X-Amz-Target": "Ebfleet.Executions", "Content-Type": "application/x-amz-json-1.0"},
+        )
+        with urllib.request.urlopen(req, timeout=60) as r:
+            xs = json.loads(r.read())["executions"]
+        if run is None:
+            return xs
+        return [x for x in xs if x["name"] == run or (x.get("input") or {}).get("execution") == run]
 
     def invoke(self, function, payload):
         url = f"http://127.0.0.1:{self.invoke_port}/2015-03-31/functions/{function}/invocations"
@@ -259,31 +286,52 @@ class World:
                 out[i["InstanceId"]] = (i["State"]["Name"], tags.get("ebfleet:platform"))
         return out
 
+    def pools(self, execution):
+        """The Auto Scaling groups of an execution still there."""
+        groups = self.asg.describe_auto_scaling_groups()["AutoScalingGroups"]
+        return [g["AutoScalingGroupName"] for g in groups if execution in g["AutoScalingGroupName"]]
+
     def manifests(self, platform, execution):
         prefix = f"{platform}/manifests/{execution}/"
-        keys = sorted(self.versions(prefix))
-        return [self.json_object(k) for k in keys]
+        return [self.json_object(k) for k in sorted(self.versions(prefix))]
 
 
 # -------------------------------------------------------------- assertions
 
 
 def succeeded(r):
-    assert r["status"] == "SUCCEEDED", f"{r['name']}: {r.get('error')}: {r.get('cause')}\ntasks: {r['tasks'][-12:]}"
+    if r["status"] != "SUCCEEDED":
+        failed = [f"{x['name']}: {x.get('error')}: {(x.get('cause') or '')[:300]}" for x in r["executions"] if x["status"] == "FAILED"]
+        raise AssertionError(f"{r['name']}: {r['status']} {r.get('error')}: {r.get('cause')}\nfailed: {failed[:6]}")
     return r["output"]
 
 
 def platform_summary(output, platform):
     for p in output["platforms"]:
         if p.get("platform") == platform:
+            assert not p.get("failed"), f"{platform} failed: {p}"
             return p
     raise AssertionError(f"no summary for {platform} in {json.dumps(output)[:2000]}")
 
 
-def all_terminated(w, execution):
+def units_of(r, platform):
+    """The unit executions of `platform` in run `r`."""
+    return [x for x in r["executions"] if x["stateMachine"] == "ebfleet-unit" and x["input"]["platform"] == platform]
+
+
+def within_history_limit(r):
+    """No execution of the run came near AWS's history limit, and every one ended."""
+    for x in r["executions"]:
+        assert x["status"] != "RUNNING", f"{x['name']} still running after its run ended"
+        assert x["events"] < HISTORY_LIMIT // 10, f"{x['name']}: {x['events']} history events"
+
+
+def released(w, execution):
+    """Every instance the run started is terminated and its pools are gone."""
     mine = w.instances(execution)
     running = {i: s for i, (s, _) in mine.items() if s not in ("terminated", "shutting-down")}
     assert not running, f"{execution}: instances left running: {running}"
+    assert not w.pools(execution), f"{execution}: pools left: {w.pools(execution)}"
     return mine
 
 
@@ -312,6 +360,16 @@ def built_once(w, platform, modules, execution=None):
     return recs
 
 
+def after_its_dependencies(w, platform, execution, modules):
+    """Each module's unit started after every dependency's ended (by their
+    manifests), when both were built by `execution`."""
+    when = {e["module"]: (m["started"], m["finished"]) for m in w.manifests(platform, execution) for e in m["modules"]}
+    for m in modules:
+        for d in m.deps:
+            if m.module in when and d.module in when:
+                assert when[m.module][0] >= when[d.module][1], f"{platform}: {m.module} started before {d.module} ended: {when}"
+
+
 # --------------------------------------------------------------- scenarios
 
 SCENARIOS = []
@@ -324,83 +382,123 @@ def scenario(f):
 
 @scenario
 def happy_path(w):
-    """Two platforms, two batches each: every module recorded once,
-    tarballs, module files and manifests in S3, every instance terminated."""
+    """Two platforms, one unit per module: every module recorded once,
+    tarballs, module files and a manifest per unit in S3, each platform
+    across several executions (its ticks), every instance terminated and
+    every pool deleted."""
     w.upload(fx.STACK)
     r = w.execute({"platforms": [A, B]})
     out = succeeded(r)
+    within_history_limit(r)
     for p in (A, B):
         s = platform_summary(out, p)
-        assert s["built"] == len(fx.STACK) and s["failed"] == 0, f"{p}: {s}"
-        assert s["batches_done"] == 2, f"{p}: {s['batches_done']} batches, expected 2 (2 modules a batch)"
+        assert s["units"]["built"] == len(fx.STACK) and s["units"]["failed"] == 0, f"{p}: {s}"
+        assert 1 <= s["nodes_max"] <= NODES, f"{p}: {s}"
         built_once(w, p, fx.STACK, r["name"])
+        after_its_dependencies(w, p, r["name"], fx.STACK)
         manifests = w.manifests(p, r["name"])
-        assert [m["batch"] for m in manifests] == [0, 1], f"{p}: manifests {[m['batch'] for m in manifests]}"
         assert sorted(e["module"] for m in manifests for e in m["modules"]) == sorted(m.module for m in fx.STACK)
-    mine = all_terminated(w, r["name"])
-    assert sorted(p for _, p in mine.values()) == [A, B], f"one node per platform: {mine}"
+        assert all(len(m["modules"]) == 1 for m in manifests), f"{p}: a manifest of more than one module"
+        units = units_of(r, p)
+        assert sorted(x["input"]["module"] for x in units) == sorted(m.module for m in fx.STACK), f"{p}: units {units}"
+        generations = [x["name"] for x in r["executions"] if x["stateMachine"] == "ebfleet-platform" and x["input"]["platform"] == p]
+        assert len(generations) >= 2, f"{p}: one platform execution ({generations}); it goes on after {TICKS} ticks"
+    mine = released(w, r["name"])
+    assert {p for _, p in mine.values()} == {A, B}, f"instances: {mine}"
     assert w.versions(f"plans/{r['name']}/plan.json"), "no plan written"
 
 
 @scenario
 def nothing_new(w):
-    """A second run over the same easyconfigs starts no instance."""
+    """A second run over the same easyconfigs starts no instance, no pool,
+    no platform."""
     before = w.instances()
     r = w.execute({"platforms": [A, B]})
     out = succeeded(r)
     assert w.instances() == before, "an instance was started"
-    assert not w.instances(r["name"]), "an instance is tagged with the run"
-    assert "Capacity" not in [t[0] for t in r["tasks"]], f"Capacity ran: {r['tasks']}"
-    assert out is not None
-
-
-@scenario
-def node_lost(w):
-    """The node is reclaimed during batch 1's build: the batch is retried on
-    a new node (which syncs batch 0's tarballs), nothing is built twice."""
-    w.upload(fx.STACK)
-    w.nodes.lose = lambda step, params, instance: (
-        step == "build" and params["platform"] == C and params["batchKey"].endswith("/1.json") and not w.nodes.lost
-    )
-    try:
-        r = w.execute({"platforms": [C]})
-    finally:
-        w.nodes.lose = None
-    out = succeeded(r)
-    s = platform_summary(out, C)
-    assert s["nodes_started"] == 2 and s["nodes_lost"] == 1, f"{C}: {s}"
-    assert s["built"] == len(fx.STACK), f"{C}: {s}"
-    built_once(w, C, fx.STACK, r["name"])
-    mine = all_terminated(w, r["name"])
-    assert len(mine) == 2, f"{C}: {len(mine)} instances"
-    # The replacement ran batch 1 from its sync on: it downloaded batch 0's
-    # tarballs (alpha, beta) instead of building them again.
-    second = next(i for i in mine if i not in w.nodes.lost)
-    syncs = [json.loads(p.read_text()) for p in (w.work / "nodes" / second / "commands").glob("*.sync.out")]
-    assert len(syncs) == 1 and syncs[0]["needs"]["downloaded"] == 2, f"{second}: syncs {syncs}"
+    assert [x["name"] for x in r["executions"]] == [r["name"]], f"started {[x['name'] for x in r['executions']]}"
+    assert out["nothing_to_do"] is True or all(p.get("up_to_date") for p in out["platforms"]), out
 
 
 @scenario
 def two_at_once(w):
-    """Two executions for the same platform at the same time: leases keep
-    every module built exactly once."""
+    """Two runs for the same platform at the same time: leases keep every
+    module built exactly once."""
     w.upload(fx.STACK)
-    first = w.start({"platforms": [D]})
-    second = w.start({"platforms": [D]})
+    first, second = w.start({"platforms": [C]}), w.start({"platforms": [C]})
     r1, r2 = w.finish(first), w.finish(second)
     o1, o2 = succeeded(r1), succeeded(r2)
-    built = platform_summary(o1, D)["built"] + platform_summary(o2, D)["built"]
-    recs = built_once(w, D, fx.STACK)
-    assert built == len(fx.STACK), f"{D}: {built} builds between the two runs for {len(fx.STACK)} modules"
-    assert {r["execution"] for r in recs.values()} <= {r1["name"], r2["name"]}
-    all_terminated(w, r1["name"])
-    all_terminated(w, r2["name"])
+    for o in (o1, o2):
+        assert platform_summary(o, C)["units"]["built"] == len(fx.STACK), f"{C}: {o}"
+    recs = built_once(w, C, fx.STACK)
+    assert {recs[m.module]["execution"] for m in fx.STACK} <= {first, second}
+    # They met: a unit of one found the other's lease, or its build done.
+    outcomes = [x["output"]["outcome"] for r in (r1, r2) for x in units_of(r, C)]
+    assert {"held", "already_built"} & set(outcomes), f"the runs never met: {outcomes}"
+    released(w, first)
+    released(w, second)
+
+
+@scenario
+def overlapping_builds(w):
+    """Six independent modules and one on top of them (a run of the changed
+    easyconfigs only), three nodes: builds run at once on different nodes,
+    the top one after all of them, each module once."""
+    w.upload(fx.FAN)
+    before = len(w.nodes.commands("build"))
+    r = w.execute({"platforms": [C], "changed_keys": [m.easyconfig_key for m in fx.FAN]})
+    succeeded(r)
+    within_history_limit(r)
+    built_once(w, C, fx.FAN, r["name"])
+    after_its_dependencies(w, C, r["name"], fx.FAN)
+    builds = [c for c in w.nodes.commands("build")[before:] if c.params["platform"] == C]
+    edges = sorted([(c.started, 1) for c in builds] + [(c.ended, -1) for c in builds])
+    most = now = 0
+    for _, d in edges:
+        now += d
+        most = max(most, now)
+    nodes = {c.instance_id for c in builds}
+    assert most >= 2, f"{C}: at most {most} build at once on {len(nodes)} node(s)"
+    assert len(nodes) >= 2 and len(nodes) <= NODES + 1, f"{C}: builds on {len(nodes)} nodes"
+    released(w, r["name"])
+
+
+@scenario
+def node_lost(w):
+    """A node is reclaimed in the middle of a build while others build: its
+    unit runs again on another node (which syncs what it needs), nothing
+    is built twice, nothing else is disturbed."""
+    w.upload(fx.STACK)
+    victim = fx.GAMMA.module
+    w.nodes.lose = lambda step, params, instance: (
+        step == "build" and params["platform"] == D and not w.nodes.lost and unit_module(w, params) == victim
+    )
+    try:
+        r = w.execute({"platforms": [D]})
+    finally:
+        w.nodes.lose = None
+    succeeded(r)
+    within_history_limit(r)
+    built_once(w, D, fx.STACK, r["name"])
+    after_its_dependencies(w, D, r["name"], fx.STACK)
+    tries = [x for x in units_of(r, D) if x["input"]["module"] == victim]
+    assert len(tries) == 2, f"{victim}: {len(tries)} unit executions: {[(x['name'], x['status']) for x in tries]}"
+    assert tries[0]["input"]["instance_id"] != tries[1]["input"]["instance_id"], "tried again on the lost node"
+    assert {tries[0]["input"]["attempt"], tries[1]["input"]["attempt"]} == {1, 2}
+    lost = [i for i in w.nodes.lost if w.instances(r["name"]).get(i)]
+    assert len(lost) == 1, f"lost {lost}"
+    released(w, r["name"])
+
+
+def unit_module(w, params):
+    """The module a step's unit file builds."""
+    return w.json_object(params["batchKey"])["builds"][0]["module"]
 
 
 @scenario
 def new_easyconfig(w):
-    """A new easyconfig lands in the bucket: the trigger starts an execution
-    that plans only it (its dependency is built) on every platform."""
+    """A new easyconfig lands in the bucket: the trigger starts a run that
+    plans only it (its dependency is built) on every platform."""
     w.upload([fx.EPSILON])
     event = {
         "version": "0",
@@ -419,92 +517,91 @@ def new_easyconfig(w):
         },
     }
     started = w.invoke("trigger", event)
-    running = w.sfn.list_executions(stateMachineArn=w.state_machine, statusFilter="RUNNING")["executions"]
-    assert len(running) == 1, f"trigger {started}: {len(running)} executions running"
+    running = w.sfn.list_executions(stateMachineArn=PIPELINE, statusFilter="RUNNING")["executions"]
+    assert len(running) == 1, f"trigger {started}: {len(running)} runs running"
     desc = w.sfn.describe_execution(executionArn=running[0]["executionArn"])
-    input = json.loads(desc["input"])
-    assert input.get("changed_keys") == [fx.EPSILON.easyconfig_key], f"trigger input {input}"
-    # moto only records the execution; the interpreter runs it, under its name.
-    r = w.execute(input, name=desc["name"])
-    w.sfn.stop_execution(executionArn=desc["executionArn"])
+    assert json.loads(desc["input"]).get("changed_keys") == [fx.EPSILON.easyconfig_key], f"trigger input {desc['input']}"
+    r = w.finish(desc["name"])
     out = succeeded(r)
     for p in (A, B, C, D):
         s = platform_summary(out, p)
-        assert s["built"] == 1, f"{p}: built {s['built']}, expected epsilon only"
+        assert s["units"]["built"] == 1, f"{p}: built {s['units']}, expected epsilon only"
         recs = built_once(w, p, [fx.EPSILON], r["name"])
-        assert recs[fx.ALPHA.module]["attempts"] == "1", f"{p}: alpha rebuilt"
-        assert w.versions(recs[fx.ALPHA.module]["tarball_key"])[recs[fx.ALPHA.module]["tarball_key"]] == 1
-    all_terminated(w, r["name"])
+        alpha = recs[fx.ALPHA.module]
+        assert alpha["execution"] != r["name"], f"{p}: alpha rebuilt"
+        assert w.versions(alpha["tarball_key"])[alpha["tarball_key"]] == 1
+    released(w, r["name"])
 
 
 @scenario
 def failing_build(w):
     """A build fails: its dependent is skipped with the reason, the
-    independent module is still built, the instance terminated."""
+    independent module is still built, everything released."""
     w.upload(fx.FAILING)
-    r = w.execute({"platforms": [A]})
+    r = w.execute({"platforms": [A], "changed_keys": [m.easyconfig_key for m in fx.FAILING]})
     out = succeeded(r)
     s = platform_summary(out, A)
-    assert (s["built"], s["failed"], s["skipped"]) == (1, 1, 1), f"{A}: {s}"
+    units = s["units"]
+    assert (units["built"], units["failed"], units["skipped"]) == (1, 1, 1), f"{A}: {s}"
     recs = w.records(A)
     broken = recs[fx.BROKEN.module]
     assert broken["status"] == "failed" and broken["error_class"] == "compile_error", f"broken: {broken}"
     assert broken.get("error_log_key", "").startswith(f"{A}/logs/broken/1.0/"), f"broken: {broken}"
     assert w.versions(broken["error_log_key"]), "the failed build's log is not in S3"
     built_once(w, A, [fx.SOLO], r["name"])
-    assert recs[fx.DEPENDENT.module]["status"] == "planned", f"dependent: {recs[fx.DEPENDENT.module]}"
-    entries = {e["module"]: e for m in w.manifests(A, r["name"]) for e in m["modules"]}
-    outcome = entries[fx.DEPENDENT.module]["outcome"]
-    assert outcome["status"] == "skipped" and "broken/1.0" in outcome.get("reason", ""), outcome
+    assert recs.get(fx.DEPENDENT.module, {}).get("status") != "built", f"dependent: {recs.get(fx.DEPENDENT.module)}"
+    assert fx.DEPENDENT.module not in [x["input"]["module"] for x in units_of(r, A)], "the dependent was dispatched"
     assert not w.versions(f"{A}/software/broken/"), "a tarball of the failed build was published"
-    all_terminated(w, r["name"])
+    released(w, r["name"])
 
 
 @scenario
-def batch_lost_for_good(w):
-    """Every node a batch runs on is lost: after MaxNodeAttempts nodes its
-    modules are recorded failed (node_lost), the next batch runs on a new
-    node and skips what needed them, the run still succeeds and releases
-    everything."""
+def lost_for_good(w):
+    """Every node a module runs on is lost: after NODE_ATTEMPTS nodes it is
+    recorded failed (node_lost), its dependent is skipped, the independent
+    module is built, the run still succeeds and releases everything."""
+    w.upload(fx.FAILING)
     w.nodes.lose = lambda step, params, instance: (
-        step == "build" and params["platform"] == B and params["batchKey"].endswith("/0.json")
+        step == "build" and params["platform"] == B and unit_module(w, params) == fx.SOLO.module
     )
     try:
-        r = w.execute({"platforms": [B]})
+        r = w.execute({"platforms": [B], "changed_keys": [m.easyconfig_key for m in fx.FAILING]})
     finally:
         w.nodes.lose = None
     out = succeeded(r)
-    s = platform_summary(out, B)
-    assert (s["nodes_lost"], s["nodes_started"], s["batches_failed"]) == (3, 4, 1), f"{B}: {s}"
+    units = platform_summary(out, B)["units"]
     recs = w.records(B)
-    for m in (fx.BROKEN, fx.SOLO):
-        rec = recs[m.module]
-        assert (rec["status"], rec.get("error_class")) == ("failed", "node_lost"), f"{m.module}: {rec}"
-        assert "lease_owner" not in rec, f"{m.module} still leased"
-    entries = {e["module"]: e for m in w.manifests(B, r["name"]) for e in m["modules"]}
-    outcome = entries[fx.DEPENDENT.module]["outcome"]
-    assert outcome["status"] == "skipped" and "broken/1.0" in outcome["reason"], outcome
-    assert not w.versions(f"{B}/software/solo/"), "a lost batch published a tarball"
-    all_terminated(w, r["name"])
+    solo = recs[fx.SOLO.module]
+    assert (solo["status"], solo.get("error_class")) == ("failed", "node_lost"), f"solo: {solo}"
+    assert "lease_owner" not in solo, "solo still leased"
+    tries = [x for x in units_of(r, B) if x["input"]["module"] == fx.SOLO.module]
+    assert len(tries) == NODE_ATTEMPTS, f"solo tried {len(tries)} times"
+    assert len({x["input"]["instance_id"] for x in tries}) == NODE_ATTEMPTS, "tried twice on one node"
+    assert units["failed"] >= 1, f"{B}: {units}"
+    assert not w.versions(f"{B}/software/solo/"), "a lost unit published a tarball"
+    released(w, r["name"])
 
 
 def demo():
-    """What an operator sees after a run: the execution's output, the
-    records, the objects."""
+    """What an operator sees after a run: the executions, the records, the
+    objects."""
     w = World()
     w.upload(fx.STACK)
     print(f"easyconfigs in s3://{w.bucket}/easyconfigs/: " + ", ".join(m.module for m in fx.STACK))
-    print(f"starting an execution for {A} and {B} (input {{\"platforms\": [...]}})", flush=True)
+    print(f"starting a run for {A} and {B} (input {{\"platforms\": [...]}})", flush=True)
     t = time.monotonic()
     r = w.execute({"platforms": [A, B]})
-    print(f"execution {r['name']}: {r['status']} in {time.monotonic() - t:.0f} s, {len(r['tasks'])} Lambda calls")
+    print(f"run {r['name']}: {r['status']} in {time.monotonic() - t:.0f} s, {len(r['executions'])} executions")
     if r["status"] != "SUCCEEDED":
         print(f"  {r.get('error')}: {r.get('cause')}")
         return 1
+    for x in r["executions"]:
+        print(f"  {x['stateMachine']:17} {x['name']:44} {x['status']:9} {x['events']:4} history events")
     for p in r["output"]["platforms"]:
+        u = p.get("units", {})
         print(
-            f"  {p['platform']}: built {p['built']}, failed {p['failed']}, skipped {p['skipped']}, "
-            f"{p['batches_done']} batches on {p['nodes_started']} node(s) ({p['instance_type']}), instances {p['release']}"
+            f"  {p['platform']}: built {u.get('built')}, failed {u.get('failed')}, skipped {u.get('skipped')}, "
+            f"at most {p.get('nodes_max')} node(s), {p.get('instances_launched')} launched"
         )
     for p in (A, B):
         print(f"\nDynamoDB {w.table}, pk = PLATFORM#{p}:")
@@ -518,7 +615,7 @@ def demo():
     for head, n in sorted(counts.items()):
         print(f"  {head:45} {n} object(s)")
     states = {s for s, _ in w.instances(r["name"]).values()}
-    print(f"\nEC2: the run's instances are {', '.join(sorted(states))}")
+    print(f"\nEC2: the run's instances are {', '.join(sorted(states))}; pools left: {w.pools(r['name']) or 'none'}")
     return 0
 
 

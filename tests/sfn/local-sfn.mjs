@@ -515,9 +515,13 @@ export class LocalStepFunctions {
 
   // ------------------------------------------------------------------ HTTP
 
-  /** Serve the Step Functions JSON API on 127.0.0.1:`port` (0: any). */
-  listen(port = 0) {
+  /**
+   * Serve the Step Functions JSON API on 127.0.0.1:`port` (0: any), and
+   * `extraOps` ({name: request => answer}), a caller's own calls.
+   */
+  listen(port = 0, extraOps = {}) {
     const ops = {
+      ...extraOps,
       StartExecution: (r) => this.start(r.stateMachineArn, r.name ?? `exec-${++this.tokenSeq}`, JSON.parse(r.input ?? '{}')),
       DescribeExecution: (r) => this.describe(r.executionArn),
       StopExecution: (r) => this.stop(r.executionArn, r.error, r.cause),

@@ -142,11 +142,11 @@ pub fn instance_id(id: &str) -> Result<&str, Error> {
 }
 
 /// Where a step's SSM output goes by default:
-/// `<platform>/logs/ssm/<execution>/<batch>/<step>` (the platform's log
-/// area, see the S3 layout).
+/// `logs/ssm/<platform>/<execution>/<unit>/<step>`, under the bucket's
+/// `logs/`, which expires after `LogRetentionDays`.
 pub fn default_output_prefix(command: &StepCommand) -> String {
     format!(
-        "{}/logs/ssm/{}/{}/{}",
+        "logs/ssm/{}/{}/{}/{}",
         command.platform(),
         command.execution(),
         command.batch(),
@@ -339,7 +339,7 @@ mod tests {
         assert_eq!(cmd.step().to_string(), "build");
         assert_eq!(cmd.bucket().as_str(), "ebfleet-bucket");
         assert_eq!(id, INSTANCE);
-        assert_eq!(prefix, "amzn-2023_graviton-3/logs/ssm/run-1/0/build");
+        assert_eq!(prefix, "logs/ssm/amzn-2023_graviton-3/run-1/0/build");
     }
 
     #[test]
@@ -456,7 +456,7 @@ mod tests {
                     && param(p, "batchKey") == Some(KEY)
                     && r.output_s3_bucket_name() == Some("ebfleet-bucket")
                     && r.output_s3_key_prefix()
-                        == Some("amzn-2023_graviton-3/logs/ssm/run-1/0/build")
+                        == Some("logs/ssm/amzn-2023_graviton-3/run-1/0/build")
             })
             .then_output(|| {
                 SendCommandOutput::builder()

@@ -27,7 +27,7 @@ pub mod var {
     pub const SUBNET_IDS: &str = "EBFLEET_SUBNET_IDS";
     /// Optional: an `ami-` id used instead of the public SSM parameter.
     pub const PINNED_AMI: &str = "EBFLEET_PINNED_AMI";
-    /// Optional: how many instance types to offer EC2 Fleet (default 10).
+    /// Optional: how many instance types a pool may launch (default 10).
     pub const MAX_TYPES: &str = "EBFLEET_MAX_INSTANCE_TYPES";
     /// Optional: the build nodes' root volume in GiB (default 200).
     pub const ROOT_VOLUME_GIB: &str = "EBFLEET_ROOT_VOLUME_GIB";
@@ -46,8 +46,11 @@ pub mod var {
     /// Optional: nodes a unit may lose before it is given up (default 3).
     pub const NODE_ATTEMPTS: &str = "EBFLEET_NODE_ATTEMPTS";
     /// Optional: scheduler ticks per platform execution before it goes on
-    /// in a new one (default 800), which bounds each history.
+    /// in a new one (default 400), which bounds each history.
     pub const TICKS_PER_EXECUTION: &str = "EBFLEET_TICKS_PER_EXECUTION";
+    /// Optional: seconds before a module another run holds the lease of
+    /// is tried again (default 600).
+    pub const HELD_RETRY_SECONDS: &str = "EBFLEET_HELD_RETRY_SECONDS";
 }
 
 #[derive(Debug, thiserror::Error)]

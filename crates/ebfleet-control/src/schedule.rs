@@ -30,6 +30,8 @@ use ebfleet_aws::CallError;
 use ebfleet_core::build_graph::BuildGraph;
 use ebfleet_core::layout::batch_prefix;
 use ebfleet_core::names::{ExecutionName, PlatformName};
+use ebfleet_core::platform::Platforms;
+use ebfleet_core::userdata::NODE_URL_EXPIRY;
 use ebfleet_core::unit::{unit_execution_name, UnitInput, UnitOutcome, UnitResult};
 use ebfleet_scheduler::{Counts, Dag, Observation, PoolInstance, Schedule};
 use serde::{Deserialize, Serialize};
@@ -40,6 +42,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub unit_state_machine: String,
+    /// The platforms (their nodes' user data is renewed from them).
+    pub platforms: Platforms,
     pub scheduler: ebfleet_scheduler::Settings,
     /// Seconds a renewed lease lasts.
     pub lease_ttl: u64,
@@ -67,16 +71,21 @@ impl Settings {
         let max_nodes = number(var::NODES_PER_PLATFORM, defaults.max_nodes.into())? as u32;
         Ok(Settings {
             unit_state_machine: env::required(&lookup, var::UNIT_STATE_MACHINE_ARN)?,
+            platforms: env::platforms(&lookup).map_err(|e| EnvError::Invalid {
+                var: var::PLATFORMS,
+                reason: e.to_string(),
+            })?,
             scheduler: ebfleet_scheduler::Settings {
                 max_nodes,
                 max_instances: number(var::MAX_INSTANCES_PER_PLATFORM, 4 * u64::from(max_nodes))?
                     as u32,
                 idle_s: number(var::NODE_IDLE_SECONDS, defaults.idle_s)?,
                 node_attempts: number(var::NODE_ATTEMPTS, defaults.node_attempts.into())? as u32,
+                held_retry_s: number(var::HELD_RETRY_SECONDS, defaults.held_retry_s)?,
                 ..defaults
             },
             lease_ttl: lease::parse_ttl(lookup(lease::LEASE_SECONDS_VAR).as_deref())?,
-            ticks_per_execution: number(var::TICKS_PER_EXECUTION, 800)? as u32,
+            ticks_per_execution: number(var::TICKS_PER_EXECUTION, 400)? as u32,
         })
     }
 }
@@ -142,7 +151,14 @@ pub struct State {
     /// wait's token changes with it; the count is what matters).
     pub ticks_this_execution: u32,
     pub started: u64,
+    /// When the pool's user data was last made (its download of
+    /// `ebfleet-node` expires [`NODE_URL_EXPIRY`] after).
+    pub user_data_renewed: u64,
 }
+
+/// How often a growing pool's user data is renewed: what a node boots with
+/// is always good for half the download's life.
+pub const USER_DATA_RENEW_S: u64 = NODE_URL_EXPIRY.as_secs() / 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -293,6 +309,20 @@ fn ended(info: &ebfleet_aws::sfn::ExecutionInfo) -> UnitOutcome {
     }
 }
 
+/// A new version of the pool's launch template whose download of
+/// `ebfleet-node` is presigned now.
+async fn renew_user_data(env: &Env, settings: &Settings, t: &TickInput) -> Result<(), crate::capacity::Error> {
+    let platform = crate::capacity::find_platform(&settings.platforms, t.platform.as_str())?;
+    let user_data = crate::capacity::node::user_data(&env.store, &platform).await?;
+    env.nodes
+        .renew_user_data(&t.pool.launch_template_id, &user_data.gzip)
+        .await
+        .map_err(|source| crate::capacity::Error::Launch {
+            platform: t.platform.to_string(),
+            source,
+        })
+}
+
 /// One tick (see the module documentation).
 pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOutput, Error> {
     let now = env.now();
@@ -322,6 +352,8 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
             executions: BTreeMap::new(),
             ticks_this_execution: 0,
             started: now,
+            // Capacity made it just before the first tick.
+            user_data_renewed: now,
         },
         Err(source) => return Err(Error::State { key, source }),
     };
@@ -410,6 +442,14 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
     }
     for id in &d.retire {
         env.pools.retire(id).await.map_err(pool_err)?;
+    }
+    if !d.done && now >= st.user_data_renewed + USER_DATA_RENEW_S {
+        // Not fatal: the next tick tries again; a node that boots with an
+        // expired download is lost and its unit tried elsewhere.
+        match renew_user_data(env, settings, &t).await {
+            Ok(()) => st.user_data_renewed = now,
+            Err(e) => tracing::warn!(pool = %t.pool.name, error = %e, "renewing the nodes' user data failed"),
+        }
     }
     if d.on_demand {
         tracing::warn!(pool = %t.pool.name, "spot capacity did not come: on-demand from now on");

@@ -155,6 +155,10 @@ pub struct Schedule {
     /// Nodes lost per unit.
     #[serde(default)]
     pub losses: BTreeMap<u32, u32>,
+    /// Executions started per unit: each try (after a lost node, after
+    /// another run's lease) is a new one, named by its attempt.
+    #[serde(default)]
+    pub tries: BTreeMap<u32, u32>,
     pub nodes: BTreeMap<String, Node>,
     /// Instances seen over the run.
     pub launched: u32,
@@ -189,6 +193,7 @@ impl Schedule {
                 })
                 .collect(),
             losses: BTreeMap::new(),
+            tries: BTreeMap::new(),
             nodes: BTreeMap::new(),
             launched: 0,
             nodes_max: 0,
@@ -414,7 +419,11 @@ impl Schedule {
                 })
                 .expect("an idle node");
             let node = idle.swap_remove(best);
-            let attempt = self.losses.get(&u).copied().unwrap_or(0) + 1;
+            let attempt = {
+                let tries = self.tries.entry(u).or_insert(0);
+                *tries += 1;
+                *tries
+            };
             let n = self.nodes.get_mut(&node).expect("an idle node is known");
             n.state = NodeState::Busy { unit: u };
             n.since = now;

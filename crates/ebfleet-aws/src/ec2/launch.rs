@@ -122,6 +122,33 @@ impl Nodes {
             .await
     }
 
+    /// A new version of a pool's launch template with `user_data` (what
+    /// the pool launches next: it follows `$Latest`). The node's download
+    /// of `ebfleet-node` is presigned and expires; a pool that grows for
+    /// days needs it renewed.
+    pub async fn renew_user_data(&self, launch_template_id: &str, user_data: &[u8]) -> Result<(), Ec2Error> {
+        if user_data.len() > MAX_USER_DATA_BYTES {
+            return Err(Ec2Error::InvalidLaunch {
+                platform: launch_template_id.to_string(),
+                reason: format!("user data of {} bytes is over EC2's {MAX_USER_DATA_BYTES}", user_data.len()),
+            });
+        }
+        self.client
+            .create_launch_template_version()
+            .launch_template_id(launch_template_id)
+            .source_version("$Latest")
+            .launch_template_data(
+                RequestLaunchTemplateData::builder()
+                    .user_data(aws_smithy_types::base64::encode(user_data))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| error(format!("launch template {launch_template_id}"), "CreateLaunchTemplateVersion", e))?;
+        tracing::info!(template = launch_template_id, "renewed the nodes' user data");
+        Ok(())
+    }
+
     /// The template's id.
     async fn create_launch_template(
         &self,

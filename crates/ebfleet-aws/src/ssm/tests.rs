@@ -297,7 +297,7 @@ async fn send_targets_one_instance_with_exactly_the_domain_parameters() {
                 && r.parameters() == Some(&expected)
                 && r.output_s3_bucket_name() == Some("ebfleet-builds")
                 && r.output_s3_key_prefix()
-                    == Some("amzn-2023_graviton-3/logs/ssm/run-2026-11-24/7/build")
+                    == Some("logs/ssm/amzn-2023_graviton-3/run-2026-11-24/7/build")
                 && r.timeout_seconds() == Some(DELIVERY_TIMEOUT_SECS)
                 && r.max_errors() == Some("0")
                 && r.comment() == Some("ebfleet build amzn-2023_graviton-3 batch 7")
@@ -313,7 +313,7 @@ async fn send_targets_one_instance_with_exactly_the_domain_parameters() {
             &step_command(),
             INSTANCE,
             DOCUMENT,
-            "amzn-2023_graviton-3/logs/ssm/run-2026-11-24/7/build",
+            "logs/ssm/amzn-2023_graviton-3/run-2026-11-24/7/build",
         )
         .await
         .unwrap();

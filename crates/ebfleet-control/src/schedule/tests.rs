@@ -269,6 +269,7 @@ async fn a_unit_that_ended_frees_its_node_for_what_waited_on_it() {
         executions: [(1, "arn:unit-1".to_string())].into(),
         ticks_this_execution: 1,
         started: 0,
+        user_data_renewed: ebfleet_core::clock::unix_now(),
     };
     let graph_json = serde_json::to_string(&graph()).unwrap();
     let get_graph = get(GRAPH, Some(graph_json));
@@ -306,6 +307,97 @@ async fn a_unit_that_ended_frees_its_node_for_what_waited_on_it() {
     let started = started.lock().unwrap();
     assert_eq!(started.len(), 1);
     assert_eq!(started[0].0, "run-1-epyc-gen-4-u3-a1");
+}
+
+/// The state of a pool of one busy node (zlib running) a minute ago, a
+/// second one asked for, its user data made at `renewed`.
+fn busy_state(renewed: u64) -> String {
+    let dag = Dag::from_graph(&graph());
+    let mut schedule = Schedule::new(&dag);
+    let obs = Observation {
+        now: ebfleet_core::clock::unix_now() - 60,
+        ended: vec![],
+        pool: vec![PoolInstance {
+            id: "i-0a".into(),
+            online: true,
+        }],
+        desired: 2,
+    };
+    schedule.tick(&dag, &obs, &settings().scheduler);
+    serde_json::to_string(&State {
+        schedule,
+        executions: [(1, "arn:unit-1".to_string())].into(),
+        ticks_this_execution: 1,
+        started: 0,
+        user_data_renewed: renewed,
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_pool_gets_a_fresh_download_of_the_agent_every_half_hour() {
+    const NODE_KEY: &str = "tools/ebfleet-node/x86_64/ebfleet-node";
+    let now = ebfleet_core::clock::unix_now();
+    let run_tick = |renewed: u64| async move {
+        let graph_json = serde_json::to_string(&graph()).unwrap();
+        let get_graph = get(GRAPH, Some(graph_json));
+        let get_state = get(STATE, Some(busy_state(renewed)));
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let put = puts(written.clone());
+        let head = mock!(aws_sdk_s3::Client::head_object)
+            .match_requests(|r| r.key() == Some(NODE_KEY))
+            .then_output(|| {
+                aws_sdk_s3::operation::head_object::HeadObjectOutput::builder()
+                    .metadata("sha256", "ab".repeat(32))
+                    .build()
+            });
+        // Presigning shows the mocks a GetObject (nothing is sent).
+        let presign = mock!(aws_sdk_s3::Client::get_object)
+            .match_requests(|r| r.key() == Some(NODE_KEY))
+            .then_output(|| GetObjectOutput::builder().build());
+        let version = mock!(aws_sdk_ec2::Client::create_launch_template_version)
+            .match_requests(|q| {
+                let data = q.launch_template_data().and_then(|d| d.user_data());
+                q.launch_template_id() == Some("lt-1")
+                    && q.source_version() == Some("$Latest")
+                    && data.is_some_and(|d| !d.is_empty())
+            })
+            .then_output(|| {
+                aws_sdk_ec2::operation::create_launch_template_version::CreateLaunchTemplateVersionOutput::builder().build()
+            });
+        let running = mock!(aws_sdk_sfn::Client::describe_execution).then_output(|| {
+            DescribeExecutionOutput::builder()
+                .execution_arn("arn:unit-1")
+                .state_machine_arn(UNIT_SM)
+                .status(ExecutionStatus::Running)
+                .start_date(aws_sdk_sfn::primitives::DateTime::from_secs(0))
+                .build()
+                .unwrap()
+        });
+        let (count, members, up) = (wake_count(0), pool(&["i-0a"], 2), online(&["i-0a"]));
+        let heartbeat = beat();
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let start = starts(started.clone());
+        let mocks = Mocks {
+            s3: vec![&get_graph, &get_state, &head, &presign, &put],
+            dynamodb: vec![&count],
+            autoscaling: vec![&members],
+            ssm: vec![&up],
+            sfn: vec![&running, &heartbeat, &start],
+            ec2: vec![&version],
+            ..Default::default()
+        };
+        tick(&mocks.env(), &settings(), input()).await.unwrap();
+        let written = written.lock().unwrap();
+        let state: State =
+            serde_json::from_str(&written.iter().find(|(k, _)| k == STATE).unwrap().1).unwrap();
+        (version.num_calls(), state.user_data_renewed)
+    };
+    let (versions, renewed) = run_tick(now - USER_DATA_RENEW_S).await;
+    assert_eq!(versions, 1, "a download half its life old is renewed");
+    assert!(renewed >= now, "the renewal is saved: {renewed}");
+    let (versions, renewed) = run_tick(now - 60).await;
+    assert_eq!((versions, renewed), (0, now - 60), "a fresh download is kept");
 }
 
 #[tokio::test]

@@ -215,6 +215,8 @@ fn a_unit_held_elsewhere_comes_back_later() {
     assert!(d.dispatch.is_empty() && d.retire.is_empty() && !d.done);
     let d = s.tick(&dag, &obs(310, vec![], &a), &settings());
     assert_eq!(d.dispatch.len(), 1);
+    // A new execution: the first one ended (held).
+    assert_eq!(d.dispatch[0].attempt, 2);
 }
 
 #[test]
