@@ -5,7 +5,7 @@
 # 127.0.0.1 against a local moto server, and the tests of
 # tests/aws/tests/moto/lambdas.rs invoke them with `cargo lambda invoke` on
 # the sample events in functions/*/events/ and check what they did in S3,
-# DynamoDB, EC2, SSM and Step Functions.
+# DynamoDB, EC2, Auto Scaling, SSM and Step Functions.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -49,6 +49,9 @@ start_moto
 export EBFLEET_BUCKET=ebfleet-lambda-test
 export EBFLEET_TABLE=ebfleet-lambda-test
 export EBFLEET_STATE_MACHINE_ARN=arn:aws:states:us-east-1:123456789012:stateMachine:ebfleet-lambda-test
+export EBFLEET_UNIT_STATE_MACHINE_ARN=arn:aws:states:us-east-1:123456789012:stateMachine:ebfleet-lambda-test-unit
+# Small pools: the test checks the group's size against it.
+export EBFLEET_NODES_PER_PLATFORM=4
 export EBFLEET_SSM_DOCUMENT=ebfleet-lambda-test-node-step
 export EBFLEET_INSTANCE_PROFILE_ARN=arn:aws:iam::123456789012:instance-profile/ebfleet-node
 read -r EBFLEET_SUBNET_IDS EBFLEET_SECURITY_GROUP_ID < <("$MOTO_VENV/bin/python" - <<'PY'

@@ -11,9 +11,10 @@
 #  5. the node bootstrap: shellcheck, dry runs per OS, a real run twice;
 #  6. the node agent with real EasyBuild, Lmod and moto;
 #  7. the planner against EasyBuild itself on the real easyconfigs;
-#  8. the whole pipeline end to end: the state machine in an ASL
-#     interpreter, the Lambdas under cargo lambda watch, moto, and real
-#     ebfleet-node + EasyBuild as the build nodes.
+#  8. the whole pipeline end to end: the state machines in a local Step
+#     Functions service over an ASL interpreter, the Lambdas under cargo
+#     lambda watch, moto, and real ebfleet-node + EasyBuild as the build
+#     nodes; then a synthetic plan of 2,000 modules on simulated nodes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
@@ -26,3 +27,4 @@ cargo test --workspace --manifest-path "$here/../Cargo.toml"
 "$here/test-node.sh"
 "$here/test-easybuild.sh"
 "$here/test-e2e.sh"
+"$here/test-scale.sh"

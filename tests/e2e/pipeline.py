@@ -54,9 +54,10 @@ NODE_KEY = "tools/ebfleet-node/x86_64/ebfleet-node"
 NODES = 3
 # Lost nodes a module is tried on before it is given up.
 NODE_ATTEMPTS = 3
-# A platform goes on in a new execution after this many ticks (400 in a
-# stack; few here, so every scenario's platforms cross executions).
-TICKS = 6
+# A platform goes on in a new execution after this many ticks (300 in a
+# stack; few here: the stack's chain alpha → gamma → delta takes at least
+# four ticks, so every platform of the happy path crosses executions).
+TICKS = 3
 # AWS's limit of events in one execution's history.
 HISTORY_LIMIT = 25_000
 

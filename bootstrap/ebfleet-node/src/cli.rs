@@ -177,7 +177,7 @@ async fn run_step_with(
 /// node's own JSON output hold the rest).
 pub fn callback_output(step: Step, result: &serde_json::Value) -> serde_json::Value {
     const MAX: usize = 64 * 1024;
-    let fits = serde_json::to_string(result).map_or(false, |s| s.len() <= MAX);
+    let fits = serde_json::to_string(result).is_ok_and(|s| s.len() <= MAX);
     if fits {
         serde_json::json!({"step": step.as_str(), "result": result})
     } else {

@@ -46,7 +46,7 @@ pub mod var {
     /// Optional: nodes a unit may lose before it is given up (default 3).
     pub const NODE_ATTEMPTS: &str = "EBFLEET_NODE_ATTEMPTS";
     /// Optional: scheduler ticks per platform execution before it goes on
-    /// in a new one (default 400), which bounds each history.
+    /// in a new one (default 300), which bounds each history.
     pub const TICKS_PER_EXECUTION: &str = "EBFLEET_TICKS_PER_EXECUTION";
     /// Optional: seconds before a module another run holds the lease of
     /// is tried again (default 600).

@@ -1,10 +1,11 @@
-//! Record: read a batch's manifest from S3 and write each module's record
+//! Record: read a unit's manifest from S3 and write its module's record
 //! to DynamoDB under a conditional write, re-reading and deciding again
 //! when someone else wrote the item in between. Running it twice on the
 //! same manifest changes nothing.
 //!
-//! The same Lambda takes a batch's build leases before its `Sync`
-//! ([`lease`]), with the same read-decide-write loop ([`write_decided`]).
+//! The same Lambda takes a unit's build lease before its `Sync`
+//! ([`lease`]), with the same read-decide-write loop ([`write_decided`]),
+//! and ends the unit ([`done`]).
 
 pub mod done;
 pub mod lease;
@@ -13,11 +14,10 @@ use crate::env::{EnvError, Lookup};
 use crate::Env;
 use ebfleet_aws::dynamodb::DynamoError;
 use ebfleet_aws::s3::S3Error;
-use ebfleet_core::layout::manifest_key;
 use ebfleet_core::manifest::{
     apply_manifest, BatchManifest, ManifestEntry, ManifestError, Outcome,
 };
-use ebfleet_core::names::{ExecutionName, KeyError, ModuleName, PlatformName};
+use ebfleet_core::names::{KeyError, ModuleName, PlatformName};
 use ebfleet_core::record::{write_condition, ModuleRecord, WriteCondition};
 use ebfleet_core::unit::UnitOutcome;
 use serde::{Deserialize, Serialize};
@@ -26,47 +26,27 @@ use std::future::Future;
 /// Writes tried per module before giving up on a contended item.
 pub const MAX_ATTEMPTS: u32 = 5;
 
-/// What the record Lambda is asked: a manifest to record (its key in the
-/// bucket, or the batch it belongs to), a batch's leases to take, or a
-/// given-up batch's leases to release.
+/// What the record Lambda is asked, by the unit state machine's states:
+/// `Lease`, `Record` (a manifest's key) and `Release` (`done`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Input {
-    Key {
-        manifest_key: String,
-    },
-    Batch {
-        execution: ExecutionName,
-        platform: PlatformName,
-        batch: usize,
-    },
+    /// `{"manifest_key": "<platform>/manifests/<execution>/<unit>.json"}`:
+    /// the `Record` state.
+    Key { manifest_key: String },
     /// `{"lease": {"execution", "platform", "batch", "waits_left"?}}`: the
-    /// `Lease` state.
-    Lease {
-        lease: lease::LeaseInput,
-    },
-    /// `{"release_leases": {"execution", "platform", "batch"}}`: a batch
-    /// given up without a manifest.
-    ReleaseLeases {
-        release_leases: lease::BatchRef,
-    },
+    /// `Lease` state (`batch` is the unit's number).
+    Lease { lease: lease::LeaseInput },
     /// `{"done": {...}}`: a unit's `Release` state.
-    Done {
-        done: done::DoneInput,
-    },
+    Done { done: done::DoneInput },
 }
 
 impl Input {
-    /// The manifest's key in the bucket, for the inputs that record one.
+    /// The manifest's key in the bucket, for the input that records one.
     pub fn key(&self) -> Option<String> {
         match self {
             Input::Key { manifest_key } => Some(manifest_key.clone()),
-            Input::Batch {
-                execution,
-                platform,
-                batch,
-            } => Some(manifest_key(platform, execution, *batch)),
-            Input::Lease { .. } | Input::ReleaseLeases { .. } | Input::Done { .. } => None,
+            Input::Lease { .. } | Input::Done { .. } => None,
         }
     }
 }
@@ -77,7 +57,6 @@ impl Input {
 pub enum Reply {
     Recorded(Output),
     Leased(lease::Output),
-    Released(lease::ReleaseOutput),
     Done(ebfleet_core::unit::UnitResult),
 }
 
@@ -296,7 +275,7 @@ impl Settings {
     }
 }
 
-/// The record Lambda: record a manifest, take or release a batch's leases.
+/// The record Lambda: take a unit's lease, record its manifest, end it.
 pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Reply, Error> {
     let now = env.now();
     match input {
@@ -309,15 +288,8 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Repl
         )
         .await
         .map(Reply::Leased),
-        Input::ReleaseLeases { release_leases } => lease::release(env, &release_leases, now)
-            .await
-            .map(Reply::Released),
         Input::Key { manifest_key } => record(env, manifest_key, now).await.map(Reply::Recorded),
         Input::Done { done } => done::done(env, done).await.map(Reply::Done),
-        batch @ Input::Batch { .. } => {
-            let key = batch.key().expect("a batch has a manifest key");
-            record(env, key, now).await.map(Reply::Recorded)
-        }
     }
 }
 
@@ -336,6 +308,25 @@ pub async fn record(env: &Env, key: String, now: u64) -> Result<Output, Error> {
         key: key.clone(),
         source,
     })?;
+    // A node wrote it: believed only about the unit it was sent to build.
+    let unit = lease::read_batch(
+        env,
+        &lease::BatchRef {
+            execution: manifest.execution.parse().map_err(|source| Error::Name {
+                key: key.clone(),
+                source,
+            })?,
+            platform: platform.clone(),
+            batch: manifest.batch as usize,
+        },
+    )
+    .await?;
+    manifest
+        .check_for(&key, &unit)
+        .map_err(|source| Error::Manifest {
+            key: key.clone(),
+            source,
+        })?;
     let mut out = Output {
         manifest_key: key.clone(),
         ..Output::default()
@@ -606,14 +597,9 @@ mod tests {
     }
 
     #[test]
-    fn input_is_a_key_or_a_batch() {
+    fn input_is_a_key_a_lease_or_a_done() {
         let k: Input = serde_json::from_str(r#"{"manifest_key":"x/manifests/e1/0.json"}"#).unwrap();
         assert_eq!(k.key().unwrap(), "x/manifests/e1/0.json");
-        let b: Input = serde_json::from_str(&format!(
-            r#"{{"execution":"e1","platform":"{P}","batch":3}}"#
-        ))
-        .unwrap();
-        assert_eq!(b.key().unwrap(), format!("{P}/manifests/e1/3.json"));
         let l: Input = serde_json::from_str(&format!(
             r#"{{"lease":{{"execution":"e1","platform":"{P}","batch":3}}}}"#
         ))
@@ -622,12 +608,22 @@ mod tests {
             matches!(&l, Input::Lease { lease } if lease.batch.batch == 3 && lease.waits_left == 0)
         );
         assert_eq!(l.key(), None);
-        let r: Input = serde_json::from_str(&format!(
-            r#"{{"release_leases":{{"execution":"e1","platform":"{P}","batch":3}}}}"#
+        let d: Input = serde_json::from_str(&format!(
+            r#"{{"done":{{"execution":"e1","platform":"{P}","unit":3,"attempt":1}}}}"#
         ))
         .unwrap();
-        assert!(matches!(r, Input::ReleaseLeases { .. }));
+        assert!(matches!(&d, Input::Done { done } if done.unit == 3));
+        assert_eq!(d.key(), None);
         assert!(serde_json::from_str::<Input>(r#"{"lease":{"execution":"e 1"}}"#).is_err());
+        // What no state sends any more: a batch's manifest by its
+        // coordinates, a given-up batch's leases (the scheduler releases
+        // those itself).
+        for gone in [
+            format!(r#"{{"execution":"e1","platform":"{P}","batch":3}}"#),
+            format!(r#"{{"release_leases":{{"execution":"e1","platform":"{P}","batch":3}}}}"#),
+        ] {
+            assert!(serde_json::from_str::<Input>(&gone).is_err(), "{gone}");
+        }
     }
 
     #[test]

@@ -31,8 +31,8 @@ use ebfleet_core::build_graph::BuildGraph;
 use ebfleet_core::layout::batch_prefix;
 use ebfleet_core::names::{ExecutionName, PlatformName};
 use ebfleet_core::platform::Platforms;
-use ebfleet_core::userdata::NODE_URL_EXPIRY;
 use ebfleet_core::unit::{unit_execution_name, UnitInput, UnitOutcome, UnitResult};
+use ebfleet_core::userdata::NODE_URL_EXPIRY;
 use ebfleet_scheduler::{Counts, Dag, Observation, PoolInstance, Schedule};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -85,7 +85,7 @@ impl Settings {
                 ..defaults
             },
             lease_ttl: lease::parse_ttl(lookup(lease::LEASE_SECONDS_VAR).as_deref())?,
-            ticks_per_execution: number(var::TICKS_PER_EXECUTION, 400)? as u32,
+            ticks_per_execution: number(var::TICKS_PER_EXECUTION, TICKS_PER_EXECUTION)? as u32,
         })
     }
 }
@@ -155,6 +155,11 @@ pub struct State {
     /// `ebfleet-node` expires [`NODE_URL_EXPIRY`] after).
     pub user_data_renewed: u64,
 }
+
+/// Ticks of a platform execution before it goes on in a new one: at worst
+/// (every Lambda call retried to its limit) 61 history events a tick, so
+/// 300 ticks stay under 18,500 of Step Functions' 25,000 (infra/OPERATOR.md).
+pub const TICKS_PER_EXECUTION: u64 = 300;
 
 /// How often a growing pool's user data is renewed: what a node boots with
 /// is always good for half the download's life.
@@ -311,7 +316,11 @@ fn ended(info: &ebfleet_aws::sfn::ExecutionInfo) -> UnitOutcome {
 
 /// A new version of the pool's launch template whose download of
 /// `ebfleet-node` is presigned now.
-async fn renew_user_data(env: &Env, settings: &Settings, t: &TickInput) -> Result<(), crate::capacity::Error> {
+async fn renew_user_data(
+    env: &Env,
+    settings: &Settings,
+    t: &TickInput,
+) -> Result<(), crate::capacity::Error> {
     let platform = crate::capacity::find_platform(&settings.platforms, t.platform.as_str())?;
     let user_data = crate::capacity::node::user_data(&env.store, &platform).await?;
     env.nodes
@@ -448,7 +457,9 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
         // expired download is lost and its unit tried elsewhere.
         match renew_user_data(env, settings, &t).await {
             Ok(()) => st.user_data_renewed = now,
-            Err(e) => tracing::warn!(pool = %t.pool.name, error = %e, "renewing the nodes' user data failed"),
+            Err(e) => {
+                tracing::warn!(pool = %t.pool.name, error = %e, "renewing the nodes' user data failed")
+            }
         }
     }
     if d.on_demand {

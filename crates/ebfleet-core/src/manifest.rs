@@ -1,12 +1,15 @@
 //! The batch manifest a build node uploads after a batch
 //! (`<platform>/manifests/<execution>/<batch>.json`), how the record Lambda
-//! checks it ([`BatchManifest::validate`]) and how each of its entries
-//! changes a module's record ([`apply_manifest`]).
+//! checks it ([`BatchManifest::validate`], then against its unit file:
+//! [`BatchManifest::check_for`]) and how each of its entries changes a
+//! module's record ([`apply_manifest`]).
 
+use crate::layout::{log_prefix, module_file_key, tarball_key};
 use crate::record::{
     lease_owner, next_version, truncate_message, ErrorClass, ModuleRecord, RecordedError, Status,
     Tarball, MAX_ERROR_MESSAGE_BYTES,
 };
+use crate::wire::BatchFile;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -94,6 +97,11 @@ pub enum ManifestError {
     },
     #[error("{module}: skipped without a reason")]
     NoReason { module: String },
+    /// The manifest says more than its unit: another unit's key, another
+    /// run or platform, a module or easyconfig the unit does not build, a
+    /// key the layout does not give that module.
+    #[error("manifest at {key}: {problem}")]
+    NotItsUnit { key: String, problem: String },
 }
 
 fn printable(s: &str) -> bool {
@@ -227,6 +235,90 @@ impl BatchManifest {
                         return Err(ManifestError::NoReason { module: m.clone() });
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BatchManifest {
+    /// Check a [validated](Self::validate) manifest read from `key` against
+    /// the unit (or batch) file it reports on. A node writes the manifest;
+    /// it is believed only where it says what the unit asked of it: it sits
+    /// at the unit's key and names the unit's run, platform and index; it
+    /// lists only the unit's modules, each from the unit's easyconfig; a
+    /// built module's tarball and module file are at the layout's keys for
+    /// that module, a failed one's log under that module's log prefix.
+    pub fn check_for(&self, key: &str, unit: &BatchFile) -> Result<(), ManifestError> {
+        let not_its = |problem: String| ManifestError::NotItsUnit {
+            key: key.to_string(),
+            problem,
+        };
+        let (platform, execution) = (&unit.platform, &unit.execution);
+        if self.platform != platform.as_str()
+            || self.execution != execution.as_str()
+            || self.batch as usize != unit.batch
+        {
+            return Err(not_its(format!(
+                "it reports {}/{}/{}, its unit is {platform}/{execution}/{}",
+                self.platform, self.execution, self.batch, unit.batch
+            )));
+        }
+        if key != unit.manifest_key() {
+            return Err(not_its(format!(
+                "the unit's manifest is {}",
+                unit.manifest_key()
+            )));
+        }
+        for e in &self.modules {
+            let Some(b) = unit.builds.iter().find(|b| b.module.as_str() == e.module) else {
+                return Err(not_its(format!("{} is not a module of the unit", e.module)));
+            };
+            if e.easyconfig_sha256 != b.easyconfig_sha256 {
+                return Err(not_its(format!(
+                    "{}: easyconfig sha256 {}, the unit's is {}",
+                    e.module, e.easyconfig_sha256, b.easyconfig_sha256
+                )));
+            }
+            let expect = |field: &str, found: &str, want: &str| {
+                if found == want {
+                    Ok(())
+                } else {
+                    Err(not_its(format!(
+                        "{}: {field} {found:?}, the layout's is {want:?}",
+                        e.module
+                    )))
+                }
+            };
+            match &e.outcome {
+                Outcome::Built {
+                    tarball,
+                    module_file_key: file,
+                    ..
+                } => {
+                    expect(
+                        "tarball.key",
+                        &tarball.key,
+                        &tarball_key(platform, &b.module),
+                    )?;
+                    expect(
+                        "module_file_key",
+                        file,
+                        &module_file_key(platform, &b.module),
+                    )?;
+                }
+                Outcome::Failed {
+                    log_key: Some(log), ..
+                } => {
+                    let prefix = log_prefix(platform, &b.module);
+                    if !log.starts_with(&prefix) {
+                        return Err(not_its(format!(
+                            "{}: log_key {log:?} is not under {prefix}",
+                            e.module
+                        )));
+                    }
+                }
+                Outcome::Failed { log_key: None, .. } | Outcome::Skipped { .. } => {}
             }
         }
         Ok(())

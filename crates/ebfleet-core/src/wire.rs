@@ -132,7 +132,8 @@ pub struct BatchFile {
 }
 
 impl BatchFile {
-    /// does before running anything.
+    /// Read a batch (or unit) file and [`validate`](Self::validate) it, as
+    /// the node does before running anything.
     pub fn from_json(text: &str) -> Result<Self, KeyError> {
         let file: BatchFile =
             serde_json::from_str(text).map_err(|e| KeyError::Json(e.to_string()))?;

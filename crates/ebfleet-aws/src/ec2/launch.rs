@@ -126,11 +126,18 @@ impl Nodes {
     /// the pool launches next: it follows `$Latest`). The node's download
     /// of `ebfleet-node` is presigned and expires; a pool that grows for
     /// days needs it renewed.
-    pub async fn renew_user_data(&self, launch_template_id: &str, user_data: &[u8]) -> Result<(), Ec2Error> {
+    pub async fn renew_user_data(
+        &self,
+        launch_template_id: &str,
+        user_data: &[u8],
+    ) -> Result<(), Ec2Error> {
         if user_data.len() > MAX_USER_DATA_BYTES {
             return Err(Ec2Error::InvalidLaunch {
                 platform: launch_template_id.to_string(),
-                reason: format!("user data of {} bytes is over EC2's {MAX_USER_DATA_BYTES}", user_data.len()),
+                reason: format!(
+                    "user data of {} bytes is over EC2's {MAX_USER_DATA_BYTES}",
+                    user_data.len()
+                ),
             });
         }
         self.client
@@ -144,8 +151,17 @@ impl Nodes {
             )
             .send()
             .await
-            .map_err(|e| error(format!("launch template {launch_template_id}"), "CreateLaunchTemplateVersion", e))?;
-        tracing::info!(template = launch_template_id, "renewed the nodes' user data");
+            .map_err(|e| {
+                error(
+                    format!("launch template {launch_template_id}"),
+                    "CreateLaunchTemplateVersion",
+                    e,
+                )
+            })?;
+        tracing::info!(
+            template = launch_template_id,
+            "renewed the nodes' user data"
+        );
         Ok(())
     }
 

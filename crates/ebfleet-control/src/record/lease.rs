@@ -150,7 +150,7 @@ async fn settle<T>(
 }
 
 /// The batch file of `batch`, checked to be that batch.
-async fn read_batch(env: &Env, batch: &BatchRef) -> Result<BatchFile, Error> {
+pub(crate) async fn read_batch(env: &Env, batch: &BatchRef) -> Result<BatchFile, Error> {
     let key = batch.batch_key();
     let bytes = env
         .store

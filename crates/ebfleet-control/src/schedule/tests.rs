@@ -385,7 +385,6 @@ async fn a_pool_gets_a_fresh_download_of_the_agent_every_half_hour() {
             ssm: vec![&up],
             sfn: vec![&running, &heartbeat, &start],
             ec2: vec![&version],
-            ..Default::default()
         };
         tick(&mocks.env(), &settings(), input()).await.unwrap();
         let written = written.lock().unwrap();
@@ -397,7 +396,11 @@ async fn a_pool_gets_a_fresh_download_of_the_agent_every_half_hour() {
     assert_eq!(versions, 1, "a download half its life old is renewed");
     assert!(renewed >= now, "the renewal is saved: {renewed}");
     let (versions, renewed) = run_tick(now - 60).await;
-    assert_eq!((versions, renewed), (0, now - 60), "a fresh download is kept");
+    assert_eq!(
+        (versions, renewed),
+        (0, now - 60),
+        "a fresh download is kept"
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::record::tests::{built_outcome, manifest, sha, EXEC};
+use crate::record::tests::{built_outcome, manifest, sha, EXEC, M, P};
 
 fn manifest_json() -> serde_json::Value {
     serde_json::to_value(manifest(EXEC, 0, built_outcome('b'), 'e')).unwrap()
@@ -129,5 +129,94 @@ fn manifest_shape_is_checked() {
             field: "log_key",
             ..
         })
+    ));
+}
+
+/// The unit file of `M` on `P`, unit 3 of run-1, from easyconfig `sha('e')`.
+fn unit() -> BatchFile {
+    serde_json::from_value(serde_json::json!({
+        "execution": "run-1", "platform": P, "arch": "aarch64", "archspec": "neoverse_v1",
+        "optarch": "GCC:mcpu=neoverse-v1", "cuda_compute_capability": null, "batch": 3,
+        "builds": [{"module": M, "easyconfig": "z/zlib/zlib-1.3.1-GCCcore-13.3.0.eb",
+                    "easyconfig_key": "easyconfigs/z/zlib/zlib-1.3.1-GCCcore-13.3.0.eb",
+                    "easyconfig_sha256": sha('e')}],
+        "needs": [], "after": []
+    }))
+    .unwrap()
+}
+
+const UNIT_MANIFEST: &str = "amzn-2023_graviton-3/manifests/run-1/3.json";
+
+#[test]
+fn a_manifest_is_believed_only_about_its_own_unit() {
+    let good = manifest("run-1", 3, built_outcome('b'), 'e');
+    good.validate().unwrap();
+    good.check_for(UNIT_MANIFEST, &unit()).unwrap();
+    let refused = |m: &BatchManifest, key: &str| {
+        matches!(
+            m.check_for(key, &unit()),
+            Err(ManifestError::NotItsUnit { .. })
+        )
+    };
+    // Another key, run or unit index than the unit's.
+    assert!(refused(
+        &good,
+        "amzn-2023_graviton-3/manifests/run-1/4.json"
+    ));
+    assert!(refused(
+        &manifest("run-2", 3, built_outcome('b'), 'e'),
+        UNIT_MANIFEST
+    ));
+    assert!(refused(
+        &manifest("run-1", 4, built_outcome('b'), 'e'),
+        UNIT_MANIFEST
+    ));
+    let mut other_platform = good.clone();
+    other_platform.platform = "amzn-2023_graviton-4".into();
+    assert!(refused(&other_platform, UNIT_MANIFEST));
+    // Built from another easyconfig than the unit's.
+    assert!(refused(
+        &manifest("run-1", 3, built_outcome('b'), 'f'),
+        UNIT_MANIFEST
+    ));
+    // A module the unit does not build.
+    let mut extra = good.clone();
+    extra.modules[0].module = "OpenSSL/3.0".into();
+    assert!(refused(&extra, UNIT_MANIFEST));
+    // Keys under the platform's prefixes, but another module's.
+    let elsewhere = |tarball: &str, file: &str| Outcome::Built {
+        tarball: Tarball {
+            key: format!("{P}/{tarball}"),
+            size: 1,
+            sha256: sha('b'),
+        },
+        module_file_key: format!("{P}/{file}"),
+        duration_s: 1,
+    };
+    for (t, f) in [
+        (
+            "software/OpenSSL/3.0.tar.zst",
+            "modules/all/zlib/1.3.1-GCCcore-13.3.0.lua",
+        ),
+        (
+            "software/zlib/1.3.1-GCCcore-13.3.0.tar.zst",
+            "modules/all/OpenSSL/3.0.lua",
+        ),
+    ] {
+        let m = manifest("run-1", 3, elsewhere(t, f), 'e');
+        m.validate().unwrap();
+        assert!(refused(&m, UNIT_MANIFEST), "{t} {f}");
+    }
+    // A failed build's log under another module's logs.
+    let failed = |log: &str| Outcome::Failed {
+        class: ErrorClass::CompileError,
+        message: "error: x".into(),
+        log_key: Some(format!("{P}/logs/{log}")),
+    };
+    let own = manifest("run-1", 3, failed("zlib/1.3.1-GCCcore-13.3.0/eb.log"), 'e');
+    own.check_for(UNIT_MANIFEST, &unit()).unwrap();
+    assert!(refused(
+        &manifest("run-1", 3, failed("OpenSSL/3.0/eb.log"), 'e'),
+        UNIT_MANIFEST
     ));
 }

@@ -174,7 +174,7 @@ fn a_lost_node_is_retired_and_only_its_unit_redone_until_given_up() {
         reason: "heartbeat timed out".into(),
     };
     let d = s.tick(&dag, &obs(100, vec![(2, lost())], &ab), &settings());
-    assert_eq!(d.retire, [lost_node.clone()]);
+    assert_eq!(d.retire, std::slice::from_ref(&lost_node));
     assert_eq!(s.units[2], UnitState::Waiting);
     assert_eq!(
         running_on(&s, 1),

@@ -639,3 +639,73 @@ async fn releasing_gives_up_only_the_batchs_own_leases() {
         (Some("run-1"), Some(2))
     );
 }
+
+/// The node's manifest of batch 2 saying `module` was built, at the
+/// layout's keys for `keys_of`.
+fn manifest_of(module: &str, keys_of: &str) -> String {
+    let (p, k) = (P.parse().unwrap(), m(keys_of));
+    serde_json::to_string(&ebfleet_core::manifest::BatchManifest {
+        format: ebfleet_core::manifest::MANIFEST_FORMAT,
+        execution: "run-1".into(),
+        platform: P.into(),
+        batch: 2,
+        instance_type: "c7a.8xlarge".into(),
+        archspec: "zen4".into(),
+        eb_version: "5.4.1".into(),
+        started: NOW,
+        finished: NOW + 60,
+        modules: vec![ebfleet_core::manifest::ManifestEntry {
+            module: module.into(),
+            easyconfig_sha256: sha('e'),
+            outcome: ebfleet_core::manifest::Outcome::Built {
+                tarball: Tarball {
+                    key: ebfleet_core::layout::tarball_key(&p, &k),
+                    size: 10,
+                    sha256: sha('f'),
+                },
+                module_file_key: ebfleet_core::layout::module_file_key(&p, &k),
+                duration_s: 60,
+            },
+        }],
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_manifest_is_recorded_only_for_what_its_unit_builds() {
+    const KEY: &str = "amzn-2023_epyc-gen-4/manifests/run-1/2.json";
+    let run = |manifest: String| async move {
+        let writes = Writes::default();
+        let unit = get_batch(&batch_file(&[ZLIB]));
+        let read_manifest = mock!(aws_sdk_s3::Client::get_object)
+            .match_requests(|q| q.key() == Some(KEY))
+            .then_output(move || {
+                GetObjectOutput::builder()
+                    .body(ByteStream::from(manifest.clone().into_bytes()))
+                    .build()
+            });
+        let (read, write) = (get_record(ZLIB, None), put_record(ZLIB, writes.clone()));
+        let (read_b, write_b) = (get_record(BZIP2, None), put_record(BZIP2, writes.clone()));
+        let mocks = Mocks {
+            s3: vec![&read_manifest, &unit],
+            dynamodb: vec![&read, &write, &read_b, &write_b],
+            ..Default::default()
+        };
+        let input: Input =
+            serde_json::from_value(serde_json::json!({ "manifest_key": KEY })).unwrap();
+        let settings = Settings::from_lookup(|_: &str| None).unwrap();
+        let reply = handle(&mocks.env(), &settings, input).await;
+        let written = writes.lock().unwrap().len();
+        (reply, written)
+    };
+    let (reply, written) = run(manifest_of(ZLIB, ZLIB)).await;
+    assert!(reply.is_ok(), "{reply:?}");
+    assert_eq!(written, 1, "its own module is recorded");
+    // Another module than the unit's, or its own at another's keys.
+    for manifest in [manifest_of(BZIP2, BZIP2), manifest_of(ZLIB, BZIP2)] {
+        let (reply, written) = run(manifest).await;
+        let err = reply.expect_err("refused");
+        assert_eq!(err.kind(), Kind::Invalid, "{err}");
+        assert_eq!(written, 0, "nothing recorded: {err}");
+    }
+}
