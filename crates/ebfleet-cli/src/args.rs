@@ -17,7 +17,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Plan what each platform must build, in batches in dependency order.
+    /// Plan what each platform must build: its build graph, in dependency order (and in batches).
     Plan(PlanArgs),
     /// Resolve targets like `eb --dry-run --robot`: each closure in build order.
     Resolve(ResolveArgs),

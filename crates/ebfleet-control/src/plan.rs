@@ -1,6 +1,6 @@
 //! Plan: read the easyconfigs from the bucket (cached by ETag in `/tmp`
 //! across warm invocations), what each platform has built from DynamoDB,
-//! run the planner, write the plan and its batch files to
+//! run the planner, write the plan and each platform's build graph to
 //! `plans/<execution>/`, and return only keys and counts.
 
 use crate::env::{self, var, Lookup};

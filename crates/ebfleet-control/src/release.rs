@@ -20,8 +20,8 @@ pub struct Input {
     /// failed or aborted execution knows only its name).
     #[serde(default)]
     pub platform: Option<PlatformName>,
-    /// The instances Capacity started; may be empty (those with the
-    /// execution's and platform's tags are found anyway).
+    /// Instances to terminate besides those found by the execution's and
+    /// platform's tags (which are always found); usually empty.
     #[serde(default)]
     pub instance_ids: Vec<String>,
 }

@@ -4,9 +4,13 @@
 //! - [`names`]: validated names (modules, platforms, executions, easyconfig
 //!   paths) that are safe as key components and command-line arguments;
 //! - [`layout`]: every S3 key and DynamoDB key;
-//! - [`wire`]: the batch file a node reads, the plan Lambda's output;
-//! - [`record`]: what DynamoDB holds per platform and module, and how a batch
-//!   manifest changes it; [`lease`]: a batch's leases file;
+//! - [`build_graph`]: a platform's modules to build and what they load, from
+//!   which each unit's file is made; [`unit`]: a unit's execution, its
+//!   input and outcome;
+//! - [`wire`]: the unit (batch) file a node reads, the plan Lambda's output;
+//! - [`record`]: what DynamoDB holds per platform and module, and how a
+//!   unit's manifest ([`manifest`]) changes it; [`lease`]: a unit's leases
+//!   file;
 //! - [`step`]: the SSM document and the commands it runs on a node;
 //! - [`trigger`]: how a new easyconfig in S3 becomes an execution;
 //! - [`platform`], [`capacity`], [`userdata`]: the platforms, how instances

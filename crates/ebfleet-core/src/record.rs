@@ -18,8 +18,9 @@
 //!   was built and released between its read and its write, and build it
 //!   again.
 //! - **Leases expire.** A lease is `{owner, expires}`; its owner renews it
-//!   ([`renew_lease`]) while the batch runs (the node's heartbeat). A spot
-//!   machine that is reclaimed or dies stops renewing, so once `expires` is
+//!   ([`renew_lease`]) while the unit runs (the platform's scheduler, every
+//!   half hour while the unit's execution runs). A unit whose node is
+//!   reclaimed ends and is no longer renewed, so once `expires` is
 //!   past, [`decide_lease`] lets the next acquirer take the module: a dead
 //!   node never blocks a module for longer than one TTL. Expiry is checked
 //!   here against the caller's `now`, never by DynamoDB's TTL: TTL deletes
@@ -400,7 +401,7 @@ fn check_owner(r: &ModuleRecord, owner: &str) -> Result<(), LeaseError> {
     }
 }
 
-/// Extend the owner's lease to `req.now + req.ttl` (the heartbeat). Only the
+/// Extend the owner's lease to `req.now + req.ttl` (a renewal). Only the
 /// owner may; its own expired lease may be renewed while no one has taken
 /// it (the write's version condition settles a race with a new acquirer).
 /// Write under [`write_condition`]`(Some(existing))`.

@@ -1,13 +1,13 @@
 //! The planner: EasyBuild's easyconfigs read and resolved exactly as
 //! EasyBuild's robot does, the toolchain policy that picks the latest
-//! software, and plans cut into batches per platform.
+//! software, and per platform a plan and its build graph.
 //!
 //! The vocabulary is EasyBuild's: an [`easyconfig`] names a module and its
 //! dependencies (evaluated by `ebfleet-python`, with [`templates`]); the
 //! [`robot`] settles each dependency's toolchain through the toolchain
 //! [`hierarchy`]; the [`graph`] is the robot's closure over a [`tree`] of
-//! easyconfigs; the [`policy`] chooses targets; [`plan`] cuts what is left to
-//! build into batches; [`planner`] runs it all for a set of platforms, and
+//! easyconfigs; the [`policy`] chooses targets; [`plan`] orders what is left to
+//! build (and cuts it into batches for the CLI's view); [`planner`] runs it all for a set of platforms, and
 //! [`wire`] turns the result into what the pipeline's parts read
 //! (`ebfleet-core`'s wire types).
 
