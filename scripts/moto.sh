@@ -2,7 +2,8 @@
 # `start_moto` installs moto in a venv under the cache (once), starts it on a
 # free port of 127.0.0.1, waits until it answers, exports the endpoint for
 # the SDK (AWS_ENDPOINT_URL) and the tests (EBFLEET_MOTO_ENDPOINT), and stops
-# it when the calling script exits.
+# it when the calling script exits. It runs tests/moto/server.py: moto's
+# server with CreateLaunchTemplateVersion fixed as explained there.
 MOTO_VERSION=${MOTO_VERSION:-5.2.5}
 MOTO_VENV="$EBFLEET_CACHE/moto-$MOTO_VERSION"
 
@@ -16,7 +17,8 @@ start_moto() {
   port=$(free_port)
   log "moto server on 127.0.0.1:$port"
   MOTO_LOG="$EBFLEET_CACHE/moto-server.$port.log"
-  "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$MOTO_LOG" 2>&1 &
+  "$MOTO_VENV/bin/python3" "$(dirname "${BASH_SOURCE[0]}")/../tests/moto/server.py" \
+    -H 127.0.0.1 -p "$port" >"$MOTO_LOG" 2>&1 &
   MOTO_PID=$!
   trap 'stop_moto' EXIT
   local endpoint="http://127.0.0.1:$port"

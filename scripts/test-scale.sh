@@ -15,7 +15,7 @@ tree=$(mktemp -d)
 trap 'rm -rf "$tree"' EXIT
 python3 "$root/tests/scale/synthetic.py" "$modules" "$tree"
 log "scale scenario: $modules synthetic modules, 32 nodes"
-result=$("$here/bench-scale.sh" --easyconfigs "$tree" --nodes 32 --json | tail -n 1)
+result=$("$here/bench-scale.sh" --easyconfigs "$tree" --nodes 32 --debug --json | tail -n 1)
 python3 - "$result" "$modules" <<'PY'
 import json, sys
 (p,) = json.loads(sys.argv[1])["platforms"]

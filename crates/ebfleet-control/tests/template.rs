@@ -127,11 +127,6 @@ fn environments(t: &Json) -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
-/// Variables the template sets that no handler reads yet (see
-/// infra/OPERATOR.md, "What is not wired yet"). Remove a name once its
-/// handler reads it.
-const NOT_READ_YET: &[&str] = &[];
-
 #[test]
 fn every_function_gets_the_environment_its_handler_reads() {
     let t = template();
@@ -201,7 +196,6 @@ fn every_function_gets_the_environment_its_handler_reads() {
         "RUST_LOG",
     ]
     .into_iter()
-    .chain(NOT_READ_YET.iter().copied())
     .collect();
     for (binary, vars) in &envs {
         for v in vars {

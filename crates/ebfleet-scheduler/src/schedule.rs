@@ -455,13 +455,22 @@ impl Schedule {
             .count() as u32;
         // Instances asked for but not in the group yet count as coming.
         let coming = obs.desired.saturating_sub(obs.pool.len() as u32);
+        // Nodes retired in this tick are still in the observed group, and
+        // each retirement lowers the desired capacity by one before the
+        // new one is set: count from what stays.
+        let retired_now = d
+            .retire
+            .iter()
+            .filter(|id| obs.pool.iter().any(|i| &i.id == *id))
+            .count() as u32;
+        let staying = obs.desired.saturating_sub(retired_now);
         let want = (busy + ready_left as u32).min(s.max_nodes);
         let have = active + coming;
         if want > have {
             let room = s.max_instances.saturating_sub(self.launched + coming);
             let grow = (want - have).min(room);
             if grow > 0 {
-                d.desired = Some(obs.desired.max(active) + grow);
+                d.desired = Some(staying.max(active) + grow);
             }
         }
         let more_work = ready_left > 0

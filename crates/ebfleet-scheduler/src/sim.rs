@@ -122,6 +122,11 @@ pub fn simulate(dag: &Dag, build_s: &[u64], cfg: &SimConfig) -> SimResult {
             }
         }
         if let Some(n) = d.desired {
+            // As Auto Scaling would refuse it (the group's MaxSize).
+            assert!(
+                n <= cfg.settings.max_nodes,
+                "desired capacity {n} over max_nodes"
+            );
             while desired < n {
                 desired += 1;
                 next_id += 1;

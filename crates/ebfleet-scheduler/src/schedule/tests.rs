@@ -181,7 +181,11 @@ fn a_lost_node_is_retired_and_only_its_unit_redone_until_given_up() {
         Some(other.as_str()),
         "the other build goes on"
     );
-    assert_eq!(d.desired, Some(3), "a node for the unit to redo");
+    assert_eq!(
+        d.desired,
+        Some(2),
+        "the retirement lowers the desired 2 to 1; one node for the unit to redo"
+    );
     // The lost node leaves the group; a new one comes.
     let bc = [(other.as_str(), true), ("i-c", true)];
     let d = s.tick(&dag, &obs(200, vec![], &bc), &settings());
@@ -198,6 +202,34 @@ fn a_lost_node_is_retired_and_only_its_unit_redone_until_given_up() {
     assert_eq!(d.skipped, [(3, 2)]);
     assert!(matches!(&s.units[2], UnitState::Failed { class, .. } if class == "node_lost"));
     assert_eq!(s.launched, 3);
+}
+
+/// AWS refuses a desired capacity over the group's maximum (max_nodes):
+/// a node retired in the same tick as the pool grows must not count twice.
+#[test]
+fn a_full_pool_that_loses_a_node_asks_for_one_more_and_no_more() {
+    let dag = Dag::new(vec![true; 6], vec![vec![]; 6], vec![1000; 6]);
+    let mut s = Schedule::new(&dag);
+    let full = [("i-a", true), ("i-b", true), ("i-c", true), ("i-d", true)];
+    let d = s.tick(&dag, &obs(0, vec![], &full), &settings());
+    assert_eq!(d.dispatch.len(), 4);
+    let unit = d.dispatch[0].unit;
+    let lost = Outcome::NodeLost {
+        reason: "heartbeat timed out".into(),
+    };
+    let d = s.tick(&dag, &obs(100, vec![(unit, lost)], &full), &settings());
+    assert_eq!(d.retire.len(), 1);
+    // After the retirement the group wants 3; three busy nodes and three
+    // ready units would use 6, but max_nodes is 4.
+    assert_eq!(d.desired, Some(4));
+
+    // The same when a node that never came online is retired.
+    let mut s = Schedule::new(&dag);
+    let booting = [("i-a", true), ("i-b", true), ("i-c", true), ("i-d", false)];
+    s.tick(&dag, &obs(0, vec![], &booting), &settings());
+    let d = s.tick(&dag, &obs(1800, vec![], &booting), &settings());
+    assert_eq!(d.retire, ["i-d"]);
+    assert_eq!(d.desired, Some(4));
 }
 
 #[test]

@@ -60,9 +60,10 @@ async fn network(ec2: &aws_sdk_ec2::Client) -> (String, String) {
 }
 
 /// A platform's pool as Capacity makes it (a launch template and an empty
-/// group over it), grown to one node as the scheduler does, a step sent to
-/// that node, and everything released as Release does (the group, then the
-/// instances and templates by id and by tag), twice.
+/// group over it), its user data renewed and the group grown to one node
+/// as the scheduler does, a step sent to that node, and everything released
+/// as Release does (the group, then the instances and templates by id and
+/// by tag), twice.
 #[tokio::test]
 async fn ec2_pool_launch_send_and_terminate() {
     let Some(conf) = super::config("ec2_pool_launch_send_and_terminate").await else {
@@ -133,6 +134,31 @@ async fn ec2_pool_launch_send_and_terminate() {
         pools.describe(&pool.name).await.unwrap(),
         Some(PoolState::default()),
         "a pool starts empty"
+    );
+
+    // The scheduler renews the nodes' user data (a new `$Latest` version);
+    // the group launches from it.
+    let renewed = "#!/bin/bash\necho renewed\n";
+    nodes
+        .renew_user_data(&template_id, renewed.as_bytes())
+        .await
+        .unwrap();
+    let latest = ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&template_id)
+        .versions("$Latest")
+        .send()
+        .await
+        .unwrap();
+    let latest = &latest.launch_template_versions()[0];
+    assert_eq!(latest.version_number(), Some(2));
+    let user_data = latest
+        .launch_template_data()
+        .and_then(|d| d.user_data())
+        .unwrap();
+    assert_eq!(
+        aws_smithy_types::base64::decode(user_data).unwrap(),
+        renewed.as_bytes()
     );
 
     // moto launches at once, of the template's type, with the group's tags.
