@@ -7,5 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 . "$here/moto.sh"
 start_moto
-log "cargo test -p ebfleet-aws-integration"
-cargo test --manifest-path "$here/../Cargo.toml" -p ebfleet-aws-integration
+log "cargo test --test moto (tests/aws)"
+# --workspace, not -p: the features resolve as for `cargo test --workspace`,
+# so what it compiled is reused (with -p the AWS SDK compiles again).
+cargo test --manifest-path "$here/../Cargo.toml" --workspace --test moto

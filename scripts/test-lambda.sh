@@ -75,8 +75,8 @@ start_lambda_watch "$root" "$watch_log"
 export EBFLEET_LAMBDA_INVOKE_PORT=$LAMBDA_WATCH_PORT
 export EBFLEET_FUNCTIONS_DIR="$root/functions"
 export EBFLEET_FIXTURES="$root/tests/easybuild/fixtures/easyconfigs"
-log "cargo test -p ebfleet-aws-integration lambdas"
-if ! cargo test --manifest-path "$root/Cargo.toml" -p ebfleet-aws-integration --test moto lambdas -- --nocapture; then
+log "cargo test --test moto lambdas"
+if ! cargo test --manifest-path "$root/Cargo.toml" --workspace --test moto lambdas -- --nocapture; then
   echo "--- cargo lambda watch log (last 80 lines)" >&2
   tail -80 "$watch_log" >&2
   exit 1

@@ -15,5 +15,8 @@ ensure_lmod
 
 start_moto
 export EBFLEET_TEST_EB="$EB_VENV/bin/eb"
-log "cargo test -p ebfleet-node (unit tests, then the binary against moto and EasyBuild)"
-cargo test --manifest-path "$here/../Cargo.toml" -p ebfleet-node -- --nocapture "$@"
+log "cargo test --test node (the binary against moto and EasyBuild)"
+# Its unit tests ran with `cargo test --workspace`. The target by name
+# within --workspace: features resolve as for that run, so its build is
+# reused (scripts/test-aws.sh).
+cargo test --manifest-path "$here/../Cargo.toml" --workspace --test node -- --nocapture "$@"
