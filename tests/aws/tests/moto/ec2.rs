@@ -171,13 +171,8 @@ async fn ec2_pool_launch_send_and_terminate() {
         .map(|m| m.instance_id.clone())
         .collect();
     assert_eq!(ids.len(), 1, "{state:?}");
-    let described = ec2
-        .describe_instances()
-        .set_instance_ids(Some(ids.clone()))
-        .send()
-        .await
-        .unwrap();
-    let instance = &described.reservations()[0].instances()[0];
+    let described = super::instances(&ec2, &ids).await;
+    let instance = &described[0];
     assert_eq!(instance.instance_id(), Some(ids[0].as_str()));
     assert_eq!(
         instance.instance_type().map(|t| t.as_str()),
@@ -228,13 +223,8 @@ async fn ec2_pool_launch_send_and_terminate() {
     expected.sort();
     assert_eq!(released, expected, "{first:?}");
     assert_eq!(first.launch_templates_deleted, vec![template_id.clone()]);
-    let after = ec2
-        .describe_instances()
-        .set_instance_ids(Some(ids.clone()))
-        .send()
-        .await
-        .unwrap();
-    let state = after.reservations()[0].instances()[0]
+    let after = super::instances(&ec2, &ids).await;
+    let state = after[0]
         .state()
         .and_then(|s| s.name())
         .map(|n| n.as_str().to_string());

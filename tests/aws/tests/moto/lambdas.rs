@@ -249,20 +249,6 @@ fn units(g: &BuildGraph) -> BTreeSet<String> {
         .collect()
 }
 
-/// The instances `ids`, as EC2 describes them.
-async fn instances(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> Vec<Instance> {
-    let out = ec2
-        .describe_instances()
-        .set_instance_ids(Some(ids.to_vec()))
-        .send()
-        .await
-        .unwrap();
-    out.reservations()
-        .iter()
-        .flat_map(|r| r.instances().iter().cloned())
-        .collect()
-}
-
 fn tag(i: &Instance, key: &str) -> Option<String> {
     i.tags()
         .iter()
@@ -527,7 +513,7 @@ async fn lambdas_under_cargo_lambda_watch() {
         .map(|m| m.instance_id.clone())
         .collect();
     nodes.sort();
-    let launched = instances(&ec2, &nodes).await;
+    let launched = super::instances(&ec2, &nodes).await;
     assert_eq!(launched.len(), nodes.len());
     for i in &launched {
         assert_eq!(tag(i, TAG_EXECUTION).as_deref(), Some(EXECUTION), "{i:?}");
@@ -786,7 +772,7 @@ async fn lambdas_under_cargo_lambda_watch() {
     assert_eq!(terminated, nodes);
     assert_eq!(rel["launch_templates_deleted"], json!([template_id]));
     assert_eq!(pools.describe(POOL).await.unwrap(), None);
-    for i in instances(&ec2, &nodes).await {
+    for i in super::instances(&ec2, &nodes).await {
         assert_eq!(
             i.state().and_then(|s| s.name()),
             Some(&InstanceStateName::Terminated),

@@ -69,3 +69,20 @@ async fn create_table(conf: &ebfleet_aws::SdkConfig, table: &str) {
         .await
         .unwrap();
 }
+
+/// The instances `ids`, as EC2 describes them.
+pub(crate) async fn instances(
+    ec2: &aws_sdk_ec2::Client,
+    ids: &[String],
+) -> Vec<aws_sdk_ec2::types::Instance> {
+    let out = ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances().iter().cloned())
+        .collect()
+}
