@@ -239,9 +239,7 @@ impl BatchManifest {
         }
         Ok(())
     }
-}
 
-impl BatchManifest {
     /// Check a [validated](Self::validate) manifest read from `key` against
     /// the unit (or batch) file it reports on. A node writes the manifest;
     /// it is believed only where it says what the unit asked of it: it sits
