@@ -45,8 +45,7 @@ while IFS= read -r setting; do
   export "${setting?}"
 done < <("$python" "$e2e" setup)
 EBFLEET_PLATFORMS_TOML=$("$python" "$e2e" platforms)
-EBFLEET_EASYCONFIG_CACHE=$(mktemp -d)
-export EBFLEET_PLATFORMS_TOML EBFLEET_EASYCONFIG_CACHE
+export EBFLEET_PLATFORMS_TOML
 
 # Step Functions for everyone (the Lambdas, the nodes, the scenarios); the
 # functions' SSM client goes to the harness's proxy (tests/e2e/nodes.py),
@@ -63,7 +62,6 @@ sfn_pid=
 stop_all() {
   [ -n "$sfn_pid" ] && kill "$sfn_pid" 2>/dev/null || true
   stop_lambda_watch
-  rm -rf "$EBFLEET_EASYCONFIG_CACHE"
   stop_moto
 }
 trap stop_all EXIT

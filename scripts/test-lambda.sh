@@ -63,14 +63,12 @@ print(subnet["SubnetId"], sg["GroupId"])
 PY
 )
 export EBFLEET_SUBNET_IDS EBFLEET_SECURITY_GROUP_ID
-export EBFLEET_EASYCONFIG_CACHE
-EBFLEET_EASYCONFIG_CACHE=$(mktemp -d)
 
 # Built once here so that watch's first invocation of each does not compile.
 log "cargo build (the functions, as watch runs them)"
 (cd "$root" && cargo build --quiet "${packages[@]}")
 watch_log="$EBFLEET_CACHE/cargo-lambda-watch.log"
-trap 'stop_lambda_watch; rm -rf "$EBFLEET_EASYCONFIG_CACHE"; stop_moto' EXIT
+trap 'stop_lambda_watch; stop_moto' EXIT
 start_lambda_watch "$root" "$watch_log"
 export EBFLEET_LAMBDA_INVOKE_PORT=$LAMBDA_WATCH_PORT
 export EBFLEET_FUNCTIONS_DIR="$root/functions"

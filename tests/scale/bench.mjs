@@ -16,9 +16,8 @@
 
 import { createRequire } from 'node:module';
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync, statSync, mkdtempSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { LocalStepFunctions, VirtualClock, ebfleetMachines, stateMachineArn } from '../sfn/local-sfn.mjs';
@@ -158,7 +157,6 @@ async function main() {
       EBFLEET_SUBNET_IDS: subnet.SubnetId,
       EBFLEET_NODES_PER_PLATFORM: String(a.nodes),
       EBFLEET_MAX_INSTANCES_PER_PLATFORM: String(4 * a.nodes),
-      EBFLEET_EASYCONFIG_CACHE: mkdtempSync(path.join(tmpdir(), 'ebfleet-scale-')),
     },
   });
   lambdasPort = await new Promise((resolve, reject) => {

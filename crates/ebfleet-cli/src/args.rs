@@ -37,6 +37,32 @@ pub struct TreeArgs {
     /// Search the toolchain hierarchy bottom up, as `eb --minimal-toolchains`.
     #[arg(long)]
     pub minimal_toolchains: bool,
+    /// Parse cache: easyconfigs parsed before, by content digest
+    /// [default: $XDG_CACHE_HOME/ebfleet/parse-cache.bin, or under ~/.cache].
+    #[arg(long, env = "EBFLEET_PARSE_CACHE", value_name = "FILE")]
+    pub parse_cache: Option<PathBuf>,
+    /// Neither read nor write the parse cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl TreeArgs {
+    /// The parse cache file to use, if any.
+    pub fn cache_file(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        if let Some(f) = &self.parse_cache {
+            return Some(f.clone());
+        }
+        let home = |v: &str| {
+            std::env::var_os(v)
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        };
+        let dir = home("XDG_CACHE_HOME").or_else(|| home("HOME").map(|h| h.join(".cache")))?;
+        Some(dir.join("ebfleet").join("parse-cache.bin"))
+    }
 }
 
 #[derive(Args, Debug, Clone)]

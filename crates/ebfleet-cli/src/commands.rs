@@ -2,21 +2,22 @@
 
 use crate::args::{
     Cli, Command, LatestArgs, ParseArgs, PlanArgs, PlatformFileArgs, PlatformsArgs, PolicyArgs,
-    ResolveArgs,
+    ResolveArgs, TreeArgs,
 };
 use crate::progress::Bar;
 use anyhow::{bail, Context, Result};
 use ebfleet_core::built::parse_built;
 use ebfleet_core::platform::Platforms;
 use ebfleet_core::Arch;
+use ebfleet_planner::parse_cache::ParseCache;
 use ebfleet_planner::planner::{self, PlanRequest, Targets};
 use ebfleet_planner::policy::{self, Policy};
 use ebfleet_planner::report::{self, ParsedReport, TargetReport};
 use ebfleet_planner::robot::{Robot, RobotOptions};
-use ebfleet_planner::tree::{EasyconfigTree, Problem};
+use ebfleet_planner::tree::{EasyconfigFiles, EasyconfigTree, Problem};
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -28,11 +29,46 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn load_tree(dir: &Path, arch: Arch) -> Result<EasyconfigTree> {
+/// The easyconfigs of `--easyconfigs`, with the parse cache (when there
+/// is one), read lazily.
+fn open_files(a: &TreeArgs) -> Result<Arc<EasyconfigFiles>> {
+    let cache = match a.cache_file() {
+        Some(f) => {
+            let (cache, why) = ParseCache::read(&f);
+            if let Some(why) = why {
+                tracing::warn!("parse cache not used, it will be rewritten: {why}");
+            }
+            cache
+        }
+        None => ParseCache::new(),
+    };
+    Ok(EasyconfigFiles::scan(&a.easyconfigs, Arc::new(cache))?)
+}
+
+/// Write back the parse cache if this run added to it; when every file was
+/// read, it keeps only the parses of the tree's current files.
+fn save_cache(a: &TreeArgs, files: &EasyconfigFiles) {
+    let Some(f) = a.cache_file() else {
+        return;
+    };
+    let cache = files.cache();
+    if let Some(digests) = files.digests() {
+        cache.retain(&digests);
+    }
+    if cache.changed() {
+        if let Err(e) = cache.write(&f) {
+            tracing::warn!("parse cache not written to {}: {e}", f.display());
+        }
+    }
+}
+
+/// Every easyconfig of the tree for `arch`, read now (with a progress bar).
+fn load_tree(files: &Arc<EasyconfigFiles>, arch: Arch) -> EasyconfigTree {
+    let tree = EasyconfigTree::new(files.clone(), arch);
     let bar = Bar::new(&format!("reading easyconfigs ({arch})"));
-    let tree = EasyconfigTree::load(dir, arch, &bar)?;
+    tree.load_all(&bar);
     bar.finish();
-    Ok(tree)
+    tree
 }
 
 fn robot_options(minimal: bool) -> RobotOptions {
@@ -95,7 +131,6 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
         None => Default::default(),
     };
     let req = PlanRequest {
-        easyconfigs: &a.tree.easyconfigs,
         platforms: selected,
         targets: targets(&a.policy)?,
         built,
@@ -106,9 +141,11 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
         },
         dot: a.dot.is_some(),
     };
+    let files = open_files(&a.tree)?;
     let bar = Bar::new("reading easyconfigs");
-    let plan = planner::plan(&req, &bar)?;
+    let plan = planner::plan(&files, &req, &bar)?;
     bar.finish();
+    save_cache(&a.tree, &files);
     for (arch, problems) in &plan.problems {
         report_problems(problems, *arch);
     }
@@ -188,9 +225,12 @@ fn read_targets(a: &ResolveArgs) -> Result<Vec<String>> {
 
 fn resolve(a: ResolveArgs) -> Result<ExitCode> {
     let targets = read_targets(&a)?;
-    let tree = load_tree(&a.tree.easyconfigs, a.arch)?;
+    // Lazily: only the files the robot's search reaches are read.
+    let files = open_files(&a.tree)?;
+    let tree = EasyconfigTree::new(files.clone(), a.arch);
     let robot = Robot::new(&tree, robot_options(a.tree.minimal_toolchains));
     let reports = report::resolve_targets(&robot, &targets);
+    save_cache(&a.tree, &files);
     let failed = reports
         .iter()
         .filter(|r| matches!(r, TargetReport::Failed { .. }))
@@ -227,7 +267,9 @@ fn resolve(a: ResolveArgs) -> Result<ExitCode> {
 }
 
 fn parse(a: ParseArgs) -> Result<ExitCode> {
-    let tree = load_tree(&a.tree.easyconfigs, a.arch)?;
+    let files = open_files(&a.tree)?;
+    let tree = load_tree(&files, a.arch);
+    save_cache(&a.tree, &files);
     let robot = Robot::new(&tree, robot_options(a.tree.minimal_toolchains));
     let reports = report::parse_reports(&robot);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -262,7 +304,9 @@ fn latest(a: LatestArgs) -> Result<ExitCode> {
     let Targets::Latest(policy) = targets(&a.policy)? else {
         bail!("--easystack already names the easyconfigs; `latest` applies the toolchain policy");
     };
-    let tree = load_tree(&a.tree.easyconfigs, a.arch)?;
+    let files = open_files(&a.tree)?;
+    let tree = load_tree(&files, a.arch);
+    save_cache(&a.tree, &files);
     report_problems(&tree.problems(), a.arch);
     let robot = Robot::new(&tree, robot_options(a.tree.minimal_toolchains));
     let mut out = std::io::stdout().lock();

@@ -91,9 +91,21 @@ fn fixture() -> tempfile::TempDir {
     d
 }
 
+/// `ebfleet`, with no parse cache for the commands that read easyconfigs
+/// (the cache's own test passes one).
 fn ebfleet(args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ebfleet"));
+    c.args(args);
+    if args.first() != Some(&"platforms") {
+        c.arg("--no-cache");
+    }
+    c.output().unwrap()
+}
+
+fn ebfleet_cached(cache: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ebfleet"))
         .args(args)
+        .env("EBFLEET_PARSE_CACHE", cache)
         .output()
         .unwrap()
 }
@@ -339,4 +351,64 @@ fn platforms_lists_the_defaults() {
         .unwrap()
         .iter()
         .any(|p| p["gpu"]["cuda_compute_capability"] == "9.0"));
+}
+
+#[test]
+fn the_parse_cache_is_reused_and_follows_edits() {
+    let d = fixture();
+    let dir = d.path().to_str().unwrap();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = cache_dir.path().join("parse-cache.bin");
+    let parse = ["parse", "--json", "--easyconfigs", dir];
+    let cold = ebfleet_cached(&cache, &parse);
+    assert!(cold.status.success(), "{}", stderr(&cold));
+    assert_eq!(stdout(&cold), stdout(&ebfleet(&parse)), "same as no cache");
+    let written = std::fs::metadata(&cache).unwrap().modified().unwrap();
+    // Warm: the same answer, and nothing new to write.
+    let warm = ebfleet_cached(&cache, &parse);
+    assert_eq!(stdout(&warm), stdout(&cold));
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().modified().unwrap(),
+        written
+    );
+
+    // An edited file is parsed again: the cache is keyed by content.
+    write(
+        d.path(),
+        "c/CMake/CMake-3.27.6-GCCcore-13.2.0.eb",
+        &ec(
+            "CMake",
+            "3.27.6",
+            Some(("GCCcore", "13.2.0")),
+            "dependencies = [('zlib', '1.2.13')]",
+        ),
+    );
+    let resolve = [
+        "resolve",
+        "--json",
+        "--easyconfigs",
+        dir,
+        "CMake-3.27.6-GCCcore-13.2.0.eb",
+    ];
+    let o = ebfleet_cached(&cache, &resolve);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let closure = v[0]["closure"].to_string();
+    assert!(closure.contains("zlib/1.2.13-GCCcore-13.2.0"), "{closure}");
+    assert!(!closure.contains("zlib/1.3-"), "{closure}");
+
+    // A broken cache is said and replaced, never believed.
+    std::fs::write(&cache, b"not a cache").unwrap();
+    let o = ebfleet_cached(&cache, &parse);
+    assert!(
+        stderr(&o).contains("parse cache not used"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ebfleet_cached(&cache, &parse);
+    assert!(
+        !stderr(&o).contains("parse cache not used"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("zlib/1.2.13-GCCcore-13.2.0"));
 }

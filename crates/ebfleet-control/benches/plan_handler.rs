@@ -2,14 +2,14 @@
 //! local S3 (moto), as `scripts/bench-plan.sh` runs it:
 //!
 //! ```text
-//! plan_handler upload DIR     put every *.eb under DIR to easyconfigs/, create the table
-//! plan_handler run CACHE_DIR  one invocation of the handler; prints its figures as JSON
+//! plan_handler upload DIR  put every *.eb under DIR to easyconfigs/, create the table
+//! plan_handler run         one invocation of the handler; prints its figures as JSON
 //! ```
 //!
-//! `run` is its own process so that its peak RSS (`VmHWM`) is the handler's
-//! alone, as Lambda would measure it; run it with an empty cache (a cold
-//! start: every easyconfig downloaded) and again (a warm one: read from
-//! `/tmp` by ETag). Bucket and table come from `EBFLEET_BUCKET` and
+//! `run` is its own process, as a Lambda cold start is, so that its peak RSS
+//! (`VmHWM`) is the handler's alone. The first run finds no packed index
+//! (every easyconfig downloaded and parsed, the index written); later runs
+//! read the index. Bucket and table come from `EBFLEET_BUCKET` and
 //! `EBFLEET_TABLE`, the endpoint from `AWS_ENDPOINT_URL`.
 
 use aws_sdk_dynamodb::types::{
@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::types::{
 };
 use ebfleet_control::env::{self, var};
 use ebfleet_control::{plan, Env};
+use ebfleet_core::layout::EASYCONFIG_INDEX_KEY;
 use ebfleet_core::trigger::ExecutionInput;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -29,8 +30,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     match args.as_slice() {
         [cmd, dir] if cmd == "upload" => upload(Path::new(dir)).await,
-        [cmd, cache] if cmd == "run" => run(Path::new(cache)).await,
-        _ => Err("usage: plan_handler upload DIR | run CACHE_DIR".into()),
+        [cmd] if cmd == "run" => run().await,
+        _ => Err("usage: plan_handler upload DIR | run".into()),
     }
 }
 
@@ -112,18 +113,21 @@ async fn upload(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn run(cache: &Path) -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let env = Env::from_env().await?;
-    let cached = std::fs::read_dir(cache).map_or(0, |d| d.count());
+    let index_before = env
+        .store
+        .get_bytes(EASYCONFIG_INDEX_KEY)
+        .await
+        .map_or(0, |b| b.len());
     let input = ExecutionInput::full(format!("bench-{}", std::process::id()).parse()?);
     let start = Instant::now();
-    let mut settings = plan::Settings::from_lookup(env::from_env)?;
-    settings.cache_dir = cache.to_path_buf();
+    let settings = plan::Settings::from_lookup(env::from_env)?;
     let out = plan::handle(&env, &settings, input).await?;
     let seconds = start.elapsed().as_secs_f64();
     let output_bytes = serde_json::to_vec(&out)?.len();
     let figures = serde_json::json!({
-        "cache_files_before": cached,
+        "index_bytes_before": index_before,
         "seconds": (seconds * 100.0).round() / 100.0,
         "peak_rss_mib": peak_rss_kib()? / 1024,
         "platforms": out.platforms.len(),

@@ -1,37 +1,36 @@
-//! Plan: read the easyconfigs from the bucket (cached by ETag in `/tmp`
-//! across warm invocations), what each platform has built from DynamoDB,
-//! run the planner, write the plan and each platform's build graph to
-//! `plans/<execution>/`, and return only keys and counts.
+//! Plan: read the easyconfigs from the bucket (the packed index, and only
+//! the objects that changed since it was written), what each platform has
+//! built from DynamoDB, run the planner, write the plan and each
+//! platform's build graph to `plans/<execution>/` (and the index, when it
+//! changed), and return only keys and counts.
 
 use crate::env::{self, var, Lookup};
 use crate::Env;
 use ebfleet_aws::dynamodb::DynamoError;
-use ebfleet_aws::s3::{ObjectInfo, S3Error, Store};
+use ebfleet_aws::s3::{S3Error, Store};
 use ebfleet_core::build_graph::BuildGraph;
 use ebfleet_core::built::Built;
-use ebfleet_core::layout::EASYCONFIGS_PREFIX;
+use ebfleet_core::layout::{EASYCONFIGS_PREFIX, EASYCONFIG_INDEX_KEY};
 use ebfleet_core::names::{ExecutionName, KeyError, PlatformName};
 use ebfleet_core::platform::{Platform, PlatformError, Platforms};
 use ebfleet_core::trigger::{ExecutionInput, Mode};
+use ebfleet_planner::index::{EasyconfigIndex, IndexedTree};
 use ebfleet_planner::plan::PlanOptions;
-use ebfleet_planner::planner::{plan_sources, Plan, PlanError, PlanRequest, Targets};
+use ebfleet_planner::planner::{self, Plan, PlanError, PlanRequest, Targets};
 use ebfleet_planner::policy::Policy;
 use ebfleet_planner::robot::RobotOptions;
+use ebfleet_planner::tree::EasyconfigFiles;
 use ebfleet_planner::wire::{build_graph, plan_output};
 use ebfleet_scheduler::DurationModel;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// `{execution, platforms?, changed_keys?, mode}`.
 pub type Input = ExecutionInput;
 /// Per platform, keys and counts only.
 pub type Output = ebfleet_core::wire::PlanOutput;
 
-/// Where downloaded easyconfigs are kept, unless
-/// [`CACHE_DIR_VAR`] says otherwise.
-pub const DEFAULT_CACHE_DIR: &str = "/tmp/ebfleet-easyconfigs";
-/// Optional: the directory of the easyconfig cache.
-pub const CACHE_DIR_VAR: &str = "EBFLEET_EASYCONFIG_CACHE";
 /// S3 requests in flight at once.
 const CONCURRENCY: usize = 64;
 
@@ -57,6 +56,8 @@ pub enum Error {
     Write(#[source] S3Error),
     #[error("a download or upload task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Index(#[from] ebfleet_planner::index::MissingDownload),
 }
 
 impl crate::failure::Failure for Error {
@@ -66,7 +67,7 @@ impl crate::failure::Failure for Error {
             Error::Platforms(_) | Error::Keys(_) => Kind::Invalid,
             Error::List(e) | Error::Download(e) | Error::Write(e) => e.kind(),
             Error::Built { source, .. } => Kind::retry_or(source.is_retryable(), Kind::Failed),
-            Error::Plan(_) | Error::Task(_) => Kind::Failed,
+            Error::Plan(_) | Error::Task(_) | Error::Index(_) => Kind::Failed,
         }
     }
 }
@@ -79,8 +80,6 @@ pub struct Settings {
     pub policy: Policy,
     /// The plan as graphs.
     pub options: PlanOptions,
-    /// Where downloaded easyconfigs are cached ([`CACHE_DIR_VAR`]).
-    pub cache_dir: PathBuf,
     /// Build times before any are recorded.
     pub durations: DurationModel,
 }
@@ -94,9 +93,6 @@ impl Settings {
                 graph: true,
                 ..PlanOptions::default()
             },
-            cache_dir: lookup(CACHE_DIR_VAR)
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR)),
             durations: DurationModel::shipped(),
         })
     }
@@ -119,11 +115,13 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Outp
         built.insert(p.name.clone(), recorded.built);
         durations.insert(p.name.clone(), recorded.durations);
     }
-    // The easyconfigs' bytes are dropped once planned: the handler's peak
-    // memory is the plan plus what is being written, not the sources too.
+    // The easyconfigs are dropped once planned: the handler's peak memory
+    // is the plan plus what is being written, not the sources too.
     let mut plan = {
-        let sources = load_sources(&env.store, &settings.cache_dir).await?;
-        plan_input(&sources, &selected, &input, settings, built)?
+        let tree = load_easyconfigs(&env.store).await?;
+        let plan = plan_input(&tree.files, &selected, &input, settings, built)?;
+        save_index(&env.store, &tree).await;
+        plan
     };
     let execution = input.execution();
     // The output counts the graphs' units: before they are taken out.
@@ -255,16 +253,15 @@ pub fn targets(input: &Input, policy: &Policy) -> Targets {
     }
 }
 
-/// Plan `sources` (paths relative to `easyconfigs/`) for `platforms`.
+/// Plan the easyconfigs of `files` for `platforms`.
 pub fn plan_input(
-    sources: &[(String, Vec<u8>)],
+    files: &Arc<EasyconfigFiles>,
     platforms: &[&Platform],
     input: &Input,
     settings: &Settings,
     built: HashMap<String, Built>,
 ) -> Result<Plan, PlanError> {
     let req = PlanRequest {
-        easyconfigs: Path::new(EASYCONFIGS_PREFIX.trim_end_matches('/')),
         platforms: platforms.to_vec(),
         targets: targets(input, &settings.policy),
         built,
@@ -272,16 +269,7 @@ pub fn plan_input(
         options: settings.options,
         dot: false,
     };
-    plan_sources(sources, &req)
-}
-
-/// The file name an object with `etag` is cached under: the ETag without
-/// quotes, when it is only hex digits and dashes (S3's form); else none
-/// (not cached).
-pub fn cache_name(etag: &str) -> Option<String> {
-    let e = etag.trim_matches('"');
-    (!e.is_empty() && e.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
-        .then(|| format!("{}.eb", e.to_ascii_lowercase()))
+    planner::plan(files, &req, &())
 }
 
 /// The path of a key relative to `easyconfigs/`.
@@ -290,99 +278,72 @@ pub fn relative_path(key: &str) -> Option<&str> {
         .filter(|r| !r.is_empty())
 }
 
-/// Every easyconfig of the bucket, read from the cache when its ETag is
-/// there, else downloaded (and cached).
-pub async fn load_sources(store: &Store, cache: &Path) -> Result<Vec<(String, Vec<u8>)>, Error> {
+/// Every easyconfig of the bucket: listed, taken from the packed index
+/// where the index has the listed version, downloaded otherwise.
+pub async fn load_easyconfigs(store: &Store) -> Result<IndexedTree, Error> {
     let objects = store
         .list_easyconfigs(EASYCONFIGS_PREFIX)
         .await
         .map_err(Error::List)?;
-    if let Err(e) = tokio::fs::create_dir_all(cache).await {
-        tracing::warn!(cache = %cache.display(), error = %e, "no easyconfig cache");
-    }
-    let mut sources = Vec::with_capacity(objects.len());
-    let mut hits = 0usize;
-    for chunk in objects.chunks(CONCURRENCY) {
+    let listed: Vec<(String, String)> = objects
+        .iter()
+        .filter_map(|o| Some((relative_path(&o.key)?.to_string(), o.etag.clone())))
+        .collect();
+    let index = match store.get_bytes(EASYCONFIG_INDEX_KEY).await {
+        Ok(bytes) => EasyconfigIndex::from_bytes(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(key = EASYCONFIG_INDEX_KEY, error = %e, "index not used");
+            EasyconfigIndex::default()
+        }),
+        Err(S3Error::NotFound { .. }) => EasyconfigIndex::default(),
+        // Without the index every easyconfig is downloaded: slower, same plan.
+        Err(e) => {
+            tracing::warn!(key = EASYCONFIG_INDEX_KEY, error = %e, "index not read");
+            EasyconfigIndex::default()
+        }
+    };
+    let stale = index.stale(&listed);
+    let mut downloaded = HashMap::with_capacity(stale.len());
+    for chunk in stale.chunks(CONCURRENCY) {
         let mut tasks = tokio::task::JoinSet::new();
-        for (i, o) in chunk.iter().enumerate() {
-            let Some(rel) = relative_path(&o.key) else {
-                continue;
-            };
-            let (store, cache, o, rel) = (
-                store.clone(),
-                cache.to_path_buf(),
-                o.clone(),
-                rel.to_string(),
-            );
+        for &rel in chunk {
+            let (store, rel) = (store.clone(), rel.to_string());
             tasks.spawn(async move {
-                fetch_cached(&store, &cache, &o)
-                    .await
-                    .map(|(bytes, hit)| (i, rel, bytes, hit))
+                let key = format!("{EASYCONFIGS_PREFIX}{rel}");
+                store.get_bytes(&key).await.map(|bytes| (rel, bytes))
             });
         }
-        let mut got = Vec::with_capacity(chunk.len());
         while let Some(r) = tasks.join_next().await {
-            let (i, rel, bytes, hit) = r.map_err(|e| Error::Task(e.to_string()))??;
-            hits += usize::from(hit);
-            got.push((i, rel, bytes));
+            let (rel, bytes) = r
+                .map_err(|e| Error::Task(e.to_string()))?
+                .map_err(Error::Download)?;
+            downloaded.insert(rel, bytes);
         }
-        got.sort_by_key(|(i, _, _)| *i);
-        sources.extend(got.into_iter().map(|(_, rel, bytes)| (rel, bytes)));
     }
     tracing::info!(
-        easyconfigs = sources.len(),
-        cached = hits,
+        easyconfigs = listed.len(),
+        indexed = index.len(),
+        downloaded = downloaded.len(),
         "read easyconfigs"
     );
-    let keep: std::collections::HashSet<String> =
-        objects.iter().filter_map(|o| cache_name(&o.etag)).collect();
-    prune_cache(cache, &keep).await;
-    Ok(sources)
+    let root = PathBuf::from(EASYCONFIGS_PREFIX.trim_end_matches('/'));
+    Ok(index.files(root, &listed, downloaded)?)
 }
 
-/// Remove cached files no listed object has any more, so `/tmp` does not
-/// fill up over many warm invocations.
-async fn prune_cache(cache: &Path, keep: &std::collections::HashSet<String>) {
-    let Ok(mut dir) = tokio::fs::read_dir(cache).await else {
+/// Write the index of `tree` when it differs from the one read. A failure
+/// is only logged: the next run downloads what changed again.
+async fn save_index(store: &Store, tree: &IndexedTree) {
+    if tree.index_is_current() {
         return;
-    };
-    while let Ok(Some(e)) = dir.next_entry().await {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !keep.contains(&name) {
-            if let Err(err) = tokio::fs::remove_file(e.path()).await {
-                tracing::warn!(path = %e.path().display(), error = %err, "not pruned");
-            }
-        }
     }
-}
-
-/// One object's bytes, and whether they came from the cache.
-async fn fetch_cached(
-    store: &Store,
-    cache: &Path,
-    o: &ObjectInfo,
-) -> Result<(Vec<u8>, bool), Error> {
-    let path = cache_name(&o.etag).map(|n| cache.join(n));
-    if let Some(path) = &path {
-        if let Ok(bytes) = tokio::fs::read(path).await {
-            if bytes.len() as u64 == o.size {
-                return Ok((bytes, true));
-            }
-        }
+    let bytes = tree.to_index_bytes();
+    let size = bytes.len();
+    match store
+        .put_bytes(EASYCONFIG_INDEX_KEY, bytes, "application/octet-stream")
+        .await
+    {
+        Ok(()) => tracing::info!(key = EASYCONFIG_INDEX_KEY, size, "index written"),
+        Err(e) => tracing::warn!(key = EASYCONFIG_INDEX_KEY, error = %e, "index not written"),
     }
-    let bytes = store.get_bytes(&o.key).await.map_err(Error::Download)?;
-    if let Some(path) = &path {
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let written = match tokio::fs::write(&tmp, &bytes).await {
-            Ok(()) => tokio::fs::rename(&tmp, path).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            tracing::warn!(path = %path.display(), error = %e, "not cached");
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-    }
-    Ok((bytes, false))
 }
 
 #[cfg(test)]
@@ -398,40 +359,14 @@ mod tests {
         assert_eq!(policy_from(" , ").toolchains, Policy::default().toolchains);
     }
 
-    fn fixtures() -> Vec<(String, Vec<u8>)> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+    fn fixtures() -> Arc<EasyconfigFiles> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../tests/easybuild/fixtures/easyconfigs");
-        let mut out = Vec::new();
-        let mut stack = vec![root.clone()];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|x| x == "eb") {
-                    let rel = p
-                        .strip_prefix(&root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned();
-                    out.push((rel, std::fs::read(&p).unwrap()));
-                }
-            }
-        }
-        out.sort();
-        out
+        EasyconfigFiles::scan(&root, Default::default()).unwrap()
     }
 
     fn input(json: &str) -> Input {
         serde_json::from_str(json).unwrap()
-    }
-
-    #[test]
-    fn cache_names_are_etags_without_quotes() {
-        assert_eq!(cache_name("\"9B2cf0\"").as_deref(), Some("9b2cf0.eb"));
-        assert_eq!(cache_name("\"abc-3\"").as_deref(), Some("abc-3.eb"));
-        assert_eq!(cache_name(""), None);
-        assert_eq!(cache_name("\"../x\""), None);
     }
 
     #[test]
@@ -552,17 +487,24 @@ mod tests {
         assert!(out.nothing_to_do);
     }
 
-    mod cache {
+    mod index {
         use super::super::*;
-        use aws_sdk_s3::operation::get_object::GetObjectOutput;
+        use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
         use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
         use aws_sdk_s3::primitives::ByteStream;
+        use aws_sdk_s3::types::error::NoSuchKey;
         use aws_sdk_s3::types::Object;
         use aws_sdk_s3::Client;
         use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+        use ebfleet_core::arch::Arch;
+        use ebfleet_planner::tree::EasyconfigTree;
 
         const A: &str = "easyconfigs/a/A/A-1.0.eb";
         const B: &str = "easyconfigs/b/B/B-2.0.eb";
+        const A_EB: &[u8] = b"name = 'A'\nversion = '1.0'\ntoolchain = SYSTEM\n";
+        const B_EB: &[u8] = b"name = 'B'\nversion = '2.0'\ntoolchain = SYSTEM\n";
+        const B2_EB: &[u8] =
+            b"name = 'B'\nversion = '2.0'\ntoolchain = SYSTEM\ndependencies = [('A', '1.0')]\n";
 
         fn listing(etag_b: &'static str) -> Rule {
             mock!(Client::list_objects_v2)
@@ -582,52 +524,95 @@ mod tests {
                 })
         }
 
-        fn object(key: &'static str, body: &'static [u8]) -> Rule {
+        fn object(key: &'static str, body: Vec<u8>) -> Rule {
             mock!(Client::get_object)
                 .match_requests(move |r| r.key() == Some(key))
                 .then_output(move || {
                     GetObjectOutput::builder()
-                        .body(ByteStream::from_static(body))
+                        .body(ByteStream::from(body.clone()))
                         .build()
                 })
         }
 
+        fn no_index() -> Rule {
+            mock!(Client::get_object)
+                .match_requests(|r| r.key() == Some(EASYCONFIG_INDEX_KEY))
+                .then_error(|| GetObjectError::NoSuchKey(NoSuchKey::builder().build()))
+        }
+
+        fn b_deps(tree: &IndexedTree) -> usize {
+            let t = EasyconfigTree::new(tree.files.clone(), Arch::Aarch64);
+            let b = t.find("B", "2.0").unwrap();
+            t.easyconfig(b).unwrap().dependencies.len()
+        }
+
         #[tokio::test]
-        async fn warm_invocations_download_only_changed_objects() {
-            let dir =
-                std::env::temp_dir().join(format!("ebfleet-plan-cache-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            let (list, a, b) = (listing("\"bb\""), object(A, b"AAAA"), object(B, b"BBBB"));
+        async fn with_an_index_only_changed_objects_are_downloaded() {
+            // No index yet: both easyconfigs are downloaded (not the patch).
+            let (list, a, b, none) = (
+                listing("\"bb\""),
+                object(A, A_EB.to_vec()),
+                object(B, B_EB.to_vec()),
+                no_index(),
+            );
             let store = Store::new(
-                mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&list, &a, &b]),
+                mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&list, &none, &a, &b]),
                 "bucket",
             );
-            let want = vec![
-                ("a/A/A-1.0.eb".to_string(), b"AAAA".to_vec()),
-                ("b/B/B-2.0.eb".to_string(), b"BBBB".to_vec()),
-            ];
-            assert_eq!(load_sources(&store, &dir).await.unwrap(), want);
+            let tree = load_easyconfigs(&store).await.unwrap();
+            assert_eq!(tree.files.len(), 2);
             assert_eq!((a.num_calls(), b.num_calls()), (1, 1));
-            // Warm: nothing changed, nothing downloaded.
-            assert_eq!(load_sources(&store, &dir).await.unwrap(), want);
-            assert_eq!((a.num_calls(), b.num_calls()), (1, 1));
-            // B changed: only B is downloaded again.
-            let (list2, b2) = (listing("\"b2\""), object(B, b"bbbb"));
+            assert!(!tree.index_is_current());
+            let index = tree.to_index_bytes();
+
+            // The index as written: nothing is downloaded.
+            let (list, a, b, idx) = (
+                listing("\"bb\""),
+                object(A, A_EB.to_vec()),
+                object(B, B_EB.to_vec()),
+                object(EASYCONFIG_INDEX_KEY, index.clone()),
+            );
             let store = Store::new(
-                mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&list2, &a, &b2]),
+                mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&list, &idx, &a, &b]),
                 "bucket",
             );
-            let got = load_sources(&store, &dir).await.unwrap();
-            assert_eq!(got[1].1, b"bbbb");
-            assert_eq!((a.num_calls(), b2.num_calls()), (1, 1));
-            // The old B is pruned from the cache.
-            let mut cached: Vec<String> = std::fs::read_dir(&dir)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            cached.sort();
-            assert_eq!(cached, ["aa.eb", "b2.eb"]);
-            std::fs::remove_dir_all(&dir).unwrap();
+            let tree = load_easyconfigs(&store).await.unwrap();
+            assert_eq!((a.num_calls(), b.num_calls()), (0, 0));
+            assert!(tree.index_is_current());
+            assert_eq!(b_deps(&tree), 0);
+
+            // B changed (new ETag): only B is downloaded, and its new text used.
+            let (list, a, b, idx) = (
+                listing("\"b2\""),
+                object(A, A_EB.to_vec()),
+                object(B, B2_EB.to_vec()),
+                object(EASYCONFIG_INDEX_KEY, index),
+            );
+            let store = Store::new(
+                mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&list, &idx, &a, &b]),
+                "bucket",
+            );
+            let tree = load_easyconfigs(&store).await.unwrap();
+            assert_eq!((a.num_calls(), b.num_calls()), (0, 1));
+            assert!(!tree.index_is_current());
+            assert_eq!(b_deps(&tree), 1);
+        }
+
+        #[tokio::test]
+        async fn a_corrupt_index_means_downloading_everything() {
+            let (list, a, b, idx) = (
+                listing("\"bb\""),
+                object(A, A_EB.to_vec()),
+                object(B, B_EB.to_vec()),
+                object(EASYCONFIG_INDEX_KEY, b"garbage".to_vec()),
+            );
+            let store = Store::new(
+                mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&list, &idx, &a, &b]),
+                "bucket",
+            );
+            let tree = load_easyconfigs(&store).await.unwrap();
+            assert_eq!((a.num_calls(), b.num_calls()), (1, 1));
+            assert_eq!(b_deps(&tree), 0);
         }
     }
 }

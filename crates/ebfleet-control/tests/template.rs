@@ -11,7 +11,7 @@
 //! `infra/check.py`'s.
 
 use ebfleet_control::record::lease::LEASE_SECONDS_VAR;
-use ebfleet_control::{capacity, dispatch, env::var, plan, record, release, schedule};
+use ebfleet_control::{capacity, dispatch, env::var, record, release, schedule};
 use ebfleet_core::record::{Lease, ModuleRecord, Status, Tarball};
 use ebfleet_core::step::ssm_document;
 use ebfleet_core::trigger::ExecutionInput;
@@ -192,7 +192,6 @@ fn every_function_gets_the_environment_its_handler_reads() {
         var::NODE_ATTEMPTS,
         var::TICKS_PER_EXECUTION,
         LEASE_SECONDS_VAR,
-        plan::CACHE_DIR_VAR,
         "RUST_LOG",
     ]
     .into_iter()

@@ -9,6 +9,7 @@
 //! <platform>/manifests/<execution>/<batch>.json
 //! <platform>/logs/<Name>/<version>/...
 //! plans/<execution>/plan.json, plans/<execution>/<platform>/<batch>.json
+//! index/easyconfigs.bin
 //! ```
 //!
 //! Hidden modules (`zlib/.1.3`) keep their dot in every key:
@@ -24,6 +25,10 @@ use crate::names::{EasyconfigPath, ExecutionName, ModuleName, PlatformName};
 
 /// The prefix of easyconfig keys in the bucket.
 pub const EASYCONFIGS_PREFIX: &str = "easyconfigs/";
+
+/// The packed index of the easyconfigs (paths, ETags, digests, parses),
+/// read and kept current by the Plan Lambda.
+pub const EASYCONFIG_INDEX_KEY: &str = "index/easyconfigs.bin";
 
 /// EasyBuild's `letter_dir_for`: the lowercase first letter of a software
 /// name, `0` when it is not a letter.

@@ -11,13 +11,13 @@ use crate::templates::{TemplateInputs, Templates};
 use crate::toolchain::Toolchain;
 use ebfleet_core::arch::Arch;
 use ebfleet_python::{self, Namespace, Value};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The value of EasyBuild's `EXTERNAL_MODULE` constant.
 const EXTERNAL_MODULE: &str = "EXTERNAL_MODULE";
 
 /// A dependency as EasyBuild's `_parse_dependency` leaves it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Dependency {
     pub name: String,
     pub version: String,
@@ -78,7 +78,7 @@ pub fn module_name(name: &str, full_version: &str, hidden: bool) -> String {
 }
 
 /// The parameters of one easyconfig that planning needs.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Easyconfig {
     pub name: String,
     pub version: String,
@@ -93,9 +93,8 @@ pub struct Easyconfig {
     /// Build dependencies are iterated over (list of lists, `multi_deps`);
     /// EasyBuild then leaves them out of the template values.
     pub iterate_builddependencies: bool,
-    #[serde(skip)]
+    /// Read by the `%(github_account)s`-style templates.
     github_account: Option<String>,
-    #[serde(skip)]
     bitbucket_account: Option<String>,
 }
 
@@ -192,7 +191,7 @@ impl Easyconfig {
 }
 
 /// Why an easyconfig could not be read.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[error("line {line}: {reason}")]
 pub struct ParseError {
     /// 1-based; 0 when the problem is not tied to one line.

@@ -221,22 +221,32 @@ impl<'r, 't> Graph<'r, 't> {
     /// The closure of `target` in build order: every dependency before the
     /// modules that need it, `target` last.
     pub fn closure(&self, target: NodeId) -> Vec<NodeId> {
+        self.closure_of(&[target])
+    }
+
+    /// The closures of `targets`, each in build order, concatenated with
+    /// every node kept only the first time: one walk, whatever the overlap.
+    pub fn closure_of(&self, targets: &[NodeId]) -> Vec<NodeId> {
         let mut seen = vec![false; self.nodes.len()];
         let mut order = Vec::new();
-        // Iterative post-order DFS.
-        let mut stack: Vec<(NodeId, usize)> = vec![(target, 0)];
-        seen[target] = true;
-        while let Some((n, i)) = stack.pop() {
-            let deps: Vec<NodeId> = self.nodes[n].deps().collect();
-            if i < deps.len() {
-                stack.push((n, i + 1));
-                let d = deps[i];
-                if !seen[d] {
-                    seen[d] = true;
-                    stack.push((d, 0));
+        // Iterative post-order DFS; a node seen before has its whole
+        // closure in `order` already.
+        let mut stack: Vec<(NodeId, usize)> = Vec::new();
+        for &target in targets {
+            if std::mem::replace(&mut seen[target], true) {
+                continue;
+            }
+            stack.push((target, 0));
+            while let Some((n, i)) = stack.pop() {
+                match self.nodes[n].deps().nth(i) {
+                    Some(d) => {
+                        stack.push((n, i + 1));
+                        if !std::mem::replace(&mut seen[d], true) {
+                            stack.push((d, 0));
+                        }
+                    }
+                    None => order.push(n),
                 }
-            } else {
-                order.push(n);
             }
         }
         order

@@ -15,6 +15,8 @@
 pub mod easyconfig;
 pub mod graph;
 pub mod hierarchy;
+pub mod index;
+pub mod parse_cache;
 pub mod plan;
 pub mod planner;
 pub mod policy;

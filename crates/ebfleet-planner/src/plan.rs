@@ -145,15 +145,7 @@ pub fn plan_platform(
         }
     }
     // The closure of all targets, in build order.
-    let mut in_closure = vec![false; graph.nodes().len()];
-    let mut order: Vec<NodeId> = Vec::new();
-    for &r in &roots {
-        for n in graph.closure(r) {
-            if !std::mem::replace(&mut in_closure[n], true) {
-                order.push(n);
-            }
-        }
-    }
+    let order = graph.closure_of(&roots);
     let is_built = |n: NodeId| {
         let node = graph.node(n);
         match built.get(&node.module) {

@@ -7,13 +7,13 @@ use crate::plan::{
 };
 use crate::policy::{is_cuda, select_latest, Choice, Policy, PolicyError};
 use crate::robot::{Robot, RobotOptions};
-use crate::tree::{EasyconfigTree, Problem, Progress, TreeError};
+use crate::tree::{EasyconfigFiles, EasyconfigTree, Problem, Progress};
 use ebfleet_core::arch::Arch;
 use ebfleet_core::built::Built;
 use ebfleet_core::platform::Platform;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::sync::Arc;
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -27,17 +27,15 @@ pub enum Targets {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
-    Tree(#[from] TreeError),
-    #[error(transparent)]
     Policy(#[from] PolicyError),
 }
 
 /// A plan for several platforms.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
-    /// Easyconfig files read (per architecture, the same files).
+    /// Easyconfig files in the tree.
     pub easyconfigs: usize,
-    /// Files reported and skipped, per architecture.
+    /// Files read that were reported and skipped, per architecture.
     pub problems: BTreeMap<Arch, Vec<Problem>>,
     pub platforms: Vec<PlatformPlan>,
     /// Per architecture, every module some platform builds.
@@ -48,7 +46,6 @@ pub struct Plan {
 }
 
 pub struct PlanRequest<'a> {
-    pub easyconfigs: &'a Path,
     pub platforms: Vec<&'a Platform>,
     pub targets: Targets,
     /// Per platform name, what it has built.
@@ -58,38 +55,19 @@ pub struct PlanRequest<'a> {
     pub dot: bool,
 }
 
-/// Plan every requested platform.
-pub fn plan(req: &PlanRequest<'_>, progress: &dyn Progress) -> Result<Plan, PlanError> {
-    plan_with(req, |arch| {
-        EasyconfigTree::load(req.easyconfigs, arch, progress)
-    })
-}
-
-/// [`plan`] from easyconfigs already read: `(path relative to the tree,
-/// bytes)`, e.g. downloaded from the bucket. `req.easyconfigs` only names
-/// the tree's root in messages.
-pub fn plan_sources(
-    sources: &[(String, Vec<u8>)],
+/// Plan every requested platform from `files` (read once, parsed once per
+/// architecture; every file when the targets are the latest of everything,
+/// only what the robot reaches for an easystack).
+pub fn plan(
+    files: &Arc<EasyconfigFiles>,
     req: &PlanRequest<'_>,
-) -> Result<Plan, PlanError> {
-    plan_with(req, |arch| {
-        Ok(EasyconfigTree::from_sources(
-            req.easyconfigs.to_path_buf(),
-            arch,
-            sources.to_vec(),
-        ))
-    })
-}
-
-fn plan_with(
-    req: &PlanRequest<'_>,
-    mut load: impl FnMut(Arch) -> Result<EasyconfigTree, TreeError>,
+    progress: &dyn Progress,
 ) -> Result<Plan, PlanError> {
     let mut arches: Vec<Arch> = req.platforms.iter().map(|p| p.arch()).collect();
     arches.sort();
     arches.dedup();
     let mut out = Plan {
-        easyconfigs: 0,
+        easyconfigs: files.len(),
         problems: BTreeMap::new(),
         platforms: Vec::new(),
         modules: BTreeMap::new(),
@@ -97,9 +75,10 @@ fn plan_with(
     };
     let mut by_name: HashMap<String, PlatformPlan> = HashMap::new();
     for arch in arches {
-        let tree = load(arch)?;
-        out.easyconfigs = tree.len();
-        out.problems.insert(arch, tree.problems());
+        let tree = EasyconfigTree::new(files.clone(), arch);
+        if matches!(req.targets, Targets::Latest(_)) {
+            tree.load_all(progress);
+        }
         let robot = Robot::new(&tree, req.robot);
         let (choices, missing) = choose(&robot, &req.targets)?;
         let mut graph = Graph::new(&robot);
@@ -125,6 +104,7 @@ fn plan_with(
             }
             by_name.insert(platform.name.clone(), p);
         }
+        out.problems.insert(arch, tree.problems());
     }
     // Keep the order the platforms were asked for.
     for p in &req.platforms {
@@ -171,15 +151,8 @@ fn to_dot(graph: &Graph<'_, '_>, plan: &PlatformPlan, built: &Built) -> String {
         "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontsize=10];\n",
         plan.platform
     );
-    let mut seen = vec![false; graph.nodes().len()];
-    let mut members: Vec<NodeId> = Vec::new();
-    for n in plan.targets.iter().filter_map(|t| graph.find(t)) {
-        for m in graph.closure(n) {
-            if !std::mem::replace(&mut seen[m], true) {
-                members.push(m);
-            }
-        }
-    }
+    let roots: Vec<NodeId> = plan.targets.iter().filter_map(|t| graph.find(t)).collect();
+    let members = graph.closure_of(&roots);
     for &n in &members {
         let node = graph.node(n);
         let mut attrs = Vec::new();

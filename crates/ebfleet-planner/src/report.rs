@@ -91,10 +91,10 @@ pub enum ParsedReport {
 /// Every file of the tree with its dependencies' module names, toolchains settled.
 pub fn parse_reports(robot: &Robot<'_>) -> Vec<ParsedReport> {
     let tree: &EasyconfigTree = robot.tree();
-    tree.entries()
-        .iter()
-        .enumerate()
-        .map(|(id, entry)| {
+    tree.load_all(&());
+    (0..tree.len())
+        .map(|id| {
+            let entry = tree.entry(id);
             let fail = |error: String| ParsedReport::Failed {
                 path: entry.path.clone(),
                 error,

@@ -1,14 +1,22 @@
 //! A tree of easyconfigs laid out like EasyBuild's (`<letter>/<Name>/<file>.eb`),
-//! read in parallel, with the robot's way of finding a file for a module
+//! with the robot's way of finding a file for a module
 //! (`robot_find_easyconfig`).
+//!
+//! Files are read and parsed lazily, as EasyBuild's robot does: resolving
+//! one target reads only the files its search reaches, while choosing the
+//! latest of everything reads them all, in parallel. The files are shared by
+//! the per-architecture views, so each is read and hashed once.
 
-use crate::easyconfig::{self, Easyconfig, ParseError};
+use crate::easyconfig::{Easyconfig, ParseError};
+use crate::parse_cache::{ParseCache, Parsed};
 use crate::toolchain::Toolchain;
 use ebfleet_core::arch::Arch;
+use ebfleet_core::checksum::sha256_hex;
 use ebfleet_core::layout::letter_dir_for;
 use rayon::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Why a tree could not be read at all (single bad files are [`Problem`]s).
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +45,12 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// One file of the tree.
+/// One file of the tree, parsed for the tree's architecture.
 #[derive(Debug)]
 pub struct Entry {
     /// Path relative to the root, with `/` separators.
     pub path: String,
-    /// sha256 of the file's bytes, hex.
+    /// sha256 of the file's bytes, hex (empty when it could not be read).
     pub sha256: String,
     pub easyconfig: Result<Easyconfig, ParseError>,
 }
@@ -59,168 +67,172 @@ impl Progress for () {}
 /// Index of an easyconfig within its tree.
 pub type EcId = usize;
 
-/// Every easyconfig of a directory, parsed for one architecture.
-#[derive(Debug)]
-pub struct EasyconfigTree {
-    pub root: PathBuf,
-    pub arch: Arch,
-    entries: Vec<Entry>,
-    by_path: HashMap<String, EcId>,
-    by_file_name: HashMap<String, EcId>,
+/// Where a file's bytes come from when they are not on disk.
+pub enum Source {
+    /// The bytes, e.g. downloaded.
+    Bytes(Vec<u8>),
+    /// Only their sha256: the file's parses are in the cache (a packed index).
+    Digest(String),
 }
 
-impl EasyconfigTree {
-    /// Read every `*.eb` below `root`.
-    pub fn load(root: &Path, arch: Arch, progress: &dyn Progress) -> Result<Self, TreeError> {
+/// A file's bytes, once read.
+enum Content {
+    Read { sha256: String, bytes: Vec<u8> },
+    Digest(String),
+    Unreadable(String),
+}
+
+struct File {
+    path: String,
+    content: OnceLock<Content>,
+}
+
+/// The files of a tree, read at most once, shared by the views of every
+/// architecture, with the parse cache they fill.
+pub struct EasyconfigFiles {
+    pub root: PathBuf,
+    files: Vec<File>,
+    by_path: HashMap<String, EcId>,
+    by_file_name: HashMap<String, EcId>,
+    cache: Arc<ParseCache>,
+}
+
+impl EasyconfigFiles {
+    /// Every `*.eb` below `root`, listed now and read when first needed.
+    pub fn scan(root: &Path, cache: Arc<ParseCache>) -> Result<Arc<Self>, TreeError> {
         if !root.is_dir() {
             return Err(TreeError::NotADirectory {
                 path: root.to_path_buf(),
             });
         }
-        let mut files = Vec::new();
-        collect_eb_files(root, root, &mut files)?;
-        files.sort();
-        progress.start(files.len());
-        let sources: Vec<(String, Result<Vec<u8>, std::io::Error>)> = files
-            .par_iter()
-            .map(|rel| {
-                let bytes = std::fs::read(root.join(rel));
-                progress.inc();
-                (rel.clone(), bytes)
+        let mut paths = Vec::new();
+        collect_eb_files(root, root, &mut paths)?;
+        let files = paths
+            .into_iter()
+            .map(|path| File {
+                path,
+                content: OnceLock::new(),
             })
             .collect();
-        let mut inputs = Vec::with_capacity(sources.len());
-        for (rel, bytes) in sources {
-            let bytes = bytes.map_err(|source| TreeError::Io {
-                path: root.join(&rel),
-                source,
-            })?;
-            inputs.push((rel, bytes));
-        }
-        Ok(Self::from_sources(root.to_path_buf(), arch, inputs))
+        Ok(Arc::new(Self::new(root.to_path_buf(), files, cache)))
     }
 
-    /// Build a tree from (relative path, file bytes) pairs.
-    pub fn from_sources(root: PathBuf, arch: Arch, sources: Vec<(String, Vec<u8>)>) -> Self {
-        let entries: Vec<Entry> = sources
+    /// Files given as (path relative to the tree, source); `root` only
+    /// names the tree in messages.
+    pub fn from_sources(
+        root: PathBuf,
+        sources: Vec<(String, Source)>,
+        cache: Arc<ParseCache>,
+    ) -> Arc<Self> {
+        let files = sources
             .into_par_iter()
-            .map(|(path, bytes)| {
-                let sha256 = ebfleet_core::checksum::sha256_hex(&bytes);
-                let easyconfig = match std::str::from_utf8(&bytes) {
-                    Ok(text) => easyconfig::parse(text, arch),
-                    Err(e) => Err(ParseError {
-                        line: 0,
-                        reason: format!("not UTF-8: {e}"),
-                    }),
-                };
-                Entry {
-                    path,
-                    sha256,
-                    easyconfig,
-                }
+            .map(|(path, source)| File {
+                path,
+                content: OnceLock::from(match source {
+                    Source::Bytes(bytes) => Content::Read {
+                        sha256: sha256_hex(&bytes),
+                        bytes,
+                    },
+                    Source::Digest(sha256) => Content::Digest(sha256),
+                }),
             })
             .collect();
-        let mut tree = EasyconfigTree {
-            root,
-            arch,
-            by_path: entries
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (e.path.clone(), i))
-                .collect(),
-            by_file_name: HashMap::new(),
-            entries,
-        };
-        for (i, e) in tree.entries.iter().enumerate() {
-            let base = e.path.rsplit('/').next().unwrap_or(&e.path).to_string();
-            tree.by_file_name.entry(base).or_insert(i);
-        }
-        tree.apply_templates();
-        tree
+        Arc::new(Self::new(root, files, cache))
     }
 
-    /// Resolve templates: first the toolchain easyconfigs' runtime
-    /// dependencies (which can define `%(cudaver)s` and the like), then all.
-    fn apply_templates(&mut self) {
-        let arch = self.arch;
-        let toolchains: Vec<Toolchain> = {
-            let mut t: Vec<Toolchain> = self
-                .entries
-                .iter()
-                .filter_map(|e| e.easyconfig.as_ref().ok())
-                .map(|ec| ec.toolchain.clone())
-                .filter(|tc| !tc.is_system() && !tc.name.contains('%') && !tc.version.contains('%'))
-                .collect();
-            t.sort();
-            t.dedup();
-            t
-        };
-        let mut tc_deps: HashMap<Toolchain, Vec<(String, String)>> = HashMap::new();
-        for tc in toolchains {
-            let Some(id) = self.find(&tc.name, &tc.version) else {
-                continue;
-            };
-            let Ok(ec) = &self.entries[id].easyconfig else {
-                continue;
-            };
-            let mut ec = ec.clone();
-            if ec.apply_templates(arch, &[]).is_ok() {
-                let deps = ec.dependencies.iter().filter(|d| !d.external);
-                tc_deps.insert(
-                    tc,
-                    deps.map(|d| (d.name.clone(), d.version.clone())).collect(),
-                );
-            }
+    fn new(root: PathBuf, mut files: Vec<File>, cache: Arc<ParseCache>) -> Self {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let by_path = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.path.clone(), i))
+            .collect();
+        let mut by_file_name = HashMap::new();
+        for (i, f) in files.iter().enumerate() {
+            let base = f.path.rsplit('/').next().unwrap_or(&f.path).to_string();
+            by_file_name.entry(base).or_insert(i);
         }
-        self.entries.par_iter_mut().for_each(|e| {
-            if let Ok(ec) = &mut e.easyconfig {
-                let deps = tc_deps.get(&ec.toolchain).map(Vec::as_slice).unwrap_or(&[]);
-                if let Err(reason) = ec.apply_templates(arch, deps) {
-                    e.easyconfig = Err(ParseError { line: 0, reason });
-                }
+        EasyconfigFiles {
+            root,
+            files,
+            by_path,
+            by_file_name,
+            cache,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    pub fn cache(&self) -> &Arc<ParseCache> {
+        &self.cache
+    }
+
+    pub fn path(&self, id: EcId) -> &str {
+        &self.files[id].path
+    }
+
+    /// The file at `path` (relative to the tree).
+    pub fn find_path(&self, path: &str) -> Option<EcId> {
+        self.by_path.get(path).copied()
+    }
+
+    fn content(&self, id: EcId) -> &Content {
+        let f = &self.files[id];
+        f.content
+            .get_or_init(|| match std::fs::read(self.root.join(&f.path)) {
+                Ok(bytes) => Content::Read {
+                    sha256: sha256_hex(&bytes),
+                    bytes,
+                },
+                Err(e) => Content::Unreadable(format!("cannot read: {e}")),
+            })
+    }
+
+    /// The file's sha256 (reading it if need be); `None` if unreadable.
+    pub fn sha256(&self, id: EcId) -> Option<&str> {
+        match self.content(id) {
+            Content::Read { sha256, .. } | Content::Digest(sha256) => Some(sha256),
+            Content::Unreadable(_) => None,
+        }
+    }
+
+    /// The file's parse for `arch`, before templates.
+    pub fn parse(&self, id: EcId, arch: Arch) -> Arc<Parsed> {
+        let unparsed = |reason: String| Arc::new(Err(ParseError { line: 0, reason }));
+        match self.content(id) {
+            Content::Read { sha256, bytes } => self.cache.parse(arch, sha256, bytes),
+            Content::Digest(sha256) => self.cache.get(arch, sha256).unwrap_or_else(|| {
+                unparsed(format!(
+                    "no parse for {arch} of digest {sha256} in the index"
+                ))
+            }),
+            Content::Unreadable(reason) => unparsed(reason.clone()),
+        }
+    }
+
+    /// Parse every file for each of `arches` (in parallel), so the cache
+    /// holds them all.
+    pub fn parse_all(&self, arches: &[Arch]) {
+        (0..self.len()).into_par_iter().for_each(|id| {
+            for &arch in arches {
+                self.parse(id, arch);
             }
         });
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
-    }
-
-    pub fn entry(&self, id: EcId) -> &Entry {
-        &self.entries[id]
-    }
-
-    /// The parsed easyconfig, if the file parsed.
-    pub fn easyconfig(&self, id: EcId) -> Option<&Easyconfig> {
-        self.entries[id].easyconfig.as_ref().ok()
-    }
-
-    /// Ids of the files that parsed.
-    pub fn parsed(&self) -> impl Iterator<Item = (EcId, &Easyconfig)> {
-        self.entries
+    /// Every file's digest, when every file has been read; else `None`.
+    pub fn digests(&self) -> Option<HashSet<&str>> {
+        self.files
             .iter()
-            .enumerate()
-            .filter_map(|(i, e)| e.easyconfig.as_ref().ok().map(|ec| (i, ec)))
-    }
-
-    /// Files that were reported and skipped.
-    pub fn problems(&self) -> Vec<Problem> {
-        self.entries
-            .iter()
-            .filter_map(|e| {
-                e.easyconfig.as_ref().err().map(|err| Problem {
-                    path: e.path.clone(),
-                    line: err.line,
-                    reason: err.reason.clone(),
-                })
+            .map(|f| match f.content.get()? {
+                Content::Read { sha256, .. } | Content::Digest(sha256) => Some(sha256.as_str()),
+                Content::Unreadable(_) => Some(""),
             })
             .collect()
     }
@@ -244,24 +256,185 @@ impl EasyconfigTree {
     /// name searched for in the tree.
     pub fn find_target(&self, target: &str) -> Option<EcId> {
         let path = Path::new(target);
-        if let Ok(rel) = path.strip_prefix(&self.root) {
-            if let Some(id) = self.by_path.get(&rel.to_string_lossy().replace('\\', "/")) {
-                return Some(*id);
-            }
+        let relative = |rel: &Path| {
+            self.by_path
+                .get(&rel.to_string_lossy().replace('\\', "/"))
+                .copied()
+        };
+        if let Some(id) = path.strip_prefix(&self.root).ok().and_then(relative) {
+            return Some(id);
         }
-        if let Ok(abs) = path.canonicalize() {
-            if let Ok(root) = self.root.canonicalize() {
-                if let Ok(rel) = abs.strip_prefix(root) {
-                    if let Some(id) = self.by_path.get(&rel.to_string_lossy().replace('\\', "/")) {
-                        return Some(*id);
-                    }
-                }
+        if let (Ok(abs), Ok(root)) = (path.canonicalize(), self.root.canonicalize()) {
+            if let Some(id) = abs.strip_prefix(root).ok().and_then(relative) {
+                return Some(id);
             }
         }
         self.by_path
             .get(target)
             .or_else(|| self.by_file_name.get(path.file_name()?.to_str()?))
             .copied()
+    }
+}
+
+/// The easyconfigs of a set of files, parsed for one architecture with
+/// templates applied, each when first asked for.
+pub struct EasyconfigTree {
+    pub root: PathBuf,
+    pub arch: Arch,
+    files: Arc<EasyconfigFiles>,
+    entries: Vec<OnceLock<Entry>>,
+    /// Per toolchain, its easyconfig's runtime dependencies as (name,
+    /// version): they define templates such as `%(cudaver)s`.
+    toolchain_deps: Mutex<HashMap<Toolchain, Arc<Vec<(String, String)>>>>,
+}
+
+impl EasyconfigTree {
+    pub fn new(files: Arc<EasyconfigFiles>, arch: Arch) -> Self {
+        EasyconfigTree {
+            root: files.root.clone(),
+            arch,
+            entries: (0..files.len()).map(|_| OnceLock::new()).collect(),
+            files,
+            toolchain_deps: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Every `*.eb` below `root`, with no parse cache.
+    pub fn load(root: &Path, arch: Arch) -> Result<Self, TreeError> {
+        Ok(Self::new(
+            EasyconfigFiles::scan(root, Arc::new(ParseCache::new()))?,
+            arch,
+        ))
+    }
+
+    /// A tree from (relative path, file bytes) pairs, with no parse cache.
+    pub fn from_sources(root: PathBuf, arch: Arch, sources: Vec<(String, Vec<u8>)>) -> Self {
+        let sources = sources
+            .into_iter()
+            .map(|(p, b)| (p, Source::Bytes(b)))
+            .collect();
+        Self::new(
+            EasyconfigFiles::from_sources(root, sources, Arc::new(ParseCache::new())),
+            arch,
+        )
+    }
+
+    pub fn files(&self) -> &Arc<EasyconfigFiles> {
+        &self.files
+    }
+
+    /// Read and parse every file now, in parallel.
+    pub fn load_all(&self, progress: &dyn Progress) {
+        progress.start(self.len());
+        (0..self.len()).into_par_iter().for_each(|id| {
+            self.entry(id);
+            progress.inc();
+        });
+    }
+
+    /// File `id`, parsed with templates applied.
+    pub fn entry(&self, id: EcId) -> &Entry {
+        self.entries[id].get_or_init(|| {
+            let easyconfig = match self.files.parse(id, self.arch).as_ref() {
+                Ok(ec) => {
+                    let mut ec = ec.clone();
+                    let deps = self.toolchain_deps(&ec.toolchain);
+                    match ec.apply_templates(self.arch, &deps) {
+                        Ok(()) => Ok(ec),
+                        Err(reason) => Err(ParseError { line: 0, reason }),
+                    }
+                }
+                Err(e) => Err(e.clone()),
+            };
+            Entry {
+                path: self.files.path(id).to_string(),
+                sha256: self.files.sha256(id).unwrap_or_default().to_string(),
+                easyconfig,
+            }
+        })
+    }
+
+    /// The runtime dependencies of `tc`'s own easyconfig, templates applied.
+    fn toolchain_deps(&self, tc: &Toolchain) -> Arc<Vec<(String, String)>> {
+        if tc.is_system() || tc.name.contains('%') || tc.version.contains('%') {
+            return Arc::default();
+        }
+        if let Some(d) = self.lock_toolchain_deps().get(tc) {
+            return d.clone();
+        }
+        let deps = self
+            .find(&tc.name, &tc.version)
+            .and_then(|id| {
+                self.files
+                    .parse(id, self.arch)
+                    .as_ref()
+                    .as_ref()
+                    .ok()
+                    .cloned()
+            })
+            .and_then(|mut ec| {
+                ec.apply_templates(self.arch, &[]).ok()?;
+                let deps = ec.dependencies.iter().filter(|d| !d.external);
+                Some(deps.map(|d| (d.name.clone(), d.version.clone())).collect())
+            })
+            .unwrap_or_default();
+        let deps = Arc::new(deps);
+        self.lock_toolchain_deps()
+            .entry(tc.clone())
+            .or_insert(deps)
+            .clone()
+    }
+
+    fn lock_toolchain_deps(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Toolchain, Arc<Vec<(String, String)>>>> {
+        self.toolchain_deps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The parsed easyconfig, if the file parsed.
+    pub fn easyconfig(&self, id: EcId) -> Option<&Easyconfig> {
+        self.entry(id).easyconfig.as_ref().ok()
+    }
+
+    /// Every file that parsed (reading all of them).
+    pub fn parsed(&self) -> impl Iterator<Item = (EcId, &Easyconfig)> {
+        self.load_all(&());
+        (0..self.len()).filter_map(|id| self.easyconfig(id).map(|ec| (id, ec)))
+    }
+
+    /// The files read so far that were reported and skipped.
+    pub fn problems(&self) -> Vec<Problem> {
+        self.entries
+            .iter()
+            .filter_map(|e| {
+                let e = e.get()?;
+                e.easyconfig.as_ref().err().map(|err| Problem {
+                    path: e.path.clone(),
+                    line: err.line,
+                    reason: err.reason.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// See [`EasyconfigFiles::find`].
+    pub fn find(&self, name: &str, full_version: &str) -> Option<EcId> {
+        self.files.find(name, full_version)
+    }
+
+    /// See [`EasyconfigFiles::find_target`].
+    pub fn find_target(&self, target: &str) -> Option<EcId> {
+        self.files.find_target(target)
     }
 }
 
@@ -332,6 +505,8 @@ pub(crate) mod tests {
         assert!(t.find("zlib", "1.2.13-GCCcore-12.3.0").is_some());
         assert!(t.find("3to2", "1").is_some());
         assert!(t.find("GCC", "13.2.0").is_none());
+        assert!(t.problems().is_empty(), "nothing parsed yet");
+        t.load_all(&());
         let p = t.problems();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].path, "b/Bad/Bad-1.eb");
@@ -371,7 +546,59 @@ pub(crate) mod tests {
 
     #[test]
     fn missing_directory_is_a_clear_error() {
-        let err = EasyconfigTree::load(Path::new("/no/such/dir"), Arch::X86_64, &()).unwrap_err();
+        let Err(err) = EasyconfigTree::load(Path::new("/no/such/dir"), Arch::X86_64) else {
+            panic!("a missing directory loaded");
+        };
         assert!(err.to_string().contains("/no/such/dir"));
+    }
+
+    #[test]
+    fn reads_only_the_files_asked_for_and_each_once_for_both_architectures() {
+        let dir = std::env::temp_dir().join(format!("ebfleet-tree-{}", std::process::id()));
+        let write = |rel: &str, text: &str| {
+            let p = dir.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write("g/GCC/GCC-12.3.0.eb", &ec("GCC", "12.3.0", None, ""));
+        write("b/Bad/Bad-1.eb", "name = 'Bad'\nversion = (\n");
+        let cache = Arc::new(ParseCache::new());
+        let files = EasyconfigFiles::scan(&dir, cache.clone()).unwrap();
+        let x86 = EasyconfigTree::new(files.clone(), Arch::X86_64);
+        let gcc = x86.find("GCC", "12.3.0").unwrap();
+        assert_eq!(x86.easyconfig(gcc).unwrap().name, "GCC");
+        // The bad file was never read: no problem, no digest yet.
+        assert!(x86.problems().is_empty());
+        assert!(files.digests().is_none());
+        assert_eq!(cache.len(), 1);
+        // Removing the file now shows the other view reuses the bytes read.
+        std::fs::remove_file(dir.join("g/GCC/GCC-12.3.0.eb")).unwrap();
+        let arm = EasyconfigTree::new(files.clone(), Arch::Aarch64);
+        assert_eq!(arm.easyconfig(gcc).unwrap().name, "GCC");
+        assert_eq!(cache.len(), 2);
+        arm.load_all(&());
+        assert_eq!(arm.problems().len(), 1);
+        assert_eq!(files.digests().unwrap().len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_digest_source_is_parsed_from_the_cache() {
+        let text = ec("zlib", "1.3.1", None, "");
+        let sha = sha256_hex(text.as_bytes());
+        let cache = Arc::new(ParseCache::new());
+        cache.parse(Arch::X86_64, &sha, text.as_bytes());
+        let files = EasyconfigFiles::from_sources(
+            PathBuf::from("/ec"),
+            vec![("z/zlib/zlib-1.3.1.eb".into(), Source::Digest(sha.clone()))],
+            cache,
+        );
+        let x86 = EasyconfigTree::new(files.clone(), Arch::X86_64);
+        assert_eq!(x86.entry(0).sha256, sha);
+        assert_eq!(x86.easyconfig(0).unwrap().name, "zlib");
+        // Not parsed for aarch64 and no bytes to parse: reported, not a panic.
+        let arm = EasyconfigTree::new(files, Arch::Aarch64);
+        arm.load_all(&());
+        assert!(arm.problems()[0].reason.contains("no parse for aarch64"));
     }
 }

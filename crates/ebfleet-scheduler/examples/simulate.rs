@@ -15,6 +15,7 @@ use ebfleet_planner::plan::PlanOptions;
 use ebfleet_planner::planner::{self, PlanRequest, Targets};
 use ebfleet_planner::policy::Policy;
 use ebfleet_planner::robot::RobotOptions;
+use ebfleet_planner::tree::EasyconfigFiles;
 use ebfleet_planner::wire::build_graph;
 use ebfleet_scheduler::sim::{simulate, SimConfig};
 use ebfleet_scheduler::{Dag, DurationModel};
@@ -95,7 +96,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let selected = all.select(&a.platforms)?;
     let t0 = Instant::now();
     let req = PlanRequest {
-        easyconfigs: &a.easyconfigs,
         platforms: selected.clone(),
         targets: Targets::Latest(Policy::default()),
         built: Default::default(),
@@ -106,7 +106,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         dot: false,
     };
-    let plan = planner::plan(&req, &())?;
+    let files = EasyconfigFiles::scan(&a.easyconfigs, Default::default())?;
+    let plan = planner::plan(&files, &req, &())?;
     eprintln!(
         "planned {} platforms in {:.1} s",
         plan.platforms.len(),
