@@ -18,7 +18,7 @@ use ebfleet_core::names::{ExecutionName, ModuleName, PlatformName};
 use ebfleet_core::platform::Platforms;
 use ebfleet_node::archive::{file_sha256, pack};
 use ebfleet_node::transfer::{upload_file, UploadOptions};
-use ebfleet_planner::plan::{ModuleTable, PlatformPlan};
+use ebfleet_planner::plan::{build_environment, Batch, ModuleTable, PlatformPlan};
 use ebfleet_planner::wire::batch_file;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -174,8 +174,11 @@ async fn main() -> Result<()> {
         .batches
         .get(next)
         .context("no batch after the built ones")?;
-    let built_set: HashSet<&String> = built.iter().copied().collect();
-    if let Some(n) = target.needs.iter().find(|n| !built_set.contains(n)) {
+    let built_set: HashSet<&str> = built.iter().map(|m| m.as_str()).collect();
+    let needs_of = |b: &Batch| {
+        build_environment(table, &b.modules).map_err(|m| anyhow::anyhow!("{m} not in the table"))
+    };
+    if let Some(n) = needs_of(target)?.iter().find(|n| !built_set.contains(*n)) {
         bail!("batch {next} needs {n}, which is not built");
     }
 
@@ -247,13 +250,13 @@ async fn main() -> Result<()> {
             let f = if before == 0 {
                 0.0
             } else {
-                b.needs.len() as f64 / before as f64
+                needs_of(b)?.len() as f64 / before as f64
             };
             before += b.modules.len();
-            f
+            Ok(f)
         })
         .skip(1)
-        .collect();
+        .collect::<Result<_>>()?;
 
     println!("platform                {}", pp.platform);
     println!(

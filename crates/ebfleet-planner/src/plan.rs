@@ -48,7 +48,7 @@ pub struct GraphEntry {
     pub built: bool,
 }
 
-/// A module to build.
+/// A module of some platform's closure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedModule {
     pub module: String,
@@ -57,10 +57,38 @@ pub struct PlannedModule {
     pub easyconfig_sha256: String,
     /// Direct dependencies (build, runtime, toolchain), by module name.
     pub deps: Vec<String>,
+    /// The runtime ones among `deps` (and the toolchain): what loading
+    /// this module loads.
+    pub runtime_deps: Vec<String>,
 }
 
-/// Module name → what it is, for the modules some platform builds.
+/// Module name → what it is, for every module of some platform's closure:
+/// one table per architecture, shared by its platforms' batches.
 pub type ModuleTable = std::collections::BTreeMap<String, PlannedModule>;
+
+/// What building `modules` (one batch) loads that the batch does not build
+/// itself: their direct dependencies and, through runtime dependencies,
+/// what those load; sorted. A module missing from `table` is an error.
+pub fn build_environment<'t>(
+    table: &'t ModuleTable,
+    modules: &[String],
+) -> Result<Vec<&'t str>, String> {
+    let own: std::collections::HashSet<&str> = modules.iter().map(String::as_str).collect();
+    let entry = |m: &str| table.get(m).ok_or_else(|| m.to_string());
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<&'t str> = Vec::new();
+    for m in modules {
+        stack.extend(entry(m)?.deps.iter().map(String::as_str));
+    }
+    while let Some(d) = stack.pop() {
+        if seen.insert(d) {
+            stack.extend(entry(d)?.runtime_deps.iter().map(String::as_str));
+        }
+    }
+    let mut out: Vec<&str> = seen.into_iter().filter(|m| !own.contains(m)).collect();
+    out.sort_unstable();
+    Ok(out)
+}
 
 /// The table entry of a graph node.
 pub fn planned_module(graph: &Graph<'_, '_>, n: NodeId) -> PlannedModule {
@@ -71,18 +99,22 @@ pub fn planned_module(graph: &Graph<'_, '_>, n: NodeId) -> PlannedModule {
         easyconfig: entry.path.clone(),
         easyconfig_sha256: entry.sha256.clone(),
         deps: node.deps().map(|d| graph.node(d).module.clone()).collect(),
+        runtime_deps: node
+            .runtime_deps
+            .iter()
+            .map(|&d| graph.node(d).module.clone())
+            .collect(),
     }
 }
 
-/// One batch of builds on one node.
+/// One batch of builds on one node. What it loads that is built before
+/// it is [`build_environment`] of its modules, from the module table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
     pub index: usize,
     /// Module names, in an order `eb --robot` can build them.
     pub modules: Vec<String>,
-    /// Modules built before this batch that its builds load.
-    pub needs: Vec<String>,
-    /// Earlier batches that build some of `needs`.
+    /// Earlier batches that build some of what it loads.
     pub after: Vec<usize>,
 }
 
@@ -118,8 +150,8 @@ impl PlatformPlan {
     }
 }
 
-/// Plan one platform from a graph that holds its targets. Also returns the
-/// nodes it builds, for the module table.
+/// Plan one platform from a graph that holds its targets. Also returns its
+/// closure, for the module table.
 pub fn plan_platform(
     graph: &Graph<'_, '_>,
     platform: &Platform,
@@ -170,7 +202,7 @@ pub fn plan_platform(
         batches,
         graph: closure_graph,
     };
-    (plan, to_build)
+    (plan, order)
 }
 
 /// The closure `order` (dependencies first) as a graph over its positions.
@@ -228,29 +260,20 @@ fn cut_batches(graph: &Graph<'_, '_>, to_build: &[NodeId], options: PlanOptions)
     for chunk in ordered.chunks(max) {
         let index = batches.len();
         batch_of.extend(chunk.iter().map(|&n| (n, index)));
-        let needs: Vec<NodeId> = graph
+        let mut after: Vec<usize> = graph
             .build_environment(chunk)
             .into_iter()
-            .filter(|e| batch_of.get(e) != Some(&index))
-            .collect();
-        let mut after: Vec<usize> = needs
-            .iter()
-            .filter_map(|e| batch_of.get(e).copied())
+            .filter_map(|e| batch_of.get(&e).copied())
+            .filter(|&b| b != index)
             .collect();
         after.sort_unstable();
         after.dedup();
-        let mut needs: Vec<String> = needs
-            .iter()
-            .map(|&e| graph.node(e).module.clone())
-            .collect();
-        needs.sort();
         batches.push(Batch {
             index,
             modules: chunk
                 .iter()
                 .map(|&n| graph.node(n).module.clone())
                 .collect(),
-            needs,
             after,
         });
     }
@@ -315,7 +338,7 @@ mod tests {
     fn check_order(plan: &PlatformPlan, table: &ModuleTable, built: &Built) {
         let mut done: HashSet<String> = built.keys().cloned().collect();
         for b in &plan.batches {
-            for need in &b.needs {
+            for need in build_environment(table, &b.modules).unwrap() {
                 assert!(
                     done.contains(need),
                     "batch {} needs {need} before it is built",
@@ -354,10 +377,15 @@ mod tests {
         let last = plan.batches.last().unwrap();
         assert_eq!(last.modules.last().unwrap(), "App/1-foss-2023a");
         // The App batch needs the toolchain and CMake, not binutils (a build dep of nothing loaded).
-        assert!(last
-            .needs
-            .contains(&"CMake/3.26.3-GCCcore-12.3.0".to_string()));
+        let needs = build_environment(&table, &last.modules).unwrap();
+        assert!(needs.contains(&"CMake/3.26.3-GCCcore-12.3.0"));
+        assert!(needs.contains(&"foss/2023a"));
         assert!(!last.after.is_empty());
+        // A module the table lacks is named.
+        assert_eq!(
+            build_environment(&table, &["Nope/1".to_string()]),
+            Err("Nope/1".to_string())
+        );
     }
 
     #[test]
@@ -390,7 +418,9 @@ mod tests {
         check_order(&plan, &table, &done);
         // With everything in one batch, it needs only what was built before.
         assert_eq!(plan.batches.len(), 1);
-        assert!(plan.batches[0].needs.contains(&"GCC/12.3.0".to_string()));
+        let needs = build_environment(&table, &plan.batches[0].modules).unwrap();
+        assert!(needs.contains(&"GCC/12.3.0"));
+        assert!(needs.iter().all(|m| built.contains_key(*m)), "{needs:?}");
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub struct Plan {
     /// Files read that were reported and skipped, per architecture.
     pub problems: BTreeMap<Arch, Vec<Problem>>,
     pub platforms: Vec<PlatformPlan>,
-    /// Per architecture, every module some platform builds.
+    /// Per architecture, every module of some platform's closure.
     pub modules: BTreeMap<Arch, ModuleTable>,
     /// Graphviz text of each platform's closure, when asked for.
     #[serde(skip)]
@@ -86,23 +86,42 @@ pub fn plan(
             .iter()
             .map(|c| (c.id, graph.add_target(c.id)))
             .collect();
+        // Platforms of one architecture that agree on CUDA and on what they
+        // have built get the same plan: it is made once (most of them, on a
+        // first run).
+        let mut made: Vec<(bool, &Built, &str)> = Vec::new();
+        let empty = Built::new();
         for platform in req.platforms.iter().filter(|p| p.arch() == arch) {
-            let empty = Built::new();
             let built = req.built.get(&platform.name).unwrap_or(&empty);
-            let (mut p, building) =
-                plan_platform(&graph, platform, &choices, &nodes, built, req.options);
-            let table = out.modules.entry(arch).or_default();
-            for n in building {
-                let module = &graph.node(n).module;
-                if !table.contains_key(module) {
-                    table.insert(module.clone(), planned_module(&graph, n));
+            let cuda = platform.has_cuda();
+            let same = made
+                .iter()
+                .find(|(c, b, _)| *c == cuda && *b == built)
+                .and_then(|(_, _, name)| by_name.get(*name).cloned());
+            let p = match same {
+                Some(mut p) => {
+                    p.platform = platform.name.clone();
+                    p
                 }
-            }
-            p.unresolvable.extend(missing.iter().cloned());
+                None => {
+                    let (mut p, closure) =
+                        plan_platform(&graph, platform, &choices, &nodes, built, req.options);
+                    let table = out.modules.entry(arch).or_default();
+                    for n in closure {
+                        let module = &graph.node(n).module;
+                        if !table.contains_key(module) {
+                            table.insert(module.clone(), planned_module(&graph, n));
+                        }
+                    }
+                    p.unresolvable.extend(missing.iter().cloned());
+                    p
+                }
+            };
             if let Some(dot) = out.dot.as_mut() {
                 dot.push_str(&to_dot(&graph, &p, built));
             }
             by_name.insert(platform.name.clone(), p);
+            made.push((cuda, built, &platform.name));
         }
         out.problems.insert(arch, tree.problems());
     }

@@ -4,7 +4,7 @@
 //! easyconfig path and checksum is validated on the way: a plan holding an
 //! invalid one is an error, never a key.
 
-use crate::plan::{ModuleTable, PlatformPlan};
+use crate::plan::{build_environment, ModuleTable, PlatformPlan};
 use crate::planner::Plan;
 use ebfleet_core::build_graph::{graph_key, BuildGraph, GraphModule};
 use ebfleet_core::layout::{easyconfig_key, module_file_key, plan_key, tarball_key};
@@ -54,9 +54,10 @@ pub fn batch_file(
             })
         })
         .collect::<Result<Vec<_>, KeyError>>()?;
-    let needs = b
-        .needs
-        .iter()
+    let environment = build_environment(table, &b.modules)
+        .map_err(|module| KeyError::NotInTable { module, batch })?;
+    let needs = environment
+        .into_iter()
         .map(|m| {
             let module: ModuleName = m.parse()?;
             Ok(BatchNeed {

@@ -40,6 +40,7 @@ fn planned(module: &str, deps: &[&str]) -> PlannedModule {
         ),
         easyconfig_sha256: sha(module),
         deps: deps.iter().map(|d| d.to_string()).collect(),
+        runtime_deps: deps.iter().map(|d| d.to_string()).collect(),
     }
 }
 
@@ -49,6 +50,7 @@ fn table(mods: &[PlannedModule]) -> ModuleTable {
 
 fn two_batch_plan(platform: &Platform) -> (PlatformPlan, ModuleTable) {
     let t = table(&[
+        planned("GCCcore/13.2.0", &[]),
         planned("zlib/1.3-GCCcore-13.2.0", &["GCCcore/13.2.0"]),
         planned("Python/3.11.5-GCCcore-13.2.0", &["zlib/1.3-GCCcore-13.2.0"]),
         planned(
@@ -68,7 +70,6 @@ fn two_batch_plan(platform: &Platform) -> (PlatformPlan, ModuleTable) {
             Batch {
                 index: 0,
                 modules: vec!["zlib/1.3-GCCcore-13.2.0".into()],
-                needs: vec!["GCCcore/13.2.0".into()],
                 after: vec![],
             },
             Batch {
@@ -77,7 +78,6 @@ fn two_batch_plan(platform: &Platform) -> (PlatformPlan, ModuleTable) {
                     "Python/3.11.5-GCCcore-13.2.0".into(),
                     "WebKitGTK+/2.41.4-foss-2023a".into(),
                 ],
-                needs: vec!["GCCcore/13.2.0".into(), "zlib/1.3-GCCcore-13.2.0".into()],
                 after: vec![0],
             },
         ],
@@ -180,9 +180,11 @@ fn batch_file_refuses_invalid_plans() {
     t.insert("a/b;rm -rf /".into(), planned("a/b", &[]));
     let err = batch_file(&plan, &t, pl, &ex, 0).unwrap_err();
     assert_eq!(kind_of(err), NameKind::Module);
-    // ... in the needs.
-    let (mut plan, t) = two_batch_plan(pl);
-    plan.batches[1].needs.push("$(id)/1".into());
+    // ... in what it loads.
+    let (plan, mut t) = two_batch_plan(pl);
+    t.insert("$(id)/1".into(), planned("x/1", &[]));
+    let zlib = t.get_mut("zlib/1.3-GCCcore-13.2.0").unwrap();
+    zlib.runtime_deps.push("$(id)/1".into());
     let err = batch_file(&plan, &t, pl, &ex, 1).unwrap_err();
     assert_eq!(kind_of(err), NameKind::Module);
     // A hostile easyconfig path in the table.
@@ -281,14 +283,16 @@ fn synthetic_plan(platforms: &[&Platform], batches: usize, per_batch: usize) -> 
                     let mods: Vec<String> = (0..per_batch)
                         .map(|j| format!("Software-{index}-{j}/1.0-GCCcore-13.2.0"))
                         .collect();
+                    // Each needs the first module of every earlier batch.
+                    let needs: Vec<String> = (0..index)
+                        .map(|i| format!("Software-{i}-0/1.0-GCCcore-13.2.0"))
+                        .collect();
+                    let needs: Vec<&str> = needs.iter().map(String::as_str).collect();
                     for mname in &mods {
-                        table.insert(mname.clone(), planned(mname, &[]));
+                        table.insert(mname.clone(), planned(mname, &needs));
                     }
                     Batch {
                         index,
-                        needs: (0..index)
-                            .map(|i| format!("Software-{i}-0/1.0-GCCcore-13.2.0"))
-                            .collect(),
                         modules: mods,
                         // The worst case: every batch after every earlier one.
                         after: (0..index).collect(),
