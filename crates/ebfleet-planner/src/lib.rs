@@ -6,7 +6,9 @@
 //! dependencies (evaluated by `ebfleet-python`, with [`templates`]); the
 //! [`robot`] settles each dependency's toolchain through the toolchain
 //! [`hierarchy`]; the [`graph`] is the robot's closure over a [`tree`] of
-//! easyconfigs; the [`policy`] chooses targets; [`plan`] orders what is
+//! easyconfigs, read lazily, parsed once per content digest
+//! ([`parse_cache`]) and, in a bucket, packed into one [`index`] object;
+//! the [`policy`] chooses targets; [`plan`] orders what is
 //! left to build (and cuts it into batches for the CLI's view);
 //! [`planner`] runs it all for a set of platforms, and [`wire`] turns the
 //! result into what the pipeline's parts read (`ebfleet-core`'s wire
