@@ -27,7 +27,7 @@ use ebfleet_aws::dynamodb::{attr, Records};
 use ebfleet_aws::s3::Store;
 use ebfleet_core::build_graph::BuildGraph;
 use ebfleet_core::capacity::{TAG_EXECUTION, TAG_PLATFORM};
-use ebfleet_core::layout::{module_file_key, run_pk, tarball_key, wake_sk};
+use ebfleet_core::layout::{module_file_key, run_pk, tarball_key, wake_sk, EASYCONFIG_INDEX_KEY};
 use ebfleet_core::lease::{leases_key, BatchLeases};
 use ebfleet_core::manifest::{BatchManifest, ManifestEntry, Outcome, MANIFEST_FORMAT};
 use ebfleet_core::names::{ExecutionName, PlatformName};
@@ -36,6 +36,7 @@ use ebfleet_core::step::StepCommand;
 use ebfleet_core::unit::child_prefix;
 use ebfleet_core::userdata::{node_binary_key, BOOTSTRAP_SH};
 use ebfleet_core::Arch;
+use ebfleet_planner::index::EasyconfigIndex;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -333,9 +334,25 @@ async fn lambdas_under_cargo_lambda_watch() {
         .get_bytes(plan["plan_key"].as_str().unwrap())
         .await
         .unwrap();
-    // The same input plans the same (the easyconfigs now come from the cache).
+    // The first plan packed the easyconfigs into the index; the same input
+    // plans the same from it, and leaves it as it was.
+    let index = store.get_bytes(EASYCONFIG_INDEX_KEY).await.unwrap();
+    assert!(EasyconfigIndex::from_bytes(&index).unwrap().len() > 10);
     assert_eq!(w.ok("plan", "changed.json"), plan);
     assert_eq!(graph(&store, &plan).await, g);
+    assert_eq!(store.get_bytes(EASYCONFIG_INDEX_KEY).await.unwrap(), index);
+    // A broken index is not believed: the same plan, and the index rewritten.
+    store
+        .put_bytes(
+            EASYCONFIG_INDEX_KEY,
+            b"garbage".to_vec(),
+            "application/octet-stream",
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.ok("plan", "changed.json"), plan);
+    assert_eq!(graph(&store, &plan).await, g);
+    assert_eq!(store.get_bytes(EASYCONFIG_INDEX_KEY).await.unwrap(), index);
 
     // capacity {claim}: moto's SSM cannot say whether a node is online
     // (DescribeInstanceInformation answers HTTP 500): an SSM that cannot
