@@ -199,7 +199,7 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
     let skipped: usize = plan.problems.values().map(Vec::len).max().unwrap_or(0);
     writeln!(
         out,
-        "\n{} easyconfigs read, {} skipped (see warnings above)",
+        "\n{} easyconfigs in the tree, {} skipped (see warnings above)",
         plan.easyconfigs, skipped
     )?;
     Ok(ExitCode::SUCCESS)

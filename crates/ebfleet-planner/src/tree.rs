@@ -276,6 +276,9 @@ impl EasyconfigFiles {
     }
 }
 
+/// A toolchain easyconfig's runtime dependencies as (name, version).
+type ToolchainDeps = Arc<Vec<(String, String)>>;
+
 /// The easyconfigs of a set of files, parsed for one architecture with
 /// templates applied, each when first asked for.
 pub struct EasyconfigTree {
@@ -285,7 +288,7 @@ pub struct EasyconfigTree {
     entries: Vec<OnceLock<Entry>>,
     /// Per toolchain, its easyconfig's runtime dependencies as (name,
     /// version): they define templates such as `%(cudaver)s`.
-    toolchain_deps: Mutex<HashMap<Toolchain, Arc<Vec<(String, String)>>>>,
+    toolchain_deps: Mutex<HashMap<Toolchain, ToolchainDeps>>,
 }
 
 impl EasyconfigTree {
@@ -355,7 +358,7 @@ impl EasyconfigTree {
     }
 
     /// The runtime dependencies of `tc`'s own easyconfig, templates applied.
-    fn toolchain_deps(&self, tc: &Toolchain) -> Arc<Vec<(String, String)>> {
+    fn toolchain_deps(&self, tc: &Toolchain) -> ToolchainDeps {
         if tc.is_system() || tc.name.contains('%') || tc.version.contains('%') {
             return Arc::default();
         }
@@ -385,9 +388,7 @@ impl EasyconfigTree {
             .clone()
     }
 
-    fn lock_toolchain_deps(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<Toolchain, Arc<Vec<(String, String)>>>> {
+    fn lock_toolchain_deps(&self) -> std::sync::MutexGuard<'_, HashMap<Toolchain, ToolchainDeps>> {
         self.toolchain_deps
             .lock()
             .unwrap_or_else(|e| e.into_inner())
