@@ -126,7 +126,19 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
         Some(f) => {
             let text =
                 std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            parse_built(&text).with_context(|| format!("in {}", f.display()))?
+            let built = parse_built(&text).with_context(|| format!("in {}", f.display()))?;
+            // A misspelled platform would silently plan everything again.
+            let known = || platforms.platforms.iter().map(|p| p.name.as_str());
+            let mut names: Vec<&String> = built.keys().collect();
+            names.sort();
+            if let Some(name) = names
+                .into_iter()
+                .find(|n| !known().any(|k| k == n.as_str()))
+            {
+                let hint = ebfleet_core::suggest::did_you_mean(name, known());
+                bail!("in {}: unknown platform '{name}'{hint}", f.display());
+            }
+            built
         }
         None => Default::default(),
     };

@@ -335,6 +335,67 @@ fn clear_errors_for_bad_input() {
         "{}",
         stdout(&o)
     );
+    // Names that would silently plan nothing are errors, with a hint.
+    let o = ebfleet(&[
+        "latest",
+        "--easyconfigs",
+        dir,
+        "--toolchains",
+        "SYSTEM,fooss",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("unknown toolchain 'fooss'; did you mean 'foss'?"),
+        "{}",
+        stderr(&o)
+    );
+    let built = d.path().join("built.json");
+    std::fs::write(&built, r#"{"amzn-2023_gravitn-4": ["GCCcore/13.2.0"]}"#).unwrap();
+    let o = ebfleet(&[
+        "plan",
+        "--easyconfigs",
+        dir,
+        "--built",
+        built.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(
+            "unknown platform 'amzn-2023_gravitn-4'; did you mean 'amzn-2023_graviton-4'?"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    use std::io::BufRead;
+    let d = fixture();
+    // Many lines of output: one per file of a bigger tree.
+    for i in 0..2000 {
+        write(
+            d.path(),
+            &format!("m/M{i}/M{i}-1.eb"),
+            &ec(&format!("M{i}"), "1", None, ""),
+        );
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ebfleet"))
+        .args(["parse", "--json", "--no-cache", "--easyconfigs"])
+        .arg(d.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("\"path\""), "{first}");
+    // The pipe's reader is dropped here; the rest of the output has nowhere to go.
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{:?} {}", o.status, stderr(&o));
+    assert_eq!(stderr(&o), "");
 }
 
 #[test]

@@ -33,6 +33,7 @@ pub mod names;
 pub mod platform;
 pub mod record;
 pub mod step;
+pub mod suggest;
 pub mod trigger;
 pub mod unit;
 pub mod userdata;

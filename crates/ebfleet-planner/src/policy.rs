@@ -126,6 +126,8 @@ pub fn is_cuda(ec: &crate::easyconfig::Easyconfig) -> bool {
 pub enum PolicyError {
     #[error("toolchain floor {0}: no easyconfig for that toolchain, so its generation is unknown")]
     UnknownFloor(String),
+    #[error("unknown toolchain '{name}'{suggestion}")]
+    UnknownToolchain { name: String, suggestion: String },
 }
 
 /// The latest easyconfig of every software name (and of its CUDA variant).
@@ -138,6 +140,15 @@ pub fn select_latest(robot: &Robot<'_>, policy: &Policy) -> Result<Vec<Choice>, 
             .or_insert_with(|| toolchain_generation(robot, tc))
             .clone()
     };
+    for t in &policy.toolchains {
+        if !t.eq_ignore_ascii_case(SYSTEM_NAME) && !crate::toolchain::is_known(t) {
+            let known = crate::toolchain::known_names().chain(["SYSTEM"]);
+            return Err(PolicyError::UnknownToolchain {
+                name: t.clone(),
+                suggestion: ebfleet_core::suggest::did_you_mean(t, known),
+            });
+        }
+    }
     let mut floors = Vec::new();
     for f in &policy.floors {
         if tree.find(&f.toolchain.name, &f.toolchain.version).is_none() {
@@ -377,6 +388,15 @@ mod tests {
             PolicyError::UnknownFloor("foss/2099a".into())
         );
         assert!("foss2023a".parse::<Floor>().is_err());
+        // A misspelled toolchain plans nothing, so it is an error with a hint.
+        p.floors = Vec::new();
+        p.toolchains = vec!["system".into(), "fooss".into()];
+        assert_eq!(
+            select_latest(&robot, &p).unwrap_err().to_string(),
+            "unknown toolchain 'fooss'; did you mean 'foss'?"
+        );
+        p.toolchains = vec!["SYSTEM".into(), "GCCcore".into(), "intel".into()];
+        assert!(select_latest(&robot, &p).is_ok());
     }
 
     #[test]

@@ -197,6 +197,11 @@ pub fn is_known(name: &str) -> bool {
     CLASSES.iter().any(|c| c.name == name)
 }
 
+/// Every toolchain name EasyBuild knows.
+pub fn known_names() -> impl Iterator<Item = &'static str> {
+    CLASSES.iter().map(|c| c.name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
