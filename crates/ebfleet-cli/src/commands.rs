@@ -92,9 +92,11 @@ fn targets(a: &PolicyArgs) -> Result<Targets> {
     if let Some(f) = &a.easystack {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("reading easystack {}", f.display()))?;
-        return Ok(Targets::Easystack(
-            policy::parse_easystack(&text).with_context(|| format!("in {}", f.display()))?,
-        ));
+        let es = policy::parse_easystack(&text).with_context(|| format!("in {}", f.display()))?;
+        for option in &es.ignored {
+            tracing::warn!("{}: not honoured by ebfleet: {option}", f.display());
+        }
+        return Ok(Targets::Easystack(es.names));
     }
     let floors = a
         .floors

@@ -180,6 +180,20 @@ fn resolve_prints_closures_like_eb_dry_run() {
 fn plan_covers_platforms_with_cuda_only_on_gpus() {
     let d = fixture();
     let dir = d.path().to_str().unwrap();
+    let o = ebfleet(&["latest", "--easyconfigs", dir, "--include", "cmak"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--include 'cmak' matches no software name; did you mean 'CMake'?"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ebfleet(&["latest", "--easyconfigs", dir, "--include", "cmake"]);
+    assert_eq!(
+        stdout(&o),
+        "CMake-3.27.6-GCCcore-13.2.0.eb\n",
+        "{}",
+        stderr(&o)
+    );
     let built = d.path().join("built.json");
     std::fs::write(
         &built,
@@ -292,6 +306,11 @@ fn easystack_names_exactly_what_to_build() {
         ["zlib/1.2.13-GCCcore-13.2.0", "CMake/3.27.6-GCCcore-13.2.0"]
     );
     assert_eq!(p["unresolvable"][0]["easyconfig"], "Nope-1.eb");
+    assert!(
+        stderr(&o).contains("not honoured by ebfleet: Nope-1.eb: robot"),
+        "{}",
+        stderr(&o)
+    );
     // CMake pulls in zlib 1.3 and GCCcore: 4 modules in all.
     assert_eq!(p["closure"], 4);
     let bad = d.path().join("bad.yml");
@@ -346,6 +365,20 @@ fn clear_errors_for_bad_input() {
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("unknown toolchain 'fooss'; did you mean 'foss'?"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ebfleet(&["latest", "--easyconfigs", dir, "--include", "cmak"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--include 'cmak' matches no software name; did you mean 'CMake'?"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ebfleet(&["latest", "--easyconfigs", dir, "--include", "cmake"]);
+    assert_eq!(
+        stdout(&o),
+        "CMake-3.27.6-GCCcore-13.2.0.eb\n",
         "{}",
         stderr(&o)
     );

@@ -106,8 +106,17 @@ pub enum PlatformError {
     NoFamilies { name: String },
     #[error("platform {name} is listed twice")]
     Duplicate { name: String },
-    #[error("unknown platform '{query}'; known: {known}")]
+    #[error("unknown platform '{query}'{} (known: {known})", hint(.query, .known))]
     Unknown { query: String, known: String },
+}
+
+/// "Did you mean" among the known names (`a, b, ...`) and their short forms.
+fn hint(query: &str, known: &str) -> String {
+    let full = known.split(", ");
+    let short = known
+        .split(", ")
+        .filter_map(|n| n.split_once('_').map(|(_, s)| s));
+    crate::suggest::did_you_mean(query, full.chain(short))
 }
 
 /// The CPUs, GPUs and platforms of one platforms file.
@@ -283,6 +292,11 @@ mod tests {
         let err = p.select(&["xeon-gen-9".into()]).unwrap_err().to_string();
         assert!(
             err.contains("unknown platform 'xeon-gen-9'") && err.contains("amzn-2023_graviton-3"),
+            "{err}"
+        );
+        let err = p.select(&["gravitn-3".into()]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("unknown platform 'gravitn-3'; did you mean 'graviton-3'? (known: "),
             "{err}"
         );
     }

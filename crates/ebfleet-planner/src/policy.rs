@@ -45,8 +45,10 @@ pub struct Policy {
     /// Allowed toolchain names; `SYSTEM` (or `system`) is the system toolchain.
     pub toolchains: Vec<String>,
     pub floors: Vec<Floor>,
-    /// Software names (or `*` patterns) to keep; empty keeps all.
+    /// Software names (or `*` patterns) to keep, case ignored as
+    /// `eb --search` does; empty keeps all.
     pub include: Vec<String>,
+    /// Software names (or `*` patterns) to leave out, case ignored.
     pub exclude: Vec<String>,
 }
 
@@ -71,8 +73,10 @@ impl Policy {
     }
 
     fn allows_name(&self, name: &str) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|p| wildcard_match(p, name)))
-            && !self.exclude.iter().any(|p| wildcard_match(p, name))
+        let name = name.to_lowercase();
+        let matches = |p: &String| wildcard_match(&p.to_lowercase(), &name);
+        (self.include.is_empty() || self.include.iter().any(matches))
+            && !self.exclude.iter().any(matches)
     }
 
     /// Rank of a toolchain in the allowed list (lower is more minimal).
@@ -128,6 +132,8 @@ pub enum PolicyError {
     UnknownFloor(String),
     #[error("unknown toolchain '{name}'{suggestion}")]
     UnknownToolchain { name: String, suggestion: String },
+    #[error("--include '{pattern}' matches no software name{suggestion}")]
+    UnknownInclude { pattern: String, suggestion: String },
 }
 
 /// The latest easyconfig of every software name (and of its CUDA variant).
@@ -155,6 +161,21 @@ pub fn select_latest(robot: &Robot<'_>, policy: &Policy) -> Result<Vec<Choice>, 
             return Err(PolicyError::UnknownFloor(f.toolchain.to_string()));
         }
         floors.push(generation(&f.toolchain));
+    }
+    // An include that names no software would quietly plan nothing.
+    let names: std::collections::BTreeSet<&str> =
+        tree.parsed().map(|(_, ec)| ec.name.as_str()).collect();
+    for p in &policy.include {
+        let p_lower = p.to_lowercase();
+        if !names
+            .iter()
+            .any(|n| wildcard_match(&p_lower, &n.to_lowercase()))
+        {
+            return Err(PolicyError::UnknownInclude {
+                pattern: p.clone(),
+                suggestion: ebfleet_core::suggest::did_you_mean(p, names.iter().copied()),
+            });
+        }
     }
     // Best candidate per (name, cuda).
     let mut best: HashMap<(&str, bool), (EcId, String)> = HashMap::new();
@@ -243,19 +264,34 @@ pub enum EasystackError {
     BadEntry(String),
 }
 
-/// The easyconfig file names an easystack lists, in order.
-pub fn parse_easystack(text: &str) -> Result<Vec<String>, EasystackError> {
+/// What an easystack asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Easystack {
+    /// The easyconfig file names, in order.
+    pub names: Vec<String>,
+    /// Per-entry settings ebfleet does not honour, as `"<file>: <option>"`
+    /// (e.g. `from-pr`), for the caller to warn about by name.
+    pub ignored: Vec<String>,
+}
+
+/// Parse an easystack file.
+pub fn parse_easystack(text: &str) -> Result<Easystack, EasystackError> {
     let file: EasystackFile = serde_yaml_ng::from_str(text)?;
     if file.easyconfigs.is_empty() {
         return Err(EasystackError::Empty);
     }
-    let mut names = Vec::new();
+    let mut out = Easystack {
+        names: Vec::new(),
+        ignored: Vec::new(),
+    };
     for entry in file.easyconfigs {
-        let name = match entry {
-            EasystackEntry::Name(n) => n,
-            EasystackEntry::WithOptions(map) if map.len() == 1 => {
-                map.into_keys().next().unwrap_or_default()
-            }
+        let (name, settings) = match entry {
+            EasystackEntry::Name(n) => (n, None),
+            EasystackEntry::WithOptions(map) if map.len() == 1 => map
+                .into_iter()
+                .next()
+                .map(|(n, v)| (n, Some(v)))
+                .unwrap_or_default(),
             EasystackEntry::WithOptions(map) => {
                 return Err(EasystackError::BadEntry(
                     map.into_keys().collect::<Vec<_>>().join(","),
@@ -271,9 +307,28 @@ pub fn parse_easystack(text: &str) -> Result<Vec<String>, EasystackError> {
         if name.contains('\n') || name.len() > 512 {
             return Err(EasystackError::BadEntry(name));
         }
-        names.push(name);
+        out.ignored
+            .extend(settings_of(settings).map(|o| format!("{name}: {o}")));
+        out.names.push(name);
     }
-    Ok(names)
+    Ok(out)
+}
+
+/// The names of an entry's settings: each of its `options`, and any other key.
+fn settings_of(settings: Option<serde_yaml_ng::Value>) -> impl Iterator<Item = String> {
+    let key = |k: &serde_yaml_ng::Value| k.as_str().map_or_else(|| format!("{k:?}"), String::from);
+    let mut names = Vec::new();
+    if let Some(serde_yaml_ng::Value::Mapping(m)) = settings {
+        for (k, v) in &m {
+            match (k.as_str(), v) {
+                (Some("options"), serde_yaml_ng::Value::Mapping(opts)) => {
+                    names.extend(opts.keys().map(key))
+                }
+                _ => names.push(key(k)),
+            }
+        }
+    }
+    names.into_iter()
 }
 
 #[cfg(test)]
@@ -356,6 +411,18 @@ mod tests {
             .all(|(f, _)| !f.starts_with("Tool")));
         p.include = vec!["Tool".into()];
         assert!(picked(&robot, &p).is_empty());
+        // Names are matched case-insensitively, as `eb --search` does.
+        p.exclude = Vec::new();
+        p.include = vec!["tool".into()];
+        assert_eq!(picked(&robot, &p).len(), 1);
+        p.include = vec!["APP*".into()];
+        assert_eq!(picked(&robot, &p).len(), 2);
+        // A name no easyconfig has is an error with the closest one.
+        p.include = vec!["App".into(), "Tol".into()];
+        assert_eq!(
+            select_latest(&robot, &p).unwrap_err().to_string(),
+            "--include 'Tol' matches no software name; did you mean 'Tool'?"
+        );
     }
 
     #[test]
@@ -411,13 +478,21 @@ mod tests {
 
     #[test]
     fn easystack_entries() {
-        let names = parse_easystack(
-            "easyconfigs:\n  - GROMACS-2023.3-foss-2023a.eb\n  - OpenFOAM-11-foss-2023a:\n      options:\n        from-pr: 1\n",
+        let es = parse_easystack(
+            "easyconfigs:\n  - GROMACS-2023.3-foss-2023a.eb\n  - OpenFOAM-11-foss-2023a:\n      options:\n        from-pr: 1\n        robot: true\n",
         )
         .unwrap();
         assert_eq!(
-            names,
+            es.names,
             ["GROMACS-2023.3-foss-2023a.eb", "OpenFOAM-11-foss-2023a.eb"]
+        );
+        // Options are named, so the caller can say they are not honoured.
+        assert_eq!(
+            es.ignored,
+            [
+                "OpenFOAM-11-foss-2023a.eb: from-pr",
+                "OpenFOAM-11-foss-2023a.eb: robot"
+            ]
         );
         assert!(matches!(
             parse_easystack("software: []\n"),
