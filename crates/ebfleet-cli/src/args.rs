@@ -27,6 +27,15 @@ pub enum Command {
     Latest(LatestArgs),
     /// List the platforms.
     Platforms(PlatformsArgs),
+    /// Print a shell completion script, e.g. `ebfleet completions bash > /etc/bash_completion.d/ebfleet`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -26,6 +26,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Parse(a) => parse(a),
         Command::Latest(a) => latest(a),
         Command::Platforms(a) => platforms(a),
+        Command::Completions(a) => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cli, "ebfleet", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -65,7 +70,7 @@ fn save_cache(a: &TreeArgs, files: &EasyconfigFiles) {
 /// Every easyconfig of the tree for `arch`, read now (with a progress bar).
 fn load_tree(files: &Arc<EasyconfigFiles>, arch: Arch) -> EasyconfigTree {
     let tree = EasyconfigTree::new(files.clone(), arch);
-    let bar = Bar::new(&format!("reading easyconfigs ({arch})"));
+    let bar = Bar::new();
     tree.load_all(&bar);
     bar.finish();
     tree
@@ -156,7 +161,7 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
         dot: a.dot.is_some(),
     };
     let files = open_files(&a.tree)?;
-    let bar = Bar::new("reading easyconfigs");
+    let bar = Bar::new();
     let plan = planner::plan(&files, &req, &bar)?;
     bar.finish();
     save_cache(&a.tree, &files);

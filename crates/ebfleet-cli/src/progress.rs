@@ -1,4 +1,5 @@
-//! A progress bar on a terminal while thousands of easyconfigs are read.
+//! A progress bar on a terminal through each planning phase: reading
+//! thousands of easyconfigs, resolving the targets, planning platforms.
 
 use ebfleet_planner::tree::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -8,7 +9,7 @@ pub struct Bar(ProgressBar);
 
 impl Bar {
     /// A bar on stderr when it is a terminal; hidden otherwise.
-    pub fn new(message: &str) -> Self {
+    pub fn new() -> Self {
         let bar = if std::io::stderr().is_terminal() {
             ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
         } else {
@@ -19,7 +20,6 @@ impl Bar {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
-        bar.set_message(message.to_string());
         Bar(bar)
     }
 
@@ -28,8 +28,15 @@ impl Bar {
     }
 }
 
+impl Default for Bar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Progress for Bar {
-    fn start(&self, total: usize) {
+    fn phase(&self, what: &str, total: usize) {
+        self.0.set_message(what.to_string());
         self.0.set_position(0);
         self.0.set_length(total as u64);
     }

@@ -96,7 +96,7 @@ fn fixture() -> tempfile::TempDir {
 fn ebfleet(args: &[&str]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ebfleet"));
     c.args(args);
-    if args.first() != Some(&"platforms") {
+    if !matches!(args.first(), Some(&"platforms" | &"completions")) {
         c.arg("--no-cache");
     }
     c.output().unwrap()
@@ -154,6 +154,13 @@ fn resolve_prints_closures_like_eb_dry_run() {
         ]
     );
     assert!(v[1]["error"].as_str().unwrap().contains("Nope-1.eb"));
+    // A mistyped file name gets the closest one.
+    let o = ebfleet(&["resolve", "--easyconfigs", dir, "App-2.0-GCC-13.2.eb"]);
+    assert!(
+        stdout(&o).contains("did you mean 'App-2.0-GCC-13.2.0.eb'?"),
+        "{}",
+        stdout(&o)
+    );
 
     // On Arm the same file has another dependency.
     let o = ebfleet(&[
@@ -505,4 +512,16 @@ fn the_parse_cache_is_reused_and_follows_edits() {
         stderr(&o)
     );
     assert!(stdout(&o).contains("zlib/1.2.13-GCCcore-13.2.0"));
+}
+
+#[test]
+fn completions_cover_the_subcommands_and_their_options() {
+    let o = ebfleet(&["completions", "bash"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = stdout(&o);
+    for word in ["_ebfleet", "resolve", "--parse-cache", "--easystack"] {
+        assert!(script.contains(word), "{word} not in the bash completions");
+    }
+    let o = ebfleet(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
 }

@@ -82,10 +82,16 @@ pub fn plan(
         let robot = Robot::new(&tree, req.robot);
         let (choices, missing) = choose(&robot, &req.targets)?;
         let mut graph = Graph::new(&robot);
+        progress.phase(&format!("resolving ({arch})"), choices.len());
         let nodes: HashMap<usize, Result<NodeId, ResolveError>> = choices
             .iter()
-            .map(|c| (c.id, graph.add_target(c.id)))
+            .map(|c| {
+                progress.inc();
+                (c.id, graph.add_target(c.id))
+            })
             .collect();
+        let on_arch = req.platforms.iter().filter(|p| p.arch() == arch).count();
+        progress.phase(&format!("planning platforms ({arch})"), on_arch);
         // Platforms of one architecture that agree on CUDA and on what they
         // have built get the same plan: it is made once (most of them, on a
         // first run).
@@ -121,6 +127,7 @@ pub fn plan(
                 dot.push_str(&to_dot(&graph, &p, built));
             }
             by_name.insert(platform.name.clone(), p);
+            progress.inc();
             made.push((cuda, built, &platform.name));
         }
         out.problems.insert(arch, tree.problems());

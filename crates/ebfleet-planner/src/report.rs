@@ -35,10 +35,12 @@ pub fn resolve_targets(robot: &Robot<'_>, targets: &[String]) -> Vec<TargetRepor
         .iter()
         .map(|target| {
             let Some(id) = tree.find_target(target) else {
+                let name = target.rsplit('/').next().unwrap_or(target);
+                let hint = ebfleet_core::suggest::did_you_mean(name, tree.files().file_names());
                 return TargetReport::Failed {
                     target: target.clone(),
                     error: format!(
-                        "Can't find path {target}: no such easyconfig file in {}",
+                        "Can't find path {target}: no such easyconfig file in {}{hint}",
                         tree.root.display()
                     ),
                 };

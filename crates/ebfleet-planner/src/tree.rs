@@ -55,9 +55,10 @@ pub struct Entry {
     pub easyconfig: Result<Easyconfig, ParseError>,
 }
 
-/// Told about reading progress (a progress bar on a terminal).
+/// Told about planning progress (a progress bar on a terminal): each phase
+/// with its number of steps, then each step done.
 pub trait Progress: Sync {
-    fn start(&self, _total: usize) {}
+    fn phase(&self, _what: &str, _total: usize) {}
     fn inc(&self) {}
 }
 
@@ -175,6 +176,11 @@ impl EasyconfigFiles {
 
     pub fn path(&self, id: EcId) -> &str {
         &self.files[id].path
+    }
+
+    /// Every file name of the tree (what `eb` searches targets by).
+    pub fn file_names(&self) -> impl Iterator<Item = &str> {
+        self.by_file_name.keys().map(String::as_str)
     }
 
     /// The file at `path` (relative to the tree).
@@ -328,7 +334,7 @@ impl EasyconfigTree {
 
     /// Read and parse every file now, in parallel.
     pub fn load_all(&self, progress: &dyn Progress) {
-        progress.start(self.len());
+        progress.phase(&format!("reading easyconfigs ({})", self.arch), self.len());
         (0..self.len()).into_par_iter().for_each(|id| {
             self.entry(id);
             progress.inc();
