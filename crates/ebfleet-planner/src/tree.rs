@@ -308,14 +308,6 @@ impl EasyconfigTree {
         }
     }
 
-    /// Every `*.eb` below `root`, with no parse cache.
-    pub fn load(root: &Path, arch: Arch) -> Result<Self, TreeError> {
-        Ok(Self::new(
-            EasyconfigFiles::scan(root, Arc::new(ParseCache::new()))?,
-            arch,
-        ))
-    }
-
     /// A tree from (relative path, file bytes) pairs, with no parse cache.
     pub fn from_sources(root: PathBuf, arch: Arch, sources: Vec<(String, Vec<u8>)>) -> Self {
         let sources = sources
@@ -553,7 +545,7 @@ pub(crate) mod tests {
 
     #[test]
     fn missing_directory_is_a_clear_error() {
-        let Err(err) = EasyconfigTree::load(Path::new("/no/such/dir"), Arch::X86_64) else {
+        let Err(err) = EasyconfigFiles::scan(Path::new("/no/such/dir"), Default::default()) else {
             panic!("a missing directory loaded");
         };
         assert!(err.to_string().contains("/no/such/dir"));
