@@ -10,7 +10,7 @@
 //! a wrong plan: tags come from the store's listing, and parses are keyed
 //! by content digest and by the parser's build ([`PARSER_ID`]).
 
-use crate::parse_cache::{CacheError, ParseCache, PARSER_ID};
+use crate::parse_cache::{check_parser, CacheError, ParseCache, PARSER_ID};
 use crate::tree::{EasyconfigFiles, Source};
 use ebfleet_core::arch::Arch;
 use serde::{Deserialize, Serialize};
@@ -46,10 +46,7 @@ struct Packed {
 impl EasyconfigIndex {
     /// An index from [`Self::to_bytes`] of this parser build.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CacheError> {
-        let (parser, _): (String, _) = postcard::take_from_bytes(bytes)?;
-        if parser != PARSER_ID {
-            return Err(CacheError::OtherParser { found: parser });
-        }
+        check_parser(bytes)?;
         let packed: Packed = postcard::from_bytes(bytes)?;
         Ok(EasyconfigIndex {
             files: packed

@@ -29,11 +29,22 @@ pub enum CacheError {
     Corrupt(#[from] postcard::Error),
 }
 
-/// Parses by (architecture, sha256 of the file's bytes).
+/// Parses by architecture, then by sha256 of the file's bytes (looked up
+/// by `&str`: no key is built for a lookup).
 #[derive(Default)]
 pub struct ParseCache {
-    map: RwLock<HashMap<(Arch, String), Arc<Parsed>>>,
+    map: RwLock<HashMap<Arch, HashMap<String, Arc<Parsed>>>>,
     changed: AtomicBool,
+}
+
+/// Refuse bytes written by another parser build. The id is read first, on
+/// its own: another build's bytes may not even decode as this build's types.
+pub(crate) fn check_parser(bytes: &[u8]) -> Result<(), CacheError> {
+    let (parser, _): (String, _) = postcard::take_from_bytes(bytes)?;
+    if parser != PARSER_ID {
+        return Err(CacheError::OtherParser { found: parser });
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -44,7 +55,7 @@ struct CacheFileRef<'a> {
 
 #[derive(Deserialize)]
 struct CacheFile {
-    /// Checked before the rest is decoded (see [`ParseCache::from_bytes`]).
+    /// Checked before the rest is decoded ([`check_parser`]).
     _parser: String,
     entries: Vec<(Arch, String, Parsed)>,
 }
@@ -68,7 +79,7 @@ impl ParseCache {
     /// The cached parse of the file with digest `sha256`, if any.
     pub fn get(&self, arch: Arch, sha256: &str) -> Option<Arc<Parsed>> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        map.get(&(arch, sha256.to_string())).cloned()
+        map.get(&arch)?.get(sha256).cloned()
     }
 
     /// The parse of `bytes` (whose digest is `sha256`): cached, or parsed
@@ -80,13 +91,16 @@ impl ParseCache {
         let parsed = Arc::new(parse_bytes(bytes, arch));
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         self.changed.store(true, Ordering::Relaxed);
-        map.entry((arch, sha256.to_string()))
+        map.entry(arch)
+            .or_default()
+            .entry(sha256.to_string())
             .or_insert(parsed)
             .clone()
     }
 
     pub fn len(&self) -> usize {
-        self.map.read().unwrap_or_else(|e| e.into_inner()).len()
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -102,10 +116,12 @@ impl ParseCache {
     /// files), so the cache does not grow with every edit.
     pub fn retain(&self, digests: &HashSet<&str>) {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        let before = map.len();
-        map.retain(|(_, sha), _| digests.contains(sha.as_str()));
-        if map.len() != before {
-            self.changed.store(true, Ordering::Relaxed);
+        for by_sha in map.values_mut() {
+            let before = by_sha.len();
+            by_sha.retain(|sha, _| digests.contains(sha.as_str()));
+            if by_sha.len() != before {
+                self.changed.store(true, Ordering::Relaxed);
+            }
         }
     }
 
@@ -114,7 +130,11 @@ impl ParseCache {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         let mut entries: Vec<(Arch, &str, &Parsed)> = map
             .iter()
-            .map(|((arch, sha), p)| (*arch, sha.as_str(), p.as_ref()))
+            .flat_map(|(arch, by_sha)| {
+                by_sha
+                    .iter()
+                    .map(|(sha, p)| (*arch, sha.as_str(), p.as_ref()))
+            })
             .collect();
         entries.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         let file = CacheFileRef {
@@ -126,18 +146,12 @@ impl ParseCache {
 
     /// A cache from [`Self::to_bytes`] of this parser build.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CacheError> {
-        // The parser id is read first: a cache of another build may not
-        // even decode as this build's types.
-        let (parser, _): (String, _) = postcard::take_from_bytes(bytes)?;
-        if parser != PARSER_ID {
-            return Err(CacheError::OtherParser { found: parser });
-        }
+        check_parser(bytes)?;
         let file: CacheFile = postcard::from_bytes(bytes)?;
-        let map = file
-            .entries
-            .into_iter()
-            .map(|(arch, sha, p)| ((arch, sha), Arc::new(p)))
-            .collect();
+        let mut map: HashMap<Arch, HashMap<String, Arc<Parsed>>> = HashMap::new();
+        for (arch, sha, p) in file.entries {
+            map.entry(arch).or_default().insert(sha, Arc::new(p));
+        }
         Ok(ParseCache {
             map: RwLock::new(map),
             changed: AtomicBool::new(false),
