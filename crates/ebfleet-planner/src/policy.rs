@@ -73,6 +73,9 @@ impl Policy {
     }
 
     fn allows_name(&self, name: &str) -> bool {
+        if self.include.is_empty() && self.exclude.is_empty() {
+            return true;
+        }
         let name = name.to_lowercase();
         let matches = |p: &String| wildcard_match(&p.to_lowercase(), &name);
         (self.include.is_empty() || self.include.iter().any(matches))
@@ -163,18 +166,18 @@ pub fn select_latest(robot: &Robot<'_>, policy: &Policy) -> Result<Vec<Choice>, 
         floors.push(generation(&f.toolchain));
     }
     // An include that names no software would quietly plan nothing.
-    let names: std::collections::BTreeSet<&str> =
-        tree.parsed().map(|(_, ec)| ec.name.as_str()).collect();
-    for p in &policy.include {
-        let p_lower = p.to_lowercase();
-        if !names
-            .iter()
-            .any(|n| wildcard_match(&p_lower, &n.to_lowercase()))
-        {
-            return Err(PolicyError::UnknownInclude {
-                pattern: p.clone(),
-                suggestion: ebfleet_core::suggest::did_you_mean(p, names.iter().copied()),
-            });
+    if !policy.include.is_empty() {
+        let names: std::collections::BTreeSet<&str> =
+            tree.parsed().map(|(_, ec)| ec.name.as_str()).collect();
+        let lower: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
+        for p in &policy.include {
+            let p_lower = p.to_lowercase();
+            if !lower.iter().any(|n| wildcard_match(&p_lower, n)) {
+                return Err(PolicyError::UnknownInclude {
+                    pattern: p.clone(),
+                    suggestion: ebfleet_core::suggest::did_you_mean(p, names.iter().copied()),
+                });
+            }
         }
     }
     // Best candidate per (name, cuda).
