@@ -308,18 +308,6 @@ impl EasyconfigTree {
         }
     }
 
-    /// A tree from (relative path, file bytes) pairs, with no parse cache.
-    pub fn from_sources(root: PathBuf, arch: Arch, sources: Vec<(String, Vec<u8>)>) -> Self {
-        let sources = sources
-            .into_iter()
-            .map(|(p, b)| (p, Source::Bytes(b)))
-            .collect();
-        Self::new(
-            EasyconfigFiles::from_sources(root, sources, Arc::new(ParseCache::new())),
-            arch,
-        )
-    }
-
     pub fn files(&self) -> &Arc<EasyconfigFiles> {
         &self.files
     }
@@ -468,14 +456,13 @@ pub(crate) mod tests {
 
     /// A tree from (path, text) pairs, for tests across the crate.
     pub fn tree(arch: Arch, files: &[(&str, &str)]) -> EasyconfigTree {
-        EasyconfigTree::from_sources(
-            PathBuf::from("/ec"),
-            arch,
-            files
-                .iter()
-                .map(|(p, t)| (p.to_string(), t.as_bytes().to_vec()))
-                .collect(),
-        )
+        let sources = files
+            .iter()
+            .map(|(p, t)| (p.to_string(), Source::Bytes(t.as_bytes().to_vec())))
+            .collect();
+        let files =
+            EasyconfigFiles::from_sources(PathBuf::from("/ec"), sources, Default::default());
+        EasyconfigTree::new(files, arch)
     }
 
     pub fn ec(name: &str, version: &str, tc: Option<(&str, &str)>, body: &str) -> String {
