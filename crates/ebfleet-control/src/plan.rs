@@ -58,13 +58,15 @@ pub enum Error {
     Task(String),
     #[error(transparent)]
     Index(#[from] ebfleet_planner::index::MissingDownload),
+    #[error("the run's options: {0}")]
+    Options(String),
 }
 
 impl crate::failure::Failure for Error {
     fn kind(&self) -> crate::failure::Kind {
         use crate::failure::Kind;
         match self {
-            Error::Platforms(_) | Error::Keys(_) => Kind::Invalid,
+            Error::Platforms(_) | Error::Keys(_) | Error::Options(_) => Kind::Invalid,
             Error::List(e) | Error::Download(e) | Error::Write(e) => e.kind(),
             Error::Built { source, .. } => Kind::retry_or(source.is_retryable(), Kind::Failed),
             Error::Plan(_) | Error::Task(_) | Error::Index(_) => Kind::Failed,
@@ -238,19 +240,41 @@ pub fn policy_from(toolchains: &str) -> Policy {
     policy
 }
 
-/// What to build: the latest of everything (under [`policy`]), or the
-/// changed easyconfigs (by file name, as an easystack) and what they need.
-pub fn targets(input: &Input, policy: &Policy) -> Targets {
-    match input.mode() {
-        Mode::Full => Targets::Latest(policy.clone()),
-        Mode::Changed => Targets::Easystack(
+/// What to build: the changed easyconfigs (by file name, as an easystack)
+/// and what they need; the easystack of the run's options; or the latest
+/// of everything under `policy` with the run's options in place of its
+/// defaults.
+pub fn targets(input: &Input, policy: &Policy) -> Result<Targets, Error> {
+    let o = input.options();
+    if input.mode() == Mode::Changed {
+        return Ok(Targets::Easystack(
             input
                 .changed_keys()
                 .iter()
                 .map(|k| k.relative().file_name().to_string())
                 .collect(),
-        ),
+        ));
     }
+    if !o.easystack.is_empty() {
+        return Ok(Targets::Easystack(o.easystack.clone()));
+    }
+    let mut policy = policy.clone();
+    let replace = |default: &mut Vec<String>, given: &Vec<String>| {
+        if !given.is_empty() {
+            default.clone_from(given);
+        }
+    };
+    replace(&mut policy.toolchains, &o.toolchains);
+    replace(&mut policy.include, &o.include);
+    replace(&mut policy.exclude, &o.exclude);
+    if !o.floors.is_empty() {
+        policy.floors = o
+            .floors
+            .iter()
+            .map(|f| f.parse().map_err(Error::Options))
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(Targets::Latest(policy))
 }
 
 /// Plan the easyconfigs of `files` for `platforms`.
@@ -260,16 +284,16 @@ pub fn plan_input(
     input: &Input,
     settings: &Settings,
     built: HashMap<String, Built>,
-) -> Result<Plan, PlanError> {
+) -> Result<Plan, Error> {
     let req = PlanRequest {
         platforms: platforms.to_vec(),
-        targets: targets(input, &settings.policy),
+        targets: targets(input, &settings.policy)?,
         built,
         robot: RobotOptions::default(),
         options: settings.options,
         dot: false,
     };
-    planner::plan(files, &req, &())
+    Ok(planner::plan(files, &req, &())?)
 }
 
 /// The path of a key relative to `easyconfigs/`.
@@ -385,7 +409,7 @@ mod tests {
             r#"{"execution":"e1","mode":"changed",
                 "changed_keys":["easyconfigs/o/OpenMPI/OpenMPI-1.0-GCC-1.0.eb"]}"#,
         );
-        match targets(&i, &Policy::default()) {
+        match targets(&i, &Policy::default()).unwrap() {
             Targets::Easystack(names) => assert_eq!(names, ["OpenMPI-1.0-GCC-1.0.eb"]),
             t => panic!("{t:?}"),
         }
@@ -394,8 +418,35 @@ mod tests {
                 &input(r#"{"execution":"e1","mode":"full"}"#),
                 &Policy::default()
             ),
-            Targets::Latest(_)
+            Ok(Targets::Latest(p)) if p == Policy::default()
         ));
+    }
+
+    #[test]
+    fn a_runs_options_replace_the_stacks_defaults() {
+        let stack = policy_from("GCCcore,foss");
+        let i = input(
+            r#"{"execution":"e1","options":{"floors":["foss>=2023a"],
+                "include":["zlib","GCC*"],"exclude":["GCCcore"]}}"#,
+        );
+        let Ok(Targets::Latest(p)) = targets(&i, &stack) else {
+            panic!("a full run plans the latest");
+        };
+        assert_eq!(
+            p.toolchains, stack.toolchains,
+            "no toolchains given: the stack's"
+        );
+        assert_eq!(p.floors, ["foss>=2023a".parse().unwrap()]);
+        assert_eq!((p.include.len(), p.exclude.len()), (2, 1));
+        let es = input(r#"{"execution":"e1","options":{"easystack":["zlib-1.3.eb"]}}"#);
+        assert!(matches!(targets(&es, &stack), Ok(Targets::Easystack(n)) if n == ["zlib-1.3.eb"]));
+        let bad = input(r#"{"execution":"e1","options":{"floors":["foss=2023a"]}}"#);
+        let err = targets(&bad, &stack).unwrap_err();
+        assert!(err.to_string().contains("NAME>=VERSION"), "{err}");
+        assert_eq!(
+            crate::failure::Failure::kind(&err),
+            crate::failure::Kind::Invalid
+        );
     }
 
     fn settings() -> Settings {

@@ -14,7 +14,8 @@
 //! [`Ignored`] with a reason to log.
 //!
 //! The execution input, [`ExecutionInput`], is what the state machine and
-//! the plan Lambda read: `{execution, platforms?, changed_keys?, mode}`.
+//! the plan Lambda read: `{execution, platforms?, changed_keys?, mode,
+//! options?}`.
 
 use crate::checksum::sha256_hex;
 use crate::layout::EASYCONFIGS_PREFIX;
@@ -187,6 +188,80 @@ pub enum InputError {
     KeysWithFull(ExecutionName),
     #[error("execution {0}: platforms is empty (leave it out for every platform)")]
     NoPlatforms(ExecutionName),
+    #[error("execution {0}: options.easystack given with changed_keys")]
+    EasystackWithChanged(ExecutionName),
+    #[error("execution {execution}: options.{field}: {problem}")]
+    BadOption {
+        execution: ExecutionName,
+        field: &'static str,
+        problem: String,
+    },
+}
+
+/// The planner's options of a run started by hand (`ebfleet run`), in
+/// place of the stack's defaults: each list left empty keeps the default.
+/// Plain strings here; the plan Lambda parses them (a bad floor or an
+/// unknown toolchain fails the plan, with the reason, before any instance
+/// starts).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunOptions {
+    /// Allowed toolchain names (`--toolchains`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub toolchains: Vec<String>,
+    /// `foss>=2023a` (`--floor`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub floors: Vec<String>,
+    /// Software names or `*` patterns (`--include`, `--exclude`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Easyconfig file names to build instead of the latest of everything
+    /// (an easystack's, read by `ebfleet run --easystack`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub easystack: Vec<String>,
+}
+
+/// Longest string an option may hold, in bytes: names and patterns are
+/// short; the input as a whole must fit a Step Functions payload.
+pub const MAX_OPTION_BYTES: usize = 256;
+
+impl RunOptions {
+    pub fn is_empty(&self) -> bool {
+        self == &RunOptions::default()
+    }
+
+    /// Each string is short, printable and not empty; an easystack entry
+    /// is an easyconfig file name (`*.eb`, no directory).
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let fields: [(&'static str, &Vec<String>); 5] = [
+            ("toolchains", &self.toolchains),
+            ("floors", &self.floors),
+            ("include", &self.include),
+            ("exclude", &self.exclude),
+            ("easystack", &self.easystack),
+        ];
+        for (field, values) in fields {
+            for v in values {
+                let problem = if v.trim().is_empty() {
+                    Some("an empty entry".to_string())
+                } else if v.len() > MAX_OPTION_BYTES {
+                    Some(format!("an entry longer than {MAX_OPTION_BYTES} bytes"))
+                } else if v.chars().any(char::is_control) {
+                    Some(format!("{} holds a control character", shown(v)))
+                } else if field == "easystack" && (!v.ends_with(".eb") || v.contains('/')) {
+                    Some(format!("{} is not an easyconfig file name", shown(v)))
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    return Err((field, problem));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The state machine's input, `{execution, platforms?, changed_keys?, mode?}`,
@@ -204,6 +279,8 @@ pub struct ExecutionInput {
     #[serde(skip_serializing_if = "Option::is_none")]
     changed_keys: Option<Vec<EasyconfigKey>>,
     mode: Mode,
+    #[serde(skip_serializing_if = "RunOptions::is_empty")]
+    options: RunOptions,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +292,8 @@ struct RawInput {
     changed_keys: Option<Vec<EasyconfigKey>>,
     #[serde(default)]
     mode: Option<Mode>,
+    #[serde(default)]
+    options: RunOptions,
 }
 
 impl TryFrom<RawInput> for ExecutionInput {
@@ -225,6 +304,7 @@ impl TryFrom<RawInput> for ExecutionInput {
             platforms,
             changed_keys,
             mode,
+            options,
         } = raw;
         if platforms.as_ref().is_some_and(Vec::is_empty) {
             return Err(InputError::NoPlatforms(execution));
@@ -239,13 +319,15 @@ impl TryFrom<RawInput> for ExecutionInput {
             (Mode::Changed, Some(k)) if !k.is_empty() => Some(sorted_unique(k)),
             (Mode::Changed, _) => return Err(InputError::NoChangedKeys(execution)),
         };
-        Ok(ExecutionInput {
+        ExecutionInput {
             execution,
             platforms: platforms
                 .map(|p| p.into_iter().collect::<BTreeSet<_>>().into_iter().collect()),
             changed_keys,
             mode,
-        })
+            options: RunOptions::default(),
+        }
+        .with_options(options)
     }
 }
 
@@ -269,6 +351,7 @@ impl ExecutionInput {
             platforms: None,
             changed_keys: None,
             mode: Mode::Full,
+            options: RunOptions::default(),
         }
     }
 
@@ -291,6 +374,7 @@ impl ExecutionInput {
             platforms: None,
             changed_keys: Some(keys),
             mode: Mode::Changed,
+            options: RunOptions::default(),
         })
     }
 
@@ -308,6 +392,28 @@ impl ExecutionInput {
 
     pub fn execution(&self) -> &ExecutionName {
         &self.execution
+    }
+
+    /// The planner's options, for a full run; `Err` when they do not hold
+    /// together (an easystack with changed keys, a bad entry).
+    pub fn with_options(mut self, options: RunOptions) -> Result<Self, InputError> {
+        if let Err((field, problem)) = options.check() {
+            return Err(InputError::BadOption {
+                execution: self.execution,
+                field,
+                problem,
+            });
+        }
+        if self.changed_keys.is_some() && !options.easystack.is_empty() {
+            return Err(InputError::EasystackWithChanged(self.execution));
+        }
+        self.options = options;
+        Ok(self)
+    }
+
+    /// The planner's options the run asks for (empty: the stack's).
+    pub fn options(&self) -> &RunOptions {
+        &self.options
     }
 
     pub fn mode(&self) -> Mode {

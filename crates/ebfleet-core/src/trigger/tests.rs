@@ -252,6 +252,58 @@ fn inconsistent_or_hostile_inputs_do_not_deserialise() {
 }
 
 #[test]
+fn a_run_by_hand_carries_the_planners_options() {
+    let options = RunOptions {
+        toolchains: vec!["GCCcore".into(), "foss".into()],
+        floors: vec!["foss>=2023a".into()],
+        include: vec!["GROMACS".into()],
+        exclude: vec!["*-CUDA".into()],
+        easystack: vec![],
+    };
+    let input = ExecutionInput::full("r".parse().unwrap())
+        .with_options(options.clone())
+        .unwrap();
+    let v = serde_json::to_value(&input).unwrap();
+    assert_eq!(
+        v,
+        json!({"execution": "r", "mode": "full", "options": {
+            "toolchains": ["GCCcore", "foss"], "floors": ["foss>=2023a"],
+            "include": ["GROMACS"], "exclude": ["*-CUDA"]
+        }})
+    );
+    let back: ExecutionInput = serde_json::from_value(v).unwrap();
+    assert_eq!(back.options(), &options);
+    let es: ExecutionInput = serde_json::from_value(
+        json!({"execution": "r", "options": {"easystack": ["zlib-1.3.1-GCCcore-13.3.0.eb"]}}),
+    )
+    .unwrap();
+    assert_eq!(es.mode(), Mode::Full);
+    assert_eq!(es.options().easystack, ["zlib-1.3.1-GCCcore-13.3.0.eb"]);
+    let long = "x".repeat(MAX_OPTION_BYTES + 1);
+    for bad in [
+        json!({"execution": "r", "changed_keys": [ZLIB], "options": {"easystack": ["a.eb"]}}),
+        json!({"execution": "r", "options": {"easystack": ["../a.eb"]}}),
+        json!({"execution": "r", "options": {"easystack": ["a.txt"]}}),
+        json!({"execution": "r", "options": {"include": [""]}}),
+        json!({"execution": "r", "options": {"include": [long]}}),
+        json!({"execution": "r", "options": {"exclude": ["a\nb"]}}),
+        json!({"execution": "r", "options": {"retry": true}}),
+    ] {
+        assert!(
+            serde_json::from_value::<ExecutionInput>(bad.clone()).is_err(),
+            "{bad}"
+        );
+    }
+    let err = ExecutionInput::full("r".parse().unwrap())
+        .with_options(RunOptions {
+            floors: vec!["\u{7}".into()],
+            ..RunOptions::default()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("options.floors"), "{err}");
+}
+
+#[test]
 fn too_many_changes_make_a_full_run_that_fits_a_payload() {
     let keys: Vec<EasyconfigKey> = (0..3_000)
         .map(|i| {
