@@ -272,6 +272,34 @@ impl Records {
         Ok(out)
     }
 
+    /// Every module record of `platform`, whole (for the operator's
+    /// views), all pages of one query.
+    pub async fn modules(&self, platform: &PlatformName) -> Result<Vec<ModuleRecord>, DynamoError> {
+        let pk = ebfleet_core::layout::platform_pk(platform.as_str());
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :module)")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+            .expression_attribute_values(
+                ":module",
+                AttributeValue::S(ebfleet_core::layout::module_sk("")),
+            )
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("Query", &pk, ALL_MODULES, e))?;
+            for i in page.items() {
+                out.push(from_item(i).map_err(|e| self.bad_item(&pk, ALL_MODULES, e))?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Write `record` if `condition` holds.
     pub async fn put(
         &self,

@@ -31,6 +31,8 @@ pub mod ec2;
 pub mod s3;
 pub mod sfn;
 pub mod ssm;
+#[cfg(feature = "stack")]
+pub mod stack;
 
 pub use aws_config::SdkConfig;
 pub use call::CallError;
@@ -40,4 +42,29 @@ pub use call::CallError;
 /// version. Build each service's adapter from it once per process.
 pub async fn load_config() -> SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// What the aws CLI's `--profile`, `--region` and `--endpoint-url` say;
+/// `None` leaves it to the standard chain (environment, config files,
+/// instance role).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigOverrides {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+/// [`load_config`] with `overrides` applied.
+pub async fn load_config_with(overrides: &ConfigOverrides) -> SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(p) = &overrides.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &overrides.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    if let Some(u) = &overrides.endpoint_url {
+        loader = loader.endpoint_url(u);
+    }
+    loader.load().await
 }

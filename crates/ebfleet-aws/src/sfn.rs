@@ -172,6 +172,22 @@ pub struct ExecutionInfo {
     pub output: Option<String>,
     pub error: Option<String>,
     pub cause: Option<String>,
+    pub name: String,
+    /// The input JSON it was started with.
+    pub input: Option<String>,
+    /// Unix seconds.
+    pub started: u64,
+    pub stopped: Option<u64>,
+}
+
+/// One execution of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionSummary {
+    pub arn: String,
+    pub name: String,
+    pub status: String,
+    /// Unix seconds.
+    pub started: u64,
 }
 
 impl ExecutionInfo {
@@ -258,6 +274,32 @@ impl StepFunctions {
         Ok(arns)
     }
 
+    /// Every execution of the state machine, newest first, every page.
+    pub async fn executions(
+        &self,
+        state_machine_arn: &str,
+    ) -> Result<Vec<ExecutionSummary>, SfnError> {
+        let mut pages = self
+            .client
+            .list_executions()
+            .state_machine_arn(state_machine_arn)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| classify(state_machine_arn.to_string(), "ListExecutions", e))?;
+            out.extend(page.executions().iter().map(|e| ExecutionSummary {
+                arn: e.execution_arn().to_string(),
+                name: e.name().to_string(),
+                status: e.status().as_str().to_string(),
+                started: e.start_date().secs().max(0) as u64,
+            }));
+        }
+        out.sort_by(|a, b| b.started.cmp(&a.started).then_with(|| b.name.cmp(&a.name)));
+        Ok(out)
+    }
+
     /// Where an execution stands: its status, and its output once it
     /// succeeded (or error and cause once it failed).
     pub async fn describe(&self, execution_arn: &str) -> Result<ExecutionInfo, SfnError> {
@@ -273,6 +315,10 @@ impl StepFunctions {
             output: out.output().map(str::to_string),
             error: out.error().map(str::to_string),
             cause: out.cause().map(|c| cut(c, 1000).to_string()),
+            name: out.name().unwrap_or_default().to_string(),
+            input: out.input().map(str::to_string),
+            started: out.start_date().secs().max(0) as u64,
+            stopped: out.stop_date().map(|d| d.secs().max(0) as u64),
         })
     }
 

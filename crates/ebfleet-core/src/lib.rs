@@ -32,6 +32,7 @@ pub mod manifest;
 pub mod names;
 pub mod platform;
 pub mod record;
+pub mod status;
 pub mod step;
 pub mod suggest;
 pub mod trigger;

@@ -1,7 +1,7 @@
 use super::*;
 use crate::checksum::sha256_hex;
 
-fn module(name: &str, build: &[u32], run: &[u32], built: bool) -> GraphModule {
+pub(crate) fn module(name: &str, build: &[u32], run: &[u32], built: bool) -> GraphModule {
     let (n, v) = name.split_once('/').unwrap();
     let letter = crate::layout::letter_dir_for(n);
     GraphModule {
@@ -16,7 +16,7 @@ fn module(name: &str, build: &[u32], run: &[u32], built: bool) -> GraphModule {
 }
 
 /// GCCcore (built) ← zlib, CMake ← Python (builds with CMake, loads zlib).
-fn graph() -> BuildGraph {
+pub(crate) fn graph() -> BuildGraph {
     BuildGraph {
         execution: "run-1".parse().unwrap(),
         platform: "amzn-2023_epyc-gen-4".parse().unwrap(),
@@ -89,4 +89,14 @@ fn graphs_round_trip_and_refuse_what_a_node_would_refuse() {
     assert!(BuildGraph::from_json(&bad_sha).is_err());
     let hostile = json.replacen("zlib/1.3-GCCcore-13.2.0", "zlib/1.3;reboot", 1);
     assert!(BuildGraph::from_json(&hostile).is_err());
+}
+
+#[test]
+fn the_runtime_closure_is_what_loading_a_module_loads() {
+    let g = graph();
+    // Python loads zlib and GCCcore, not CMake (a build dependency).
+    assert_eq!(g.runtime_closure(3), [0, 1, 3]);
+    assert_eq!(g.runtime_closure(0), [0]);
+    assert_eq!(g.index_of("CMake/3.27.6-GCCcore-13.2.0"), Some(2));
+    assert_eq!(g.index_of("CMake/0"), None);
 }

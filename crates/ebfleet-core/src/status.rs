@@ -1,0 +1,217 @@
+//! What a run did on each platform, for the operator (`ebfleet status`,
+//! `ebfleet report`): the platform's build graph of the run (what it set
+//! out to build) against the platform's records (what became of each
+//! module). Pure; the CLI reads the graph, the records and the execution.
+//!
+//! A module's state in a run, from its record:
+//! - `built`: built (by this run, or by a run beside it);
+//! - `failed`: its last attempt was this run's and failed;
+//! - `skipped`: noted blocked by a failed dependency since the run started;
+//! - `running`: leased by a build;
+//! - `pending` while the run goes on, `not_built` once it ended: none of
+//!   the above (not reached, or the run stopped first).
+
+use crate::build_graph::BuildGraph;
+use crate::record::{ErrorClass, ModuleRecord, Status};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleState {
+    Built,
+    Failed,
+    Skipped,
+    Running,
+    Pending,
+    NotBuilt,
+}
+
+impl ModuleState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleState::Built => "built",
+            ModuleState::Failed => "failed",
+            ModuleState::Skipped => "skipped",
+            ModuleState::Running => "running",
+            ModuleState::Pending => "pending",
+            ModuleState::NotBuilt => "not_built",
+        }
+    }
+}
+
+/// One module the run set out to build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleStatus {
+    /// `<Name>/<version>`.
+    pub module: String,
+    pub state: ModuleState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
+    /// The recorded error message (short; the log holds the rest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The S3 key of the eb log of a failed build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    /// Its direct dependencies among the run's modules (the graph's edges).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deps: Vec<String>,
+}
+
+/// How many modules are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub built: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub running: usize,
+    pub pending: usize,
+    pub not_built: usize,
+}
+
+impl Counts {
+    fn add(&mut self, s: ModuleState) {
+        *match s {
+            ModuleState::Built => &mut self.built,
+            ModuleState::Failed => &mut self.failed,
+            ModuleState::Skipped => &mut self.skipped,
+            ModuleState::Running => &mut self.running,
+            ModuleState::Pending => &mut self.pending,
+            ModuleState::NotBuilt => &mut self.not_built,
+        } += 1;
+    }
+}
+
+/// One platform of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformStatus {
+    pub platform: String,
+    /// Modules the run set out to build.
+    pub planned: usize,
+    pub counts: Counts,
+    /// Build time of what this run built, summed.
+    pub build_seconds: u64,
+    /// Dependencies first.
+    pub modules: Vec<ModuleStatus>,
+}
+
+/// A run as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStatus {
+    /// The execution's name (the run's name).
+    pub execution: String,
+    pub execution_arn: String,
+    /// Step Functions' status: `RUNNING`, `SUCCEEDED`, `FAILED`, ...
+    pub status: String,
+    /// Unix seconds.
+    pub started: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    pub platforms: Vec<PlatformStatus>,
+}
+
+impl RunStatus {
+    pub fn is_running(&self) -> bool {
+        self.status == "RUNNING" || self.status == "PENDING_REDRIVE"
+    }
+}
+
+/// Where `record` leaves a module of run `execution`, started at
+/// `started` (Unix seconds), which is still `running` or has ended.
+pub fn module_state(
+    record: Option<&ModuleRecord>,
+    execution: &str,
+    started: u64,
+    running: bool,
+) -> ModuleState {
+    let waiting = if running {
+        ModuleState::Pending
+    } else {
+        ModuleState::NotBuilt
+    };
+    let Some(r) = record else {
+        return waiting;
+    };
+    let this_run = r.execution.as_deref() == Some(execution);
+    match r.status {
+        Status::Built => ModuleState::Built,
+        Status::Failed if this_run => ModuleState::Failed,
+        Status::Building if r.lease.is_some() => ModuleState::Running,
+        Status::Planned
+            if r.updated >= started
+                && r.last_error.as_ref().map(|e| e.class) == Some(ErrorClass::DependencyFailed) =>
+        {
+            ModuleState::Skipped
+        }
+        _ => waiting,
+    }
+}
+
+/// Platform `graph`'s part of run `execution`, from the platform's records.
+pub fn platform_status(
+    graph: &BuildGraph,
+    records: &[ModuleRecord],
+    execution: &str,
+    started: u64,
+    running: bool,
+) -> PlatformStatus {
+    let by_module: HashMap<&str, &ModuleRecord> =
+        records.iter().map(|r| (r.module.as_str(), r)).collect();
+    let mut counts = Counts::default();
+    let mut build_seconds = 0;
+    let modules: Vec<ModuleStatus> = graph
+        .units()
+        .map(|u| {
+            let m = &graph.modules[u as usize];
+            let record = by_module.get(m.module.as_str()).copied();
+            let state = module_state(record, execution, started, running);
+            counts.add(state);
+            let error = record
+                .and_then(|r| r.last_error.as_ref())
+                .filter(|_| matches!(state, ModuleState::Failed | ModuleState::Skipped));
+            let built_here = state == ModuleState::Built
+                && record.is_some_and(|r| r.execution.as_deref() == Some(execution));
+            let duration_s = record
+                .filter(|_| built_here || state == ModuleState::Failed)
+                .and_then(|r| r.duration_s);
+            if built_here {
+                build_seconds += duration_s.unwrap_or(0);
+            }
+            ModuleStatus {
+                module: m.module.to_string(),
+                state,
+                error_class: error.map(|e| e.class),
+                reason: error.map(|e| e.message.clone()),
+                log_key: error.and_then(|e| e.log_key.clone()),
+                duration_s,
+                instance_type: record
+                    .filter(|_| built_here)
+                    .and_then(|r| r.instance_type.clone()),
+                deps: m
+                    .deps()
+                    .filter(|&d| !graph.modules[d as usize].built)
+                    .map(|d| graph.modules[d as usize].module.to_string())
+                    .collect(),
+            }
+        })
+        .collect();
+    PlatformStatus {
+        platform: graph.platform.to_string(),
+        planned: modules.len(),
+        counts,
+        build_seconds,
+        modules,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+use super::*;
+use crate::build_graph::tests::graph;
+use crate::record::{Lease, RecordedError};
+
+const RUN: &str = "run-1";
+const STARTED: u64 = 1_000;
+
+fn record(module: &str, status: Status, execution: &str, updated: u64) -> ModuleRecord {
+    let mut r = ModuleRecord::new("amzn-2023_epyc-gen-4", module, "sha", updated);
+    r.status = status;
+    r.execution = Some(execution.to_string());
+    r
+}
+
+fn error(class: ErrorClass, message: &str) -> Option<RecordedError> {
+    Some(RecordedError {
+        class,
+        message: message.into(),
+        log_key: Some("amzn-2023_epyc-gen-4/logs/x/1/eb.log".into()),
+    })
+}
+
+#[test]
+fn each_record_puts_its_module_in_one_state() {
+    let built = record("a/1", Status::Built, RUN, 1_500);
+    let mut failed = record("a/1", Status::Failed, RUN, 1_500);
+    failed.last_error = error(ErrorClass::CompileError, "make: *** Error 2");
+    let failed_before = record("a/1", Status::Failed, "run-0", 500);
+    let mut skipped = record("a/1", Status::Planned, "run-0", 1_200);
+    skipped.last_error = error(ErrorClass::DependencyFailed, "needs b/1, which failed");
+    let mut skipped_before = skipped.clone();
+    skipped_before.updated = 900;
+    let mut leased = record("a/1", Status::Building, RUN, 1_100);
+    leased.lease = Some(Lease {
+        owner: "run-1#3".into(),
+        expires: 9_999,
+    });
+    let state = |r: Option<&ModuleRecord>, running| module_state(r, RUN, STARTED, running);
+    assert_eq!(state(Some(&built), true), ModuleState::Built);
+    assert_eq!(state(Some(&failed), false), ModuleState::Failed);
+    assert_eq!(state(Some(&failed_before), true), ModuleState::Pending);
+    assert_eq!(state(Some(&failed_before), false), ModuleState::NotBuilt);
+    assert_eq!(state(Some(&skipped), false), ModuleState::Skipped);
+    assert_eq!(state(Some(&skipped_before), false), ModuleState::NotBuilt);
+    assert_eq!(state(Some(&leased), true), ModuleState::Running);
+    assert_eq!(state(None, true), ModuleState::Pending);
+    assert_eq!(state(None, false), ModuleState::NotBuilt);
+}
+
+#[test]
+fn a_platform_counts_its_units_and_keeps_the_failures_reasons() {
+    // Units: zlib (built here), CMake (failed), Python (skipped: needs CMake).
+    let g = graph();
+    let mut zlib = record("zlib/1.3-GCCcore-13.2.0", Status::Built, RUN, 1_500);
+    zlib.duration_s = Some(42);
+    zlib.instance_type = Some("c7a.large".into());
+    let mut cmake = record("CMake/3.27.6-GCCcore-13.2.0", Status::Failed, RUN, 1_600);
+    cmake.last_error = error(ErrorClass::CompileError, "make: *** Error 2");
+    cmake.duration_s = Some(7);
+    let mut python = record(
+        "Python/3.11.5-GCCcore-13.2.0",
+        Status::Planned,
+        "old",
+        1_700,
+    );
+    python.last_error = error(ErrorClass::DependencyFailed, "CMake failed");
+    // A record of a module this run does not build is not counted.
+    let gcc = record("GCCcore/13.2.0", Status::Built, "old", 10);
+    let p = platform_status(&g, &[gcc, python, cmake, zlib], RUN, STARTED, false);
+    assert_eq!(p.planned, 3);
+    assert_eq!(
+        (
+            p.counts.built,
+            p.counts.failed,
+            p.counts.skipped,
+            p.counts.not_built
+        ),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(p.build_seconds, 42);
+    let by: HashMap<&str, &ModuleStatus> =
+        p.modules.iter().map(|m| (m.module.as_str(), m)).collect();
+    let cm = by["CMake/3.27.6-GCCcore-13.2.0"];
+    assert_eq!(cm.error_class, Some(ErrorClass::CompileError));
+    assert_eq!(cm.reason.as_deref(), Some("make: *** Error 2"));
+    assert!(cm.log_key.is_some());
+    assert_eq!(
+        by["zlib/1.3-GCCcore-13.2.0"].instance_type.as_deref(),
+        Some("c7a.large")
+    );
+    assert_eq!(by["zlib/1.3-GCCcore-13.2.0"].reason, None);
+    // Edges only among the run's modules: GCCcore was built before.
+    assert_eq!(
+        by["Python/3.11.5-GCCcore-13.2.0"].deps,
+        ["CMake/3.27.6-GCCcore-13.2.0", "zlib/1.3-GCCcore-13.2.0"]
+    );
+    assert!(by["zlib/1.3-GCCcore-13.2.0"].deps.is_empty());
+}
