@@ -30,14 +30,15 @@ ensure_easybuild
 ensure_lmod
 ensure_infra_tools
 
-packages=(-p ebfleet-node)
+packages=(-p ebfleet-node -p ebfleet-cli)
 for dir in "$root"/functions/*/; do
   packages+=(-p "ebfleet-fn-$(basename "$dir")")
 done
-log "cargo build (the functions as watch runs them, and ebfleet-node)"
+log "cargo build (the functions as watch runs them, ebfleet-node and ebfleet)"
 (cd "$root" && cargo build --quiet "${packages[@]}")
 
 export EBFLEET_NODE_BIN="$CARGO_TARGET_DIR/debug/ebfleet-node" EBFLEET_EB="$EB_VENV/bin/eb"
+export EBFLEET_CLI_BIN="$CARGO_TARGET_DIR/debug/ebfleet"
 start_moto
 python="$MOTO_VENV/bin/python"
 e2e="$root/tests/e2e/pipeline.py"

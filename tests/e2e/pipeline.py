@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import tempfile
+import subprocess
 import threading
 import time
 import tomllib
@@ -252,6 +253,21 @@ class World:
         req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST")
         with urllib.request.urlopen(req, timeout=300) as r:
             return json.loads(r.read())
+
+    def stack(self):
+        """The name of a CloudFormation stack (in moto) whose outputs name
+        the resources, as infra/template.yaml's do."""
+        name = "ebfleet-e2e"
+        cfn = aws().client("cloudformation")
+        try:
+            cfn.describe_stacks(StackName=name)
+        except cfn.exceptions.ClientError:
+            outputs = {"BucketName": self.bucket, "TableName": self.table, "StateMachineArn": PIPELINE}
+            cfn.create_stack(StackName=name, TemplateBody=json.dumps({
+                "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {k: {"Value": v} for k, v in outputs.items()},
+            }))
+        return name
 
     # -- what is there afterwards
 
@@ -598,6 +614,65 @@ def lost_for_good(w):
     assert units["failed"] >= 1, f"{B}: {units}"
     assert not w.versions(f"{B}/software/solo/"), "a lost unit published a tarball"
     released(w, r["name"])
+
+
+def cli(w, *args, ok=(0,)):
+    """Run the `ebfleet` command against the stack; (exit code, stdout)."""
+    p = subprocess.run([env("EBFLEET_CLI_BIN"), *args, "--stack", w.stack()], capture_output=True, text=True, timeout=900)
+    assert p.returncode in ok, f"ebfleet {' '.join(args)}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
+    return p.returncode, p.stdout
+
+
+@scenario
+def operator(w):
+    """An operator's day with the `ebfleet` command, the stack found by its
+    CloudFormation outputs: `run --wait` with the planner's options (only
+    the included software is planned), `status` in every output format,
+    `logs` of the failed build, `pull` of a module and what its module file
+    loads (which then loads with Lmod and runs), `report` (a page checked
+    in headless Chromium)."""
+    w.upload(fx.STACK + fx.FAILING + [fx.ZETA, fx.ETA])
+    code, out = cli(w, "run", "--platform", A, "--include", "zeta", "--include", "BROKEN", "--include", "dependent",
+                    "--wait", "--poll", "1", "--output", "json", ok=(1,))
+    s = json.loads(out)
+    assert s["status"] == "SUCCEEDED", s
+    [p] = s["platforms"]
+    states = {m["module"]: m["state"] for m in p["modules"]}
+    assert states == {fx.ZETA.module: "built", fx.BROKEN.module: "failed", fx.DEPENDENT.module: "skipped"}, states
+    assert fx.ETA.module not in w.records(A), "eta was not included, yet built"
+    broken = next(m for m in p["modules"] if m["module"] == fx.BROKEN.module)
+    assert broken["error_class"] == "compile_error" and broken["log_key"].startswith(f"{A}/logs/broken/1.0/"), broken
+    assert p["counts"]["built"] == 1 and p["build_seconds"] > 0, p
+    # The same run by name, as a script reads it; the newest run is this one.
+    code, text = cli(w, "status", "--execution", s["execution"], "--output", "text", ok=(1,))
+    rows = [line.split("\t") for line in text.splitlines()]
+    assert rows[0][:3] == ["RUN", s["execution"], "SUCCEEDED"], rows
+    assert ["PLATFORM", A, "3", "1", "1", "1"] == rows[1][:6], rows
+    assert {r[2] for r in rows if r[0] == "MODULE"} == {fx.BROKEN.module, fx.DEPENDENT.module}, rows
+    _, table = cli(w, "status", "--last", ok=(1,))
+    assert table.startswith(f"run {s['execution']}: SUCCEEDED") and "compile_error" in table, table
+    _, log = cli(w, "logs", fx.BROKEN.module, "--platform", A)
+    assert "==> s3://" in log and "this is not C" in log, log[-2000:]
+    # Pulled into the path the platform was built under, with what it loads.
+    prefix = w.work / "mnt" / A
+    _, pulled = cli(w, "pull", "--platform", A, fx.DELTA.module, "--prefix", str(prefix), "--output", "json")
+    got = sorted(m["module"] for m in json.loads(pulled)["modules"])
+    assert got == sorted(m.module for m in [fx.DELTA] + fx.DELTA.closure()), got
+    run = subprocess.run(
+        ["bash", "-c", f". /usr/share/lmod/lmod/init/bash && module use {prefix}/modules/all && module load {fx.DELTA.module} && delta"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0 and "delta 1.0" in run.stdout and "alpha 1.0" in run.stdout, run
+    code, _ = cli(w, "pull", "--platform", A, fx.DELTA.module, "--prefix", str(w.work / "elsewhere"), ok=(2,))
+    report = w.work / "report"
+    cli(w, "report", "--execution", s["execution"], "--out", str(report))
+    assert (report / "logs" / broken["log_key"]).parent.is_dir(), "the failed build's log is not beside the page"
+    check = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "report" / "check.py"), str(report / "index.html"),
+         "--platform", A, "--screenshot", str(report / "screenshot.png")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert check.returncode == 0, f"{check.stdout}\n{check.stderr}"
 
 
 def demo():

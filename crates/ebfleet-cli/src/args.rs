@@ -29,6 +29,145 @@ pub enum Command {
     Platforms(PlatformsArgs),
     /// Print a shell completion script, e.g. `ebfleet completions bash > /etc/bash_completion.d/ebfleet`.
     Completions(CompletionsArgs),
+    /// Start a run of the deployed stack (and follow it with --wait).
+    Run(RunArgs),
+    /// What a run built, failed, skipped, and what is still running, per platform.
+    Status(StatusArgs),
+    /// Print (or save) the EasyBuild logs of a module's last build on a platform.
+    Logs(LogsArgs),
+    /// Install built modules and what they load into an EasyBuild prefix.
+    Pull(PullArgs),
+    /// Write a run's report: a static HTML page with each platform's table, failures and graph.
+    Report(ReportArgs),
+}
+
+/// Where the deployed stack is, and how to reach AWS (the aws CLI's options).
+#[derive(Args, Debug, Clone)]
+pub struct AwsArgs {
+    /// The CloudFormation stack ebfleet was deployed as.
+    #[arg(long, env = "EBFLEET_STACK", default_value = "ebfleet")]
+    pub stack: String,
+    /// A named profile of the AWS config and credentials files.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// The AWS Region (else the profile's or AWS_REGION).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Send every call to this URL (a local emulator) instead of AWS.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// How to print: JSON, an aligned table, or tab-separated text.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Json,
+    Table,
+    Text,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Only these platforms (full name or `cpu[_gpu]`; repeatable) [default: every platform].
+    #[arg(long = "platform")]
+    pub platform: Vec<String>,
+    /// Allowed toolchain names, comma separated [default: the stack's].
+    #[arg(long, value_delimiter = ',')]
+    pub toolchains: Vec<String>,
+    /// Lowest toolchain generation, e.g. `foss>=2023a` (repeatable).
+    #[arg(long = "floor", value_name = "TC>=VERSION")]
+    pub floors: Vec<String>,
+    /// Only these software names (`*` wildcards; repeatable).
+    #[arg(long)]
+    pub include: Vec<String>,
+    /// Not these software names (`*` wildcards; repeatable).
+    #[arg(long)]
+    pub exclude: Vec<String>,
+    /// Build what this EasyBuild easystack file lists instead of the latest.
+    #[arg(long, value_name = "FILE")]
+    pub easystack: Option<PathBuf>,
+    /// The run's (execution's) name [default: run-<UTC time>-full].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Start even when another run is going on (leases keep them from building a module twice).
+    #[arg(long)]
+    pub force: bool,
+    /// Follow the run until it ends, then print its status.
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds between looks at the run while waiting.
+    #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+    pub poll: u64,
+}
+
+/// Which run.
+#[derive(Args, Debug, Clone)]
+pub struct ExecutionArgs {
+    /// The run's execution name or ARN [default: the newest run].
+    #[arg(long, value_name = "NAME|ARN", conflicts_with = "last")]
+    pub execution: Option<String>,
+    /// The newest run (the default).
+    #[arg(long)]
+    pub last: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub execution: ExecutionArgs,
+    /// Only these platforms (repeatable).
+    #[arg(long = "platform")]
+    pub platform: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// The module, `Name/version`.
+    pub module: String,
+    /// The platform (full name, e.g. amzn-2023_graviton-3).
+    #[arg(long)]
+    pub platform: String,
+    /// The logs of this run [default: the run of the module's last attempt].
+    #[arg(long, value_name = "NAME")]
+    pub execution: Option<String>,
+    /// Save the log files into this directory instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// The platform (full name, e.g. amzn-2023_graviton-3).
+    #[arg(long)]
+    pub platform: String,
+    /// The EasyBuild prefix to install into (`software/`, `modules/all/`); it
+    /// must be the path the stack was built under (module files and RPATHs hold it).
+    #[arg(long, value_name = "DIR")]
+    pub prefix: PathBuf,
+    /// Modules, `Name/version` (what they load comes too).
+    #[arg(required = true)]
+    pub modules: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub execution: ExecutionArgs,
+    /// The directory to write `index.html` (and the failed builds' logs) into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug)]

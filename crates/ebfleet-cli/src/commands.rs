@@ -26,6 +26,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Parse(a) => parse(a),
         Command::Latest(a) => latest(a),
         Command::Platforms(a) => platforms(a),
+        Command::Run(a) => crate::operator::run(a),
+        Command::Status(a) => crate::operator::status(a),
+        Command::Logs(a) => crate::operator::logs(a),
+        Command::Pull(a) => crate::operator::pull(a),
+        Command::Report(a) => crate::operator::report(a),
         Command::Completions(a) => {
             let mut cli = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cli, "ebfleet", &mut std::io::stdout());
@@ -93,15 +98,21 @@ fn load_platforms(a: &PlatformFileArgs) -> Result<Platforms> {
     }
 }
 
+/// The easyconfig file names easystack `f` lists; what ebfleet does not
+/// honour of it is warned about.
+pub fn read_easystack(f: &std::path::Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(f).with_context(|| format!("reading easystack {}", f.display()))?;
+    let es = policy::parse_easystack(&text).with_context(|| format!("in {}", f.display()))?;
+    for option in &es.ignored {
+        tracing::warn!("{}: not honoured by ebfleet: {option}", f.display());
+    }
+    Ok(es.names)
+}
+
 fn targets(a: &PolicyArgs) -> Result<Targets> {
     if let Some(f) = &a.easystack {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("reading easystack {}", f.display()))?;
-        let es = policy::parse_easystack(&text).with_context(|| format!("in {}", f.display()))?;
-        for option in &es.ignored {
-            tracing::warn!("{}: not honoured by ebfleet: {option}", f.display());
-        }
-        return Ok(Targets::Easystack(es.names));
+        return Ok(Targets::Easystack(read_easystack(f)?));
     }
     let floors = a
         .floors

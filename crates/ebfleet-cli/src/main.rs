@@ -1,9 +1,12 @@
 //! `ebfleet`: plan the newest EasyBuild stack per platform, resolve targets
-//! like `eb --dry-run --robot`, inspect easyconfigs and platforms.
+//! like `eb --dry-run --robot`, inspect easyconfigs and platforms; start,
+//! follow and inspect runs of the deployed stack and pull what it built.
 
 mod args;
 mod commands;
+mod operator;
 mod progress;
+mod report;
 
 use clap::Parser;
 

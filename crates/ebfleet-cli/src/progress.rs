@@ -23,6 +23,13 @@ impl Bar {
         Bar(bar)
     }
 
+    /// `pos` of `len` done, with `msg`.
+    pub fn show(&self, msg: &str, pos: usize, len: usize) {
+        self.0.set_message(msg.to_string());
+        self.0.set_length(len as u64);
+        self.0.set_position(pos as u64);
+    }
+
     pub fn finish(&self) {
         self.0.finish_and_clear();
     }

@@ -123,30 +123,6 @@ impl BuildGraph {
             .map(|(i, _)| i as u32)
     }
 
-    /// Module `i` and everything loading it loads (its runtime
-    /// dependencies, transitively): what a cluster needs of the stack to
-    /// use it. Sorted, dependencies first.
-    pub fn runtime_closure(&self, i: u32) -> Vec<u32> {
-        let mut seen = vec![false; self.modules.len()];
-        let mut stack = vec![i];
-        while let Some(m) = stack.pop() {
-            if !std::mem::replace(&mut seen[m as usize], true) {
-                stack.extend(self.modules[m as usize].runtime_deps.iter().copied());
-            }
-        }
-        (0..self.modules.len() as u32)
-            .filter(|&m| seen[m as usize])
-            .collect()
-    }
-
-    /// The index of `module`.
-    pub fn index_of(&self, module: &str) -> Option<u32> {
-        self.modules
-            .iter()
-            .position(|m| m.module.as_str() == module)
-            .map(|i| i as u32)
-    }
-
     /// Everything module `unit` needs loaded to build: its direct
     /// dependencies and, through runtime edges, what those load in turn
     /// (EasyBuild's build environment). Sorted.

@@ -29,6 +29,7 @@ pub mod clock;
 pub mod layout;
 pub mod lease;
 pub mod manifest;
+pub mod modulefile;
 pub mod names;
 pub mod platform;
 pub mod record;

@@ -90,13 +90,3 @@ fn graphs_round_trip_and_refuse_what_a_node_would_refuse() {
     let hostile = json.replacen("zlib/1.3-GCCcore-13.2.0", "zlib/1.3;reboot", 1);
     assert!(BuildGraph::from_json(&hostile).is_err());
 }
-
-#[test]
-fn the_runtime_closure_is_what_loading_a_module_loads() {
-    let g = graph();
-    // Python loads zlib and GCCcore, not CMake (a build dependency).
-    assert_eq!(g.runtime_closure(3), [0, 1, 3]);
-    assert_eq!(g.runtime_closure(0), [0]);
-    assert_eq!(g.index_of("CMake/3.27.6-GCCcore-13.2.0"), Some(2));
-    assert_eq!(g.index_of("CMake/0"), None);
-}

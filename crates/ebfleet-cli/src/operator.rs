@@ -1,0 +1,623 @@
+//! The operator's commands, against the deployed stack: `run`, `status`,
+//! `logs`, `pull`, `report`. The stack is found by name (its CloudFormation
+//! outputs); credentials, profile and region come from the standard chain
+//! and the aws CLI's options.
+//!
+//! Exit codes a script can use: 0 done (or still running) with nothing
+//! failed; 1 a module failed or was skipped; 2 an error (bad arguments, an
+//! AWS call); 3 the run itself failed, timed out or was aborted.
+
+use crate::args::{
+    AwsArgs, ExecutionArgs, LogsArgs, Output, PullArgs, ReportArgs, RunArgs, StatusArgs,
+};
+use crate::progress::Bar;
+use anyhow::{bail, Context, Result};
+use ebfleet_aws::dynamodb::Records;
+use ebfleet_aws::s3::Store;
+use ebfleet_aws::sfn::StepFunctions;
+use ebfleet_aws::stack::Deployed;
+use ebfleet_aws::ConfigOverrides;
+use ebfleet_core::build_graph::BuildGraph;
+use ebfleet_core::layout::{log_prefix, GRAPH_FILE};
+use ebfleet_core::names::{ExecutionName, ModuleName, PlatformName};
+use ebfleet_core::record::{ModuleRecord, Status};
+use ebfleet_core::status::{platform_status, ModuleState, RunStatus};
+use ebfleet_core::trigger::{execution_name, ExecutionInput, RunOptions};
+use ebfleet_node::transfer::{download, Verify};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit code: a module failed or was skipped.
+const MODULES_FAILED: u8 = 1;
+/// Exit code: the run failed, timed out or was aborted.
+const RUN_FAILED: u8 = 3;
+
+/// Run `f` on a runtime of its own: the commands are one sequence of calls.
+fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(f: F) -> Result<ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(f)
+}
+
+/// The deployed stack's resources, with a client each.
+struct Stack {
+    deployed: Deployed,
+    store: Store,
+    records: Records,
+    sfn: StepFunctions,
+}
+
+async fn connect(a: &AwsArgs) -> Result<Stack> {
+    let config = ebfleet_aws::load_config_with(&ConfigOverrides {
+        profile: a.profile.clone(),
+        region: a.region.clone(),
+        endpoint_url: a.endpoint_url.clone(),
+    })
+    .await;
+    let deployed = ebfleet_aws::stack::find(&config, &a.stack).await?;
+    Ok(Stack {
+        store: Store::from_conf(&config, &deployed.bucket),
+        records: Records::from_conf(&config, &deployed.table),
+        sfn: StepFunctions::from_conf(&config),
+        deployed,
+    })
+}
+
+impl Stack {
+    /// The ARN of the run named `name` (execution names are unique per
+    /// state machine).
+    fn execution_arn(&self, name: &str) -> String {
+        format!(
+            "{}:{name}",
+            self.deployed
+                .state_machine_arn
+                .replacen(":stateMachine:", ":execution:", 1)
+        )
+    }
+
+    /// The run `--execution` names, or the newest.
+    async fn execution(&self, a: &ExecutionArgs) -> Result<String> {
+        if let Some(e) = &a.execution {
+            return Ok(if e.starts_with("arn:") {
+                e.clone()
+            } else {
+                self.execution_arn(e)
+            });
+        }
+        let all = self.sfn.executions(&self.deployed.state_machine_arn).await?;
+        match all.first() {
+            Some(newest) => Ok(newest.arn.clone()),
+            None => bail!("stack {} has no run yet", self.deployed.stack),
+        }
+    }
+
+    /// Where run `arn` stands on each of its platforms (or `only` those).
+    async fn status(&self, arn: &str, only: &[String]) -> Result<RunStatus> {
+        let info = self.sfn.describe(arn).await?;
+        let execution: ExecutionName = info
+            .name
+            .parse()
+            .with_context(|| format!("execution {arn} has a name ebfleet did not give"))?;
+        let running = info.is_running();
+        let plans = format!("plans/{execution}/");
+        let mut platforms = Vec::new();
+        for o in self.store.list(&plans).await? {
+            let Some(p) = o.key[plans.len()..].strip_suffix(&format!("/{GRAPH_FILE}")) else {
+                continue;
+            };
+            if !only.is_empty() && !only.iter().any(|q| q == p) {
+                continue;
+            }
+            let platform: PlatformName = p.parse()?;
+            let text = String::from_utf8(self.store.get_bytes(&o.key).await?)
+                .with_context(|| format!("{} is not UTF-8", o.key))?;
+            let graph = BuildGraph::from_json(&text).with_context(|| o.key.clone())?;
+            let records = self.records.modules(&platform).await?;
+            platforms.push(platform_status(
+                &graph,
+                &records,
+                execution.as_str(),
+                info.started,
+                running,
+            ));
+        }
+        Ok(RunStatus {
+            execution: execution.to_string(),
+            execution_arn: arn.to_string(),
+            status: info.status,
+            started: info.started,
+            stopped: info.stopped,
+            error: info.error,
+            cause: info.cause,
+            platforms,
+        })
+    }
+}
+
+/// What a run's status tells a script.
+fn exit_code(s: &RunStatus) -> ExitCode {
+    if !s.is_running() && s.status != "SUCCEEDED" {
+        return ExitCode::from(RUN_FAILED);
+    }
+    let failed = s
+        .platforms
+        .iter()
+        .any(|p| p.counts.failed + p.counts.skipped > 0);
+    if failed {
+        ExitCode::from(MODULES_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+// ---------------------------------------------------------------------------
+// run
+
+pub fn run(a: RunArgs) -> Result<ExitCode> {
+    let mut options = RunOptions {
+        toolchains: a.toolchains.clone(),
+        floors: a.floors.clone(),
+        include: a.include.clone(),
+        exclude: a.exclude.clone(),
+        easystack: Vec::new(),
+    };
+    if let Some(f) = &a.easystack {
+        options.easystack = crate::commands::read_easystack(f)?;
+    }
+    let platforms = a
+        .platform
+        .iter()
+        .map(|p| {
+            p.parse::<PlatformName>()
+                .with_context(|| format!("--platform {p:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let name: ExecutionName = match &a.name {
+        Some(n) => n.parse().with_context(|| format!("--name {n:?}"))?,
+        None => execution_name(&"run".parse()?, now(), &[]),
+    };
+    let input = ExecutionInput::full(name.clone())
+        .with_platforms(platforms)
+        .with_options(options)?;
+    block_on(async move {
+        let stack = connect(&a.aws).await?;
+        let sm = &stack.deployed.state_machine_arn;
+        let running = stack.sfn.running(sm).await?;
+        if !running.is_empty() && !a.force {
+            bail!(
+                "a run is going on ({}); it will plan what is new when it ends. \
+                 Start anyway with --force",
+                running.join(", ")
+            );
+        }
+        let arn = stack.sfn.start(sm, &name, &input).await?;
+        if !a.wait {
+            print_started(&name, &arn, a.aws.output)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("started {name}; following it (Ctrl-C stops following, not the run)");
+        let status = follow(&stack, &arn, a.poll).await?;
+        print_status(&status, a.aws.output)?;
+        Ok(exit_code(&status))
+    })
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn print_started(name: &ExecutionName, arn: &str, output: Output) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json => writeln!(
+            out,
+            "{}",
+            serde_json::json!({"execution": name.as_str(), "execution_arn": arn})
+        )?,
+        Output::Table => writeln!(out, "started {name}\n  {arn}")?,
+        Output::Text => writeln!(out, "{name}\t{arn}")?,
+    }
+    Ok(())
+}
+
+/// Look at run `arn` every `poll` seconds until it ends, with a progress
+/// bar of its modules on a terminal; its final status.
+async fn follow(stack: &Stack, arn: &str, poll: u64) -> Result<RunStatus> {
+    let bar = Bar::new();
+    loop {
+        let status = stack.status(arn, &[]).await?;
+        if !status.is_running() {
+            bar.finish();
+            return Ok(status);
+        }
+        let (planned, done, failed) = status.platforms.iter().fold((0, 0, 0), |(p, d, f), s| {
+            let c = s.counts;
+            (
+                p + s.planned,
+                d + c.built + c.failed + c.skipped,
+                f + c.failed + c.skipped,
+            )
+        });
+        bar.show(
+            &format!(
+                "{} platform(s), {failed} failed or skipped",
+                status.platforms.len()
+            ),
+            done,
+            planned,
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(poll.max(1))).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// status
+
+pub fn status(a: StatusArgs) -> Result<ExitCode> {
+    block_on(async move {
+        let stack = connect(&a.aws).await?;
+        let arn = stack.execution(&a.execution).await?;
+        let status = stack.status(&arn, &a.platform).await?;
+        print_status(&status, a.aws.output)?;
+        Ok(exit_code(&status))
+    })
+}
+
+/// `h:mm:ss`.
+fn hms(seconds: u64) -> String {
+    format!(
+        "{}:{:02}:{:02}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+/// The first line of `s`, cut to `max` characters.
+fn short(s: &str, max: usize) -> String {
+    let line = s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    if line.chars().count() > max {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+fn print_status(s: &RunStatus, output: Output) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if output == Output::Json {
+        serde_json::to_writer_pretty(&mut out, s)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let took = hms(s.stopped.unwrap_or_else(now).saturating_sub(s.started));
+    let rows: Vec<Vec<String>> = s
+        .platforms
+        .iter()
+        .map(|p| {
+            let c = p.counts;
+            vec![
+                p.platform.clone(),
+                p.planned.to_string(),
+                c.built.to_string(),
+                c.failed.to_string(),
+                c.skipped.to_string(),
+                c.running.to_string(),
+                c.pending.to_string(),
+                c.not_built.to_string(),
+                hms(p.build_seconds),
+            ]
+        })
+        .collect();
+    let problems: Vec<Vec<String>> = s
+        .platforms
+        .iter()
+        .flat_map(|p| {
+            p.modules
+                .iter()
+                .filter(|m| matches!(m.state, ModuleState::Failed | ModuleState::Skipped))
+                .map(|m| {
+                    vec![
+                        p.platform.clone(),
+                        m.module.clone(),
+                        m.state.as_str().to_string(),
+                        m.error_class.map_or("", |c| c.as_str()).to_string(),
+                        short(m.reason.as_deref().unwrap_or(""), 100),
+                    ]
+                })
+        })
+        .collect();
+    if output == Output::Text {
+        writeln!(out, "RUN\t{}\t{}\t{took}", s.execution, s.status)?;
+        for r in rows {
+            writeln!(out, "PLATFORM\t{}", r.join("\t"))?;
+        }
+        for r in problems {
+            writeln!(out, "MODULE\t{}", r.join("\t"))?;
+        }
+        return Ok(());
+    }
+    writeln!(out, "run {}: {} after {took}", s.execution, s.status)?;
+    if let Some(e) = &s.error {
+        writeln!(
+            out,
+            "  {e}: {}",
+            short(s.cause.as_deref().unwrap_or(""), 200)
+        )?;
+    }
+    if rows.is_empty() {
+        writeln!(out, "  no platform planned yet")?;
+        return Ok(());
+    }
+    writeln!(out)?;
+    let head = [
+        "PLATFORM",
+        "PLANNED",
+        "BUILT",
+        "FAILED",
+        "SKIPPED",
+        "RUNNING",
+        "PENDING",
+        "NOT BUILT",
+        "BUILD TIME",
+    ];
+    write!(out, "{}", table(&head, &rows))?;
+    if !problems.is_empty() {
+        writeln!(out)?;
+        write!(
+            out,
+            "{}",
+            table(&["PLATFORM", "MODULE", "STATE", "CLASS", "REASON"], &problems)
+        )?;
+        writeln!(out, "\n(ebfleet logs MODULE --platform PLATFORM prints a build's log)")?;
+    }
+    Ok(())
+}
+
+/// Columns aligned to their widest cell.
+fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut out = line(head.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// logs
+
+pub fn logs(a: LogsArgs) -> Result<ExitCode> {
+    let platform: PlatformName = a.platform.parse().context("--platform")?;
+    let module: ModuleName = a.module.parse().context("the module")?;
+    block_on(async move {
+        let stack = connect(&a.aws).await?;
+        let execution = match &a.execution {
+            Some(e) => e.parse::<ExecutionName>().context("--execution")?,
+            None => {
+                let record = stack.records.get(&platform, &module).await?;
+                let Some(e) = record.and_then(|r| r.execution) else {
+                    bail!("{module} has no recorded build on {platform}");
+                };
+                e.parse()?
+            }
+        };
+        let prefix = format!("{}{execution}/", log_prefix(&platform, &module));
+        let objects = stack.store.list(&prefix).await?;
+        if objects.is_empty() {
+            bail!("no logs of {module} on {platform} in run {execution} (s3://{}/{prefix})", stack.deployed.bucket);
+        }
+        let mut out = std::io::stdout().lock();
+        for o in objects {
+            let rel = &o.key[prefix.len()..];
+            let Some(rel) = ebfleet_node::sync::safe_relative(rel) else {
+                tracing::warn!("skipping a log whose name is not safe as a path: {:?}", o.key);
+                continue;
+            };
+            let bytes = stack.store.get_bytes(&o.key).await?;
+            match &a.out {
+                Some(dir) => {
+                    let path = dir.join(&rel);
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    std::fs::write(&path, &bytes).with_context(|| path.display().to_string())?;
+                    writeln!(out, "{}", path.display())?;
+                }
+                None => {
+                    writeln!(out, "==> s3://{}/{} <==", stack.deployed.bucket, o.key)?;
+                    out.write_all(&bytes)?;
+                    writeln!(out)?;
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// pull
+
+/// The metadata a tarball carries: the installpath it was built under.
+const INSTALLPATH_METADATA: &str = ebfleet_node::sync::INSTALLPATH_METADATA;
+
+pub fn pull(a: PullArgs) -> Result<ExitCode> {
+    let platform: PlatformName = a.platform.parse().context("--platform")?;
+    let wanted = a
+        .modules
+        .iter()
+        .map(|m| m.parse::<ModuleName>().with_context(|| format!("module {m:?}")))
+        .collect::<Result<Vec<_>>>()?;
+    std::fs::create_dir_all(&a.prefix).with_context(|| a.prefix.display().to_string())?;
+    let prefix = a.prefix.canonicalize()?;
+    block_on(async move {
+        let stack = connect(&a.aws).await?;
+        let mut seen: BTreeSet<ModuleName> = wanted.iter().cloned().collect();
+        let mut queue = wanted;
+        let mut installed = Vec::new();
+        while let Some(m) = queue.pop() {
+            let record = stack.records.get(&platform, &m).await?;
+            let loads = install(&stack, &platform, &m, record.as_ref(), &prefix).await?;
+            for dep in loads {
+                if seen.insert(dep.clone()) {
+                    queue.push(dep);
+                }
+            }
+            installed.push(record.expect("install checked it"));
+        }
+        print_pulled(&installed, &prefix, a.aws.output)?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Install module `m` of `platform` from its record into `prefix`: its
+/// tarball verified against the record's sha256 and unpacked, then its
+/// module file; what the module file loads.
+async fn install(
+    stack: &Stack,
+    platform: &PlatformName,
+    m: &ModuleName,
+    record: Option<&ModuleRecord>,
+    prefix: &Path,
+) -> Result<Vec<ModuleName>> {
+    let Some(r) = record else {
+        bail!("{m} has never been built on {platform}");
+    };
+    let (Status::Built, Some(tarball), Some(module_file_key)) =
+        (r.status, &r.tarball, &r.module_file_key)
+    else {
+        bail!("{m} is not built on {platform} (its record says {})", r.status);
+    };
+    let head = stack
+        .store
+        .head(&tarball.key)
+        .await?
+        .with_context(|| format!("{m}: its tarball s3://{}/{} is gone", stack.store.bucket(), tarball.key))?;
+    if let Some(theirs) = head.metadata.get(INSTALLPATH_METADATA) {
+        if Path::new(theirs) != prefix {
+            bail!(
+                "{m} was built under {theirs} (its module file and RPATHs hold that path); \
+                 pull it with --prefix {theirs}"
+            );
+        }
+    }
+    let staging = prefix.join(".ebfleet-pull");
+    let local = staging.join(format!("{}@{}.tar.zst", m.name(), m.version()));
+    download(&stack.store, &tarball.key, &local, Verify::Sha256(&tarball.sha256)).await?;
+    let lua = staging.join(format!("{}@{}.lua", m.name(), m.version()));
+    download(&stack.store, module_file_key, &lua, Verify::Metadata).await?;
+    let text = std::fs::read_to_string(&lua).with_context(|| format!("{m}: its module file"))?;
+    let loads = ebfleet_core::modulefile::loads(&text)
+        .into_iter()
+        .map(|l| l.map_err(|bad| anyhow::anyhow!("{m}: its module file loads {bad:?}, not a module name")))
+        .collect::<Result<Vec<_>>>()?;
+    let software = prefix.join("software");
+    let subdir = m.install_subdir();
+    tokio::task::spawn_blocking({
+        let local = local.clone();
+        move || ebfleet_node::archive::unpack(&local, &software, &subdir)
+    })
+    .await??;
+    let module_file = prefix
+        .join("modules/all")
+        .join(m.name())
+        .join(format!("{}.lua", m.version()));
+    std::fs::create_dir_all(module_file.parent().expect("a file under modules/all"))?;
+    std::fs::rename(&lua, &module_file)?;
+    std::fs::remove_file(&local)?;
+    let _ = std::fs::remove_dir(&staging);
+    Ok(loads)
+}
+
+fn print_pulled(records: &[ModuleRecord], prefix: &Path, output: Output) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            let t = r.tarball.as_ref().expect("installed modules have tarballs");
+            vec![r.module.clone(), t.size.to_string(), t.sha256.clone()]
+        })
+        .collect();
+    match output {
+        Output::Json => {
+            let v: Vec<_> = rows
+                .iter()
+                .map(|r| serde_json::json!({"module": r[0], "bytes": r[1].parse::<u64>().unwrap_or(0), "sha256": r[2]}))
+                .collect();
+            writeln!(out, "{}", serde_json::json!({"prefix": prefix, "modules": v}))?;
+        }
+        Output::Text => {
+            for r in rows {
+                writeln!(out, "{}", r.join("\t"))?;
+            }
+        }
+        Output::Table => {
+            write!(out, "{}", table(&["MODULE", "BYTES", "SHA256"], &rows))?;
+            writeln!(
+                out,
+                "\nmodule use {}",
+                PathBuf::from(prefix).join("modules/all").display()
+            )?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// report
+
+pub fn report(a: ReportArgs) -> Result<ExitCode> {
+    block_on(async move {
+        let stack = connect(&a.aws).await?;
+        let arn = stack.execution(&a.execution).await?;
+        let status = stack.status(&arn, &[]).await?;
+        std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
+        for p in &status.platforms {
+            for key in p.modules.iter().filter_map(|m| m.log_key.as_deref()) {
+                // Keys come from build nodes: only a platform's own logs,
+                // and only names safe as a path, land beside the page.
+                let own = format!("{}/logs/", p.platform);
+                let safe = key
+                    .starts_with(&own)
+                    .then(|| ebfleet_node::sync::safe_relative(key))
+                    .flatten();
+                let Some(rel) = safe else {
+                    tracing::warn!("not saving log {key:?}: not a log of {}", p.platform);
+                    continue;
+                };
+                let path = a.out.join("logs").join(rel);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&path, stack.store.get_bytes(key).await?)?;
+            }
+        }
+        let page = a.out.join("index.html");
+        std::fs::write(&page, crate::report::render(&status))
+            .with_context(|| page.display().to_string())?;
+        println!("{}", page.display());
+        Ok(ExitCode::SUCCESS)
+    })
+}
