@@ -258,13 +258,15 @@ impl Records {
         let mut out = Recorded::default();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error("Query", &pk, ALL_MODULES, e))?;
+            let bad = |e| self.bad_item(&pk, ALL_MODULES, e);
             for i in page.items() {
-                let e = recorded_entry(i).map_err(|e| self.bad_item(&pk, ALL_MODULES, e))?;
+                let e: RecordedEntry = item::read(i).map_err(bad)?;
+                let module = item::module_of(&e.sk).map_err(bad)?.to_string();
                 if let Some(d) = e.duration_s {
-                    out.durations.insert(e.module.clone(), d);
+                    out.durations.insert(module.clone(), d);
                 }
-                if e.built {
-                    out.built.insert(e.module, e.easyconfig_sha256);
+                if e.status.as_deref().and_then(item::parse_status) == Some(Status::Built) {
+                    out.built.insert(module, e.easyconfig_sha256);
                 }
             }
         }
@@ -378,9 +380,9 @@ impl Records {
             .map_err(|e| self.error("GetItem", &pk, &sk, e))?;
         match out.item() {
             None => Ok(0),
-            Some(i) => Ok(item::opt_n(i, attr::WAKE_COUNT)
+            Some(i) => Ok(item::read::<Wake>(i)
                 .map_err(|e| self.bad_item(&pk, &sk, e))?
-                .unwrap_or(0)),
+                .ended),
         }
     }
 
@@ -407,9 +409,11 @@ impl Records {
             .await
             .map_err(|e| self.error("UpdateItem", &pk, &sk, e))?;
         Ok(match out.attributes() {
-            Some(i) => item::opt_n(i, attr::WAKE_COUNT)
-                .map_err(|e| self.bad_item(&pk, &sk, e))?
-                .unwrap_or(0),
+            Some(i) => {
+                item::read::<Wake>(i)
+                    .map_err(|e| self.bad_item(&pk, &sk, e))?
+                    .ended
+            }
             None => 0,
         })
     }
@@ -438,35 +442,25 @@ impl Records {
             .map_err(|e| self.error("UpdateItem", &pk, &sk, e))?;
         Ok(out
             .attributes()
-            .and_then(|i| item::opt_s(i, attr::WAKE_TOKEN).ok().flatten())
-            .map(str::to_string))
+            .and_then(|i| i.get(attr::WAKE_TOKEN)?.as_s().ok().cloned()))
     }
 }
 
-/// One projected module item.
+/// A module item as [`Records::recorded`] projects it (fields named after
+/// the attributes).
+#[derive(serde::Deserialize)]
 struct RecordedEntry {
-    module: String,
-    built: bool,
+    sk: String,
+    status: Option<String>,
     easyconfig_sha256: Option<String>,
     duration_s: Option<u64>,
 }
 
-fn recorded_entry(i: &Item) -> Result<RecordedEntry, ItemError> {
-    let sk = item::opt_s(i, attr::SK)?.ok_or(ItemError {
-        attribute: attr::SK,
-        problem: "missing".into(),
-    })?;
-    let module = ebfleet_core::layout::module_from_sk(sk).ok_or_else(|| ItemError {
-        attribute: attr::SK,
-        problem: format!("{sk:?} is not MODULE#<Name>/<version>"),
-    })?;
-    let status = item::opt_s(i, attr::STATUS)?;
-    Ok(RecordedEntry {
-        module: module.to_string(),
-        built: status.and_then(item::parse_status) == Some(Status::Built),
-        easyconfig_sha256: item::opt_s(i, attr::EASYCONFIG_SHA256)?.map(str::to_string),
-        duration_s: item::opt_n(i, attr::DURATION_S)?,
-    })
+/// A wake-up item as far as it is read: `ended` is [`attr::WAKE_COUNT`].
+#[derive(serde::Deserialize)]
+struct Wake {
+    #[serde(default)]
+    ended: u64,
 }
 
 #[cfg(test)]

@@ -1,21 +1,24 @@
-//! A [`ModuleRecord`] as a DynamoDB item, and back.
+//! A [`ModuleRecord`] as a DynamoDB item, and back, through serde_dynamo.
 //!
-//! Written by hand rather than through serde: the attribute names are the
-//! table's schema (conditions and queries name them), so they are spelled
-//! out here once, flat (`tarball_key`, `lease_expires`, ...) so the console
-//! shows them as columns and a condition can name any of them. Numbers are
-//! `N`, everything else `S`; an absent optional field is an absent
-//! attribute. The platform and module are not stored twice: they are read
-//! back from `pk` and `sk`.
+//! The item goes through a private flat struct, not the record's own serde
+//! form: the attribute names are the table's schema (conditions and queries
+//! name them, see [`attr`]) and the items already stored fix them, so they
+//! are spelled out here once, flat (`tarball_key`, `lease_expires`, ...) so
+//! the console shows them as columns and a condition can name any of them.
+//! Numbers are `N`, everything else `S`; an absent optional field is an
+//! absent attribute. The platform and module are not stored twice: they are
+//! read back from `pk` and `sk`.
 //!
 //! Reading is strict: a missing required attribute, a wrong type, a number
 //! that does not parse or half of a group (a tarball without its size) is
 //! an [`ItemError`] naming the attribute, never a default.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use ebfleet_core::record::{ErrorClass, Lease, ModuleRecord, RecordedError, Status, Tarball};
+use ebfleet_core::layout::{module_from_sk, platform_from_pk};
+use ebfleet_core::record::{Lease, ModuleRecord, RecordedError, Status, Tarball};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::str::FromStr;
 
 /// A DynamoDB item.
 pub type Item = HashMap<String, AttributeValue>;
@@ -54,124 +57,117 @@ pub mod attr {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("attribute {attribute}: {problem}")]
 pub struct ItemError {
-    pub attribute: &'static str,
+    pub attribute: String,
     pub problem: String,
 }
 
-fn bad(attribute: &'static str, problem: impl Into<String>) -> ItemError {
+fn bad(attribute: &str, problem: impl Into<String>) -> ItemError {
     ItemError {
-        attribute,
+        attribute: attribute.to_string(),
         problem: problem.into(),
     }
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
+/// A module item as stored: one field per attribute of [`attr`], named
+/// alike. Status and error class are text parsed here, so that a bad one
+/// is reported with its value.
+#[derive(Serialize, Deserialize)]
+struct Flat {
+    pk: String,
+    sk: String,
+    status: String,
+    easyconfig_sha256: String,
+    tarball_key: Option<String>,
+    tarball_size: Option<u64>,
+    tarball_sha256: Option<String>,
+    module_file_key: Option<String>,
+    eb_version: Option<String>,
+    instance_type: Option<String>,
+    archspec: Option<String>,
+    duration_s: Option<u64>,
+    attempts: u32,
+    error_class: Option<String>,
+    error_message: Option<String>,
+    error_log_key: Option<String>,
+    execution: Option<String>,
+    batch: Option<u32>,
+    created: u64,
+    updated: u64,
+    lease_owner: Option<String>,
+    lease_expires: Option<u64>,
+    version: u64,
 }
 
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
+/// The `u32` attributes of [`Flat`]; every other number is a `u64`.
+const U32: [&str; 2] = [attr::ATTEMPTS, attr::BATCH];
 
 /// The item of `r`, keys included.
 pub fn to_item(r: &ModuleRecord) -> Item {
-    let mut item = Item::new();
-    let mut put = |k: &str, v: AttributeValue| {
-        item.insert(k.to_string(), v);
+    let (t, e, l) = (r.tarball.as_ref(), r.last_error.as_ref(), r.lease.as_ref());
+    let flat = Flat {
+        pk: r.pk(),
+        sk: r.sk(),
+        status: r.status.to_string(),
+        easyconfig_sha256: r.easyconfig_sha256.clone(),
+        tarball_key: t.map(|t| t.key.clone()),
+        tarball_size: t.map(|t| t.size),
+        tarball_sha256: t.map(|t| t.sha256.clone()),
+        module_file_key: r.module_file_key.clone(),
+        eb_version: r.eb_version.clone(),
+        instance_type: r.instance_type.clone(),
+        archspec: r.archspec.clone(),
+        duration_s: r.duration_s,
+        attempts: r.attempts,
+        error_class: e.map(|e| e.class.to_string()),
+        error_message: e.map(|e| e.message.clone()),
+        error_log_key: e.and_then(|e| e.log_key.clone()),
+        execution: r.execution.clone(),
+        batch: r.batch,
+        created: r.created,
+        updated: r.updated,
+        lease_owner: l.map(|l| l.owner.clone()),
+        lease_expires: l.map(|l| l.expires),
+        version: r.version,
     };
-    put(attr::PK, s(r.pk()));
-    put(attr::SK, s(r.sk()));
-    put(attr::STATUS, s(r.status.to_string()));
-    put(attr::EASYCONFIG_SHA256, s(&r.easyconfig_sha256));
-    if let Some(t) = &r.tarball {
-        put(attr::TARBALL_KEY, s(&t.key));
-        put(attr::TARBALL_SIZE, n(t.size));
-        put(attr::TARBALL_SHA256, s(&t.sha256));
-    }
-    for (k, v) in [
-        (attr::MODULE_FILE_KEY, &r.module_file_key),
-        (attr::EB_VERSION, &r.eb_version),
-        (attr::INSTANCE_TYPE, &r.instance_type),
-        (attr::ARCHSPEC, &r.archspec),
-        (attr::EXECUTION, &r.execution),
-    ] {
-        if let Some(v) = v {
-            put(k, s(v));
-        }
-    }
-    if let Some(d) = r.duration_s {
-        put(attr::DURATION_S, n(d));
-    }
-    put(attr::ATTEMPTS, n(r.attempts));
-    if let Some(e) = &r.last_error {
-        put(attr::ERROR_CLASS, s(e.class.as_str()));
-        put(attr::ERROR_MESSAGE, s(&e.message));
-        if let Some(k) = &e.log_key {
-            put(attr::ERROR_LOG_KEY, s(k));
-        }
-    }
-    if let Some(b) = r.batch {
-        put(attr::BATCH, n(b));
-    }
-    put(attr::CREATED, n(r.created));
-    put(attr::UPDATED, n(r.updated));
-    if let Some(l) = &r.lease {
-        put(attr::LEASE_OWNER, s(&l.owner));
-        put(attr::LEASE_EXPIRES, n(l.expires));
-    }
-    put(attr::VERSION, n(r.version));
+    let mut item: Item = serde_dynamo::to_item(flat).expect("strings and numbers serialize");
+    // serde_dynamo writes None as NULL; here it is an absent attribute.
+    item.retain(|_, v| !v.is_null());
     item
 }
 
-/// The string attribute `name`, if present.
-pub(crate) fn opt_s<'a>(item: &'a Item, name: &'static str) -> Result<Option<&'a str>, ItemError> {
-    match item.get(name) {
-        None => Ok(None),
-        Some(AttributeValue::S(v)) => Ok(Some(v)),
-        Some(other) => Err(bad(
-            name,
-            format!("expected a string (S), found {}", kind(other)),
-        )),
+/// `item` as `T`, whose fields are named after attributes.
+pub(crate) fn read<T: DeserializeOwned>(item: &Item) -> Result<T, ItemError> {
+    // serde_dynamo would read NULL as None; nothing here writes NULL.
+    if let Some(name) = item.iter().find_map(|(k, v)| v.is_null().then_some(k)) {
+        return Err(bad(name, "NULL where a string or number belongs"));
     }
+    let value = serde_dynamo::AttributeValue::from(AttributeValue::M(item.clone()));
+    let de = serde_dynamo::Deserializer::from_attribute_value(value);
+    serde_path_to_error::deserialize(de).map_err(|e| named(item, e))
 }
 
-fn req_s<'a>(item: &'a Item, name: &'static str) -> Result<&'a str, ItemError> {
-    opt_s(item, name)?.ok_or_else(|| bad(name, "missing"))
-}
-
-/// The number attribute `name`, if present, as `T`.
-pub(crate) fn opt_n<T: FromStr>(item: &Item, name: &'static str) -> Result<Option<T>, ItemError> {
-    match item.get(name) {
-        None => Ok(None),
-        Some(AttributeValue::N(v)) => v.parse().map(Some).map_err(|_| {
-            bad(
-                name,
-                format!("{v:?} is not a {}", std::any::type_name::<T>()),
-            )
-        }),
-        Some(other) => Err(bad(
-            name,
-            format!("expected a number (N), found {}", kind(other)),
-        )),
+/// A serde_dynamo error as an [`ItemError`]: its text names neither the
+/// attribute (`serde_path_to_error` finds it) nor the value found.
+fn named(item: &Item, e: serde_path_to_error::Error<serde_dynamo::Error>) -> ItemError {
+    let text = e.inner().to_string();
+    // serde reports a missing field on the struct, by name.
+    if let Some(name) = text
+        .strip_prefix("missing field `")
+        .and_then(|t| t.strip_suffix('`'))
+    {
+        return bad(name, "missing");
     }
-}
-
-fn req_n<T: FromStr>(item: &Item, name: &'static str) -> Result<T, ItemError> {
-    opt_n(item, name)?.ok_or_else(|| bad(name, "missing"))
-}
-
-fn kind(v: &AttributeValue) -> &'static str {
-    match v {
-        AttributeValue::S(_) => "a string (S)",
-        AttributeValue::N(_) => "a number (N)",
-        AttributeValue::B(_) => "binary (B)",
-        AttributeValue::Bool(_) => "a boolean (BOOL)",
-        AttributeValue::Null(_) => "NULL",
-        AttributeValue::M(_) => "a map (M)",
-        AttributeValue::L(_) => "a list (L)",
-        AttributeValue::Ss(_) | AttributeValue::Ns(_) | AttributeValue::Bs(_) => "a set",
-        _ => "an unknown type",
-    }
+    let name = e.path().to_string();
+    let width = U32.iter().find(|a| **a == name).map_or("u64", |_| "u32");
+    let problem = match (item.get(&name), text.as_str()) {
+        (Some(AttributeValue::N(v)), t) if t.starts_with("Failed to parse") => {
+            format!("{v:?} is not a {width}")
+        }
+        (Some(v), "Expected num") => format!("expected a number (N), found {v:?}"),
+        (Some(v), "Expected string") => format!("expected a string (S), found {v:?}"),
+        _ => text,
+    };
+    bad(&name, problem)
 }
 
 pub(crate) fn parse_status(v: &str) -> Option<Status> {
@@ -185,95 +181,90 @@ pub(crate) fn parse_status(v: &str) -> Option<Status> {
     .find(|st| st.to_string() == v)
 }
 
-/// Either all of a group's attributes or none; `first` is the one that
-/// decides, `rest` must follow it.
-fn group_complete(
-    item: &Item,
-    first: &'static str,
-    rest: &[&'static str],
-) -> Result<bool, ItemError> {
-    let present = item.contains_key(first);
-    for &other in rest {
-        match (present, item.contains_key(other)) {
-            (true, false) => return Err(bad(other, format!("missing while {first} is set"))),
-            (false, true) => return Err(bad(first, format!("missing while {other} is set"))),
-            _ => {}
-        }
-    }
-    Ok(present)
+/// The module of a module item's sort key.
+pub(crate) fn module_of(sk: &str) -> Result<&str, ItemError> {
+    module_from_sk(sk)
+        .ok_or_else(|| bad(attr::SK, format!("{sk:?} is not MODULE#<Name>/<version>")))
 }
+
+/// Attributes written together: the required ones all or none, the
+/// optional ones only with them.
+const GROUPS: [(&[&str], &[&str]); 3] = [
+    (
+        &[attr::TARBALL_KEY, attr::TARBALL_SIZE, attr::TARBALL_SHA256],
+        &[],
+    ),
+    (
+        &[attr::ERROR_CLASS, attr::ERROR_MESSAGE],
+        &[attr::ERROR_LOG_KEY],
+    ),
+    (&[attr::LEASE_OWNER, attr::LEASE_EXPIRES], &[]),
+];
 
 /// The record of an item [`to_item`] wrote.
 pub fn from_item(item: &Item) -> Result<ModuleRecord, ItemError> {
-    let pk = req_s(item, attr::PK)?;
-    let platform = ebfleet_core::layout::platform_from_pk(pk)
-        .ok_or_else(|| bad(attr::PK, format!("{pk:?} is not PLATFORM#<platform>")))?;
-    let sk = req_s(item, attr::SK)?;
-    let module = ebfleet_core::layout::module_from_sk(sk)
-        .ok_or_else(|| bad(attr::SK, format!("{sk:?} is not MODULE#<Name>/<version>")))?;
-    let status_text = req_s(item, attr::STATUS)?;
-    let status = parse_status(status_text)
-        .ok_or_else(|| bad(attr::STATUS, format!("{status_text:?} is not a status")))?;
-    let tarball = if group_complete(
-        item,
-        attr::TARBALL_KEY,
-        &[attr::TARBALL_SIZE, attr::TARBALL_SHA256],
-    )? {
-        Some(Tarball {
-            key: req_s(item, attr::TARBALL_KEY)?.to_string(),
-            size: req_n(item, attr::TARBALL_SIZE)?,
-            sha256: req_s(item, attr::TARBALL_SHA256)?.to_string(),
-        })
-    } else {
-        None
-    };
-    let last_error = if group_complete(item, attr::ERROR_CLASS, &[attr::ERROR_MESSAGE])? {
-        let class_text = req_s(item, attr::ERROR_CLASS)?;
-        Some(RecordedError {
-            class: ErrorClass::from_str(class_text).map_err(|e| bad(attr::ERROR_CLASS, e))?,
-            message: req_s(item, attr::ERROR_MESSAGE)?.to_string(),
-            log_key: opt_s(item, attr::ERROR_LOG_KEY)?.map(str::to_string),
-        })
-    } else {
-        if item.contains_key(attr::ERROR_LOG_KEY) {
-            return Err(bad(attr::ERROR_CLASS, "missing while error_log_key is set"));
+    for (required, optional) in GROUPS {
+        let set = required
+            .iter()
+            .chain(optional)
+            .find(|a| item.contains_key(**a));
+        if let (Some(set), Some(missing)) = (set, required.iter().find(|a| !item.contains_key(**a)))
+        {
+            return Err(bad(missing, format!("missing while {set} is set")));
         }
-        None
+    }
+    let f: Flat = read(item)?;
+    let platform = platform_from_pk(&f.pk)
+        .ok_or_else(|| bad(attr::PK, format!("{:?} is not PLATFORM#<platform>", f.pk)))?;
+    let status = parse_status(&f.status)
+        .ok_or_else(|| bad(attr::STATUS, format!("{:?} is not a status", f.status)))?;
+    // The groups are whole: each is Some in every field or in none.
+    let last_error = match f.error_class.zip(f.error_message) {
+        Some((class, message)) => Some(RecordedError {
+            class: class
+                .parse()
+                .map_err(|e: String| bad(attr::ERROR_CLASS, e))?,
+            message,
+            log_key: f.error_log_key,
+        }),
+        None => None,
     };
-    let lease = if group_complete(item, attr::LEASE_OWNER, &[attr::LEASE_EXPIRES])? {
-        Some(Lease {
-            owner: req_s(item, attr::LEASE_OWNER)?.to_string(),
-            expires: req_n(item, attr::LEASE_EXPIRES)?,
-        })
-    } else {
-        None
-    };
-    let text = |name| opt_s(item, name).map(|v| v.map(str::to_string));
     Ok(ModuleRecord {
         platform: platform.to_string(),
-        module: module.to_string(),
+        module: module_of(&f.sk)?.to_string(),
         status,
-        easyconfig_sha256: req_s(item, attr::EASYCONFIG_SHA256)?.to_string(),
-        tarball,
-        module_file_key: text(attr::MODULE_FILE_KEY)?,
-        eb_version: text(attr::EB_VERSION)?,
-        instance_type: text(attr::INSTANCE_TYPE)?,
-        archspec: text(attr::ARCHSPEC)?,
-        duration_s: opt_n(item, attr::DURATION_S)?,
-        attempts: req_n(item, attr::ATTEMPTS)?,
+        easyconfig_sha256: f.easyconfig_sha256,
+        tarball: (f.tarball_key.zip(f.tarball_size).zip(f.tarball_sha256))
+            .map(|((key, size), sha256)| Tarball { key, size, sha256 }),
+        module_file_key: f.module_file_key,
+        eb_version: f.eb_version,
+        instance_type: f.instance_type,
+        archspec: f.archspec,
+        duration_s: f.duration_s,
+        attempts: f.attempts,
         last_error,
-        execution: text(attr::EXECUTION)?,
-        batch: opt_n(item, attr::BATCH)?,
-        created: req_n(item, attr::CREATED)?,
-        updated: req_n(item, attr::UPDATED)?,
-        lease,
-        version: req_n(item, attr::VERSION)?,
+        execution: f.execution,
+        batch: f.batch,
+        created: f.created,
+        updated: f.updated,
+        lease: (f.lease_owner.zip(f.lease_expires))
+            .map(|(owner, expires)| Lease { owner, expires }),
+        version: f.version,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ebfleet_core::record::ErrorClass;
+
+    fn s(v: impl Into<String>) -> AttributeValue {
+        AttributeValue::S(v.into())
+    }
+
+    fn n(v: impl ToString) -> AttributeValue {
+        AttributeValue::N(v.to_string())
+    }
 
     const P: &str = "amzn-2023_graviton-3";
     const M: &str = "zlib/1.3.1-GCCcore-13.3.0";
@@ -342,6 +333,68 @@ mod tests {
             let item = to_item(&r);
             assert_eq!(from_item(&item).unwrap(), r, "{item:?}");
         }
+    }
+
+    fn literal(attributes: &[(&str, AttributeValue)]) -> Item {
+        attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    /// Items as the hand-written codec before serde_dynamo wrote them, and
+    /// tables hold them: they read back, and are written, unchanged.
+    #[test]
+    fn items_of_the_old_codec_read_back_identically() {
+        let run_1 = "arn:aws:states:eu-west-1:123456789012:execution:ebfleet:run-1";
+        let item = literal(&[
+            ("pk", s(format!("PLATFORM#{P}"))),
+            ("sk", s(format!("MODULE#{M}"))),
+            ("status", s("built")),
+            ("easyconfig_sha256", s("a".repeat(64))),
+            ("tarball_key", s(format!("{P}/software/{M}.tar.zst"))),
+            ("tarball_size", n("123456")),
+            ("tarball_sha256", s("b".repeat(64))),
+            ("module_file_key", s(format!("{P}/modules/all/{M}.lua"))),
+            ("eb_version", s("5.4.1")),
+            ("instance_type", s("c7g.4xlarge")),
+            ("archspec", s("neoverse_v1")),
+            ("duration_s", n("42")),
+            ("attempts", n("2")),
+            ("error_class", s("compile_error")),
+            (
+                "error_message",
+                s("make: *** [all] Error 2\n\"quoted\" ünïcode"),
+            ),
+            ("error_log_key", s(format!("{P}/logs/{M}/eb.log"))),
+            ("execution", s(run_1)),
+            ("batch", n("3")),
+            ("created", n("1000")),
+            ("updated", n("1100")),
+            ("lease_owner", s("run-3#batch-1")),
+            ("lease_expires", n("18446744073709551615")),
+            ("version", n("7")),
+        ]);
+        let full = ModuleRecord {
+            last_error: failed().last_error,
+            lease: leased().lease,
+            ..built()
+        };
+        assert_eq!(from_item(&item).unwrap(), full);
+        assert_eq!(to_item(&full), item);
+        let bare = literal(&[
+            ("pk", s(format!("PLATFORM#{P}"))),
+            ("sk", s(format!("MODULE#{M}"))),
+            ("status", s("planned")),
+            ("easyconfig_sha256", s("")),
+            ("attempts", n("0")),
+            ("created", n("0")),
+            ("updated", n("0")),
+            ("version", n("0")),
+        ]);
+        let new = ModuleRecord::new(P, M, "", 0);
+        assert_eq!(from_item(&bare).unwrap(), new);
+        assert_eq!(to_item(&new), bare);
     }
 
     #[test]
@@ -426,6 +479,20 @@ mod tests {
                 }),
                 "eb_version",
                 "expected a string",
+            ),
+            (
+                Box::new(|i| {
+                    i.insert(attr::BATCH.into(), n(5_000_000_000u64));
+                }),
+                "batch",
+                "\"5000000000\" is not a u32",
+            ),
+            (
+                Box::new(|i| {
+                    i.insert(attr::ARCHSPEC.into(), AttributeValue::Null(true));
+                }),
+                "archspec",
+                "NULL",
             ),
             (
                 Box::new(|i| {
