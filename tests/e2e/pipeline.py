@@ -616,9 +616,10 @@ def lost_for_good(w):
     released(w, r["name"])
 
 
-def cli(w, *args, ok=(0,)):
+def cli(w, *args, ok=(0,), environ=None):
     """Run the `ebfleet` command against the stack; (exit code, stdout)."""
-    p = subprocess.run([env("EBFLEET_CLI_BIN"), *args, "--stack", w.stack()], capture_output=True, text=True, timeout=900)
+    p = subprocess.run([env("EBFLEET_CLI_BIN"), *args, "--stack", w.stack()], capture_output=True, text=True,
+                       timeout=900, env=environ)
     assert p.returncode in ok, f"ebfleet {' '.join(args)}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
     return p.returncode, p.stdout
 
@@ -651,6 +652,15 @@ def operator(w):
     assert {r[2] for r in rows if r[0] == "MODULE"} == {fx.BROKEN.module, fx.DEPENDENT.module}, rows
     _, table = cli(w, "status", "--last", ok=(1,))
     assert table.startswith(f"run {s['execution']}: SUCCEEDED") and "compile_error" in table, table
+    # The aws CLI's habits: a named profile from the config files (and
+    # nothing in the environment), a region (moto keeps one stack per region).
+    profile_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS", "AWS_SECRET", "AWS_PROFILE"))}
+    (w.work / "aws-config").write_text("[profile ops]\nregion = us-east-1\n")
+    (w.work / "aws-credentials").write_text("[ops]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    profile_env.update(AWS_CONFIG_FILE=str(w.work / "aws-config"), AWS_SHARED_CREDENTIALS_FILE=str(w.work / "aws-credentials"))
+    _, text = cli(w, "status", "--profile", "ops", "--output", "text", ok=(1,), environ=profile_env)
+    assert text.startswith(f"RUN\t{s['execution']}\t"), text
+    cli(w, "status", "--region", "eu-west-1", ok=(2,))
     _, log = cli(w, "logs", fx.BROKEN.module, "--platform", A)
     assert "==> s3://" in log and "this is not C" in log, log[-2000:]
     # Pulled into the path the platform was built under, with what it loads.

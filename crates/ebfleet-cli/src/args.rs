@@ -99,8 +99,9 @@ pub struct RunArgs {
     /// Follow the run until it ends, then print its status.
     #[arg(long)]
     pub wait: bool,
-    /// Seconds between looks at the run while waiting.
-    #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+    /// Seconds between looks at the run while waiting (its modules are
+    /// counted every 10th look).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub poll: u64,
 }
 

@@ -67,28 +67,30 @@ async fn connect(a: &AwsArgs) -> Result<Stack> {
     })
 }
 
-impl Stack {
-    /// The ARN of the run named `name` (execution names are unique per
-    /// state machine).
-    fn execution_arn(&self, name: &str) -> String {
-        format!(
-            "{}:{name}",
-            self.deployed
-                .state_machine_arn
-                .replacen(":stateMachine:", ":execution:", 1)
-        )
-    }
+/// The ARN of the run named `name` (execution names are unique per state
+/// machine).
+fn execution_arn(d: &Deployed, name: &str) -> String {
+    format!(
+        "{}:{name}",
+        d.state_machine_arn
+            .replacen(":stateMachine:", ":execution:", 1)
+    )
+}
 
+impl Stack {
     /// The run `--execution` names, or the newest.
     async fn execution(&self, a: &ExecutionArgs) -> Result<String> {
         if let Some(e) = &a.execution {
             return Ok(if e.starts_with("arn:") {
                 e.clone()
             } else {
-                self.execution_arn(e)
+                execution_arn(&self.deployed, e)
             });
         }
-        let all = self.sfn.executions(&self.deployed.state_machine_arn).await?;
+        let all = self
+            .sfn
+            .executions(&self.deployed.state_machine_arn)
+            .await?;
         match all.first() {
             Some(newest) => Ok(newest.arn.clone()),
             None => bail!("stack {} has no run yet", self.deployed.stack),
@@ -227,10 +229,20 @@ fn print_started(name: &ExecutionName, arn: &str, output: Output) -> Result<()> 
 }
 
 /// Look at run `arn` every `poll` seconds until it ends, with a progress
-/// bar of its modules on a terminal; its final status.
+/// bar of its modules on a terminal; its final status. The modules are
+/// counted every [`COUNT_EVERY`] looks only: a count reads every platform's
+/// records (7,000 items each at full scale), a look is one call.
 async fn follow(stack: &Stack, arn: &str, poll: u64) -> Result<RunStatus> {
     let bar = Bar::new();
+    let pause = std::time::Duration::from_secs(poll.max(1));
+    let mut looks = 0u64;
     loop {
+        let count = looks.is_multiple_of(COUNT_EVERY);
+        looks += 1;
+        if !count && stack.sfn.describe(arn).await?.is_running() {
+            tokio::time::sleep(pause).await;
+            continue;
+        }
         let status = stack.status(arn, &[]).await?;
         if !status.is_running() {
             bar.finish();
@@ -252,9 +264,12 @@ async fn follow(stack: &Stack, arn: &str, poll: u64) -> Result<RunStatus> {
             done,
             planned,
         );
-        tokio::time::sleep(std::time::Duration::from_secs(poll.max(1))).await;
+        tokio::time::sleep(pause).await;
     }
 }
+
+/// Looks at a followed run per count of its modules.
+const COUNT_EVERY: u64 = 10;
 
 // ---------------------------------------------------------------------------
 // status
@@ -281,7 +296,11 @@ fn hms(seconds: u64) -> String {
 
 /// The first line of `s`, cut to `max` characters.
 fn short(s: &str, max: usize) -> String {
-    let line = s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let line = s
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     if line.chars().count() > max {
         format!("{}…", line.chars().take(max).collect::<String>())
     } else {
@@ -373,9 +392,15 @@ fn print_status(s: &RunStatus, output: Output) -> Result<()> {
         write!(
             out,
             "{}",
-            table(&["PLATFORM", "MODULE", "STATE", "CLASS", "REASON"], &problems)
+            table(
+                &["PLATFORM", "MODULE", "STATE", "CLASS", "REASON"],
+                &problems
+            )
         )?;
-        writeln!(out, "\n(ebfleet logs MODULE --platform PLATFORM prints a build's log)")?;
+        writeln!(
+            out,
+            "\n(ebfleet logs MODULE --platform PLATFORM prints a build's log)"
+        )?;
     }
     Ok(())
 }
@@ -427,13 +452,19 @@ pub fn logs(a: LogsArgs) -> Result<ExitCode> {
         let prefix = format!("{}{execution}/", log_prefix(&platform, &module));
         let objects = stack.store.list(&prefix).await?;
         if objects.is_empty() {
-            bail!("no logs of {module} on {platform} in run {execution} (s3://{}/{prefix})", stack.deployed.bucket);
+            bail!(
+                "no logs of {module} on {platform} in run {execution} (s3://{}/{prefix})",
+                stack.deployed.bucket
+            );
         }
         let mut out = std::io::stdout().lock();
         for o in objects {
             let rel = &o.key[prefix.len()..];
             let Some(rel) = ebfleet_node::sync::safe_relative(rel) else {
-                tracing::warn!("skipping a log whose name is not safe as a path: {:?}", o.key);
+                tracing::warn!(
+                    "skipping a log whose name is not safe as a path: {:?}",
+                    o.key
+                );
                 continue;
             };
             let bytes = stack.store.get_bytes(&o.key).await?;
@@ -468,7 +499,10 @@ pub fn pull(a: PullArgs) -> Result<ExitCode> {
     let wanted = a
         .modules
         .iter()
-        .map(|m| m.parse::<ModuleName>().with_context(|| format!("module {m:?}")))
+        .map(|m| {
+            m.parse::<ModuleName>()
+                .with_context(|| format!("module {m:?}"))
+        })
         .collect::<Result<Vec<_>>>()?;
     std::fs::create_dir_all(&a.prefix).with_context(|| a.prefix.display().to_string())?;
     let prefix = a.prefix.canonicalize()?;
@@ -508,13 +542,18 @@ async fn install(
     let (Status::Built, Some(tarball), Some(module_file_key)) =
         (r.status, &r.tarball, &r.module_file_key)
     else {
-        bail!("{m} is not built on {platform} (its record says {})", r.status);
+        bail!(
+            "{m} is not built on {platform} (its record says {})",
+            r.status
+        );
     };
-    let head = stack
-        .store
-        .head(&tarball.key)
-        .await?
-        .with_context(|| format!("{m}: its tarball s3://{}/{} is gone", stack.store.bucket(), tarball.key))?;
+    let head = stack.store.head(&tarball.key).await?.with_context(|| {
+        format!(
+            "{m}: its tarball s3://{}/{} is gone",
+            stack.store.bucket(),
+            tarball.key
+        )
+    })?;
     if let Some(theirs) = head.metadata.get(INSTALLPATH_METADATA) {
         if Path::new(theirs) != prefix {
             bail!(
@@ -525,13 +564,23 @@ async fn install(
     }
     let staging = prefix.join(".ebfleet-pull");
     let local = staging.join(format!("{}@{}.tar.zst", m.name(), m.version()));
-    download(&stack.store, &tarball.key, &local, Verify::Sha256(&tarball.sha256)).await?;
+    download(
+        &stack.store,
+        &tarball.key,
+        &local,
+        Verify::Sha256(&tarball.sha256),
+    )
+    .await?;
     let lua = staging.join(format!("{}@{}.lua", m.name(), m.version()));
     download(&stack.store, module_file_key, &lua, Verify::Metadata).await?;
     let text = std::fs::read_to_string(&lua).with_context(|| format!("{m}: its module file"))?;
     let loads = ebfleet_core::modulefile::loads(&text)
         .into_iter()
-        .map(|l| l.map_err(|bad| anyhow::anyhow!("{m}: its module file loads {bad:?}, not a module name")))
+        .map(|l| {
+            l.map_err(|bad| {
+                anyhow::anyhow!("{m}: its module file loads {bad:?}, not a module name")
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     let software = prefix.join("software");
     let subdir = m.install_subdir();
@@ -566,7 +615,11 @@ fn print_pulled(records: &[ModuleRecord], prefix: &Path, output: Output) -> Resu
                 .iter()
                 .map(|r| serde_json::json!({"module": r[0], "bytes": r[1].parse::<u64>().unwrap_or(0), "sha256": r[2]}))
                 .collect();
-            writeln!(out, "{}", serde_json::json!({"prefix": prefix, "modules": v}))?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"prefix": prefix, "modules": v})
+            )?;
         }
         Output::Text => {
             for r in rows {
@@ -620,4 +673,83 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
         println!("{}", page.display());
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebfleet_core::status::{Counts, PlatformStatus};
+
+    fn run(status: &str, failed: usize) -> RunStatus {
+        RunStatus {
+            execution: "r".into(),
+            execution_arn: "arn:aws:states:us-east-1:1:execution:sm:r".into(),
+            status: status.into(),
+            started: 0,
+            stopped: None,
+            error: None,
+            cause: None,
+            platforms: vec![PlatformStatus {
+                platform: "p".into(),
+                planned: 2,
+                counts: Counts {
+                    built: 2 - failed,
+                    failed,
+                    ..Counts::default()
+                },
+                build_seconds: 0,
+                modules: Vec::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn exit_codes_tell_a_script_what_happened() {
+        let code = |s: &str, f| format!("{:?}", exit_code(&run(s, f)));
+        assert_eq!(code("SUCCEEDED", 0), format!("{:?}", ExitCode::SUCCESS));
+        assert_eq!(code("RUNNING", 0), format!("{:?}", ExitCode::SUCCESS));
+        assert_eq!(
+            code("SUCCEEDED", 1),
+            format!("{:?}", ExitCode::from(MODULES_FAILED))
+        );
+        assert_eq!(
+            code("RUNNING", 1),
+            format!("{:?}", ExitCode::from(MODULES_FAILED))
+        );
+        for ended in ["FAILED", "TIMED_OUT", "ABORTED"] {
+            assert_eq!(code(ended, 0), format!("{:?}", ExitCode::from(RUN_FAILED)));
+        }
+    }
+
+    #[test]
+    fn tables_align_and_reasons_are_one_short_line() {
+        let t = table(
+            &["A", "LONGER"],
+            &[
+                vec!["xyz".into(), "1".into()],
+                vec!["q".into(), "22".into()],
+            ],
+        );
+        assert_eq!(t, "A    LONGER\nxyz  1\nq    22\n");
+        assert_eq!(
+            short("\n  make: *** Error 2\nmore", 100),
+            "make: *** Error 2"
+        );
+        assert_eq!(short("abcdef", 3), "abc…");
+        assert_eq!(hms(3_723), "1:02:03");
+    }
+
+    #[test]
+    fn a_runs_arn_is_its_state_machines() {
+        let d = Deployed {
+            stack: "s".into(),
+            bucket: "b".into(),
+            table: "t".into(),
+            state_machine_arn: "arn:aws:states:us-east-1:1:stateMachine:ebfleet-pipeline".into(),
+        };
+        assert_eq!(
+            execution_arn(&d, "run-1"),
+            "arn:aws:states:us-east-1:1:execution:ebfleet-pipeline:run-1"
+        );
+    }
 }

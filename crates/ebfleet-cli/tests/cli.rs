@@ -96,7 +96,10 @@ fn fixture() -> tempfile::TempDir {
 fn ebfleet(args: &[&str]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ebfleet"));
     c.args(args);
-    if !matches!(args.first(), Some(&"platforms" | &"completions")) {
+    if !matches!(
+        args.first(),
+        Some(&"platforms" | &"completions" | &"run" | &"pull")
+    ) {
         c.arg("--no-cache");
     }
     c.output().unwrap()
@@ -510,4 +513,40 @@ fn completions_cover_the_subcommands_and_their_options() {
     }
     let o = ebfleet(&["completions", "tcsh"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn a_bad_run_is_refused_before_any_aws_call() {
+    // Nothing listens here: an argument check that let these through would
+    // fail on the connection instead, with another message.
+    let nowhere = [
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+        "--region",
+        "us-east-1",
+    ];
+    for (args, why) in [
+        (vec!["run", "--name", "a;b"], "--name"),
+        (vec!["run", "--include", ""], "options.include"),
+        (vec!["run", "--platform", "../etc"], "--platform"),
+        (
+            vec![
+                "pull",
+                "--platform",
+                "amzn-2023_graviton-3",
+                "--prefix",
+                "/tmp",
+                "../x/1",
+            ],
+            "module",
+        ),
+    ] {
+        let o = ebfleet(&[args.as_slice(), &nowhere].concat());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{args:?}: {}", stderr(&o));
+    }
+    let script = stdout(&ebfleet(&["completions", "bash"]));
+    for word in ["status", "pull", "--endpoint-url", "--output"] {
+        assert!(script.contains(word), "{word} not in the bash completions");
+    }
 }

@@ -86,7 +86,8 @@ prepend_path("PATH", pathJoin(root, "bin"))
 
     #[test]
     fn hostile_arguments_are_not_names() {
-        let lua = "load(\"../../etc/passwd\")\nload(x)\ndepends_on(\"a/1\" .. x)\nload(\"a\\\"b/1\")\n";
+        let lua =
+            "load(\"../../etc/passwd\")\nload(x)\ndepends_on(\"a/1\" .. x)\nload(\"a\\\"b/1\")\n";
         assert_eq!(names(lua), ["bad:../../etc/passwd", "a/1"]);
         assert!(names("").is_empty());
     }
