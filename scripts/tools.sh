@@ -41,6 +41,21 @@ ensure_lmod() {
   fi
 }
 
+# Debian's Chromium (apt, as root), headless, for the report page's browser
+# check (tests/report/check.py). No recommends: headless needs none of them,
+# and fontconfig brings a font.
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      log "installing chromium"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    else
+      echo "error: chromium missing and cannot be installed here (need root and apt-get)" >&2
+      return 1
+    fi
+  fi
+}
+
 INFRA_CFN_LINT_VERSION=1.58.0
 INFRA_SAM_CLI_VERSION=1.170.0
 INFRA_ASL_VALIDATOR_VERSION=4.0.0
