@@ -29,6 +29,8 @@ ensure_cargo_lambda
 ensure_easybuild
 ensure_lmod
 ensure_infra_tools
+# The operator scenario checks its report page in headless Chromium.
+if [ "$mode" = test ]; then ensure_chromium; fi
 
 packages=(-p ebfleet-node -p ebfleet-cli)
 for dir in "$root"/functions/*/; do

@@ -11,6 +11,7 @@ use crate::args::{
     AwsArgs, ExecutionArgs, LogsArgs, Output, PullArgs, ReportArgs, RunArgs, StatusArgs,
 };
 use crate::progress::Bar;
+use crate::report::hms;
 use anyhow::{bail, Context, Result};
 use ebfleet_aws::dynamodb::Records;
 use ebfleet_aws::s3::Store;
@@ -105,6 +106,8 @@ impl Stack {
             .parse()
             .with_context(|| format!("execution {arn} has a name ebfleet did not give"))?;
         let running = info.is_running();
+        let node_seconds =
+            ebfleet_core::status::node_seconds(info.output.as_deref().unwrap_or_default());
         let plans = format!("plans/{execution}/");
         let mut platforms = Vec::new();
         for o in self.store.list(&plans).await? {
@@ -119,13 +122,10 @@ impl Stack {
                 .with_context(|| format!("{} is not UTF-8", o.key))?;
             let graph = BuildGraph::from_json(&text).with_context(|| o.key.clone())?;
             let records = self.records.modules(&platform).await?;
-            platforms.push(platform_status(
-                &graph,
-                &records,
-                execution.as_str(),
-                info.started,
-                running,
-            ));
+            let mut status =
+                platform_status(&graph, &records, execution.as_str(), info.started, running);
+            status.node_seconds = node_seconds.get(p).copied();
+            platforms.push(status);
         }
         Ok(RunStatus {
             execution: execution.to_string(),
@@ -284,16 +284,6 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
     })
 }
 
-/// `h:mm:ss`.
-fn hms(seconds: u64) -> String {
-    format!(
-        "{}:{:02}:{:02}",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    )
-}
-
 /// The first line of `s`, cut to `max` characters.
 fn short(s: &str, max: usize) -> String {
     let line = s
@@ -331,6 +321,7 @@ fn print_status(s: &RunStatus, output: Output) -> Result<()> {
                 c.pending.to_string(),
                 c.not_built.to_string(),
                 hms(p.build_seconds),
+                p.node_seconds.map_or_else(|| "-".to_string(), hms),
             ]
         })
         .collect();
@@ -385,6 +376,7 @@ fn print_status(s: &RunStatus, output: Output) -> Result<()> {
         "PENDING",
         "NOT BUILT",
         "BUILD TIME",
+        "NODE TIME",
     ];
     write!(out, "{}", table(&head, &rows))?;
     if !problems.is_empty() {
@@ -698,6 +690,7 @@ mod tests {
                     ..Counts::default()
                 },
                 build_seconds: 0,
+                node_seconds: None,
                 modules: Vec::new(),
             }],
         }

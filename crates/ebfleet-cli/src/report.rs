@@ -39,7 +39,6 @@ macro_rules! w {
 }
 
 /// Run `status` as one HTML5 document.
-#[allow(dead_code)] // until `ebfleet report` calls it
 pub fn render(status: &RunStatus) -> String {
     let mut h = String::with_capacity(64 * 1024);
     w!(
@@ -140,7 +139,7 @@ fn platforms_table(h: &mut String, platforms: &[PlatformStatus]) {
     h.push_str(
         "<section>\n<h2>Platforms</h2>\n<table id=\"platforms\">\n<thead><tr>\
          <th>Platform</th><th>Planned</th><th>Built</th><th>Failed</th><th>Skipped</th>\
-         <th>Running</th><th>Pending</th><th>Not built</th><th>Build time</th>\
+         <th>Running</th><th>Pending</th><th>Not built</th><th>Build time</th><th>Node time</th>\
          </tr></thead>\n<tbody>\n",
     );
     for (i, p) in platforms.iter().enumerate() {
@@ -150,45 +149,50 @@ fn platforms_table(h: &mut String, platforms: &[PlatformStatus]) {
             Esc(&p.platform),
             Esc(&p.platform)
         );
-        counts_cells(h, p.planned, &p.counts, p.build_seconds);
+        counts_cells(h, p.planned, &p.counts, p.build_seconds, p.node_seconds);
         h.push_str("</tr>\n");
     }
     h.push_str("</tbody>\n");
     if platforms.len() > 1 {
         let mut total = ebfleet_core::status::Counts::default();
-        let (mut planned, mut seconds) = (0, 0);
+        let (mut planned, mut seconds, mut node) = (0, 0, None);
         for p in platforms {
-            let c = &p.counts;
-            total.built += c.built;
-            total.failed += c.failed;
-            total.skipped += c.skipped;
-            total.running += c.running;
-            total.pending += c.pending;
-            total.not_built += c.not_built;
+            total.add(&p.counts);
             planned += p.planned;
             seconds += p.build_seconds;
+            if let Some(n) = p.node_seconds {
+                node = Some(node.unwrap_or(0) + n);
+            }
         }
         h.push_str("<tfoot><tr><td>All platforms</td>");
-        counts_cells(h, planned, &total, seconds);
+        counts_cells(h, planned, &total, seconds, node);
         h.push_str("</tr></tfoot>\n");
     }
     h.push_str("</table>\n</section>\n");
 }
 
-fn counts_cells(h: &mut String, planned: usize, c: &ebfleet_core::status::Counts, seconds: u64) {
+fn counts_cells(
+    h: &mut String,
+    planned: usize,
+    c: &ebfleet_core::status::Counts,
+    seconds: u64,
+    node_seconds: Option<u64>,
+) {
     let failed_class = if c.failed > 0 { "n bad" } else { "n" };
     w!(
         h,
         "<td class=\"n\">{planned}</td><td class=\"n\">{}</td>\
          <td class=\"{failed_class}\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-         <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
+         <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+         <td class=\"n\">{}</td>",
         c.built,
         c.failed,
         c.skipped,
         c.running,
         c.pending,
         c.not_built,
-        hms(seconds)
+        hms(seconds),
+        node_seconds.map_or_else(|| "—".to_string(), hms)
     );
 }
 
@@ -632,7 +636,7 @@ fn utc(unix: u64) -> String {
 }
 
 /// `h:mm:ss`.
-fn hms(seconds: u64) -> String {
+pub fn hms(seconds: u64) -> String {
     format!(
         "{}:{:02}:{:02}",
         seconds / 3_600,
@@ -687,6 +691,7 @@ mod tests {
             planned: modules.len(),
             counts,
             build_seconds: 0,
+            node_seconds: None,
             modules,
         }
     }
@@ -930,6 +935,7 @@ mod tests {
     fn the_platforms_table_has_a_row_per_platform_with_its_counts() {
         let mut a = small();
         a.build_seconds = 3_725;
+        a.node_seconds = Some(7_200);
         let mut b = platform(
             "amzn-2023_epyc-gen-3",
             vec![
@@ -961,7 +967,8 @@ mod tests {
                 "0",
                 "1",
                 "0",
-                "1:02:05"
+                "1:02:05",
+                "2:00:00"
             ]
         );
         assert_eq!(
@@ -975,7 +982,8 @@ mod tests {
                 "1",
                 "0",
                 "2",
-                "0:00:59"
+                "0:00:59",
+                "—"
             ]
         );
         assert_eq!(
@@ -989,7 +997,8 @@ mod tests {
                 "1",
                 "1",
                 "2",
-                "1:03:04"
+                "1:03:04",
+                "2:00:00"
             ]
         );
         // The header: the run, its status and times in UTC.

@@ -75,7 +75,17 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, s: ModuleState) {
+    /// `other`'s counts added to these.
+    pub fn add(&mut self, other: &Counts) {
+        self.built += other.built;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+        self.running += other.running;
+        self.pending += other.pending;
+        self.not_built += other.not_built;
+    }
+
+    fn count(&mut self, s: ModuleState) {
         *match s {
             ModuleState::Built => &mut self.built,
             ModuleState::Failed => &mut self.failed,
@@ -96,6 +106,10 @@ pub struct PlatformStatus {
     pub counts: Counts,
     /// Build time of what this run built, summed.
     pub build_seconds: u64,
+    /// The platform's node time in this run (its nodes' lifetimes, summed),
+    /// once the platform has reported to the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_seconds: Option<u64>,
     /// Dependencies first.
     pub modules: Vec<ModuleStatus>,
 }
@@ -174,7 +188,7 @@ pub fn platform_status(
             let m = &graph.modules[u as usize];
             let record = by_module.get(m.module.as_str()).copied();
             let state = module_state(record, execution, started, running);
-            counts.add(state);
+            counts.count(state);
             let error = record
                 .and_then(|r| r.last_error.as_ref())
                 .filter(|_| matches!(state, ModuleState::Failed | ModuleState::Skipped));
@@ -209,8 +223,32 @@ pub fn platform_status(
         planned: modules.len(),
         counts,
         build_seconds,
+        node_seconds: None,
         modules,
     }
+}
+
+/// Each platform's node seconds, from a run's output
+/// (`{"platforms": [{"platform", "node_seconds", ...}]}`); platforms that
+/// failed or had nothing to build report none. Anything else is ignored.
+pub fn node_seconds(run_output: &str) -> HashMap<String, u64> {
+    #[derive(Deserialize)]
+    struct Output {
+        #[serde(default)]
+        platforms: Vec<serde_json::Value>,
+    }
+    let Ok(out) = serde_json::from_str::<Output>(run_output) else {
+        return HashMap::new();
+    };
+    out.platforms
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.get("platform")?.as_str()?.to_string(),
+                p.get("node_seconds")?.as_u64()?,
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -96,3 +96,26 @@ fn a_platform_counts_its_units_and_keeps_the_failures_reasons() {
     );
     assert!(by["zlib/1.3-GCCcore-13.2.0"].deps.is_empty());
 }
+
+#[test]
+fn node_time_comes_from_the_runs_output() {
+    let out = r#"{"platforms": [
+        {"platform": "a", "units": {"built": 3}, "node_seconds": 5400, "released": true},
+        {"platform": "b", "up_to_date": true},
+        {"platform": "c", "failed": true, "error": "x"}
+    ]}"#;
+    assert_eq!(node_seconds(out), HashMap::from([("a".to_string(), 5400)]));
+    assert!(node_seconds("not json").is_empty());
+    let mut total = Counts::default();
+    total.add(&Counts {
+        built: 2,
+        failed: 1,
+        ..Counts::default()
+    });
+    total.add(&Counts {
+        built: 1,
+        not_built: 4,
+        ..Counts::default()
+    });
+    assert_eq!((total.built, total.failed, total.not_built), (3, 1, 4));
+}
