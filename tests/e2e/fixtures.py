@@ -108,6 +108,8 @@ FAILING = [BROKEN, DEPENDENT, SOLO]
 # Six independent modules and one using them all: work for several nodes.
 FAN_OUT = [Module(f"fan{c}") for c in "abcdef"]
 FAN = FAN_OUT + [Module("fantop", FAN_OUT)]
+# Built beside a held failure (failure memory).
+THETA = Module("theta")
 # For the operator's commands: a run asked for zeta only leaves eta alone.
 ZETA = Module("zeta", [ALPHA])
 ETA = Module("eta")

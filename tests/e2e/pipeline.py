@@ -590,6 +590,34 @@ def failing_build(w):
 
 
 @scenario
+def failure_memory(w):
+    """A compile failure is not built again while nothing it is built from
+    changed. A run with retry_failed builds it (and it fails again); the
+    next run dispatches no unit for it, counts it failed and its dependent
+    skipped (recorded as blocked), and builds what else is new."""
+    w.upload(fx.FAILING + [fx.THETA])
+    keys = [m.easyconfig_key for m in fx.FAILING]
+    r = w.execute({"platforms": [A], "changed_keys": keys, "retry_failed": True})
+    succeeded(r)
+    assert fx.BROKEN.module in [x["input"]["module"] for x in units_of(r, A)], "retry_failed: broken not tried"
+    before = w.records(A)[fx.BROKEN.module]
+    assert (before["status"], before.get("error_class")) == ("failed", "compile_error"), before
+    r = w.execute({"platforms": [A], "changed_keys": keys + [fx.THETA.easyconfig_key]})
+    out = succeeded(r)
+    units = platform_summary(out, A)["units"]
+    assert (units["built"], units["failed"], units["skipped"]) == (1, 1, 1), units
+    tried = [x["input"]["module"] for x in units_of(r, A)]
+    assert tried == [fx.THETA.module], f"dispatched {tried}"
+    after = w.records(A)
+    assert after[fx.BROKEN.module]["attempts"] == before["attempts"], "broken was attempted again"
+    assert after[fx.DEPENDENT.module].get("error_class") == "dependency_failed", after[fx.DEPENDENT.module]
+    graph = w.json_object(f"plans/{r['name']}/{A}/graph.json")
+    held = [m["module"] for m in graph["modules"] if m.get("held")]
+    assert held == [fx.BROKEN.module], held
+    released(w, r["name"])
+
+
+@scenario
 def lost_for_good(w):
     """Every node a module runs on is lost: after NODE_ATTEMPTS nodes it is
     recorded failed (node_lost), its dependent is skipped, the independent
@@ -633,8 +661,9 @@ def operator(w):
     loads (which then loads with Lmod and runs), `report` (a page checked
     in headless Chromium)."""
     w.upload(fx.STACK + fx.FAILING + [fx.ZETA, fx.ETA])
+    # broken failed before from the same inputs: --retry-failed builds it again.
     code, out = cli(w, "run", "--platform", A, "--include", "zeta", "--include", "BROKEN", "--include", "dependent",
-                    "--wait", "--poll", "1", "--output", "json", ok=(1,))
+                    "--retry-failed", "--wait", "--poll", "1", "--output", "json", ok=(1,))
     s = json.loads(out)
     assert s["status"] == "SUCCEEDED", s
     [p] = s["platforms"]

@@ -22,8 +22,9 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use ebfleet_core::built::{Built, Recorded};
+use ebfleet_core::failure_memory::PastFailure;
 use ebfleet_core::names::{ExecutionName, KeyError, ModuleName, PlatformName};
-use ebfleet_core::record::{ModuleRecord, Status, WriteCondition};
+use ebfleet_core::record::{ErrorClass, ModuleRecord, Status, WriteCondition};
 
 /// DynamoDB's item size limit, 400 KB.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -224,6 +225,25 @@ impl Records {
             .transpose()
     }
 
+    /// A query of the `MODULE#` items of partition `pk` (`#pk`, `#sk`
+    /// named).
+    fn module_items(
+        &self,
+        pk: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :module)")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+            .expression_attribute_values(
+                ":module",
+                AttributeValue::S(ebfleet_core::layout::module_sk("")),
+            )
+    }
+
     /// What `platform` has built: each built module and the easyconfig
     /// checksum it was built from, all pages of a query on the platform's
     /// `MODULE#` items filtered to status `built`.
@@ -238,21 +258,14 @@ impl Records {
     pub async fn recorded(&self, platform: &PlatformName) -> Result<Recorded, DynamoError> {
         let pk = ebfleet_core::layout::platform_pk(platform.as_str());
         let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :module)")
-            .projection_expression("#sk, #ec, #status, #duration")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#sk", attr::SK)
+            .module_items(&pk)
+            .projection_expression("#sk, #ec, #status, #duration, #class, #updated, #eb")
             .expression_attribute_names("#status", attr::STATUS)
             .expression_attribute_names("#ec", attr::EASYCONFIG_SHA256)
             .expression_attribute_names("#duration", attr::DURATION_S)
-            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-            .expression_attribute_values(
-                ":module",
-                AttributeValue::S(ebfleet_core::layout::module_sk("")),
-            )
+            .expression_attribute_names("#class", attr::ERROR_CLASS)
+            .expression_attribute_names("#updated", attr::UPDATED)
+            .expression_attribute_names("#eb", attr::EB_VERSION)
             .into_paginator()
             .send();
         let mut out = Recorded::default();
@@ -265,8 +278,26 @@ impl Records {
                 if let Some(d) = e.duration_s {
                     out.durations.insert(module.clone(), d);
                 }
-                if e.status.as_deref().and_then(item::parse_status) == Some(Status::Built) {
-                    out.built.insert(module, e.easyconfig_sha256);
+                match e.status.as_deref().and_then(item::parse_status) {
+                    Some(Status::Built) => {
+                        out.built_at.insert(module.clone(), e.updated.unwrap_or(0));
+                        out.built.insert(module, e.easyconfig_sha256);
+                    }
+                    Some(Status::Failed) => {
+                        let class = e.error_class.as_deref().map(str::parse::<ErrorClass>);
+                        if let (Some(Ok(class)), Some(sha)) = (class, e.easyconfig_sha256) {
+                            out.failed.insert(
+                                module,
+                                PastFailure {
+                                    class,
+                                    easyconfig_sha256: sha,
+                                    at: e.updated.unwrap_or(0),
+                                    eb_version: e.eb_version,
+                                },
+                            );
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -278,20 +309,7 @@ impl Records {
     /// views), all pages of one query.
     pub async fn modules(&self, platform: &PlatformName) -> Result<Vec<ModuleRecord>, DynamoError> {
         let pk = ebfleet_core::layout::platform_pk(platform.as_str());
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :module)")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#sk", attr::SK)
-            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-            .expression_attribute_values(
-                ":module",
-                AttributeValue::S(ebfleet_core::layout::module_sk("")),
-            )
-            .into_paginator()
-            .send();
+        let mut pages = self.module_items(&pk).into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.error("Query", &pk, ALL_MODULES, e))?;
@@ -454,6 +472,9 @@ struct RecordedEntry {
     status: Option<String>,
     easyconfig_sha256: Option<String>,
     duration_s: Option<u64>,
+    error_class: Option<String>,
+    updated: Option<u64>,
+    eb_version: Option<String>,
 }
 
 /// A wake-up item as far as it is read: `ended` is [`attr::WAKE_COUNT`].

@@ -78,21 +78,15 @@ pub struct RunArgs {
     /// Allowed toolchain names, comma separated [default: the stack's].
     #[arg(long, value_delimiter = ',')]
     pub toolchains: Vec<String>,
-    /// Lowest toolchain generation, e.g. `foss>=2023a` (repeatable).
-    #[arg(long = "floor", value_name = "TC>=VERSION")]
-    pub floors: Vec<String>,
-    /// Only these software names (`*` wildcards; repeatable).
-    #[arg(long)]
-    pub include: Vec<String>,
-    /// Not these software names (`*` wildcards; repeatable).
-    #[arg(long)]
-    pub exclude: Vec<String>,
-    /// Build what this EasyBuild easystack file lists instead of the latest.
-    #[arg(long, value_name = "FILE")]
-    pub easystack: Option<PathBuf>,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// The run's (execution's) name [default: run-<UTC time>-full].
     #[arg(long)]
     pub name: Option<String>,
+    /// Build modules again that failed before from the same easyconfig,
+    /// EasyBuild and dependencies (failure memory holds them otherwise).
+    #[arg(long)]
+    pub retry_failed: bool,
     /// Start even when another run is going on (leases keep them from building a module twice).
     #[arg(long)]
     pub force: bool,
@@ -223,6 +217,13 @@ pub struct PolicyArgs {
         default_value = "SYSTEM,GCCcore,GCC,gompi,gfbf,foss"
     )]
     pub toolchains: Vec<String>,
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+/// What to build beside the toolchains: floors, names, an easystack.
+#[derive(Args, Debug, Clone)]
+pub struct SelectArgs {
     /// Lowest toolchain generation, e.g. `foss>=2023a` (repeatable).
     #[arg(long = "floor", value_name = "TC>=VERSION")]
     pub floors: Vec<String>,

@@ -111,10 +111,11 @@ pub fn read_easystack(f: &std::path::Path) -> Result<Vec<String>> {
 }
 
 fn targets(a: &PolicyArgs) -> Result<Targets> {
-    if let Some(f) = &a.easystack {
+    let select = &a.select;
+    if let Some(f) = &select.easystack {
         return Ok(Targets::Easystack(read_easystack(f)?));
     }
-    let floors = a
+    let floors = select
         .floors
         .iter()
         .map(|f| f.parse().map_err(anyhow::Error::msg))
@@ -122,8 +123,8 @@ fn targets(a: &PolicyArgs) -> Result<Targets> {
     Ok(Targets::Latest(Policy {
         toolchains: a.toolchains.clone(),
         floors,
-        include: a.include.clone(),
-        exclude: a.exclude.clone(),
+        include: select.include.clone(),
+        exclude: select.exclude.clone(),
     }))
 }
 

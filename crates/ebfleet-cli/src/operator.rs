@@ -162,12 +162,12 @@ fn exit_code(s: &RunStatus) -> ExitCode {
 pub fn run(a: RunArgs) -> Result<ExitCode> {
     let mut options = RunOptions {
         toolchains: a.toolchains.clone(),
-        floors: a.floors.clone(),
-        include: a.include.clone(),
-        exclude: a.exclude.clone(),
+        floors: a.select.floors.clone(),
+        include: a.select.include.clone(),
+        exclude: a.select.exclude.clone(),
         easystack: Vec::new(),
     };
-    if let Some(f) = &a.easystack {
+    if let Some(f) = &a.select.easystack {
         options.easystack = crate::commands::read_easystack(f)?;
     }
     let platforms = a
@@ -184,6 +184,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     };
     let input = ExecutionInput::full(name.clone())
         .with_platforms(platforms)
+        .with_retry_failed(a.retry_failed)
         .with_options(options)?;
     block_on(async move {
         let stack = connect(&a.aws).await?;

@@ -9,7 +9,8 @@ use crate::Env;
 use ebfleet_aws::dynamodb::DynamoError;
 use ebfleet_aws::s3::{S3Error, Store};
 use ebfleet_core::build_graph::BuildGraph;
-use ebfleet_core::built::Built;
+use ebfleet_core::built::{Built, Recorded};
+use ebfleet_core::failure_memory;
 use ebfleet_core::layout::{EASYCONFIGS_PREFIX, EASYCONFIG_INDEX_KEY};
 use ebfleet_core::names::{ExecutionName, KeyError, PlatformName};
 use ebfleet_core::platform::{Platform, PlatformError, Platforms};
@@ -104,6 +105,7 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Outp
     let selected = select_platforms(&settings.platforms, &input)?;
     let mut built = HashMap::new();
     let mut durations = HashMap::new();
+    let mut records = HashMap::new();
     for p in &selected {
         let name = PlatformName::of(p)?;
         let recorded = env
@@ -114,8 +116,10 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Outp
                 platform: p.name.clone(),
                 source: Box::new(source),
             })?;
-        built.insert(p.name.clone(), recorded.built);
-        durations.insert(p.name.clone(), recorded.durations);
+        let mut recorded = recorded;
+        built.insert(p.name.clone(), std::mem::take(&mut recorded.built));
+        durations.insert(p.name.clone(), std::mem::take(&mut recorded.durations));
+        records.insert(p.name.clone(), recorded);
     }
     // The easyconfigs are dropped once planned: the handler's peak memory
     // is the plan plus what is being written, not the sources too.
@@ -127,14 +131,17 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Outp
     };
     let execution = input.execution();
     // The output counts the graphs' units: before they are taken out.
-    let output = plan_output(&plan, &selected, execution)?;
-    let graphs = build_graphs(
+    let mut output = plan_output(&plan, &selected, execution)?;
+    let mut graphs = build_graphs(
         &mut plan,
         &selected,
         execution,
         &durations,
         &settings.durations,
     )?;
+    if !input.retry_failed() {
+        hold_failures(&mut graphs, &records, &mut output);
+    }
     tracing::info!(
         %execution,
         easyconfigs = plan.easyconfigs,
@@ -188,6 +195,26 @@ pub fn build_graphs(
             Ok(graph)
         })
         .collect()
+}
+
+/// Failure memory: in each graph, hold the units that failed before from
+/// the same inputs, and count them (and what needs them) out of `output`.
+pub fn hold_failures(
+    graphs: &mut [BuildGraph],
+    records: &HashMap<String, Recorded>,
+    output: &mut Output,
+) {
+    let eb = ebfleet_core::userdata::easybuild_version();
+    for g in graphs {
+        let Some(recorded) = records.get(g.platform.as_str()) else {
+            continue;
+        };
+        let held = failure_memory::hold_failures(g, recorded, eb);
+        if held > 0 {
+            tracing::info!(platform = %g.platform, held, "failed before from the same inputs: held");
+            output.hold(g);
+        }
+    }
 }
 
 /// Write the graphs, a few at a time.
@@ -504,6 +531,56 @@ mod tests {
             estimate(&graphs[1], "GCC/1.0"),
             Some(DurationModel::shipped().estimate("GCC/1.0"))
         );
+    }
+
+    #[test]
+    fn a_failure_from_the_same_inputs_is_held_and_counted_out() {
+        let all = Platforms::default_set().unwrap();
+        let first = &all.platforms[0];
+        let i = input(&format!(
+            r#"{{"execution":"e1","mode":"changed","platforms":["{}"],
+                "changed_keys":["easyconfigs/o/OpenMPI/OpenMPI-1.0-GCC-1.0.eb"]}}"#,
+            first.name
+        ));
+        let selected = select_platforms(&all, &i).unwrap();
+        let mut plan = plan_input(&fixtures(), &selected, &i, &settings(), HashMap::new()).unwrap();
+        let mut out = plan_output(&plan, &selected, i.execution()).unwrap();
+        let to_build = out.platforms[0].to_build;
+        let mut graphs = build_graphs(
+            &mut plan,
+            &selected,
+            i.execution(),
+            &HashMap::new(),
+            &DurationModel::shipped(),
+        )
+        .unwrap();
+        // The first unit (nothing below it is built here) failed to compile
+        // from this very easyconfig: it and everything above it are held.
+        let g = &graphs[0];
+        let first_unit = g.units().next().unwrap() as usize;
+        let m = &g.modules[first_unit];
+        let mut recorded = Recorded::default();
+        recorded.failed.insert(
+            m.module.to_string(),
+            failure_memory::PastFailure {
+                class: ebfleet_core::record::ErrorClass::CompileError,
+                easyconfig_sha256: m.easyconfig_sha256.clone(),
+                at: 1,
+                eb_version: None,
+            },
+        );
+        let records = HashMap::from([(first.name.clone(), recorded)]);
+        let mut retried = (graphs.clone(), out.clone());
+        hold_failures(&mut graphs, &records, &mut out);
+        let p = &out.platforms[0];
+        let blocked = graphs[0].blocked_by_held();
+        assert_eq!(blocked[first_unit], Some(first_unit as u32));
+        assert!(p.held >= 1 && p.held + p.to_build == to_build, "{p:?}");
+        assert_eq!(p.held, blocked.iter().filter(|b| b.is_some()).count());
+        // Held everything: nothing to start. Without failures, nothing held.
+        assert_eq!(out.nothing_to_do, p.to_build == 0);
+        hold_failures(&mut retried.0, &HashMap::new(), &mut retried.1);
+        assert_eq!(retried.1.platforms[0].to_build, to_build);
     }
 
     #[test]

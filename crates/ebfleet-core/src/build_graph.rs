@@ -39,6 +39,10 @@ pub struct GraphModule {
     /// Estimated build time in seconds (recorded or modelled).
     #[serde(default)]
     pub estimate_s: u64,
+    /// Failed before from the same inputs and not built again in this run
+    /// ([`crate::failure_memory`]): why. A unit still, recorded failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 impl GraphModule {
@@ -121,6 +125,20 @@ impl BuildGraph {
             .enumerate()
             .filter(|(_, m)| !m.built)
             .map(|(i, _)| i as u32)
+    }
+
+    /// Per module, the held unit that keeps it from being built, itself or
+    /// one it needs (directly or not); `None` for the rest.
+    pub fn blocked_by_held(&self) -> Vec<Option<u32>> {
+        let mut by: Vec<Option<u32>> = vec![None; self.modules.len()];
+        for (i, m) in self.modules.iter().enumerate() {
+            by[i] = if m.held.is_some() {
+                Some(i as u32)
+            } else {
+                m.deps().find_map(|d| by[d as usize])
+            };
+        }
+        by
     }
 
     /// Everything module `unit` needs loaded to build: its direct

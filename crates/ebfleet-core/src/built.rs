@@ -17,6 +17,10 @@ pub struct Recorded {
     pub built: Built,
     /// Module → seconds its last recorded build took.
     pub durations: HashMap<String, u64>,
+    /// Built module → when its record last changed (Unix seconds).
+    pub built_at: HashMap<String, u64>,
+    /// Module → its last failure, for modules recorded failed.
+    pub failed: HashMap<String, crate::failure_memory::PastFailure>,
 }
 
 /// One entry of a "built" JSON list: a module name, or a record.

@@ -91,6 +91,16 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Whether the same build fails the same way again: a compile or test
+    /// error, a source nobody can download. Failure memory holds these;
+    /// the rest (the node, the network, memory, time) may go another way.
+    pub fn is_deterministic(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::CompileError | ErrorClass::TestFailure | ErrorClass::MissingSource
+        )
+    }
+
     pub const ALL: [ErrorClass; 9] = [
         ErrorClass::DownloadFailed,
         ErrorClass::MissingSource,

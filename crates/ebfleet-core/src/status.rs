@@ -182,12 +182,26 @@ pub fn platform_status(
         records.iter().map(|r| (r.module.as_str(), r)).collect();
     let mut counts = Counts::default();
     let mut build_seconds = 0;
+    let blocked = graph.blocked_by_held();
     let modules: Vec<ModuleStatus> = graph
         .units()
         .map(|u| {
             let m = &graph.modules[u as usize];
             let record = by_module.get(m.module.as_str()).copied();
-            let state = module_state(record, execution, started, running);
+            let mut state = module_state(record, execution, started, running);
+            // Failure memory's: failed before, and what needs it.
+            let mut held_reason = m.held.clone();
+            match blocked[u as usize] {
+                Some(h) if h == u => state = ModuleState::Failed,
+                Some(h) if matches!(state, ModuleState::Pending | ModuleState::NotBuilt) => {
+                    state = ModuleState::Skipped;
+                    held_reason = Some(format!(
+                        "needs {}, which failed before",
+                        graph.modules[h as usize].module
+                    ));
+                }
+                _ => {}
+            }
             counts.count(state);
             let error = record
                 .and_then(|r| r.last_error.as_ref())
@@ -204,7 +218,7 @@ pub fn platform_status(
                 module: m.module.to_string(),
                 state,
                 error_class: error.map(|e| e.class),
-                reason: error.map(|e| e.message.clone()),
+                reason: held_reason.or_else(|| error.map(|e| e.message.clone())),
                 log_key: error.and_then(|e| e.log_key.clone()),
                 duration_s,
                 instance_type: record

@@ -281,6 +281,9 @@ pub struct ExecutionInput {
     mode: Mode,
     #[serde(skip_serializing_if = "RunOptions::is_empty")]
     options: RunOptions,
+    /// Build modules failure memory holds ([`crate::failure_memory`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    retry_failed: bool,
 }
 
 #[derive(Deserialize)]
@@ -294,6 +297,8 @@ struct RawInput {
     mode: Option<Mode>,
     #[serde(default)]
     options: RunOptions,
+    #[serde(default)]
+    retry_failed: bool,
 }
 
 impl TryFrom<RawInput> for ExecutionInput {
@@ -305,6 +310,7 @@ impl TryFrom<RawInput> for ExecutionInput {
             changed_keys,
             mode,
             options,
+            retry_failed,
         } = raw;
         if platforms.as_ref().is_some_and(Vec::is_empty) {
             return Err(InputError::NoPlatforms(execution));
@@ -326,6 +332,7 @@ impl TryFrom<RawInput> for ExecutionInput {
             changed_keys,
             mode,
             options: RunOptions::default(),
+            retry_failed,
         }
         .with_options(options)
     }
@@ -352,6 +359,7 @@ impl ExecutionInput {
             changed_keys: None,
             mode: Mode::Full,
             options: RunOptions::default(),
+            retry_failed: false,
         }
     }
 
@@ -375,6 +383,7 @@ impl ExecutionInput {
             changed_keys: Some(keys),
             mode: Mode::Changed,
             options: RunOptions::default(),
+            retry_failed: false,
         })
     }
 
@@ -409,6 +418,16 @@ impl ExecutionInput {
         }
         self.options = options;
         Ok(self)
+    }
+
+    /// Build what failed before from the same inputs too.
+    pub fn with_retry_failed(mut self, retry_failed: bool) -> Self {
+        self.retry_failed = retry_failed;
+        self
+    }
+
+    pub fn retry_failed(&self) -> bool {
+        self.retry_failed
     }
 
     /// The planner's options the run asks for (empty: the stack's).

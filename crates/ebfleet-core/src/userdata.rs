@@ -24,6 +24,16 @@ use std::time::Duration;
 /// The bootstrap, byte for byte as in this commit's `crates/ebfleet-core/data/bootstrap.sh`.
 pub const BOOTSTRAP_SH: &str = include_str!("../data/bootstrap.sh");
 
+/// The EasyBuild version the nodes install: the bootstrap's default
+/// (`DEFAULT_EASYBUILD_VERSION`); failure memory compares it with a failed
+/// build's.
+pub fn easybuild_version() -> &'static str {
+    BOOTSTRAP_SH
+        .lines()
+        .find_map(|l| l.strip_prefix("readonly DEFAULT_EASYBUILD_VERSION="))
+        .expect("bootstrap.sh sets DEFAULT_EASYBUILD_VERSION")
+}
+
 /// EC2's limit on user data: the raw bytes (here: gzipped), before the
 /// base64 encoding of the API call (which may then be up to 21,848
 /// characters).
@@ -375,6 +385,16 @@ fn check_sha256(v: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_easybuild_version_is_the_bootstraps() {
+        let v = super::easybuild_version();
+        assert!(
+            v.split('.').count() == 3 && v.split('.').all(|p| p.parse::<u32>().is_ok()),
+            "{v}"
+        );
+        assert!(super::BOOTSTRAP_SH.contains(&format!("(default {v})")));
+    }
+
     use super::*;
     use crate::platform::Platforms;
     use std::io::Read;

@@ -223,9 +223,14 @@ pub struct PlatformOutput {
     pub arch: Arch,
     /// EC2 instance families to request capacity from.
     pub families: Vec<String>,
-    /// Modules to build: the graph's units.
+    /// Modules to build: the graph's units, less what failure memory
+    /// holds and what needs that.
     pub to_build: usize,
     pub already_built: usize,
+    /// Units not built because they, or what they need, failed before
+    /// from the same inputs ([`crate::failure_memory`]).
+    #[serde(default)]
+    pub held: usize,
     /// Targets that cannot be built.
     pub unresolvable: usize,
     /// `plans/<execution>/<platform>/graph.json`.
@@ -233,6 +238,29 @@ pub struct PlatformOutput {
     /// The prefix of the platform's child execution names
     /// ([`crate::unit::child_prefix`]).
     pub name_prefix: String,
+}
+
+impl PlanOutput {
+    /// Count what failure memory holds in `graph` (and what needs it) as
+    /// held, not to build; a platform left with nothing to build is not
+    /// started.
+    pub fn hold(&mut self, graph: &crate::build_graph::BuildGraph) {
+        let held = graph
+            .blocked_by_held()
+            .iter()
+            .zip(&graph.modules)
+            .filter(|(b, m)| b.is_some() && !m.built)
+            .count();
+        if let Some(p) = self
+            .platforms
+            .iter_mut()
+            .find(|p| p.platform == graph.platform)
+        {
+            p.held = held;
+            p.to_build = p.to_build.saturating_sub(held);
+        }
+        self.nothing_to_do = self.platforms.iter().all(|p| p.to_build == 0);
+    }
 }
 
 /// The plan Lambda's state output. Its size grows with the number of

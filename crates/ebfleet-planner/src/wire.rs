@@ -130,6 +130,7 @@ pub fn plan_output(
                 arch: pp.arch,
                 families: platform.families.clone(),
                 to_build: pp.to_build(),
+                held: 0,
                 already_built: pp.already_built,
                 unresolvable: pp.unresolvable.len(),
             })
@@ -170,6 +171,7 @@ pub fn build_graph(
                 runtime_deps: g.runtime_deps.clone(),
                 built: g.built,
                 estimate_s: if g.built { 0 } else { estimate_s(&g.module) },
+                held: None,
             })
         })
         .collect::<Result<Vec<_>, KeyError>>()?;

@@ -19,6 +19,9 @@ pub struct Dag {
     /// Per unit: its estimate plus the longest chain of estimates of the
     /// units that (transitively) wait for it — its remaining critical path.
     pub rank: Vec<u64>,
+    /// Units failure memory holds: failed before, not to be dispatched;
+    /// why.
+    pub held: Vec<(u32, String)>,
 }
 
 impl Dag {
@@ -65,16 +68,25 @@ impl Dag {
             dependents,
             estimate_s,
             rank,
+            held: Vec::new(),
         }
     }
 
     /// The scheduler's view of a platform's build graph.
     pub fn from_graph(g: &BuildGraph) -> Self {
-        Dag::new(
+        let mut dag = Dag::new(
             g.modules.iter().map(|m| !m.built).collect(),
             g.modules.iter().map(|m| m.deps().collect()).collect(),
             g.modules.iter().map(|m| m.estimate_s).collect(),
-        )
+        );
+        dag.held = g
+            .modules
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !m.built)
+            .filter_map(|(i, m)| Some((i as u32, m.held.clone()?)))
+            .collect();
+        dag
     }
 
     /// Number of modules (units and built ones).

@@ -179,8 +179,10 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// Units waiting, but the held ones failed and what needs them skipped
+    /// (the first tick reports those skips).
     pub fn new(dag: &Dag) -> Self {
-        Schedule {
+        let mut s = Schedule {
             units: dag
                 .is_unit
                 .iter()
@@ -202,7 +204,21 @@ impl Schedule {
             on_demand: false,
             leases_renewed: 0,
             ticks: 0,
+        };
+        for (u, why) in &dag.held {
+            s.units[*u as usize] = UnitState::Failed {
+                class: "held".into(),
+                reason: why.clone(),
+            };
         }
+        for (u, _) in &dag.held {
+            for c in dag.descendants(*u) {
+                if s.units[c as usize] == UnitState::Waiting {
+                    s.units[c as usize] = UnitState::Skipped { blocked_by: *u };
+                }
+            }
+        }
+        s
     }
 
     /// Node seconds so far, the live nodes counted up to `now`.
@@ -235,6 +251,18 @@ impl Schedule {
     pub fn tick(&mut self, dag: &Dag, obs: &Observation, s: &Settings) -> Decisions {
         let now = obs.now;
         let mut d = Decisions::default();
+        if self.ticks == 0 {
+            // What failure memory skipped, for the records.
+            d.skipped = self
+                .units
+                .iter()
+                .enumerate()
+                .filter_map(|(c, st)| match st {
+                    UnitState::Skipped { blocked_by } => Some((c as u32, *blocked_by)),
+                    _ => None,
+                })
+                .collect();
+        }
         self.ticks += 1;
         for (unit, outcome) in &obs.ended {
             self.end(dag, *unit, outcome, now, s, &mut d);

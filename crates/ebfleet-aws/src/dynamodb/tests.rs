@@ -125,8 +125,11 @@ fn query_is_built_of(q: &aws_sdk_dynamodb::operation::query::QueryInput) -> bool
     q.table_name() == Some(TABLE)
         && q.key_condition_expression() == Some("#pk = :pk AND begins_with(#sk, :module)")
         && q.filter_expression().is_none()
-        && q.projection_expression() == Some("#sk, #ec, #status, #duration")
+        && q.projection_expression() == Some("#sk, #ec, #status, #duration, #class, #updated, #eb")
         && names.get("#duration").map(String::as_str) == Some("duration_s")
+        && names.get("#class").map(String::as_str) == Some("error_class")
+        && names.get("#updated").map(String::as_str) == Some("updated")
+        && names.get("#eb").map(String::as_str) == Some("eb_version")
         && names.get("#pk").map(String::as_str) == Some("pk")
         && names.get("#sk").map(String::as_str) == Some("sk")
         && names.get("#status").map(String::as_str) == Some("status")
@@ -157,10 +160,17 @@ async fn built_reads_every_page_and_only_built_modules() {
                     .items({
                         let mut i = projected("zlib/1.3.1-GCCcore-13.3.0", "built", Some(&a));
                         i.insert("duration_s".into(), AttributeValue::N("812".into()));
+                        i.insert("updated".into(), AttributeValue::N("1700".into()));
                         i
                     })
-                    // Not built: not counted as built.
-                    .items(projected("bzip2/1.0.8-GCCcore-13.3.0", "failed", Some(&a)))
+                    // Not built: not counted as built, its failure kept.
+                    .items({
+                        let mut i = projected("bzip2/1.0.8-GCCcore-13.3.0", "failed", Some(&a));
+                        i.insert("error_class".into(), s("compile_error"));
+                        i.insert("updated".into(), AttributeValue::N("1800".into()));
+                        i.insert("eb_version".into(), s("5.4.1"));
+                        i
+                    })
                     .last_evaluated_key("pk", s(&format!("PLATFORM#{P}")))
                     .last_evaluated_key("sk", s("MODULE#zlib/1.3.1-GCCcore-13.3.0"))
                     .build()
@@ -189,13 +199,30 @@ async fn built_reads_every_page_and_only_built_modules() {
     assert_eq!(
         recorded.built,
         Built::from([
-            ("zlib/1.3.1-GCCcore-13.3.0".to_string(), Some(a)),
+            ("zlib/1.3.1-GCCcore-13.3.0".to_string(), Some(a.clone())),
             ("GCCcore/13.3.0".to_string(), None),
         ])
     );
     assert_eq!(
         recorded.durations,
         [("zlib/1.3.1-GCCcore-13.3.0".to_string(), 812)].into()
+    );
+    assert_eq!(
+        recorded.built_at,
+        [
+            ("zlib/1.3.1-GCCcore-13.3.0".to_string(), 1700),
+            ("GCCcore/13.3.0".to_string(), 0)
+        ]
+        .into()
+    );
+    assert_eq!(
+        recorded.failed["bzip2/1.0.8-GCCcore-13.3.0"],
+        ebfleet_core::failure_memory::PastFailure {
+            class: ebfleet_core::record::ErrorClass::CompileError,
+            easyconfig_sha256: a.clone(),
+            at: 1800,
+            eb_version: Some("5.4.1".into()),
+        }
     );
     assert_eq!((page_1.num_calls(), page_2.num_calls()), (1, 1));
 }

@@ -45,6 +45,7 @@ fn module(name: &str, run: &[u32], built: bool) -> GraphModule {
         runtime_deps: run.to_vec(),
         built,
         estimate_s: 100,
+        held: None,
     }
 }
 

@@ -12,6 +12,7 @@ pub(crate) fn module(name: &str, build: &[u32], run: &[u32], built: bool) -> Gra
         runtime_deps: run.to_vec(),
         built,
         estimate_s: 60,
+        held: None,
     }
 }
 

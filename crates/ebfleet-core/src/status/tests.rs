@@ -119,3 +119,30 @@ fn node_time_comes_from_the_runs_output() {
     });
     assert_eq!((total.built, total.failed, total.not_built), (3, 1, 4));
 }
+
+#[test]
+fn a_held_module_is_failed_and_what_needs_it_skipped() {
+    let mut g = graph();
+    g.modules[2].held = Some("failed before (compile_error)".into());
+    let mut cmake = record("CMake/3.27.6-GCCcore-13.2.0", Status::Failed, "run-0", 500);
+    cmake.last_error = error(ErrorClass::CompileError, "make: *** Error 2");
+    let p = platform_status(&g, &[cmake], RUN, STARTED, false);
+    let by: HashMap<&str, &ModuleStatus> =
+        p.modules.iter().map(|m| (m.module.as_str(), m)).collect();
+    let cm = by["CMake/3.27.6-GCCcore-13.2.0"];
+    assert_eq!(
+        (cm.state, cm.error_class),
+        (ModuleState::Failed, Some(ErrorClass::CompileError))
+    );
+    assert_eq!(cm.reason.as_deref(), Some("failed before (compile_error)"));
+    let py = by["Python/3.11.5-GCCcore-13.2.0"];
+    assert_eq!(py.state, ModuleState::Skipped);
+    assert!(
+        py.reason.as_deref().unwrap().starts_with("needs CMake/"),
+        "{py:?}"
+    );
+    assert_eq!(
+        (p.counts.failed, p.counts.skipped, p.counts.not_built),
+        (1, 1, 1)
+    );
+}

@@ -273,6 +273,16 @@ fn a_run_by_hand_carries_the_planners_options() {
     );
     let back: ExecutionInput = serde_json::from_value(v).unwrap();
     assert_eq!(back.options(), &options);
+    assert!(!back.retry_failed());
+    let retry = ExecutionInput::full("r".parse().unwrap()).with_retry_failed(true);
+    let v = serde_json::to_value(&retry).unwrap();
+    assert_eq!(
+        v,
+        json!({"execution": "r", "mode": "full", "retry_failed": true})
+    );
+    assert!(serde_json::from_value::<ExecutionInput>(v)
+        .unwrap()
+        .retry_failed());
     let es: ExecutionInput = serde_json::from_value(
         json!({"execution": "r", "options": {"easystack": ["zlib-1.3.1-GCCcore-13.3.0.eb"]}}),
     )

@@ -358,3 +358,23 @@ fn the_state_round_trips_as_json() {
     let back: Schedule = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
     assert_eq!(back, s);
 }
+
+#[test]
+fn a_held_unit_is_failed_from_the_start_and_what_needs_it_skipped_once() {
+    let mut dag = diamond();
+    dag.held = vec![(1, "failed before (compile_error)".into())];
+    let mut s = Schedule::new(&dag);
+    let d = s.tick(&dag, &obs(0, vec![], &[("i-a", true)]), &settings());
+    // 3 and 4 need 1; only 2 is dispatched.
+    assert_eq!(d.skipped, [(3, 1), (4, 1)]);
+    assert_eq!(d.dispatch.iter().map(|x| x.unit).collect::<Vec<_>>(), [2]);
+    let c = s.counts(&dag);
+    assert_eq!((c.failed, c.skipped, c.running), (1, 2, 1));
+    let d = s.tick(
+        &dag,
+        &obs(10, vec![(2, Outcome::Built)], &[("i-a", true)]),
+        &settings(),
+    );
+    assert!(d.skipped.is_empty(), "the skips were reported already");
+    assert!(d.done);
+}
