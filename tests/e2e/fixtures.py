@@ -20,10 +20,11 @@ def _tar(nv, files):
 
 
 class Module:
-    """`name/1.0` depending on `deps`; `compiles=False` makes it fail."""
+    """`name/1.0` depending on `deps`; `compiles=False` makes it fail;
+    `hungry` makes its build run out of memory with 4 or more make jobs."""
 
-    def __init__(self, name, deps=(), compiles=True):
-        self.name, self.deps, self.compiles = name, list(deps), compiles
+    def __init__(self, name, deps=(), compiles=True, hungry=False):
+        self.name, self.deps, self.compiles, self.hungry = name, list(deps), compiles, hungry
         self.version = "1.0"
 
     @property
@@ -84,7 +85,13 @@ class Module:
                 "main.c": f'#include "{n}.h"\nint main(void) {{ {n}_hello(); return 0; }}\n',
                 "Makefile": (
                     "all:\n"
-                    f"\t$(CC) -O2{flags} -c {n}.c\n"
+                    + (
+                        '\t@case "$(MAKEFLAGS)" in *-j[4-9]*) '
+                        'echo "cc1: out of memory allocating 65536 bytes after a total of 1 bytes" >&2; exit 1;; esac\n'
+                        if self.hungry
+                        else ""
+                    )
+                    + f"\t$(CC) -O2{flags} -c {n}.c\n"
                     f"\tar rcs lib{n}.a {n}.o\n"
                     f"\t$(CC) -O2 -o {n} main.c lib{n}.a{libs}\n"
                 ),
@@ -108,6 +115,8 @@ FAILING = [BROKEN, DEPENDENT, SOLO]
 # Six independent modules and one using them all: work for several nodes.
 FAN_OUT = [Module(f"fan{c}") for c in "abcdef"]
 FAN = FAN_OUT + [Module("fantop", FAN_OUT)]
+# Runs out of memory with 4 make jobs, builds with 2 (retry by error class).
+HUNGRY = Module("hungry", hungry=True)
 # Built beside a held failure (failure memory).
 THETA = Module("theta")
 # For the operator's commands: a run asked for zeta only leaves eta alone.

@@ -223,6 +223,8 @@ class Nodes:
             f"EBFLEET_EB={self.eb}\n"
             f"EBFLEET_ARCHSPEC={unit['archspec']}\n"
             f"EBFLEET_INSTANCE_TYPE={itype}\n"
+            # What a big node would run; fx.HUNGRY runs out of "memory" at 4.
+            "EASYBUILD_PARALLEL=4\n"
         )
         return root
 

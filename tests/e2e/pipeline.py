@@ -618,6 +618,25 @@ def failure_memory(w):
 
 
 @scenario
+def retry_by_error_class(w):
+    """A build that runs out of memory with 4 parallel jobs is tried again
+    at once with half as many and is recorded built; the scheduler's
+    retry table (crates/ebfleet-scheduler/src/retry.rs) decides."""
+    w.upload([fx.HUNGRY])
+    r = w.execute({"platforms": [A], "changed_keys": [fx.HUNGRY.easyconfig_key]})
+    out = succeeded(r)
+    units = platform_summary(out, A)["units"]
+    assert (units["built"], units["failed"]) == (1, 0), units
+    tries = [x for x in units_of(r, A) if x["input"]["module"] == fx.HUNGRY.module]
+    assert len(tries) == 2, f"tried {len(tries)} times"
+    assert w.json_object(tries[-1]["input"]["unit_key"]).get("jobs_halved") == 1, "the retry asked for no fewer jobs"
+    rec = w.records(A)[fx.HUNGRY.module]
+    assert (rec["status"], rec["attempts"], rec.get("error_class")) == ("built", "1", None), rec
+    built_once(w, A, [fx.HUNGRY], r["name"])
+    released(w, r["name"])
+
+
+@scenario
 def lost_for_good(w):
     """Every node a module runs on is lost: after NODE_ATTEMPTS nodes it is
     recorded failed (node_lost), its dependent is skipped, the independent

@@ -89,6 +89,9 @@ pub struct BuildResult {
     pub header: Header,
     pub finished: Option<u64>,
     pub eb_version: String,
+    /// The batch's: a retry with fewer jobs builds again.
+    #[serde(default)]
+    pub jobs_halved: u32,
     pub modules: Vec<ModuleBuild>,
 }
 
@@ -218,12 +221,20 @@ pub async fn run(ctx: &Context) -> Result<BuildResult, NodeError> {
     let path = state.result(Step::Build);
     let previous: Option<BuildResult> = read_json(&path)?;
     let eb_version = eb::version(&program, &env)?;
+    // Outcomes of an earlier run of this step are kept (a crashed node
+    // agent resumes), not those of a try with other jobs (a retry after
+    // running out of memory builds again).
     let mut result = match previous {
-        Some(p) if p.header.execution == *ctx.job.execution() => p,
+        Some(p)
+            if p.header.execution == *ctx.job.execution() && p.jobs_halved == batch.jobs_halved =>
+        {
+            p
+        }
         _ => BuildResult {
             header: ctx.header(Step::Build, now()),
             finished: None,
             eb_version: eb_version.clone(),
+            jobs_halved: batch.jobs_halved,
             modules: Vec::new(),
         },
     };

@@ -277,6 +277,7 @@ mod tests {
             ],
             needs: vec![need("GCCcore/13.3.0")],
             after: vec![0],
+            jobs_halved: 0,
         }
     }
 

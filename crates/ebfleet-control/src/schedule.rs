@@ -473,10 +473,11 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
             .map_err(pool_err)?;
     }
     for x in &d.dispatch {
-        let file = graph.unit_file(x.unit).map_err(|e| Error::BadGraph {
+        let mut file = graph.unit_file(x.unit).map_err(|e| Error::BadGraph {
             key: t.graph_key.clone(),
             reason: e.to_string(),
         })?;
+        file.jobs_halved = x.jobs_halved;
         let unit_key = file.key();
         env.store
             .put_json(&unit_key, &file)

@@ -207,6 +207,7 @@ impl BuildGraph {
             builds: Vec::new(),
             needs: Vec::new(),
             after: Vec::new(),
+            jobs_halved: 0,
         }
     }
 }

@@ -334,7 +334,10 @@ impl BatchManifest {
 ///   (unless another owner's live lease is on it), a missing one is created
 ///   `Planned`.
 /// - Built and failed results count one attempt per (execution, batch); a
-///   result of the attempt the record already counted is `None`.
+///   result of the attempt the record already counted is `None`, except a
+///   `Built` over that attempt's failure: the scheduler tried the unit
+///   again in the same execution (fewer jobs after running out of memory,
+///   a download later), and a success is never lost.
 /// - The batch's own lease ([`BatchManifest::owner`]) is released; anyone
 ///   else's is kept.
 ///
@@ -373,7 +376,7 @@ pub fn apply_manifest(
             module_file_key,
             duration_s,
         } => {
-            if !count_attempt() {
+            if !count_attempt() && r.status == Status::Built {
                 return None;
             }
             r.status = Status::Built;

@@ -129,6 +129,14 @@ pub struct BatchFile {
     pub needs: Vec<BatchNeed>,
     /// Earlier batches that build some of `needs`.
     pub after: Vec<usize>,
+    /// Halve each build's parallel jobs this many times: a retry after the
+    /// build ran out of memory.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jobs_halved: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl BatchFile {

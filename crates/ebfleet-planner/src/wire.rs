@@ -81,6 +81,7 @@ pub fn batch_file(
         builds,
         needs,
         after: b.after.clone(),
+        jobs_halved: 0,
     };
     file.validate()?;
     Ok(file)

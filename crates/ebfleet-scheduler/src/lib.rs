@@ -17,6 +17,7 @@
 
 mod dag;
 mod durations;
+pub mod retry;
 mod schedule;
 pub mod sim;
 

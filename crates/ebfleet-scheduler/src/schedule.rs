@@ -1,6 +1,7 @@
 //! The scheduler's state and its one step, [`Schedule::tick`].
 
 use crate::dag::Dag;
+use crate::retry::{retry, Retry};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -125,6 +126,14 @@ pub struct Dispatch {
     pub node: String,
     /// 1 for the first try, counting node losses.
     pub attempt: u32,
+    /// Halve the build's parallel jobs this many times (it ran out of
+    /// memory before).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jobs_halved: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What to do now.
@@ -159,6 +168,13 @@ pub struct Schedule {
     /// another run's lease) is a new one, named by its attempt.
     #[serde(default)]
     pub tries: BTreeMap<u32, u32>,
+    /// Failed builds tried again later, per unit ([`Retry::Later`]).
+    #[serde(default)]
+    pub retries: BTreeMap<u32, u32>,
+    /// Failed builds tried again with fewer jobs, per unit
+    /// ([`Retry::FewerJobs`]).
+    #[serde(default)]
+    pub jobs_halved: BTreeMap<u32, u32>,
     pub nodes: BTreeMap<String, Node>,
     /// Instances seen over the run.
     pub launched: u32,
@@ -196,6 +212,8 @@ impl Schedule {
                 .collect(),
             losses: BTreeMap::new(),
             tries: BTreeMap::new(),
+            retries: BTreeMap::new(),
+            jobs_halved: BTreeMap::new(),
             nodes: BTreeMap::new(),
             launched: 0,
             nodes_max: 0,
@@ -312,10 +330,7 @@ impl Schedule {
         let mut node_ok = true;
         let next = match outcome {
             Outcome::Built | Outcome::AlreadyBuilt => UnitState::Built,
-            Outcome::Failed { class, reason } => UnitState::Failed {
-                class: class.clone(),
-                reason: reason.clone(),
-            },
+            Outcome::Failed { class, reason } => self.after_failure(unit, class, reason, now),
             Outcome::Skipped { reason } => UnitState::Failed {
                 class: "skipped".into(),
                 reason: reason.clone(),
@@ -464,10 +479,44 @@ impl Schedule {
                 unit: u,
                 node,
                 attempt,
+                jobs_halved: self.jobs_halved.get(&u).copied().unwrap_or(0),
             });
             assigned += 1;
         }
         ready.len() - assigned
+    }
+
+    /// Where a failed build of `unit` goes next, by [`retry`]'s table.
+    fn after_failure(&mut self, unit: u32, class: &str, reason: &str, now: u64) -> UnitState {
+        let failed = |reason: String| UnitState::Failed {
+            class: class.to_string(),
+            reason,
+        };
+        match retry(class) {
+            Retry::Never => failed(reason.to_string()),
+            Retry::Operator => failed(format!("needs an operator: {reason}")),
+            Retry::Later {
+                retries,
+                first_delay_s,
+            } => {
+                let n = self.retries.entry(unit).or_insert(0);
+                if *n >= retries {
+                    return failed(format!("{reason} (tried {} times)", *n + 1));
+                }
+                *n += 1;
+                UnitState::Deferred {
+                    until: now + (first_delay_s << (*n - 1)),
+                }
+            }
+            Retry::FewerJobs { retries } => {
+                let n = self.jobs_halved.entry(unit).or_insert(0);
+                if *n >= retries {
+                    return failed(format!("{reason} (also with {n}× halved parallel jobs)"));
+                }
+                *n += 1;
+                UnitState::Waiting
+            }
+        }
     }
 
     /// Grow the group while ready units wait; retire nodes idle too long;

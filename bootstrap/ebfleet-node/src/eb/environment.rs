@@ -13,6 +13,7 @@
 //! | `EASYBUILD_OPTARCH` | the batch file's |
 //! | `EASYBUILD_CUDA_COMPUTE_CAPABILITIES` | the batch file's, or unset |
 //! | `EASYBUILD_TMP_LOGDIR` | the module's log directory in the batch state |
+//! | `EASYBUILD_PARALLEL` | node.env's (else EasyBuild's own choice); on a retry after running out of memory, node.env's or the CPU count halved `jobs_halved` times, at least 1 |
 //! | `MODULEPATH` | `<root>/modules/all` |
 //!
 //! node.env may set the prefix, installpath and sourcepath only to these
@@ -159,6 +160,14 @@ pub fn environment(
     set("EASYBUILD_MODULE_SYNTAX", "Lua".into());
     set("EASYBUILD_OPTARCH", batch.optarch.clone().into());
     set("MODULEPATH", layout.modules_all().into());
+    if batch.jobs_halved > 0 {
+        let jobs = node
+            .get("EASYBUILD_PARALLEL")
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+        let jobs = jobs.checked_shr(batch.jobs_halved).unwrap_or(0).max(1);
+        set("EASYBUILD_PARALLEL", jobs.to_string().into());
+    }
     match &batch.cuda_compute_capability {
         Some(cc) => set("EASYBUILD_CUDA_COMPUTE_CAPABILITIES", cc.clone().into()),
         None => {
@@ -200,6 +209,7 @@ mod tests {
             builds: vec![],
             needs: vec![],
             after: vec![],
+            jobs_halved: 0,
         }
     }
 
@@ -209,6 +219,26 @@ mod tests {
 
     fn get<'a>(env: &'a BTreeMap<OsString, OsString>, k: &str) -> Option<&'a str> {
         env.get(&OsString::from(k)).and_then(|v| v.to_str())
+    }
+
+    #[test]
+    fn a_retry_after_running_out_of_memory_halves_the_jobs() {
+        let layout = Layout::new("/opt/eb");
+        let jobs = |node_env: &str, halved: u32| {
+            let b = BatchFile {
+                jobs_halved: halved,
+                ..batch()
+            };
+            let env = environment(&node(node_env), &layout, &b, []).unwrap();
+            get(&env, "EASYBUILD_PARALLEL").map(str::to_string)
+        };
+        assert_eq!(jobs("", 0), None, "EasyBuild's own choice");
+        assert_eq!(jobs("EASYBUILD_PARALLEL=16\n", 0).as_deref(), Some("16"));
+        assert_eq!(jobs("EASYBUILD_PARALLEL=16\n", 1).as_deref(), Some("8"));
+        assert_eq!(jobs("EASYBUILD_PARALLEL=16\n", 3).as_deref(), Some("2"));
+        assert_eq!(jobs("EASYBUILD_PARALLEL=3\n", 40).as_deref(), Some("1"));
+        let cpus = std::thread::available_parallelism().unwrap().get() as u32;
+        assert_eq!(jobs("", 1), Some((cpus / 2).max(1).to_string()));
     }
 
     #[test]

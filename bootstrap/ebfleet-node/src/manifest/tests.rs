@@ -46,6 +46,7 @@ fn batch(modules: &[&str]) -> BatchFile {
             .collect(),
         needs: vec![],
         after: vec![0, 1],
+        jobs_halved: 0,
     }
 }
 
@@ -73,6 +74,7 @@ fn the_manifest_says_what_each_module_came_to_and_validates() {
         header: header(Step::Build),
         finished: Some(1_200),
         eb_version: "5.4.1".into(),
+        jobs_halved: 0,
         modules: vec![
             ModuleBuild {
                 module: m("hello/1.0"),

@@ -100,6 +100,7 @@ fn batch(needs: &[&str]) -> BatchFile {
             })
             .collect(),
         after: vec![0, 1, 2],
+        jobs_halved: 0,
     }
 }
 

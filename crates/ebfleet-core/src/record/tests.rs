@@ -535,3 +535,27 @@ fn a_blocked_module_is_planned_with_the_reason_and_no_attempt() {
         None
     );
 }
+
+#[test]
+fn a_retry_in_the_same_execution_that_builds_is_recorded_built() {
+    let failed = apply(None, &manifest("run-1", 4, failed_outcome(), 'e'), 1_100).unwrap();
+    // The scheduler tried the unit again (same execution and batch): built.
+    let built = apply(
+        Some(&failed),
+        &manifest("run-1", 4, built_outcome('b'), 'e'),
+        1_200,
+    )
+    .unwrap();
+    assert_eq!(
+        (built.status, built.attempts, built.last_error.clone()),
+        (Status::Built, 1, None)
+    );
+    assert!(built.tarball.is_some());
+    // Either manifest applied again changes nothing: a success stays.
+    for again in [built_outcome('b'), failed_outcome()] {
+        assert_eq!(
+            apply(Some(&built), &manifest("run-1", 4, again, 'e'), 1_300),
+            None
+        );
+    }
+}

@@ -74,7 +74,8 @@ fn the_longest_remaining_path_goes_first() {
         [Dispatch {
             unit: 2,
             node: "i-a".into(),
-            attempt: 1
+            attempt: 1,
+            jobs_halved: 0
         }]
     );
     assert_eq!(d.desired, Some(2), "unit 1 still waits for a node");
@@ -194,7 +195,8 @@ fn a_lost_node_is_retired_and_only_its_unit_redone_until_given_up() {
         [Dispatch {
             unit: 2,
             node: "i-c".into(),
-            attempt: 2
+            attempt: 2,
+            jobs_halved: 0
         }]
     );
     let d = s.tick(&dag, &obs(300, vec![(2, lost())], &bc), &settings());
@@ -377,4 +379,90 @@ fn a_held_unit_is_failed_from_the_start_and_what_needs_it_skipped_once() {
     );
     assert!(d.skipped.is_empty(), "the skips were reported already");
     assert!(d.done);
+}
+
+fn failed(class: &str) -> Outcome {
+    Outcome::Failed {
+        class: class.into(),
+        reason: "it broke".into(),
+    }
+}
+
+/// Unit 2 of the diamond dispatched on i-a and ended with `outcome` at 100.
+fn ended(outcome: Outcome) -> (Dag, Schedule, Decisions) {
+    let dag = diamond();
+    let mut s = Schedule::new(&dag);
+    s.tick(&dag, &obs(0, vec![], &[("i-a", true)]), &settings());
+    assert_eq!(running_on(&s, 2), Some("i-a"));
+    let d = s.tick(
+        &dag,
+        &obs(100, vec![(2, outcome)], &[("i-a", true)]),
+        &settings(),
+    );
+    (dag, s, d)
+}
+
+#[test]
+fn out_of_memory_is_tried_again_with_half_the_jobs_then_given_up() {
+    let (dag, mut s, d) = ended(failed("out_of_memory"));
+    let again = d
+        .dispatch
+        .iter()
+        .find(|x| x.unit == 2)
+        .expect("tried again at once");
+    assert_eq!((again.attempt, again.jobs_halved), (2, 1));
+    let d = s.tick(
+        &dag,
+        &obs(200, vec![(2, failed("out_of_memory"))], &[("i-a", true)]),
+        &settings(),
+    );
+    assert_eq!(
+        d.dispatch.iter().find(|x| x.unit == 2).unwrap().jobs_halved,
+        2
+    );
+    let d = s.tick(
+        &dag,
+        &obs(300, vec![(2, failed("out_of_memory"))], &[("i-a", true)]),
+        &settings(),
+    );
+    assert!(d.dispatch.iter().all(|x| x.unit != 2));
+    assert!(
+        matches!(&s.units[2], UnitState::Failed { class, reason } if class == "out_of_memory" && reason.contains("halved"))
+    );
+    assert_eq!(
+        d.skipped,
+        [(3, 2)],
+        "what needs it is skipped once it is given up"
+    );
+}
+
+#[test]
+fn a_failed_download_waits_longer_each_time() {
+    let (dag, mut s, _) = ended(failed("download_failed"));
+    assert_eq!(s.units[2], UnitState::Deferred { until: 400 });
+    // Back at 400 (unit 1 took the node meanwhile and is done), dispatched,
+    // fails again: twice the wait.
+    let d = s.tick(
+        &dag,
+        &obs(400, vec![(1, Outcome::Built)], &[("i-a", true)]),
+        &settings(),
+    );
+    assert!(d.dispatch.iter().any(|x| x.unit == 2 && x.jobs_halved == 0));
+    s.tick(
+        &dag,
+        &obs(500, vec![(2, failed("download_failed"))], &[("i-a", true)]),
+        &settings(),
+    );
+    assert_eq!(s.units[2], UnitState::Deferred { until: 1_100 });
+}
+
+#[test]
+fn compile_errors_and_missing_sources_are_not_tried_again() {
+    let (_, s, d) = ended(failed("compile_error"));
+    assert!(matches!(&s.units[2], UnitState::Failed { reason, .. } if reason == "it broke"));
+    assert_eq!(d.skipped, [(3, 2)]);
+    let (_, s, _) = ended(failed("missing_source"));
+    assert!(
+        matches!(&s.units[2], UnitState::Failed { reason, .. } if reason.starts_with("needs an operator"))
+    );
 }

@@ -83,6 +83,7 @@ fn batch_file(modules: &[&str]) -> BatchFile {
             .collect(),
         needs: vec![],
         after: vec![0],
+        jobs_halved: 0,
     }
 }
 
