@@ -268,6 +268,19 @@ pub struct PlanArgs {
     /// Write the build graph of each platform as Graphviz.
     #[arg(long, value_name = "FILE")]
     pub dot: Option<PathBuf>,
+    /// Estimate each platform's run: node-hours, makespan and dollars, by
+    /// simulating the pipeline's scheduler (the `platforms[].estimate` of --json).
+    #[arg(long)]
+    pub estimate: bool,
+    /// Build times for --estimate: `{"default_s", "by_name", "by_module"}` [default: the shipped model].
+    #[arg(long, value_name = "FILE", requires = "estimate")]
+    pub durations: Option<PathBuf>,
+    /// Nodes per platform for --estimate (the stack's NodesPerPlatform).
+    #[arg(long, default_value_t = 32, requires = "estimate")]
+    pub nodes: u32,
+    /// USD per node-hour for --estimate: `{"<platform>" or "<cpu>": price}`.
+    #[arg(long, value_name = "FILE", requires = "estimate")]
+    pub prices: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -7,14 +7,20 @@ use crate::args::{
 use crate::progress::Bar;
 use anyhow::{bail, Context, Result};
 use ebfleet_core::built::parse_built;
-use ebfleet_core::platform::Platforms;
+use ebfleet_core::estimate::{price_of, Estimate, Prices};
+use ebfleet_core::names::ExecutionName;
+use ebfleet_core::platform::{Platform, Platforms};
 use ebfleet_core::Arch;
 use ebfleet_planner::parse_cache::ParseCache;
+use ebfleet_planner::planner::Plan;
 use ebfleet_planner::planner::{self, PlanRequest, Targets};
 use ebfleet_planner::policy::{self, Policy};
 use ebfleet_planner::report::{self, ParsedReport, TargetReport};
 use ebfleet_planner::robot::{Robot, RobotOptions};
 use ebfleet_planner::tree::{EasyconfigFiles, EasyconfigTree, Problem};
+use ebfleet_planner::wire::build_graph;
+use ebfleet_scheduler::sim::{simulate, SimConfig};
+use ebfleet_scheduler::{Dag, DurationModel};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -168,15 +174,20 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
         robot: robot_options(a.tree.minimal_toolchains),
         options: ebfleet_planner::plan::PlanOptions {
             max_batch_modules: a.max_batch,
-            graph: false,
+            // The pipeline's shape (a unit per module) is what --estimate
+            // simulates.
+            graph: a.estimate,
         },
         dot: a.dot.is_some(),
     };
     let files = open_files(&a.tree)?;
     let bar = Bar::new();
-    let plan = planner::plan(&files, &req, &bar)?;
+    let mut plan = planner::plan(&files, &req, &bar)?;
     bar.finish();
     save_cache(&a.tree, &files);
+    if a.estimate {
+        estimate(&mut plan, &req.platforms, &a)?;
+    }
     for (arch, problems) in &plan.problems {
         report_problems(problems, *arch);
     }
@@ -185,26 +196,43 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
     }
     let mut out = std::io::stdout().lock();
     if a.json {
+        // The graphs were the estimate's input, not the plan's output.
+        for p in &mut plan.platforms {
+            p.graph.clear();
+        }
         serde_json::to_writer(&mut out, &plan)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let last = if a.estimate {
+        format!("{:>8} {:>9} {:>9}", "NODE-H", "MAKESPAN", "USD")
+    } else {
+        format!("{:>7}", "BATCHES")
+    };
     writeln!(
         out,
-        "{:<34} {:<8} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6}",
-        "PLATFORM", "ARCH", "TARGETS", "CLOSURE", "BUILT", "TO BUILD", "BATCHES", "UNRES."
+        "{:<34} {:<8} {:>7} {:>7} {:>7} {:>8} {:>6} {last}",
+        "PLATFORM", "ARCH", "TARGETS", "CLOSURE", "BUILT", "TO BUILD", "UNRES."
     )?;
     for p in &plan.platforms {
+        let last = match &p.estimate {
+            Some(e) => format!(
+                "{:>8.1} {:>8.1}h {:>9}",
+                e.node_hours,
+                e.makespan_hours,
+                e.usd.map_or_else(|| "-".to_string(), |u| format!("{u:.0}"))
+            ),
+            None => format!("{:>7}", p.batches.len()),
+        };
         writeln!(
             out,
-            "{:<34} {:<8} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6}",
+            "{:<34} {:<8} {:>7} {:>7} {:>7} {:>8} {:>6} {last}",
             p.platform,
             p.arch.as_str(),
             p.targets.len(),
             p.closure,
             p.already_built,
             p.to_build(),
-            p.batches.len(),
             p.unresolvable.len()
         )?;
     }
@@ -234,6 +262,40 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
         plan.easyconfigs, skipped
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each platform's estimate: its graph (with `--durations`' build times)
+/// run through the pipeline's scheduler on simulated nodes, as the fast
+/// mode of `scripts/bench-scale.sh` does.
+fn estimate(plan: &mut Plan, platforms: &[&Platform], a: &PlanArgs) -> Result<()> {
+    let read = |f: &std::path::Path| {
+        std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))
+    };
+    let model = match &a.durations {
+        Some(f) => DurationModel::from_json(&read(f)?).with_context(|| f.display().to_string())?,
+        None => DurationModel::shipped(),
+    };
+    let prices: Prices = match &a.prices {
+        Some(f) => serde_json::from_str(&read(f)?).with_context(|| f.display().to_string())?,
+        None => Prices::new(),
+    };
+    let cfg = SimConfig {
+        settings: ebfleet_scheduler::Settings {
+            max_nodes: a.nodes.max(1),
+            max_instances: a.nodes.max(1) * 4,
+            ..Default::default()
+        },
+        ..SimConfig::default()
+    };
+    let execution: ExecutionName = "estimate".parse()?;
+    for (pp, platform) in plan.platforms.iter_mut().zip(platforms) {
+        let graph = build_graph(pp, platform, &execution, |m| model.estimate(m))?;
+        let dag = Dag::from_graph(&graph);
+        let r = simulate(&dag, &dag.estimate_s, &cfg);
+        let price = price_of(&prices, &platform.name, &platform.cpu_name);
+        pp.estimate = Some(Estimate::new(r.node_seconds, r.makespan_s, price));
+    }
+    Ok(())
 }
 
 fn read_targets(a: &ResolveArgs) -> Result<Vec<String>> {

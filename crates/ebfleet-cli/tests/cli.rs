@@ -550,3 +550,62 @@ fn a_bad_run_is_refused_before_any_aws_call() {
         assert!(script.contains(word), "{word} not in the bash completions");
     }
 }
+
+#[test]
+fn an_estimate_simulates_each_platforms_run() {
+    let d = fixture();
+    let dir = d.path().to_str().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = d.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    // Every module an hour: the closure takes at least its depth in hours,
+    // and one node builds it all in its size in hours.
+    let durations = write("durations.json", r#"{"default_s": 3600}"#);
+    let prices = write("prices.json", r#"{"graviton-3": 2.0}"#);
+    let plan = |nodes: &str| {
+        let o = ebfleet(&[
+            "plan",
+            "--json",
+            "--easyconfigs",
+            dir,
+            "--platform",
+            "graviton-3",
+            "--platform",
+            "epyc-gen-3",
+            "--estimate",
+            "--durations",
+            &durations,
+            "--prices",
+            &prices,
+            "--nodes",
+            nodes,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()
+    };
+    let one = plan("1");
+    let many = plan("8");
+    let est = |v: &serde_json::Value, p: usize| v["platforms"][p]["estimate"].clone();
+    let modules = one["platforms"][0]["closure"].as_u64().unwrap() as f64;
+    assert!(modules > 1.0);
+    let (n1, m1) = (
+        est(&one, 0)["node_hours"].as_f64().unwrap(),
+        est(&one, 0)["makespan_hours"].as_f64().unwrap(),
+    );
+    assert!(
+        n1 >= modules && m1 >= modules,
+        "one node builds {modules} modules of an hour each: {n1} h, {m1} h"
+    );
+    let m8 = est(&many, 0)["makespan_hours"].as_f64().unwrap();
+    assert!(m8 < m1, "more nodes, shorter: {m8} h against {m1} h");
+    assert_eq!(est(&one, 0)["usd"].as_f64(), Some(n1 * 2.0));
+    assert!(est(&one, 1)["usd"].is_null(), "no price for epyc-gen-3");
+    assert!(
+        one["platforms"][0].get("graph").is_none(),
+        "the graph stays out of the plan"
+    );
+    let o = ebfleet(&["plan", "--easyconfigs", dir, "--nodes", "4"]);
+    assert_eq!(o.status.code(), Some(2), "--nodes without --estimate");
+}

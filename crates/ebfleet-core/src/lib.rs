@@ -26,6 +26,7 @@ pub mod built;
 pub mod capacity;
 pub mod checksum;
 pub mod clock;
+pub mod estimate;
 pub mod failure_memory;
 pub mod layout;
 pub mod lease;

@@ -141,6 +141,9 @@ pub struct PlatformPlan {
     /// The closure, dependencies first, when [`PlanOptions::graph`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub graph: Vec<GraphEntry>,
+    /// What building it is expected to take (`ebfleet plan --estimate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<ebfleet_core::estimate::Estimate>,
 }
 
 impl PlatformPlan {
@@ -201,6 +204,7 @@ pub fn plan_platform(
         unresolvable,
         batches,
         graph: closure_graph,
+        estimate: None,
     };
     (plan, order)
 }

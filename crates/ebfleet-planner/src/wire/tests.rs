@@ -66,6 +66,7 @@ fn two_batch_plan(platform: &Platform) -> (PlatformPlan, ModuleTable) {
         already_built: 1,
         unresolvable: vec![],
         graph: vec![],
+        estimate: None,
         batches: vec![
             Batch {
                 index: 0,
@@ -306,6 +307,7 @@ fn synthetic_plan(platforms: &[&Platform], batches: usize, per_batch: usize) -> 
                 closure: batches * per_batch + 10,
                 batches: list,
                 graph: vec![],
+                estimate: None,
                 already_built: 10,
                 unresolvable: vec![Unresolvable {
                     easyconfig: "x/X/X-1.eb".into(),
