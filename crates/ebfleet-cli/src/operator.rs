@@ -27,7 +27,7 @@ use ebfleet_core::trigger::{execution_name, ExecutionInput, RunOptions};
 use ebfleet_node::transfer::{download, Verify};
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Exit code: a module failed or was skipped.
@@ -595,37 +595,29 @@ async fn install(
 
 fn print_pulled(records: &[ModuleRecord], prefix: &Path, output: Output) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    let rows: Vec<Vec<String>> = records
-        .iter()
-        .map(|r| {
-            let t = r.tarball.as_ref().expect("installed modules have tarballs");
-            vec![r.module.clone(), t.size.to_string(), t.sha256.clone()]
-        })
-        .collect();
+    let tarballs = records.iter().map(|r| {
+        let t = r.tarball.as_ref().expect("installed modules have tarballs");
+        (r.module.as_str(), t)
+    });
     match output {
         Output::Json => {
-            let v: Vec<_> = rows
-                .iter()
-                .map(|r| serde_json::json!({"module": r[0], "bytes": r[1].parse::<u64>().unwrap_or(0), "sha256": r[2]}))
+            let modules: Vec<_> = tarballs
+                .map(|(m, t)| serde_json::json!({"module": m, "bytes": t.size, "sha256": t.sha256}))
                 .collect();
-            writeln!(
-                out,
-                "{}",
-                serde_json::json!({"prefix": prefix, "modules": v})
-            )?;
+            let v = serde_json::json!({"prefix": prefix, "modules": modules});
+            writeln!(out, "{v}")?;
         }
         Output::Text => {
-            for r in rows {
-                writeln!(out, "{}", r.join("\t"))?;
+            for (m, t) in tarballs {
+                writeln!(out, "{m}\t{}\t{}", t.size, t.sha256)?;
             }
         }
         Output::Table => {
+            let rows: Vec<Vec<String>> = tarballs
+                .map(|(m, t)| vec![m.to_string(), t.size.to_string(), t.sha256.clone()])
+                .collect();
             write!(out, "{}", table(&["MODULE", "BYTES", "SHA256"], &rows))?;
-            writeln!(
-                out,
-                "\nmodule use {}",
-                PathBuf::from(prefix).join("modules/all").display()
-            )?;
+            writeln!(out, "\nmodule use {}", prefix.join("modules/all").display())?;
         }
     }
     Ok(())

@@ -42,10 +42,8 @@ fn held_reason(
     let unchanged = graph.build_environment(u).into_iter().all(|d| {
         let dep = &graph.modules[d as usize];
         dep.built
-            && recorded
-                .built_at
-                .get(dep.module.as_str())
-                .map_or(true, |&at| at <= f.at)
+            // Unknown (never recorded): unchanged.
+            && recorded.built_at.get(dep.module.as_str()).copied().unwrap_or(0) <= f.at
     });
     unchanged.then(|| {
         format!(

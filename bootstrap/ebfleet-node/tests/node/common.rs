@@ -190,6 +190,7 @@ pub fn batch_file(
             })
             .collect(),
         after: (0..batch).collect(),
+        jobs_halved: 0,
     };
     f.validate().unwrap();
     f
