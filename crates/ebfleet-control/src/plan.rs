@@ -533,15 +533,19 @@ mod tests {
         );
     }
 
+    /// A run of the fixtures' changed OpenMPI on `platform` only.
+    fn openmpi_on(platform: &str) -> Input {
+        input(&format!(
+            r#"{{"execution":"e1","mode":"changed","platforms":["{platform}"],
+                "changed_keys":["easyconfigs/o/OpenMPI/OpenMPI-1.0-GCC-1.0.eb"]}}"#
+        ))
+    }
+
     #[test]
     fn a_failure_from_the_same_inputs_is_held_and_counted_out() {
         let all = Platforms::default_set().unwrap();
         let first = &all.platforms[0];
-        let i = input(&format!(
-            r#"{{"execution":"e1","mode":"changed","platforms":["{}"],
-                "changed_keys":["easyconfigs/o/OpenMPI/OpenMPI-1.0-GCC-1.0.eb"]}}"#,
-            first.name
-        ));
+        let i = openmpi_on(&first.name);
         let selected = select_platforms(&all, &i).unwrap();
         let mut plan = plan_input(&fixtures(), &selected, &i, &settings(), HashMap::new()).unwrap();
         let mut out = plan_output(&plan, &selected, i.execution()).unwrap();
@@ -587,11 +591,7 @@ mod tests {
     fn everything_built_is_nothing_to_do() {
         let all = Platforms::default_set().unwrap();
         let first = &all.platforms[0];
-        let i = input(&format!(
-            r#"{{"execution":"e1","mode":"changed","platforms":["{}"],
-                "changed_keys":["easyconfigs/o/OpenMPI/OpenMPI-1.0-GCC-1.0.eb"]}}"#,
-            first.name
-        ));
+        let i = openmpi_on(&first.name);
         let selected = select_platforms(&all, &i).unwrap();
         assert_eq!(selected.len(), 1);
         let sources = fixtures();

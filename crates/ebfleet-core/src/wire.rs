@@ -139,6 +139,10 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+fn is_none_held(n: &usize) -> bool {
+    *n == 0
+}
+
 impl BatchFile {
     /// Read a batch (or unit) file and [`validate`](Self::validate) it, as
     /// the node does before running anything.
@@ -237,7 +241,7 @@ pub struct PlatformOutput {
     pub already_built: usize,
     /// Units not built because they, or what they need, failed before
     /// from the same inputs ([`crate::failure_memory`]).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_none_held")]
     pub held: usize,
     /// Targets that cannot be built.
     pub unresolvable: usize,
