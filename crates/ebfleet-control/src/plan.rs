@@ -20,7 +20,7 @@ use ebfleet_planner::plan::PlanOptions;
 use ebfleet_planner::planner::{self, Plan, PlanError, PlanRequest, Targets};
 use ebfleet_planner::policy::Policy;
 use ebfleet_planner::robot::RobotOptions;
-use ebfleet_planner::tree::EasyconfigFiles;
+use ebfleet_planner::tree::{EasyconfigFiles, MAX_EASYCONFIG_BYTES};
 use ebfleet_planner::wire::{build_graph, plan_output};
 use ebfleet_scheduler::DurationModel;
 use std::collections::HashMap;
@@ -336,9 +336,25 @@ pub async fn load_easyconfigs(store: &Store) -> Result<IndexedTree, Error> {
         .list_easyconfigs(EASYCONFIGS_PREFIX)
         .await
         .map_err(Error::List)?;
-    let listed: Vec<(String, String)> = objects
+    // An object bigger than any easyconfig is not downloaded: it is
+    // reported with its size and skipped (a hostile upload costs nothing).
+    let (fit, too_big): (Vec<_>, Vec<_>) = objects
         .iter()
-        .filter_map(|o| Some((relative_path(&o.key)?.to_string(), o.etag.clone())))
+        .filter_map(|o| Some((relative_path(&o.key)?.to_string(), o)))
+        .partition(|(_, o)| o.size <= MAX_EASYCONFIG_BYTES);
+    let listed: Vec<(String, String)> = fit
+        .into_iter()
+        .map(|(rel, o)| (rel, o.etag.clone()))
+        .collect();
+    let refused: Vec<(String, String)> = too_big
+        .into_iter()
+        .map(|(rel, o)| {
+            let why = format!(
+                "refused: {} bytes, over the {MAX_EASYCONFIG_BYTES} an easyconfig may have (not downloaded)",
+                o.size
+            );
+            (rel, why)
+        })
         .collect();
     let index = match store.get_bytes(EASYCONFIG_INDEX_KEY).await {
         Ok(bytes) => EasyconfigIndex::from_bytes(&bytes).unwrap_or_else(|e| {
@@ -377,7 +393,7 @@ pub async fn load_easyconfigs(store: &Store) -> Result<IndexedTree, Error> {
         "read easyconfigs"
     );
     let root = PathBuf::from(EASYCONFIGS_PREFIX.trim_end_matches('/'));
-    Ok(index.files(root, &listed, downloaded)?)
+    Ok(index.files(root, &listed, downloaded, refused)?)
 }
 
 /// Write the index of `tree` when it differs from the one read. A failure

@@ -77,14 +77,19 @@ impl EasyconfigIndex {
     }
 
     /// The tree of `listed`: each file from the index, or from
-    /// `downloaded` (path → bytes) when [`Self::stale`].
+    /// `downloaded` (path → bytes) when [`Self::stale`]; and the files
+    /// `refused` (path, why), reported as problems and never indexed.
     pub fn files(
         self,
         root: PathBuf,
         listed: &[(String, String)],
         mut downloaded: HashMap<String, Vec<u8>>,
+        refused: Vec<(String, String)>,
     ) -> Result<IndexedTree, MissingDownload> {
-        let mut sources = Vec::with_capacity(listed.len());
+        let mut sources: Vec<(String, Source)> = refused
+            .into_iter()
+            .map(|(path, why)| (path, Source::Refused(why)))
+            .collect();
         for (path, tag) in listed {
             let source = match downloaded.remove(path) {
                 Some(bytes) => Source::Bytes(bytes),
@@ -185,8 +190,18 @@ mod tests {
                 zlib.clone().into_bytes(),
             ),
         ]);
-        let tree = none.files("ec".into(), &first, got).unwrap();
+        // A file too big to download is a problem of the tree, not indexed.
+        let refused = vec![("b/Big/Big-1.eb".to_string(), "refused: too big".to_string())];
+        let tree = none.files("ec".into(), &first, got, refused).unwrap();
         assert!(!tree.index_is_current());
+        let view = crate::tree::EasyconfigTree::new(tree.files.clone(), Arch::X86_64);
+        view.load_all(&());
+        let problems = view.problems();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            (problems[0].path.as_str(), problems[0].reason.as_str()),
+            ("b/Big/Big-1.eb", "refused: too big")
+        );
         let bytes = tree.to_index_bytes();
 
         // Second run: zlib changed (new tag), a file was added, GCC as before.
@@ -200,7 +215,9 @@ mod tests {
         assert_eq!(index.len(), 2);
         assert_eq!(index.stale(&second), ["x/X/X-1.eb", "z/zlib/zlib-1.3.1.eb"]);
         // Not downloading a stale file is an error, not an old parse.
-        assert!(index.files("ec".into(), &second, HashMap::new()).is_err());
+        assert!(index
+            .files("ec".into(), &second, HashMap::new(), Vec::new())
+            .is_err());
         let index = EasyconfigIndex::from_bytes(&bytes).unwrap();
         let got = HashMap::from([
             (
@@ -209,7 +226,7 @@ mod tests {
             ),
             ("z/zlib/zlib-1.3.1.eb".to_string(), newer.into_bytes()),
         ]);
-        let tree = index.files("ec".into(), &second, got).unwrap();
+        let tree = index.files("ec".into(), &second, got, Vec::new()).unwrap();
         for arch in [Arch::X86_64, Arch::Aarch64] {
             let t = EasyconfigTree::new(tree.files.clone(), arch);
             let z = t.find("zlib", "1.3.1").unwrap();
@@ -228,7 +245,9 @@ mod tests {
         let index = EasyconfigIndex::from_bytes(&bytes).unwrap();
         assert!(index.stale(&second).is_empty());
         assert_eq!(index.cache.len(), 6, "3 files × 2 architectures");
-        let tree = index.files("ec".into(), &second, HashMap::new()).unwrap();
+        let tree = index
+            .files("ec".into(), &second, HashMap::new(), Vec::new())
+            .unwrap();
         let t = EasyconfigTree::new(tree.files.clone(), Arch::Aarch64);
         t.load_all(&());
         assert!(t.problems().is_empty());
@@ -237,7 +256,9 @@ mod tests {
         // A file removed: the index is rewritten without it.
         let index = EasyconfigIndex::from_bytes(&bytes).unwrap();
         let fewer = listed(&[("g/GCC/GCC-13.2.0.eb", "g1")]);
-        let tree = index.files("ec".into(), &fewer, HashMap::new()).unwrap();
+        let tree = index
+            .files("ec".into(), &fewer, HashMap::new(), Vec::new())
+            .unwrap();
         assert!(!tree.index_is_current());
         let index = EasyconfigIndex::from_bytes(&tree.to_index_bytes()).unwrap();
         assert_eq!((index.len(), index.cache.len()), (1, 2));

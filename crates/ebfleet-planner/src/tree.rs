@@ -74,7 +74,14 @@ pub enum Source {
     Bytes(Vec<u8>),
     /// Only their sha256: the file's parses are in the cache (a packed index).
     Digest(String),
+    /// Not read, and why (e.g. too big to download): reported, skipped.
+    Refused(String),
 }
+
+/// The most bytes an easyconfig may have: EasyBuild 5.4.1's largest is
+/// ~200 KB (an R bundle's list of packages); a bigger file is refused
+/// before it is read.
+pub const MAX_EASYCONFIG_BYTES: u64 = 1024 * 1024;
 
 /// A file's bytes, once read.
 enum Content {
@@ -135,6 +142,7 @@ impl EasyconfigFiles {
                         bytes,
                     },
                     Source::Digest(sha256) => Content::Digest(sha256),
+                    Source::Refused(reason) => Content::Unreadable(reason),
                 }),
             })
             .collect();
@@ -191,12 +199,12 @@ impl EasyconfigFiles {
     fn content(&self, id: EcId) -> &Content {
         let f = &self.files[id];
         f.content
-            .get_or_init(|| match std::fs::read(self.root.join(&f.path)) {
+            .get_or_init(|| match read_bounded(&self.root.join(&f.path)) {
                 Ok(bytes) => Content::Read {
                     sha256: sha256_hex(&bytes),
                     bytes,
                 },
-                Err(e) => Content::Unreadable(format!("cannot read: {e}")),
+                Err(reason) => Content::Unreadable(reason),
             })
     }
 
@@ -425,6 +433,32 @@ impl EasyconfigTree {
     }
 }
 
+/// A regular file's bytes, at most [`MAX_EASYCONFIG_BYTES`]: a symlink (it
+/// could point anywhere), a pipe or a device (reading could block or never
+/// end) or a bigger file is refused with the reason.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err("refused: not a regular file (a symlink, pipe or device)".into());
+    }
+    let too_big = |n: u64| {
+        format!("refused: {n} bytes, over the {MAX_EASYCONFIG_BYTES} an easyconfig may have")
+    };
+    if meta.len() > MAX_EASYCONFIG_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_EASYCONFIG_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    // It grew between the look and the read.
+    if bytes.len() as u64 > MAX_EASYCONFIG_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
 fn collect_eb_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), TreeError> {
     let rd = std::fs::read_dir(dir).map_err(|source| TreeError::Io {
         path: dir.to_path_buf(),
@@ -565,6 +599,50 @@ pub(crate) mod tests {
         arm.load_all(&());
         assert_eq!(arm.problems().len(), 1);
         assert_eq!(files.digests().unwrap().len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn symlinks_pipes_and_oversized_files_are_refused_and_the_rest_planned() {
+        let dir = std::env::temp_dir().join(format!("ebfleet-hostile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let at = |rel: &str| {
+            let p = dir.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            p
+        };
+        std::fs::write(at("z/zlib/zlib-1.3.1.eb"), ec("zlib", "1.3.1", None, "")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", at("p/passwd/passwd-1.eb")).unwrap();
+        let fifo = at("f/Fifo/Fifo-1.eb");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let big = std::fs::File::create(at("b/Big/Big-1.eb")).unwrap();
+        big.set_len(MAX_EASYCONFIG_BYTES + 1).unwrap();
+        let files = EasyconfigFiles::scan(&dir, Default::default()).unwrap();
+        let tree = EasyconfigTree::new(files, Arch::X86_64);
+        tree.load_all(&());
+        assert_eq!(
+            tree.easyconfig(tree.find("zlib", "1.3.1").unwrap())
+                .unwrap()
+                .name,
+            "zlib"
+        );
+        let mut problems: Vec<(String, String)> = tree
+            .problems()
+            .into_iter()
+            .map(|p| (p.path.clone(), p.reason.clone()))
+            .collect();
+        problems.sort();
+        let reasons: Vec<&str> = problems.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(reasons[0].contains("over the 1048576"), "{reasons:?}");
+        assert!(
+            reasons[1].contains("not a regular file") && reasons[2].contains("not a regular file"),
+            "{reasons:?}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
