@@ -6,7 +6,7 @@
 
 use crate::build::{BuildOutcome, BuildResult};
 use crate::pack::{PackOutcome, TarResult};
-use ebfleet_core::layout::{log_prefix, module_file_key, tarball_key};
+use ebfleet_core::layout::{module_file_key, run_log_prefix, tarball_key};
 use ebfleet_core::manifest::{BatchManifest, ManifestEntry, Outcome, MANIFEST_FORMAT};
 use ebfleet_core::names::ModuleName;
 use ebfleet_core::record::{ErrorClass, Tarball};
@@ -24,9 +24,8 @@ pub struct NodeFacts {
 /// `<platform>/logs/<Name>/<version>/<execution>/<file>`.
 pub fn log_key(batch: &BatchFile, m: &ModuleName, file: &str) -> String {
     format!(
-        "{}{}/{file}",
-        log_prefix(&batch.platform, m),
-        batch.execution
+        "{}{file}",
+        run_log_prefix(&batch.platform, m, &batch.execution)
     )
 }
 

@@ -200,6 +200,29 @@ impl Store {
         Ok(objects)
     }
 
+    /// The "directories" right under `prefix` (keys up to the next `/`),
+    /// all pages: one listing however many objects each holds.
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, S3Error> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut dirs = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
+            dirs.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_string)),
+            );
+        }
+        Ok(dirs)
+    }
+
     /// The easyconfigs (`*.eb`) under `prefix`, usually
     /// [`ebfleet_core::layout::EASYCONFIGS_PREFIX`]; patches and other files
     /// beside them are left out. Keys are not validated here: the planner

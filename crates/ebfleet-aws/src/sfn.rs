@@ -173,8 +173,6 @@ pub struct ExecutionInfo {
     pub error: Option<String>,
     pub cause: Option<String>,
     pub name: String,
-    /// The input JSON it was started with.
-    pub input: Option<String>,
     /// Unix seconds.
     pub started: u64,
     pub stopped: Option<u64>,
@@ -185,7 +183,6 @@ pub struct ExecutionInfo {
 pub struct ExecutionSummary {
     pub arn: String,
     pub name: String,
-    pub status: String,
     /// Unix seconds.
     pub started: u64,
 }
@@ -292,7 +289,6 @@ impl StepFunctions {
             out.extend(page.executions().iter().map(|e| ExecutionSummary {
                 arn: e.execution_arn().to_string(),
                 name: e.name().to_string(),
-                status: e.status().as_str().to_string(),
                 started: e.start_date().secs().max(0) as u64,
             }));
         }
@@ -316,7 +312,6 @@ impl StepFunctions {
             error: out.error().map(str::to_string),
             cause: out.cause().map(|c| cut(c, 1000).to_string()),
             name: out.name().unwrap_or_default().to_string(),
-            input: out.input().map(str::to_string),
             started: out.start_date().secs().max(0) as u64,
             stopped: out.stop_date().map(|d| d.secs().max(0) as u64),
         })

@@ -14,12 +14,14 @@ use crate::progress::Bar;
 use crate::report::hms;
 use anyhow::{bail, Context, Result};
 use ebfleet_aws::dynamodb::Records;
-use ebfleet_aws::s3::Store;
+use ebfleet_aws::s3::{S3Error, Store};
 use ebfleet_aws::sfn::StepFunctions;
 use ebfleet_aws::stack::Deployed;
 use ebfleet_aws::ConfigOverrides;
+use ebfleet_core::build_graph::graph_key;
 use ebfleet_core::build_graph::BuildGraph;
-use ebfleet_core::layout::{log_prefix, GRAPH_FILE};
+use ebfleet_core::clock::unix_now;
+use ebfleet_core::layout::{log_prefix, plans_prefix, run_log_prefix};
 use ebfleet_core::names::{ExecutionName, ModuleName, PlatformName};
 use ebfleet_core::record::{ModuleRecord, Status};
 use ebfleet_core::status::{platform_status, ModuleState, RunStatus};
@@ -108,19 +110,25 @@ impl Stack {
         let running = info.is_running();
         let node_seconds =
             ebfleet_core::status::node_seconds(info.output.as_deref().unwrap_or_default());
-        let plans = format!("plans/{execution}/");
+        // One listing of the run's platform directories, not of their
+        // thousands of unit files.
+        let plans = plans_prefix(&execution);
         let mut platforms = Vec::new();
-        for o in self.store.list(&plans).await? {
-            let Some(p) = o.key[plans.len()..].strip_suffix(&format!("/{GRAPH_FILE}")) else {
-                continue;
-            };
+        for dir in self.store.list_dirs(&plans).await? {
+            let p = dir[plans.len()..].trim_end_matches('/');
             if !only.is_empty() && !only.iter().any(|q| q == p) {
                 continue;
             }
             let platform: PlatformName = p.parse()?;
-            let text = String::from_utf8(self.store.get_bytes(&o.key).await?)
-                .with_context(|| format!("{} is not UTF-8", o.key))?;
-            let graph = BuildGraph::from_json(&text).with_context(|| o.key.clone())?;
+            let key = graph_key(&execution, &platform);
+            let bytes = match self.store.get_bytes(&key).await {
+                Ok(b) => b,
+                // Planned nothing there (yet).
+                Err(S3Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let text = String::from_utf8(bytes).with_context(|| format!("{key} is not UTF-8"))?;
+            let graph = BuildGraph::from_json(&text).with_context(|| key.clone())?;
             let records = self.records.modules(&platform).await?;
             let mut status =
                 platform_status(&graph, &records, execution.as_str(), info.started, running);
@@ -170,17 +178,10 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     if let Some(f) = &a.select.easystack {
         options.easystack = crate::commands::read_easystack(f)?;
     }
-    let platforms = a
-        .platform
-        .iter()
-        .map(|p| {
-            p.parse::<PlatformName>()
-                .with_context(|| format!("--platform {p:?}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let platforms: Vec<PlatformName> = parse_each(&a.platform, "--platform")?;
     let name: ExecutionName = match &a.name {
         Some(n) => n.parse().with_context(|| format!("--name {n:?}"))?,
-        None => execution_name(&"run".parse()?, now(), &[]),
+        None => execution_name(&"run".parse()?, unix_now(), &[]),
     };
     let input = ExecutionInput::full(name.clone())
         .with_platforms(platforms)
@@ -207,12 +208,6 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         print_status(&status, a.aws.output)?;
         Ok(exit_code(&status))
     })
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn print_started(name: &ExecutionName, arn: &str, output: Output) -> Result<()> {
@@ -306,7 +301,7 @@ fn print_status(s: &RunStatus, output: Output) -> Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    let took = hms(s.stopped.unwrap_or_else(now).saturating_sub(s.started));
+    let took = hms(s.stopped.unwrap_or_else(unix_now).saturating_sub(s.started));
     let rows: Vec<Vec<String>> = s
         .platforms
         .iter()
@@ -442,7 +437,7 @@ pub fn logs(a: LogsArgs) -> Result<ExitCode> {
                 e.parse()?
             }
         };
-        let prefix = format!("{}{execution}/", log_prefix(&platform, &module));
+        let prefix = run_log_prefix(&platform, &module, &execution);
         let objects = stack.store.list(&prefix).await?;
         if objects.is_empty() {
             bail!(
@@ -464,10 +459,7 @@ pub fn logs(a: LogsArgs) -> Result<ExitCode> {
             match &a.out {
                 Some(dir) => {
                     let path = dir.join(&rel);
-                    if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                    std::fs::write(&path, &bytes).with_context(|| path.display().to_string())?;
+                    write_file(&path, &bytes)?;
                     writeln!(out, "{}", path.display())?;
                 }
                 None => {
@@ -489,14 +481,7 @@ const INSTALLPATH_METADATA: &str = ebfleet_node::sync::INSTALLPATH_METADATA;
 
 pub fn pull(a: PullArgs) -> Result<ExitCode> {
     let platform: PlatformName = a.platform.parse().context("--platform")?;
-    let wanted = a
-        .modules
-        .iter()
-        .map(|m| {
-            m.parse::<ModuleName>()
-                .with_context(|| format!("module {m:?}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let wanted: Vec<ModuleName> = parse_each(&a.modules, "module")?;
     std::fs::create_dir_all(&a.prefix).with_context(|| a.prefix.display().to_string())?;
     let prefix = a.prefix.canonicalize()?;
     block_on(async move {
@@ -633,23 +618,30 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
         let status = stack.status(&arn, &[]).await?;
         std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
         for p in &status.platforms {
-            for key in p.modules.iter().filter_map(|m| m.log_key.as_deref()) {
-                // Keys come from build nodes: only a platform's own logs,
-                // and only names safe as a path, land beside the page.
-                let own = format!("{}/logs/", p.platform);
-                let safe = key
-                    .starts_with(&own)
-                    .then(|| ebfleet_node::sync::safe_relative(key))
-                    .flatten();
-                let Some(rel) = safe else {
-                    tracing::warn!("not saving log {key:?}: not a log of {}", p.platform);
+            let platform: PlatformName = p.platform.parse()?;
+            for m in &p.modules {
+                let Some(key) = m.log_key.as_deref() else {
                     continue;
                 };
-                let path = a.out.join("logs").join(rel);
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                std::fs::write(&path, stack.store.get_bytes(key).await?)?;
+                // Keys come from build nodes (Record checked them): only
+                // the module's own logs, and only names safe as a path,
+                // land beside the page.
+                let own = m
+                    .module
+                    .parse::<ModuleName>()
+                    .ok()
+                    .map(|module| log_prefix(&platform, &module));
+                let safe = own
+                    .filter(|own| key.starts_with(own.as_str()))
+                    .and_then(|_| ebfleet_node::sync::safe_relative(key));
+                let Some(rel) = safe else {
+                    tracing::warn!("not saving log {key:?}: not a log of {}", m.module);
+                    continue;
+                };
+                write_file(
+                    &a.out.join("logs").join(rel),
+                    &stack.store.get_bytes(key).await?,
+                )?;
             }
         }
         let page = a.out.join("index.html");
@@ -658,6 +650,26 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
         println!("{}", page.display());
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Each of `values` as a `T`; the first that is not, named as `what`.
+fn parse_each<T>(values: &[String], what: &str) -> Result<Vec<T>>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    values
+        .iter()
+        .map(|v| v.parse().with_context(|| format!("{what} {v:?}")))
+        .collect()
+}
+
+/// Write `bytes` to `path`, making its directory.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, bytes).with_context(|| path.display().to_string())
 }
 
 #[cfg(test)]

@@ -103,12 +103,13 @@ impl Settings {
 
 pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Output, Error> {
     let selected = select_platforms(&settings.platforms, &input)?;
+    // What is built goes to the planner; the rest (durations, failures)
+    // to the graphs.
     let mut built = HashMap::new();
-    let mut durations = HashMap::new();
     let mut records = HashMap::new();
     for p in &selected {
         let name = PlatformName::of(p)?;
-        let recorded = env
+        let mut recorded = env
             .records
             .recorded(&name)
             .await
@@ -116,9 +117,7 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Outp
                 platform: p.name.clone(),
                 source: Box::new(source),
             })?;
-        let mut recorded = recorded;
         built.insert(p.name.clone(), std::mem::take(&mut recorded.built));
-        durations.insert(p.name.clone(), std::mem::take(&mut recorded.durations));
         records.insert(p.name.clone(), recorded);
     }
     // The easyconfigs are dropped once planned: the handler's peak memory
@@ -136,7 +135,7 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Outp
         &mut plan,
         &selected,
         execution,
-        &durations,
+        &records,
         &settings.durations,
     )?;
     if !input.retry_failed() {
@@ -164,7 +163,7 @@ pub fn build_graphs(
     plan: &mut Plan,
     platforms: &[&Platform],
     execution: &ExecutionName,
-    recorded: &HashMap<String, HashMap<String, u64>>,
+    records: &HashMap<String, Recorded>,
     model: &DurationModel,
 ) -> Result<Vec<BuildGraph>, Error> {
     plan.platforms
@@ -175,7 +174,7 @@ pub fn build_graphs(
                 .find(|p| p.name == pp.platform)
                 .ok_or_else(|| KeyError::NoPlatform(pp.platform.clone()))?;
             let empty = HashMap::new();
-            let durations = recorded.get(&pp.platform).unwrap_or(&empty);
+            let durations = records.get(&pp.platform).map_or(&empty, |r| &r.durations);
             let mut by_name: HashMap<&str, u64> = HashMap::new();
             for (m, &d) in durations {
                 let name = m.split_once('/').map_or(m.as_str(), |(n, _)| n);
@@ -511,7 +510,10 @@ mod tests {
         // A build of GCC recorded on the first platform estimates it there.
         let recorded = HashMap::from([(
             all.platforms[0].name.clone(),
-            HashMap::from([("GCC/1.0".to_string(), 4242)]),
+            Recorded {
+                durations: HashMap::from([("GCC/1.0".to_string(), 4242)]),
+                ..Recorded::default()
+            },
         )]);
         let graphs = build_graphs(
             &mut plan,

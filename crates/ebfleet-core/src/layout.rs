@@ -67,14 +67,29 @@ pub fn log_prefix(platform: &PlatformName, module: &ModuleName) -> String {
     format!("{platform}/logs/{}/{}/", module.name(), module.version())
 }
 
+/// `<platform>/logs/<Name>/<version>/<execution>/`: a module's logs of
+/// one run.
+pub fn run_log_prefix(
+    platform: &PlatformName,
+    module: &ModuleName,
+    execution: &ExecutionName,
+) -> String {
+    format!("{}{execution}/", log_prefix(platform, module))
+}
+
+/// `plans/<execution>/`: everything an execution planned.
+pub fn plans_prefix(execution: &ExecutionName) -> String {
+    format!("plans/{execution}/")
+}
+
 /// `plans/<execution>/plan.json`: the full plan of an execution.
 pub fn plan_key(execution: &ExecutionName) -> String {
-    format!("plans/{execution}/plan.json")
+    format!("{}plan.json", plans_prefix(execution))
 }
 
 /// `plans/<execution>/<platform>/`: where the batch files of a platform go.
 pub fn batch_prefix(execution: &ExecutionName, platform: &PlatformName) -> String {
-    format!("plans/{execution}/{platform}/")
+    format!("{}{platform}/", plans_prefix(execution))
 }
 
 /// The file name of a platform's build graph under its batch prefix.

@@ -135,12 +135,10 @@ pub struct BatchFile {
     pub jobs_halved: u32,
 }
 
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-fn is_none_held(n: &usize) -> bool {
-    *n == 0
+/// For `skip_serializing_if`: a count that is zero is left out, so
+/// outputs keep their shape until it means something.
+pub fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 impl BatchFile {
@@ -241,7 +239,7 @@ pub struct PlatformOutput {
     pub already_built: usize,
     /// Units not built because they, or what they need, failed before
     /// from the same inputs ([`crate::failure_memory`]).
-    #[serde(default, skip_serializing_if = "is_none_held")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub held: usize,
     /// Targets that cannot be built.
     pub unresolvable: usize,

@@ -128,12 +128,8 @@ pub struct Dispatch {
     pub attempt: u32,
     /// Halve the build's parallel jobs this many times (it ran out of
     /// memory before).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "ebfleet_core::wire::is_zero")]
     pub jobs_halved: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 /// What to do now.

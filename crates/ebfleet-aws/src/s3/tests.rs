@@ -155,6 +155,44 @@ async fn list_keeps_every_object_and_a_failed_page_names_the_prefix() {
 }
 
 #[tokio::test]
+async fn list_dirs_reads_the_common_prefixes_of_every_page() {
+    let page = |dirs: &'static [&'static str], next: Option<&'static str>| {
+        move || {
+            let mut b =
+                ListObjectsV2Output::builder().set_next_continuation_token(next.map(String::from));
+            b = b.is_truncated(next.is_some());
+            for d in dirs {
+                b = b.common_prefixes(
+                    aws_sdk_s3::types::CommonPrefix::builder()
+                        .prefix(*d)
+                        .build(),
+                );
+            }
+            b.build()
+        }
+    };
+    let first = mock!(Client::list_objects_v2)
+        .match_requests(|r| {
+            r.prefix() == Some("plans/run-1/")
+                && r.delimiter() == Some("/")
+                && r.continuation_token().is_none()
+        })
+        .then_output(page(&["plans/run-1/a/"], Some("page-2")));
+    let second = mock!(Client::list_objects_v2)
+        .match_requests(|r| r.delimiter() == Some("/") && r.continuation_token() == Some("page-2"))
+        .then_output(page(&["plans/run-1/b/"], None));
+    let s = store(mock_client!(
+        aws_sdk_s3,
+        RuleMode::Sequential,
+        [&first, &second]
+    ));
+    assert_eq!(
+        s.list_dirs("plans/run-1/").await.unwrap(),
+        ["plans/run-1/a/", "plans/run-1/b/"]
+    );
+}
+
+#[tokio::test]
 async fn get_bytes_reads_the_object() {
     let rule = mock!(Client::get_object)
         .match_requests(|r| r.bucket() == Some(BUCKET) && r.key() == Some("a/b.json"))

@@ -511,3 +511,26 @@ fn task_refs_show_only_the_tail_and_length() {
     );
     assert_eq!(task_ref("x\ny"), "task …x\\ny (3 chars)");
 }
+
+#[tokio::test]
+async fn executions_lists_every_status_newest_first() {
+    let rule = mock!(Client::list_executions)
+        .match_requests(|r| r.state_machine_arn() == Some(SM) && r.status_filter().is_none())
+        .then_output(|| {
+            let mut old = item("run-old");
+            old.start_date = DateTime::from_secs(1_000);
+            ListExecutionsOutput::builder()
+                .executions(old)
+                .executions(item("run-new"))
+                .build()
+                .unwrap()
+        });
+    let s = sfn(mock_client!(aws_sdk_sfn, [&rule]));
+    let all = s.executions(SM).await.unwrap();
+    let names: Vec<&str> = all.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["run-new", "run-old"]);
+    assert_eq!(
+        (all[0].arn.clone(), all[1].started),
+        (exec_arn("run-new"), 1_000)
+    );
+}
