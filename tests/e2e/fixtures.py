@@ -20,12 +20,14 @@ def _tar(nv, files):
 
 
 class Module:
-    """`name/1.0` depending on `deps`; `compiles=False` makes it fail;
-    `hungry` makes its build run out of memory with 4 or more make jobs."""
+    """`name/version` depending on `deps`; `compiles=False` makes it fail;
+    `hungry` makes its build run out of memory with 4 or more make jobs;
+    `resident_mib` makes its build hold that much memory in one process
+    and keep one CPU busy for two seconds (a serial build)."""
 
-    def __init__(self, name, deps=(), compiles=True, hungry=False):
+    def __init__(self, name, deps=(), compiles=True, hungry=False, version="1.0", resident_mib=0):
         self.name, self.deps, self.compiles, self.hungry = name, list(deps), compiles, hungry
-        self.version = "1.0"
+        self.version, self.resident_mib = version, resident_mib
 
     @property
     def module(self):
@@ -73,7 +75,7 @@ class Module:
         n = self.name
         calls = "".join(f"    {d.name}_hello();\n" for d in self.deps)
         includes = "".join(f'#include "{d.name}.h"\n' for d in self.deps)
-        body = f'    puts("{n} 1.0");\n{calls}' if self.compiles else "    this is not C;\n"
+        body = f'    puts("{n} {self.version}");\n{calls}' if self.compiles else "    this is not C;\n"
         flags = "".join(f" -I$(EBROOT{d.name.upper()})/include" for d in self.deps)
         # Static libraries: every module below, each before what it uses.
         libs = "".join(f" -L$(EBROOT{d.name.upper()})/lib -l{d.name}" for d in self.closure())
@@ -89,6 +91,13 @@ class Module:
                         '\t@case "$(MAKEFLAGS)" in *-j[4-9]*) '
                         'echo "cc1: out of memory allocating 65536 bytes after a total of 1 bytes" >&2; exit 1;; esac\n'
                         if self.hungry
+                        else ""
+                    )
+                    + (
+                        "\tpython3 -c 'import time; "
+                        f"b = bytearray({self.resident_mib} << 20); b[::4096] = b\"x\" * (len(b) // 4096); "
+                        "end = time.time() + 2; [0 for _ in iter(lambda: time.time() < end, False)]'\n"
+                        if self.resident_mib
                         else ""
                     )
                     + f"\t$(CC) -O2{flags} -c {n}.c\n"
@@ -122,3 +131,6 @@ THETA = Module("theta")
 # For the operator's commands: a run asked for zeta only leaves eta alone.
 ZETA = Module("zeta", [ALPHA])
 ETA = Module("eta")
+# A serial build holding 300 MiB, and its next version (sizing from records).
+SERIAL = Module("serial", resident_mib=300)
+SERIAL_NEXT = Module("serial", resident_mib=300, version="1.1")

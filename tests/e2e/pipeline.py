@@ -637,6 +637,44 @@ def retry_by_error_class(w):
 
 
 @scenario
+def sizing_from_durations(w):
+    """What a build used is recorded (its largest process, its CPU time)
+    and sizes the next run: a serial build holding 300 MiB, built on a
+    default node (8-32 vCPUs), is followed by its next version, whose pool
+    is of 2-4 vCPU types (one CPU was busy), whose estimate is the recorded
+    duration and whose unit file caps its jobs by the recorded memory."""
+    w.upload([fx.SERIAL])
+    r1 = w.execute({"platforms": [C], "changed_keys": [fx.SERIAL.easyconfig_key]})
+    succeeded(r1)
+    first = w.records(C)[fx.SERIAL.module]
+    assert first["status"] == "built", first
+    assert int(first["peak_memory_mib"]) >= 300, f"the 300 MiB process was not seen: {first}"
+    assert int(first["cpu_s"]) >= 1 and int(first["cpus"]) >= 1, first
+    w.upload([fx.SERIAL_NEXT])
+    r2 = w.execute({"platforms": [C], "changed_keys": [fx.SERIAL_NEXT.easyconfig_key]})
+    succeeded(r2)
+    second = w.records(C)[fx.SERIAL_NEXT.module]
+    assert second["status"] == "built", second
+
+    def vcpus(instance_type):
+        info = w.ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"][0]
+        return info["VCpuInfo"]["DefaultVCpus"]
+
+    before, after = vcpus(first["instance_type"]), vcpus(second["instance_type"])
+    assert before >= 8, f"the first build (nothing recorded) ran on {first['instance_type']}"
+    assert after <= 4, f"the serial build's next version ran on {second['instance_type']} ({after} vCPUs)"
+    graph = w.json_object(f"plans/{r2['name']}/{C}/graph.json")
+    [unit] = [m for m in graph["modules"] if m["module"] == fx.SERIAL_NEXT.module]
+    assert unit["estimate_s"] == int(first["duration_s"]), f"estimate {unit['estimate_s']}, recorded {first['duration_s']}"
+    assert unit["profile"]["peak_memory_mib"] == int(first["peak_memory_mib"]), unit
+    [x] = units_of(r2, C)
+    per_job = w.json_object(x["input"]["unit_key"])["builds"][0]["memory_per_job_mib"]
+    assert per_job >= int(first["peak_memory_mib"]) * 3 // 2, f"{per_job} MiB a job for a {first['peak_memory_mib']} MiB process"
+    released(w, r1["name"])
+    released(w, r2["name"])
+
+
+@scenario
 def lost_for_good(w):
     """Every node a module runs on is lost: after NODE_ATTEMPTS nodes it is
     recorded failed (node_lost), its dependent is skipped, the independent

@@ -38,10 +38,12 @@ use crate::classify::{classify, Ended};
 use crate::context::{io_at, now, Context, Header, NodeError};
 use crate::eb;
 use crate::layout::{read_json, write_json};
+use crate::machine;
 use crate::sync::{parse_leases, SyncResult};
 use ebfleet_core::lease::BatchLeases;
 use ebfleet_core::names::ModuleName;
 use ebfleet_core::record::{truncate_message, ErrorClass, MAX_ERROR_MESSAGE_BYTES};
+use ebfleet_core::sizing::{jobs_fitting, BuildUsage};
 use ebfleet_core::step::Step;
 use ebfleet_core::wire::{BatchBuild, BatchFile};
 use serde::{Deserialize, Serialize};
@@ -60,6 +62,8 @@ pub const OUTPUT_LOG: &str = "eb-output.log";
 pub enum BuildOutcome {
     Built {
         duration_s: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<BuildUsage>,
     },
     Failed {
         class: ErrorClass,
@@ -302,6 +306,19 @@ fn build_all(
     Ok(result)
 }
 
+/// The parallel jobs a build whose jobs each need `memory_per_job_mib`
+/// gets on this node, when fewer than `env` gives it
+/// ([`ebfleet_core::sizing::jobs_fitting`]).
+fn fewer_jobs(env: &BTreeMap<OsString, OsString>, memory_per_job_mib: Option<u64>) -> Option<u32> {
+    let per_job = memory_per_job_mib?;
+    let jobs = env
+        .get(&OsString::from("EASYBUILD_PARALLEL"))
+        .and_then(|v| v.to_str()?.parse::<u32>().ok())
+        .unwrap_or_else(machine::cpus);
+    let fit = jobs_fitting(machine::memory_mib()?, jobs, per_job);
+    (fit < jobs).then_some(fit)
+}
+
 fn build_one(
     ctx: &Context,
     b: &BatchBuild,
@@ -318,6 +335,10 @@ fn build_one(
     std::fs::create_dir_all(&logs).map_err(io_at(&logs))?;
     let mut env = env.clone();
     env.insert("EASYBUILD_TMP_LOGDIR".into(), logs.clone().into());
+    if let Some(jobs) = fewer_jobs(&env, b.memory_per_job_mib) {
+        tracing::info!(module = %m, jobs, "fewer jobs: its last build's processes need more memory");
+        env.insert("EASYBUILD_PARALLEL".into(), jobs.to_string().into());
+    }
     let mut args: Vec<OsString> = vec![
         ctx.layout.easyconfig(&b.easyconfig).into(),
         "--rebuild".into(),
@@ -338,8 +359,14 @@ fn build_one(
                     let _ = std::fs::copy(log, logs.join(name));
                 }
             }
+            let usage = BuildUsage {
+                peak_memory_mib: run.peak_memory_mib,
+                cpu_s: run.cpu_s,
+                cpus: machine::cpus(),
+            };
             return Ok(BuildOutcome::Built {
                 duration_s: run.seconds,
+                usage: Some(usage),
             });
         }
         return Ok(BuildOutcome::Failed {

@@ -9,6 +9,7 @@
 
 use crate::classify::Ended;
 use crate::envfile::NodeEnv;
+use crate::machine;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -81,6 +82,12 @@ fn parse_version(text: &str) -> Option<String> {
 pub struct Run {
     pub ended: Ended,
     pub seconds: u64,
+    /// CPU seconds of eb and everything under it.
+    pub cpu_s: u64,
+    /// The largest resident set of one process of it (or of anything this
+    /// process waited for before: one build per node process, so its own),
+    /// MiB.
+    pub peak_memory_mib: u64,
     /// eb's stdout and stderr, as they came.
     pub output: PathBuf,
 }
@@ -101,6 +108,7 @@ pub fn run(
     };
     let file = Arc::new(Mutex::new(std::fs::File::create(output).map_err(io_err)?));
     let started = Instant::now();
+    let before = machine::children_usage();
     let mut child = Command::new(program)
         .args(args)
         .env_clear()
@@ -149,9 +157,12 @@ pub fn run(
         (None, Some(s)) => Ended::Signal(s),
         (None, None) => Ended::Exit(-1),
     };
+    let after = machine::children_usage();
     Ok(Run {
         ended,
         seconds: started.elapsed().as_secs(),
+        cpu_s: after.cpu_ms.saturating_sub(before.cpu_ms) / 1000,
+        peak_memory_mib: after.max_rss_kib.div_ceil(1024),
         output: output.to_path_buf(),
     })
 }

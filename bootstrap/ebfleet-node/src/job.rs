@@ -250,6 +250,7 @@ mod tests {
                 easyconfig_key: easyconfig_key(&easyconfig),
                 easyconfig,
                 easyconfig_sha256: "a".repeat(64),
+                memory_per_job_mib: None,
             }
         };
         let need = |m: &str| {

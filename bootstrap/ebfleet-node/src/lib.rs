@@ -57,6 +57,7 @@ pub mod envfile;
 pub mod heartbeat;
 pub mod job;
 pub mod layout;
+pub mod machine;
 pub mod manifest;
 pub mod pack;
 pub mod sync;

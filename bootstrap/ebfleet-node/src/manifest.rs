@@ -48,7 +48,10 @@ pub fn manifest(
         .map(|mb| {
             let m = &mb.module;
             let outcome = match (&mb.outcome, packed.get(m)) {
-                (BuildOutcome::Built { duration_s }, Some(PackOutcome::Packed { tarball, .. })) => {
+                (
+                    BuildOutcome::Built { duration_s, usage },
+                    Some(PackOutcome::Packed { tarball, .. }),
+                ) => {
                     Outcome::Built {
                         tarball: Tarball {
                             key: tarball_key(&batch.platform, m),
@@ -57,6 +60,7 @@ pub fn manifest(
                         },
                         module_file_key: module_file_key(&batch.platform, m),
                         duration_s: *duration_s,
+                        usage: *usage,
                     }
                 }
                 (BuildOutcome::Built { .. }, Some(PackOutcome::Failed { message })) => {

@@ -25,6 +25,7 @@ use ebfleet_core::built::{Built, Recorded};
 use ebfleet_core::failure_memory::PastFailure;
 use ebfleet_core::names::{ExecutionName, KeyError, ModuleName, PlatformName};
 use ebfleet_core::record::{ErrorClass, ModuleRecord, Status, WriteCondition};
+use ebfleet_core::sizing::BuildProfile;
 
 /// DynamoDB's item size limit, 400 KB.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -259,10 +260,15 @@ impl Records {
         let pk = ebfleet_core::layout::platform_pk(platform.as_str());
         let mut pages = self
             .module_items(&pk)
-            .projection_expression("#sk, #ec, #status, #duration, #class, #updated, #eb")
+            .projection_expression(
+                "#sk, #ec, #status, #duration, #peak, #cpu_s, #cpus, #class, #updated, #eb",
+            )
             .expression_attribute_names("#status", attr::STATUS)
             .expression_attribute_names("#ec", attr::EASYCONFIG_SHA256)
             .expression_attribute_names("#duration", attr::DURATION_S)
+            .expression_attribute_names("#peak", attr::PEAK_MEMORY_MIB)
+            .expression_attribute_names("#cpu_s", attr::CPU_S)
+            .expression_attribute_names("#cpus", attr::CPUS)
             .expression_attribute_names("#class", attr::ERROR_CLASS)
             .expression_attribute_names("#updated", attr::UPDATED)
             .expression_attribute_names("#eb", attr::EB_VERSION)
@@ -277,6 +283,13 @@ impl Records {
                 let module = item::module_of(&e.sk).map_err(bad)?.to_string();
                 if let Some(d) = e.duration_s {
                     out.durations.insert(module.clone(), d);
+                    if let Some(usage) = item::usage(e.peak_memory_mib, e.cpu_s, e.cpus) {
+                        let profile = BuildProfile {
+                            duration_s: d,
+                            usage,
+                        };
+                        out.profiles.insert(module.clone(), profile);
+                    }
                 }
                 match e.status.as_deref().and_then(item::parse_status) {
                     Some(Status::Built) => {
@@ -472,6 +485,9 @@ struct RecordedEntry {
     status: Option<String>,
     easyconfig_sha256: Option<String>,
     duration_s: Option<u64>,
+    peak_memory_mib: Option<u64>,
+    cpu_s: Option<u64>,
+    cpus: Option<u32>,
     error_class: Option<String>,
     updated: Option<u64>,
     eb_version: Option<String>,

@@ -29,8 +29,10 @@ use ebfleet_core::capacity::{
     choose, AmiError, AmiSource, BatchNeeds, CapacityError, CapacityOptions, CapacityPlan,
     InstanceType, LaunchSpec, LaunchSpecError, Purchase, RootVolume, DEFAULT_ROOT_VOLUME_GIB,
 };
+use ebfleet_core::build_graph::{graph_key, BuildGraph};
 use ebfleet_core::names::{ExecutionName, PlatformName};
 use ebfleet_core::platform::{Platform, PlatformError, Platforms};
+use ebfleet_core::sizing::pool_needs;
 use ebfleet_core::userdata::UserDataError;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -100,6 +102,8 @@ pub enum Error {
     Launch { platform: String, source: Ec2Error },
     #[error("platform {platform}: {source}")]
     Pool { platform: String, source: CallError },
+    #[error("build graph {key}: {reason}")]
+    Graph { key: String, reason: String },
     #[error("instance {instance_id} is not online in SSM (lost, or not a node any more)")]
     NotOnline { instance_id: String },
     #[error("instance {instance_id}: {source}")]
@@ -156,6 +160,7 @@ impl crate::failure::Failure for Error {
             | Error::SpotPrices { source, .. }
             | Error::Launch { source, .. } => source.kind(),
             Error::Choose { .. } => Kind::NoCapacity,
+            Error::Graph { .. } => Kind::Failed,
             Error::AmiLookup { source, .. } => source.kind(),
             Error::Pool { source, .. } => Kind::retry_or(source.transient, Kind::Failed),
             Error::NotOnline { .. } => Kind::NodeLost,
@@ -285,24 +290,56 @@ pub fn find_platform(platforms: &Platforms, name: &str) -> Result<Platform, Erro
 }
 
 /// The capacity plan of `platform`'s pool: the catalog with its spot
-/// prices, sized for a unit ([`BatchNeeds::for_unit`]), ranked by
-/// [`choose`].
+/// prices, sized for `needs` (from the units' recorded builds,
+/// [`pool_needs`]), ranked by [`choose`]. Sizing from records never makes a
+/// platform unbuildable: when nothing of the catalog fits them, the
+/// default sizing ([`BatchNeeds::for_unit`]) is used.
 pub fn plan(
     platform: &Platform,
     mut catalog: Vec<InstanceType>,
     prices: &HashMap<String, f64>,
+    needs: &BatchNeeds,
     max_types: usize,
 ) -> Result<CapacityPlan, Error> {
     apply_spot_prices(&mut catalog, prices);
-    let needs = BatchNeeds::for_unit(platform);
     let opts = CapacityOptions {
         max_types,
         ..CapacityOptions::default()
     };
-    choose(platform, &catalog, &needs, &opts).map_err(|source| Error::Choose {
+    let default = BatchNeeds::for_unit(platform);
+    let chosen = match choose(platform, &catalog, needs, &opts) {
+        Err(e @ CapacityError::NoneFits { .. }) if *needs != default => {
+            tracing::warn!(platform = %platform.name, error = %e, "the recorded sizing fits no type: the default sizing");
+            choose(platform, &catalog, &default, &opts)
+        }
+        chosen => chosen,
+    };
+    chosen.map_err(|source| Error::Choose {
         platform: platform.name.clone(),
         source,
     })
+}
+
+/// What `platform`'s pool needs for the units of its build graph at
+/// `key`: sized from their recorded builds ([`pool_needs`]).
+async fn needs_of_graph(env: &Env, platform: &Platform, key: &str) -> Result<BatchNeeds, Error> {
+    let graph_err = |reason: String| Error::Graph {
+        key: key.to_string(),
+        reason,
+    };
+    let bytes = env
+        .store
+        .get_bytes(key)
+        .await
+        .map_err(|e| graph_err(e.to_string()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| graph_err("not UTF-8".into()))?;
+    let graph = BuildGraph::from_json(text).map_err(|e| graph_err(e.to_string()))?;
+    let units = graph
+        .modules
+        .iter()
+        .filter(|m| !m.built && m.held.is_none())
+        .map(|m| m.profile.as_ref());
+    Ok(pool_needs(platform, units))
 }
 
 /// The pool's Auto Scaling group: `ebfleet-<execution>-<platform>`.
@@ -366,7 +403,9 @@ pub async fn pool(env: &Env, settings: &Settings, input: PoolInput) -> Result<Po
             platform: name.to_string(),
             source,
         })?;
-    let plan = plan(&platform, catalog, &prices, settings.max_types)?;
+    let graph = graph_key(&input.execution, &input.platform);
+    let needs = needs_of_graph(env, &platform, &graph).await?;
+    let plan = plan(&platform, catalog, &prices, &needs, settings.max_types)?;
 
     let ami =
         AmiSource::for_platform(&platform, settings.pinned_ami.as_deref()).map_err(|source| {
@@ -573,13 +612,61 @@ mod unit_tests {
             (format!("{family}.2xlarge"), 0.08),
             (format!("{family}.4xlarge"), 0.2),
         ]);
-        let plan = plan(&p, catalog, &prices, 3).unwrap();
+        let plan = plan(&p, catalog, &prices, &BatchNeeds::for_unit(&p), 3).unwrap();
         assert!(plan.purchase.is_spot());
         // Sized for a unit (8-32 vCPUs): no xlarge.
         assert_eq!(
             plan.type_names(),
             [format!("{family}.2xlarge"), format!("{family}.4xlarge")]
         );
+    }
+
+    #[test]
+    fn plan_sizes_from_records_and_falls_back_to_the_default() {
+        use ebfleet_core::sizing::{BuildProfile, BuildUsage};
+        let p = cpu_platform();
+        let family = &p.families[0];
+        let arch = p.arch();
+        let catalog: Vec<InstanceType> = [(1, "large"), (2, "xlarge"), (4, "2xlarge"), (8, "4xlarge")]
+            .iter()
+            .map(|&(n, size)| {
+                InstanceType::new(&format!("{family}.{size}"), arch, 2 * n, 4096 * u64::from(n))
+                    .with_prices(Some(0.1 * f64::from(n)), None)
+            })
+            .collect();
+        let prices: HashMap<String, f64> = catalog
+            .iter()
+            .map(|t| (t.name.clone(), t.on_demand_price.unwrap() / 3.0))
+            .collect();
+        // One serial unit: 2-4 vCPUs.
+        let serial = BuildProfile {
+            duration_s: 3600,
+            usage: BuildUsage {
+                peak_memory_mib: 500,
+                cpu_s: 3600,
+                cpus: 16,
+            },
+        };
+        let needs = pool_needs(&p, [Some(&serial)]);
+        let chosen = plan(&p, catalog.clone(), &prices, &needs, 10).unwrap();
+        let mut names = chosen.type_names();
+        names.sort();
+        assert_eq!(names, [format!("{family}.large"), format!("{family}.xlarge")]);
+        assert_eq!(chosen.needs, needs);
+        // A unit whose process needs more than any type has: the default.
+        let huge = BuildProfile {
+            usage: BuildUsage {
+                peak_memory_mib: 1 << 20,
+                ..serial.usage
+            },
+            ..serial
+        };
+        let needs = pool_needs(&p, [Some(&huge)]);
+        let chosen = plan(&p, catalog, &prices, &needs, 10).unwrap();
+        assert_eq!(chosen.needs, BatchNeeds::for_unit(&p));
+        let mut names = chosen.type_names();
+        names.sort();
+        assert_eq!(names, [format!("{family}.2xlarge"), format!("{family}.4xlarge")]);
     }
 
     #[test]
@@ -590,7 +677,7 @@ mod unit_tests {
             Arch::Aarch64 => Arch::X86_64,
         };
         let catalog = vec![InstanceType::new("zz9.large", other, 2, 4096)];
-        let e = plan(&p, catalog, &HashMap::new(), 1).unwrap_err();
+        let e = plan(&p, catalog, &HashMap::new(), &BatchNeeds::for_unit(&p), 1).unwrap_err();
         assert!(matches!(e, Error::Choose { .. }));
         assert!(e.to_string().contains(&p.name), "{e}");
     }

@@ -158,7 +158,8 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Outp
 /// Each platform's build graph, taken out of `plan` (the plan file keeps
 /// the counts, targets and problems). A module's estimate is the duration
 /// its platform recorded for it, else for another version of the same
-/// software (the longest), else `model`'s.
+/// software (the longest), else `model`'s; its profile (what its build
+/// used, for sizing) comes from the same record, when the node measured it.
 pub fn build_graphs(
     plan: &mut Plan,
     platforms: &[&Platform],
@@ -173,27 +174,52 @@ pub fn build_graphs(
                 .iter()
                 .find(|p| p.name == pp.platform)
                 .ok_or_else(|| KeyError::NoPlatform(pp.platform.clone()))?;
-            let empty = HashMap::new();
-            let durations = records.get(&pp.platform).map_or(&empty, |r| &r.durations);
-            let mut by_name: HashMap<&str, u64> = HashMap::new();
-            for (m, &d) in durations {
-                let name = m.split_once('/').map_or(m.as_str(), |(n, _)| n);
-                let e = by_name.entry(name).or_default();
-                *e = (*e).max(d);
+            let empty = Recorded::default();
+            let recorded = records.get(&pp.platform).unwrap_or(&empty);
+            let duration = SameSoftware::new(&recorded.durations, |&d| d);
+            let profile = SameSoftware::new(&recorded.profiles, |p| p.duration_s);
+            let estimate =
+                |m: &str| duration.get(m).copied().unwrap_or_else(|| model.estimate(m));
+            let mut graph = build_graph(pp, platform, execution, estimate)?;
+            for m in graph.modules.iter_mut().filter(|m| !m.built) {
+                m.profile = profile.get(m.module.as_str()).copied();
             }
-            let estimate = |m: &str| {
-                let name = m.split_once('/').map_or(m, |(n, _)| n);
-                durations
-                    .get(m)
-                    .or_else(|| by_name.get(name))
-                    .copied()
-                    .unwrap_or_else(|| model.estimate(m))
-            };
-            let graph = build_graph(pp, platform, execution, estimate)?;
             pp.graph = Vec::new();
             Ok(graph)
         })
         .collect()
+}
+
+/// A module's recorded value, else that of the version of the same
+/// software whose build took longest.
+struct SameSoftware<'a, T> {
+    by_module: &'a HashMap<String, T>,
+    by_name: HashMap<&'a str, &'a T>,
+}
+
+impl<'a, T> SameSoftware<'a, T> {
+    fn new(by_module: &'a HashMap<String, T>, duration_s: impl Fn(&T) -> u64) -> Self {
+        let mut by_name: HashMap<&str, &T> = HashMap::new();
+        for (m, v) in by_module {
+            let name = software_of(m);
+            let e = by_name.entry(name).or_insert(v);
+            if duration_s(v) > duration_s(e) {
+                *e = v;
+            }
+        }
+        SameSoftware { by_module, by_name }
+    }
+
+    fn get(&self, module: &str) -> Option<&'a T> {
+        self.by_module
+            .get(module)
+            .or_else(|| self.by_name.get(software_of(module)).copied())
+    }
+}
+
+/// `Name` of `Name/version`.
+fn software_of(module: &str) -> &str {
+    module.split_once('/').map_or(module, |(n, _)| n)
 }
 
 /// Failure memory: in each graph, hold the units that failed before from
@@ -415,6 +441,7 @@ async fn save_index(store: &Store, tree: &IndexedTree) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ebfleet_core::sizing::{BuildProfile, BuildUsage};
 
     #[test]
     fn the_toolchains_variable_replaces_only_the_toolchains() {
@@ -507,11 +534,24 @@ mod tests {
         let mut plan = plan_input(&fixtures(), &selected, &i, &settings(), HashMap::new()).unwrap();
         assert!(plan.easyconfigs > 0);
         let out = plan_output(&plan, &selected, i.execution()).unwrap();
-        // A build of GCC recorded on the first platform estimates it there.
+        // A build of GCC recorded on the first platform estimates it there;
+        // the longest of two recorded builds of another GCC version sizes it.
+        let profile = |duration_s, peak_memory_mib| BuildProfile {
+            duration_s,
+            usage: BuildUsage {
+                peak_memory_mib,
+                cpu_s: duration_s,
+                cpus: 8,
+            },
+        };
         let recorded = HashMap::from([(
             all.platforms[0].name.clone(),
             Recorded {
                 durations: HashMap::from([("GCC/1.0".to_string(), 4242)]),
+                profiles: HashMap::from([
+                    ("GCC/0.8".to_string(), profile(100, 1000)),
+                    ("GCC/0.9".to_string(), profile(200, 2000)),
+                ]),
                 ..Recorded::default()
             },
         )]);
@@ -545,6 +585,14 @@ mod tests {
                 .map(|x| x.estimate_s)
         };
         assert_eq!(estimate(&graphs[0], "GCC/1.0"), Some(4242));
+        let profile_of = |g: &BuildGraph, m: &str| {
+            g.modules
+                .iter()
+                .find(|x| x.module.as_str() == m)
+                .and_then(|x| x.profile)
+        };
+        assert_eq!(profile_of(&graphs[0], "GCC/1.0"), Some(profile(200, 2000)));
+        assert_eq!(profile_of(&graphs[1], "GCC/1.0"), None);
         assert_eq!(
             estimate(&graphs[1], "GCC/1.0"),
             Some(DurationModel::shipped().estimate("GCC/1.0"))

@@ -430,6 +430,7 @@ mod tests {
                     },
                     module_file_key: format!("{P}/modules/all/zlib/1.3.1-GCCcore-13.3.0.lua"),
                     duration_s: 42,
+                    usage: None,
                 },
             }],
         };

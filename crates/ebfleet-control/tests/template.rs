@@ -248,6 +248,34 @@ fn capacity_sizes_the_root_volume_as_the_node_template_and_may_presign_the_node_
             && s["Resource"] == binaries),
         "the capacity function may not read {binaries}"
     );
+    // It sizes the pool from the graph of exactly that execution and
+    // platform (the key the layout gives).
+    let graph = ebfleet_core::build_graph::graph_key(
+        &"run-1".parse().unwrap(),
+        &"amzn-2023_graviton-3".parse().unwrap(),
+    );
+    let readable = |s: &serde_json::Value| {
+        let Some(sub) = s["Resource"]["Fn::Sub"].as_str() else {
+            return false;
+        };
+        let pattern = sub.trim_start_matches("${Bucket.Arn}/");
+        s["Effect"] == "Allow" && s["Action"] == "s3:GetObject" && glob(pattern, &graph)
+    };
+    assert!(
+        statements.iter().any(readable),
+        "the capacity function may not read {graph}"
+    );
+}
+
+/// IAM's `*` (any characters, `/` included).
+fn glob(pattern: &str, key: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == key,
+        Some((head, rest)) => {
+            key.starts_with(head)
+                && (0..=key.len() - head.len()).any(|i| glob(rest, &key[head.len() + i..]))
+        }
+    }
 }
 
 #[test]

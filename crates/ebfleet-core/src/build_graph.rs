@@ -43,6 +43,10 @@ pub struct GraphModule {
     /// ([`crate::failure_memory`]): why. A unit still, recorded failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
+    /// A unit's last recorded build (its own, else another version's), to
+    /// size its node and jobs ([`crate::sizing`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::sizing::BuildProfile>,
 }
 
 impl GraphModule {
@@ -218,6 +222,7 @@ fn build_of(m: &GraphModule) -> BatchBuild {
         easyconfig_key: easyconfig_key(&m.easyconfig),
         easyconfig: m.easyconfig.clone(),
         easyconfig_sha256: m.easyconfig_sha256.clone(),
+        memory_per_job_mib: m.profile.map(|p| p.memory_per_job_mib()),
     }
 }
 

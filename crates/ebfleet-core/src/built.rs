@@ -17,6 +17,9 @@ pub struct Recorded {
     pub built: Built,
     /// Module → seconds its last recorded build took.
     pub durations: HashMap<String, u64>,
+    /// Module → its last recorded build with what it used, where the node
+    /// measured it.
+    pub profiles: HashMap<String, crate::sizing::BuildProfile>,
     /// Built module → when its record last changed (Unix seconds).
     pub built_at: HashMap<String, u64>,
     /// Module → its last failure, for modules recorded failed.

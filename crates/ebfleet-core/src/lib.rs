@@ -14,7 +14,8 @@
 //! - [`step`]: the SSM document and the commands it runs on a node;
 //! - [`trigger`]: how a new easyconfig in S3 becomes an execution;
 //! - [`platform`], [`capacity`], [`userdata`]: the platforms, how instances
-//!   are chosen for them, and how a node boots.
+//!   are chosen for them, and how a node boots; [`sizing`]: how recorded
+//!   builds size the next run's nodes and jobs.
 //!
 //! The adapters (`ebfleet-aws`), the Lambdas and the node agent depend on
 //! this crate; the planner (`ebfleet-planner`) depends on it for platforms
@@ -35,6 +36,7 @@ pub mod modulefile;
 pub mod names;
 pub mod platform;
 pub mod record;
+pub mod sizing;
 pub mod status;
 pub mod step;
 pub mod suggest;

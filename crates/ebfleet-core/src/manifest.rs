@@ -9,6 +9,7 @@ use crate::record::{
     lease_owner, next_version, truncate_message, ErrorClass, ModuleRecord, RecordedError, Status,
     Tarball, MAX_ERROR_MESSAGE_BYTES,
 };
+use crate::sizing::BuildUsage;
 use crate::wire::BatchFile;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -26,6 +27,9 @@ pub enum Outcome {
         tarball: Tarball,
         module_file_key: String,
         duration_s: u64,
+        /// What the build used, when the node measured it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<BuildUsage>,
     },
     Failed {
         class: ErrorClass,
@@ -95,6 +99,8 @@ pub enum ManifestError {
         key: String,
         prefix: String,
     },
+    #[error("{module}: usage: {reason}")]
+    BadUsage { module: String, reason: String },
     #[error("{module}: skipped without a reason")]
     NoReason { module: String },
     /// The manifest says more than its unit: another unit's key, another
@@ -201,8 +207,15 @@ impl BatchManifest {
                 Outcome::Built {
                     tarball,
                     module_file_key,
-                    ..
+                    duration_s,
+                    usage,
                 } => {
+                    if let Some(Err(reason)) = usage.map(|u| u.check(*duration_s)) {
+                        return Err(ManifestError::BadUsage {
+                            module: m.clone(),
+                            reason,
+                        });
+                    }
                     if !crate::checksum::is_sha256_hex(&tarball.sha256) {
                         return Err(ManifestError::BadSha256 {
                             module: m.clone(),
@@ -375,6 +388,7 @@ pub fn apply_manifest(
             tarball,
             module_file_key,
             duration_s,
+            usage,
         } => {
             if !count_attempt() && r.status == Status::Built {
                 return None;
@@ -387,6 +401,7 @@ pub fn apply_manifest(
             r.instance_type = Some(manifest.instance_type.clone());
             r.archspec = Some(manifest.archspec.clone());
             r.duration_s = Some(*duration_s);
+            r.usage = *usage;
             r.last_error = None;
         }
         Outcome::Failed {

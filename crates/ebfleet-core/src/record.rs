@@ -201,6 +201,9 @@ pub struct ModuleRecord {
     pub archspec: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<u64>,
+    /// What its last build used ([`crate::sizing`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::sizing::BuildUsage>,
     /// Distinct attempts (batches of executions) that built or failed it.
     #[serde(default)]
     pub attempts: u32,
@@ -235,6 +238,7 @@ impl ModuleRecord {
             instance_type: None,
             archspec: None,
             duration_s: None,
+            usage: None,
             attempts: 0,
             last_error: None,
             execution: None,

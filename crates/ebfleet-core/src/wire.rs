@@ -101,6 +101,11 @@ pub struct BatchBuild {
     pub easyconfig: EasyconfigPath,
     pub easyconfig_key: String,
     pub easyconfig_sha256: String,
+    /// Memory each parallel job needs, from its last recorded build: the
+    /// node runs no more jobs than its memory holds
+    /// ([`crate::sizing::jobs_fitting`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_per_job_mib: Option<u64>,
 }
 
 /// One already-built module a batch's builds load: what `sync` downloads.

@@ -51,6 +51,7 @@ pub fn batch_file(
                 easyconfig_key: easyconfig_key(&easyconfig),
                 easyconfig,
                 easyconfig_sha256: pm.easyconfig_sha256.clone(),
+                memory_per_job_mib: None,
             })
         })
         .collect::<Result<Vec<_>, KeyError>>()?;
@@ -173,6 +174,7 @@ pub fn build_graph(
                 built: g.built,
                 estimate_s: if g.built { 0 } else { estimate_s(&g.module) },
                 held: None,
+                profile: None,
             })
         })
         .collect::<Result<Vec<_>, KeyError>>()?;

@@ -14,7 +14,13 @@ fn done(module: &str, outcome: BuildOutcome) -> ModuleBuild {
 }
 
 fn built(module: &str) -> ModuleBuild {
-    done(module, BuildOutcome::Built { duration_s: 1 })
+    done(
+        module,
+        BuildOutcome::Built {
+            duration_s: 1,
+            usage: None,
+        },
+    )
 }
 
 fn failed(module: &str) -> ModuleBuild {
@@ -148,4 +154,19 @@ fn only_modules_leased_to_the_batch_are_built_when_it_has_leases() {
     assert!(done.contains("already built"), "{done}");
     // Not mentioned: not leased, so not built.
     assert!(lease_skip(Some(&leases), &m("other/1.0")).is_some());
+}
+
+#[test]
+fn a_build_whose_jobs_need_more_memory_than_the_node_has_gets_fewer() {
+    let env = |jobs: &str| BTreeMap::from([(OsString::from("EASYBUILD_PARALLEL"), OsString::from(jobs))]);
+    let memory = machine::memory_mib().expect("this machine's memory");
+    // Nothing recorded, or small jobs: as many as before.
+    assert_eq!(fewer_jobs(&env("4"), None), None);
+    assert_eq!(fewer_jobs(&env("4"), Some(64)), None);
+    // Each job needs half the machine: one fits.
+    assert_eq!(fewer_jobs(&env("4"), Some(memory / 2)), Some(1));
+    // A quarter (of the 90% usable): three.
+    assert_eq!(fewer_jobs(&env("8"), Some(memory / 4)), Some(3));
+    // Already one job: nothing fewer.
+    assert_eq!(fewer_jobs(&env("1"), Some(memory * 2)), None);
 }

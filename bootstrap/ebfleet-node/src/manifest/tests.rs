@@ -9,6 +9,11 @@ use ebfleet_core::step::Step;
 use ebfleet_core::wire::BatchBuild;
 
 const P: &str = "amzn-2023_epyc-gen-4";
+const USAGE: ebfleet_core::sizing::BuildUsage = ebfleet_core::sizing::BuildUsage {
+    peak_memory_mib: 300,
+    cpu_s: 10,
+    cpus: 4,
+};
 
 fn m(s: &str) -> ModuleName {
     s.parse().unwrap()
@@ -41,6 +46,7 @@ fn batch(modules: &[&str]) -> BatchFile {
                     easyconfig_key: easyconfig_key(&easyconfig),
                     easyconfig,
                     easyconfig_sha256: "e".repeat(64),
+                    memory_per_job_mib: None,
                 }
             })
             .collect(),
@@ -79,7 +85,10 @@ fn the_manifest_says_what_each_module_came_to_and_validates() {
             ModuleBuild {
                 module: m("hello/1.0"),
                 easyconfig_sha256: "1".repeat(64),
-                outcome: BuildOutcome::Built { duration_s: 3 },
+                outcome: BuildOutcome::Built {
+                    duration_s: 3,
+                    usage: Some(USAGE),
+                },
             },
             ModuleBuild {
                 module: m("broken/1.0"),
@@ -101,7 +110,10 @@ fn the_manifest_says_what_each_module_came_to_and_validates() {
             ModuleBuild {
                 module: m("odd/2.0"),
                 easyconfig_sha256: "4".repeat(64),
-                outcome: BuildOutcome::Built { duration_s: 9 },
+                outcome: BuildOutcome::Built {
+                    duration_s: 9,
+                    usage: None,
+                },
             },
         ],
     };
@@ -156,6 +168,7 @@ fn the_manifest_says_what_each_module_came_to_and_validates() {
             },
             module_file_key: format!("{P}/modules/all/hello/1.0.lua"),
             duration_s: 3,
+            usage: Some(USAGE),
         }
     );
     assert_eq!(man.modules[0].easyconfig_sha256, "1".repeat(64));

@@ -86,6 +86,7 @@ fn batch(needs: &[&str]) -> BatchFile {
             easyconfig_key: easyconfig_key(&easyconfig),
             easyconfig,
             easyconfig_sha256: "e".repeat(64),
+            memory_per_job_mib: None,
         }],
         needs: needs
             .iter()

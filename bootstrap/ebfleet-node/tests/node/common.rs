@@ -146,6 +146,7 @@ impl Easyconfig {
             easyconfig_key: easyconfig_key(&self.path),
             easyconfig: self.path.clone(),
             easyconfig_sha256: sha256_hex(self.text.as_bytes()),
+            memory_per_job_mib: None,
         }
     }
 

@@ -16,6 +16,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use ebfleet_core::layout::{module_from_sk, platform_from_pk};
 use ebfleet_core::record::{Lease, ModuleRecord, RecordedError, Status, Tarball};
+use ebfleet_core::sizing::BuildUsage;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -37,6 +38,9 @@ pub mod attr {
     pub const INSTANCE_TYPE: &str = "instance_type";
     pub const ARCHSPEC: &str = "archspec";
     pub const DURATION_S: &str = "duration_s";
+    pub const PEAK_MEMORY_MIB: &str = "peak_memory_mib";
+    pub const CPU_S: &str = "cpu_s";
+    pub const CPUS: &str = "cpus";
     pub const ATTEMPTS: &str = "attempts";
     pub const ERROR_CLASS: &str = "error_class";
     pub const ERROR_MESSAGE: &str = "error_message";
@@ -85,6 +89,9 @@ struct Flat {
     instance_type: Option<String>,
     archspec: Option<String>,
     duration_s: Option<u64>,
+    peak_memory_mib: Option<u64>,
+    cpu_s: Option<u64>,
+    cpus: Option<u32>,
     attempts: u32,
     error_class: Option<String>,
     error_message: Option<String>,
@@ -99,11 +106,12 @@ struct Flat {
 }
 
 /// The `u32` attributes of [`Flat`]; every other number is a `u64`.
-const U32: [&str; 2] = [attr::ATTEMPTS, attr::BATCH];
+const U32: [&str; 3] = [attr::ATTEMPTS, attr::BATCH, attr::CPUS];
 
 /// The item of `r`, keys included.
 pub fn to_item(r: &ModuleRecord) -> Item {
     let (t, e, l) = (r.tarball.as_ref(), r.last_error.as_ref(), r.lease.as_ref());
+    let u = r.usage.as_ref();
     let flat = Flat {
         pk: r.pk(),
         sk: r.sk(),
@@ -117,6 +125,9 @@ pub fn to_item(r: &ModuleRecord) -> Item {
         instance_type: r.instance_type.clone(),
         archspec: r.archspec.clone(),
         duration_s: r.duration_s,
+        peak_memory_mib: u.map(|u| u.peak_memory_mib),
+        cpu_s: u.map(|u| u.cpu_s),
+        cpus: u.map(|u| u.cpus),
         attempts: r.attempts,
         error_class: e.map(|e| e.class.to_string()),
         error_message: e.map(|e| e.message.clone()),
@@ -170,6 +181,20 @@ fn named(item: &Item, e: serde_path_to_error::Error<serde_dynamo::Error>) -> Ite
     bad(&name, problem)
 }
 
+/// The usage attributes, when all three are there.
+pub(crate) fn usage(
+    peak_memory_mib: Option<u64>,
+    cpu_s: Option<u64>,
+    cpus: Option<u32>,
+) -> Option<BuildUsage> {
+    let ((peak_memory_mib, cpu_s), cpus) = peak_memory_mib.zip(cpu_s).zip(cpus)?;
+    Some(BuildUsage {
+        peak_memory_mib,
+        cpu_s,
+        cpus,
+    })
+}
+
 pub(crate) fn parse_status(v: &str) -> Option<Status> {
     [
         Status::Planned,
@@ -189,7 +214,7 @@ pub(crate) fn module_of(sk: &str) -> Result<&str, ItemError> {
 
 /// Attributes written together: the required ones all or none, the
 /// optional ones only with them.
-const GROUPS: [(&[&str], &[&str]); 3] = [
+const GROUPS: [(&[&str], &[&str]); 4] = [
     (
         &[attr::TARBALL_KEY, attr::TARBALL_SIZE, attr::TARBALL_SHA256],
         &[],
@@ -199,6 +224,7 @@ const GROUPS: [(&[&str], &[&str]); 3] = [
         &[attr::ERROR_LOG_KEY],
     ),
     (&[attr::LEASE_OWNER, attr::LEASE_EXPIRES], &[]),
+    (&[attr::PEAK_MEMORY_MIB, attr::CPU_S, attr::CPUS], &[]),
 ];
 
 /// The record of an item [`to_item`] wrote.
@@ -241,6 +267,7 @@ pub fn from_item(item: &Item) -> Result<ModuleRecord, ItemError> {
         instance_type: f.instance_type,
         archspec: f.archspec,
         duration_s: f.duration_s,
+        usage: usage(f.peak_memory_mib, f.cpu_s, f.cpus),
         attempts: f.attempts,
         last_error,
         execution: f.execution,
@@ -333,6 +360,28 @@ mod tests {
             let item = to_item(&r);
             assert_eq!(from_item(&item).unwrap(), r, "{item:?}");
         }
+    }
+
+    #[test]
+    fn what_a_build_used_is_three_attributes_written_together() {
+        let r = ModuleRecord {
+            usage: Some(BuildUsage {
+                peak_memory_mib: 2048,
+                cpu_s: 500,
+                cpus: 16,
+            }),
+            ..built()
+        };
+        let item = to_item(&r);
+        assert_eq!(
+            [attr::PEAK_MEMORY_MIB, attr::CPU_S, attr::CPUS].map(|a| item[a].clone()),
+            [n(2048), n(500), n(16)]
+        );
+        assert_eq!(from_item(&item).unwrap(), r);
+        let mut half = item.clone();
+        half.remove(attr::CPUS);
+        let e = from_item(&half).unwrap_err();
+        assert_eq!(e.attribute, attr::CPUS, "{e}");
     }
 
     fn literal(attributes: &[(&str, AttributeValue)]) -> Item {

@@ -34,6 +34,7 @@ use aws_sdk_ssm::operation::describe_instance_information::{
 use aws_sdk_ssm::types::{InstanceInformation, PingStatus};
 use aws_smithy_mocks::{mock, Rule};
 use ebfleet_core::capacity::{OnDemandReason, TAG_EXECUTION, TAG_PLATFORM};
+use ebfleet_core::sizing::BuildProfile;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -95,6 +96,40 @@ fn presign() -> Rule {
     mock!(aws_sdk_s3::Client::get_object)
         .match_requests(|r| r.bucket() == Some(BUCKET) && r.key() == Some(NODE_KEY))
         .then_output(|| GetObjectOutput::builder().build())
+}
+
+/// The platform's build graph: one unit, built before with `profile`
+/// (or never).
+fn graph(profile: Option<BuildProfile>) -> Rule {
+    let p = find_platform(&Platforms::default_set().unwrap(), PLATFORM).unwrap();
+    let graph = BuildGraph {
+        execution: EXECUTION.parse().unwrap(),
+        platform: PLATFORM.parse().unwrap(),
+        arch: p.arch(),
+        archspec: p.cpu.archspec.clone(),
+        optarch: p.cpu.optarch.clone(),
+        cuda_compute_capability: None,
+        modules: vec![ebfleet_core::build_graph::GraphModule {
+            module: "zlib/1.3.1".parse().unwrap(),
+            easyconfig: "z/zlib/zlib-1.3.1.eb".parse().unwrap(),
+            easyconfig_sha256: "a".repeat(64),
+            build_deps: vec![],
+            runtime_deps: vec![],
+            built: false,
+            estimate_s: 60,
+            held: None,
+            profile,
+        }],
+    };
+    let body = serde_json::to_vec(&graph).unwrap();
+    let key = graph.key();
+    mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(move |r| r.key() == Some(key.as_str()))
+        .then_output(move || {
+            GetObjectOutput::builder()
+                .body(aws_sdk_s3::primitives::ByteStream::from(body.clone()))
+                .build()
+        })
 }
 
 fn graviton(name: &str, vcpus: i32, mib: i64) -> InstanceTypeInfo {
@@ -312,13 +347,13 @@ fn create_group(types: &'static [&'static str], on_demand: bool) -> Rule {
 
 #[tokio::test]
 async fn a_pool_is_a_spot_group_of_the_ranked_types_over_a_locked_down_template() {
-    let (head, presign) = (head(Some(SHA)), presign());
+    let (head, presign, graph) = (head(Some(SHA)), presign(), graph(None));
     let (types, prices, image) = (catalog(), spot_prices(), image());
     // Spot: the spot-worthy types by spot price per vCPU.
     let template = template("c7g.2xlarge", 300);
     let create = create_group(&["c7g.2xlarge", "c7g.4xlarge"], false);
     let env = Mocks {
-        s3: vec![&head, &presign],
+        s3: vec![&head, &presign, &graph],
         ec2: vec![&types, &prices, &image, &template],
         autoscaling: vec![&create],
         ..Mocks::default()
@@ -342,14 +377,42 @@ async fn a_pool_is_a_spot_group_of_the_ranked_types_over_a_locked_down_template(
 }
 
 #[tokio::test]
+async fn a_pool_fits_the_largest_process_its_units_recorded() {
+    // A 20 GiB link step last time: 30 GiB a node, so no c7g.2xlarge.
+    let profile = BuildProfile {
+        duration_s: 3600,
+        usage: ebfleet_core::sizing::BuildUsage {
+            peak_memory_mib: 20 * 1024,
+            cpu_s: 3600 * 16,
+            cpus: 16,
+        },
+    };
+    let (head, presign, graph) = (head(Some(SHA)), presign(), graph(Some(profile)));
+    let (types, prices, image) = (catalog(), spot_prices(), image());
+    let template = template("c7g.4xlarge", 300);
+    let create = create_group(&["c7g.4xlarge"], false);
+    let env = Mocks {
+        s3: vec![&head, &presign, &graph],
+        ec2: vec![&types, &prices, &image, &template],
+        autoscaling: vec![&create],
+        ..Mocks::default()
+    }
+    .env();
+    let out = handle(&env, &settings(300), pool_input()).await.unwrap();
+    let out: PoolOutput = serde_json::from_value(out).unwrap();
+    assert_eq!(out.pool.instance_types, ["c7g.4xlarge"]);
+    assert_eq!((graph.num_calls(), create.num_calls()), (1, 1));
+}
+
+#[tokio::test]
 async fn without_spot_prices_the_pool_buys_on_demand_from_the_fallback_types() {
-    let (head, presign) = (head(Some(SHA)), presign());
+    let (head, presign, graph) = (head(Some(SHA)), presign(), graph(None));
     let (types, prices, image) = (catalog(), no_spot_prices(), image());
     // On-demand without prices: the largest first, then by name.
     let template = template("c7g.4xlarge", 200);
     let create = create_group(&["c7g.4xlarge", "c7g.2xlarge", "m7g.2xlarge"], true);
     let env = Mocks {
-        s3: vec![&head, &presign],
+        s3: vec![&head, &presign, &graph],
         ec2: vec![&types, &prices, &image, &template],
         autoscaling: vec![&create],
         ..Mocks::default()
@@ -373,7 +436,7 @@ async fn without_spot_prices_the_pool_buys_on_demand_from_the_fallback_types() {
 
 #[tokio::test]
 async fn a_refused_group_names_the_platform_and_the_pool() {
-    let (head, presign) = (head(Some(SHA)), presign());
+    let (head, presign, graph) = (head(Some(SHA)), presign(), graph(None));
     let (types, prices, image) = (catalog(), spot_prices(), image());
     let template = template("c7g.2xlarge", 200);
     let refused = mock!(aws_sdk_autoscaling::Client::create_auto_scaling_group).then_error(|| {
@@ -384,7 +447,7 @@ async fn a_refused_group_names_the_platform_and_the_pool() {
         )
     });
     let env = Mocks {
-        s3: vec![&head, &presign],
+        s3: vec![&head, &presign, &graph],
         ec2: vec![&types, &prices, &image, &template],
         autoscaling: vec![&refused],
         ..Mocks::default()

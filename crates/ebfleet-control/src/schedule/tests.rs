@@ -46,6 +46,7 @@ fn module(name: &str, run: &[u32], built: bool) -> GraphModule {
         built,
         estimate_s: 100,
         held: None,
+        profile: None,
     }
 }
 

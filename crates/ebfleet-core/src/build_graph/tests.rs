@@ -13,6 +13,7 @@ pub(crate) fn module(name: &str, build: &[u32], run: &[u32], built: bool) -> Gra
         built,
         estimate_s: 60,
         held: None,
+        profile: None,
     }
 }
 

@@ -50,6 +50,27 @@ fn manifest_with_bad_sha_is_refused() {
 }
 
 #[test]
+fn a_manifest_whose_usage_is_impossible_is_refused() {
+    // 42 s on 16 CPUs: at most 688 CPU seconds.
+    let v = manifest_json();
+    assert_eq!(v["modules"][0]["outcome"]["usage"]["cpu_s"], 300);
+    for (field, value) in [("cpu_s", 689u64), ("cpus", 0), ("peak_memory_mib", 1 << 40)] {
+        let mut v = manifest_json();
+        v["modules"][0]["outcome"]["usage"][field] = value.into();
+        let e = read(&v).unwrap_err();
+        assert!(matches!(e, ManifestError::BadUsage { .. }), "{field}: {e}");
+        assert!(e.to_string().contains(M), "{e}");
+    }
+    // A node that does not measure says nothing.
+    let mut v = manifest_json();
+    v["modules"][0]["outcome"]
+        .as_object_mut()
+        .unwrap()
+        .remove("usage");
+    assert!(read(&v).is_ok());
+}
+
+#[test]
 fn manifest_with_bad_size_is_refused() {
     let mut v = manifest_json();
     v["modules"][0]["outcome"]["tarball"]["size"] = (-1).into();
@@ -192,6 +213,7 @@ fn a_manifest_is_believed_only_about_its_own_unit() {
         },
         module_file_key: format!("{P}/{file}"),
         duration_s: 1,
+        usage: None,
     };
     for (t, f) in [
         (

@@ -18,6 +18,11 @@ pub(crate) fn built_outcome(c: char) -> Outcome {
         },
         module_file_key: format!("{P}/modules/all/zlib/1.3.1-GCCcore-13.3.0.lua"),
         duration_s: 42,
+        usage: Some(crate::sizing::BuildUsage {
+            peak_memory_mib: 900,
+            cpu_s: 300,
+            cpus: 16,
+        }),
     }
 }
 
@@ -265,6 +270,7 @@ fn built_result_is_recorded_and_releases_the_batch_lease() {
     assert_eq!(r.instance_type.as_deref(), Some("c7g.4xlarge"));
     assert_eq!(r.archspec.as_deref(), Some("neoverse_v1"));
     assert_eq!(r.duration_s, Some(42));
+    assert_eq!(r.usage.map(|u| (u.peak_memory_mib, u.cpu_s, u.cpus)), Some((900, 300, 16)));
     assert_eq!(
         (r.attempts, r.execution.as_deref(), r.batch),
         (1, Some(EXEC), Some(3))

@@ -32,6 +32,7 @@ use ebfleet_core::lease::{leases_key, BatchLeases};
 use ebfleet_core::manifest::{BatchManifest, ManifestEntry, Outcome, MANIFEST_FORMAT};
 use ebfleet_core::names::{ExecutionName, PlatformName};
 use ebfleet_core::record::{lease_owner, Status, Tarball};
+use ebfleet_core::sizing::BuildUsage;
 use ebfleet_core::step::StepCommand;
 use ebfleet_core::unit::child_prefix;
 use ebfleet_core::userdata::{node_binary_key, BOOTSTRAP_SH};
@@ -697,6 +698,11 @@ async fn lambdas_under_cargo_lambda_watch() {
             },
             module_file_key: module_file_key(&platform, &module),
             duration_s: 60,
+            usage: Some(BuildUsage {
+                peak_memory_mib: 700,
+                cpu_s: 240,
+                cpus: 16,
+            }),
         },
     };
     let manifest = BatchManifest {
@@ -736,6 +742,13 @@ async fn lambdas_under_cargo_lambda_watch() {
     assert_eq!(r.easyconfig_sha256, build.easyconfig_sha256);
     assert_eq!(r.instance_type.as_deref(), Some(instance_type.as_str()));
     assert_eq!(r.lease, None, "{module}: the manifest releases the lease");
+    // What the build used, for the next run's sizing.
+    let profile = records.recorded(&platform).await.unwrap().profiles[module.as_str()];
+    assert_eq!(
+        (profile.duration_s, profile.usage),
+        (60, r.usage.expect("usage recorded"))
+    );
+    assert_eq!(profile.usage.peak_memory_mib, 700);
 
     // schedule {wait}: the platform's task token waits in its wake-up item
     // until a unit ends; record {done} ends unit 0 with what Lease and

@@ -78,6 +78,7 @@ fn batch_file(modules: &[&str]) -> BatchFile {
                     easyconfig_key: easyconfig_key(&easyconfig),
                     easyconfig,
                     easyconfig_sha256: sha('e'),
+                    memory_per_job_mib: None,
                 }
             })
             .collect(),
@@ -666,6 +667,7 @@ fn manifest_of(module: &str, keys_of: &str) -> String {
                 },
                 module_file_key: ebfleet_core::layout::module_file_key(&p, &k),
                 duration_s: 60,
+                usage: None,
             },
         }],
     })
