@@ -14,7 +14,8 @@
 //! - [`step`]: the SSM document and the commands it runs on a node;
 //! - [`trigger`]: how a new easyconfig in S3 becomes an execution;
 //! - [`platform`], [`capacity`], [`userdata`]: the platforms, how instances
-//!   are chosen for them, and how a node boots.
+//!   are chosen for them, and how a node boots; [`cost`]: what a
+//!   platform's nodes actually cost; [`summary`]: a run's stored summary.
 //!
 //! The adapters (`ebfleet-aws`), the Lambdas and the node agent depend on
 //! this crate; the planner (`ebfleet-planner`) depends on it for platforms
@@ -26,6 +27,7 @@ pub mod built;
 pub mod capacity;
 pub mod checksum;
 pub mod clock;
+pub mod cost;
 pub mod estimate;
 pub mod failure_memory;
 pub mod layout;
@@ -38,6 +40,7 @@ pub mod record;
 pub mod status;
 pub mod step;
 pub mod suggest;
+pub mod summary;
 pub mod trigger;
 pub mod unit;
 pub mod userdata;
