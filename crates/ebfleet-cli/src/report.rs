@@ -692,8 +692,8 @@ mod tests {
             counts,
             build_seconds: 0,
             node_seconds: None,
-                instance_hours: None,
-                usd: None,
+            instance_hours: None,
+            usd: None,
             modules,
         }
     }

@@ -544,7 +544,6 @@ async fn done_tick(spot: Rule) -> TickOutput {
         ssm: vec![&up],
         sfn: vec![&heartbeat],
         ec2: vec![&spot],
-        ..Default::default()
     };
     let t = TickInput {
         graph_key: DONE_GRAPH.into(),
