@@ -13,6 +13,8 @@ Catch that sends every failure to Release.
   (`states:startExecution.waitForTaskToken`) and waits for the platform's
   summary, however many executions the platform takes; the platform's
   scheduler beats on it every tick. Release of the platform when it fails.
+  Then the run's summary is stored (the release Lambda; a failure there
+  is caught: the output stays the summary, with `summary_failure`).
 - platform.asl.json: one platform of a run. Capacity (its pool, once),
   then Schedule and Wait for nodes in a loop until nothing is left, then
   Release and the summary to the run. A unit ending wakes the wait (a task
@@ -393,6 +395,7 @@ def platform():
                         "nodes_max.$": "$.tick.nodes_max",
                         "instances_launched.$": "$.tick.instances_launched",
                         "node_seconds.$": "$.tick.node_seconds",
+                        "cost.$": "$.tick.cost",
                         "released.$": "$.released",
                     },
                 },
@@ -519,7 +522,7 @@ def pipeline():
                     "nothing_to_do": True,
                     "platforms": [],
                 },
-                "End": True,
+                "Next": "Store the summary",
             },
             "Platforms": {
                 "Type": "Map",
@@ -580,8 +583,24 @@ def pipeline():
                     "nothing_to_do": False,
                     "platforms.$": "$.platforms",
                 },
-                "End": True,
+                "Next": "Store the summary",
             },
+            "Store the summary": {
+                **lambda_task(
+                    "The run's summary (per platform: units, instance hours, dollars) as "
+                    "plans/<execution>/summary.json and the RUN#<execution> item. Bookkeeping: "
+                    "its failure is caught and the run ends as it would have, with the summary "
+                    "in its output.",
+                    "Release",
+                    {"summary.$": "$"},
+                    "Done",
+                    result_path="$.stored",
+                    timeout=330,
+                    catch_to=None,
+                ),
+                "Catch": catch("Done", "$.summary_failure"),
+            },
+            "Done": {"Type": "Succeed"},
         },
     }
 

@@ -155,6 +155,7 @@ async function run({ platforms, hooks = {}, ticksPerExecution = 1000, input = { 
       return { ...copy(OUT.record), manifest_key: i.manifest_key };
     },
     release(i) {
+      if (i.summary) return { ...copy(OUT.summary), summary_key: `plans/${i.summary.execution}/summary.json` };
       return { ...copy(OUT.release), pools_deleted: i.platform ? [`ebfleet-${i.execution}-${i.platform}`] : [] };
     },
   };
@@ -355,10 +356,46 @@ scenario('transient Lambda errors are retried, not failures', async () => {
   assert.deepEqual(unitPaths(r, A).map((x) => JSON.parse(x.d.output).outcome), ['built']);
 });
 
+scenario("the run's summary is stored with each platform's cost; the output keeps its fields", async () => {
+  const platforms = { [A]: 2, [B]: 1 };
+  const r = await run({ platforms });
+  assert.equal(r.d.status, 'SUCCEEDED', `${r.d.error}: ${r.d.cause}`);
+  invariants(r, platforms);
+  for (const k of ['execution', 'plan_key', 'nothing_to_do', 'platforms']) assert.ok(k in r.output, `${k} in the output`);
+  assert.equal(r.output.nothing_to_do, false);
+  for (const p of Object.keys(platforms)) {
+    const s = r.output.platforms.find((x) => x.platform === p);
+    for (const k of ['units', 'nodes_max', 'instances_launched', 'node_seconds', 'released']) assert.ok(k in s, `${p}: ${k}`);
+    assert.deepEqual(s.cost, OUT.schedule.tick.cost, `${p}: the done tick's cost reaches the run`);
+  }
+  const stores = r.world.calls.filter((c) => c.fn === 'release' && c.input.summary);
+  assert.equal(stores.length, 1, 'stored once, at the end');
+  assert.equal(r.world.calls[r.world.calls.length - 1], stores[0], 'the last call');
+  assert.deepEqual(stores[0].input.summary.platforms, r.output.platforms, 'what is stored is what the run reports');
+  assert.equal(stores[0].input.summary.execution, 'run-1');
+  assert.equal(r.output.stored.summary_key, 'plans/run-1/summary.json');
+  assert.ok(!('summary_failure' in r.output));
+});
+
+scenario('a summary that cannot be stored does not fail the run; the output still holds the summary', async () => {
+  const platforms = { [A]: 1 };
+  const r = await run({
+    platforms,
+    hooks: { release: (i) => { if (i.summary) throw statesError('ebfleet.Failed', 'AccessDenied on plans/run-1/summary.json'); } },
+  });
+  assert.equal(r.d.status, 'SUCCEEDED', `${r.d.error}: ${r.d.cause}`);
+  invariants(r, platforms);
+  assert.equal(r.output.summary_failure.Error, 'ebfleet.Failed');
+  assert.ok(!('stored' in r.output));
+  const a = r.output.platforms.find((x) => x.platform === A);
+  assert.ok(a && !a.failed && a.cost, JSON.stringify(a));
+});
+
 scenario('nothing to do: no platform execution, no pool', async () => {
   const r = await run({ platforms: { [A]: 0 } });
   assert.equal(r.d.status, 'SUCCEEDED');
   assert.equal(r.output.nothing_to_do, true);
+  assert.equal(r.output.stored.summary_key, 'plans/run-1/summary.json', 'a run with nothing to do has its summary too');
   assert.equal(r.svc.list(stateMachineArn('ebfleet-platform')).length, 0);
 });
 

@@ -41,6 +41,9 @@ pub struct PoolMember {
     pub instance_id: String,
     /// `Pending`, `InService`, ...
     pub lifecycle: String,
+    /// Its instance type (`Instance.InstanceType`), when the group says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
 }
 
 /// A pool as the group reports it.
@@ -168,6 +171,7 @@ impl Pools {
                             .lifecycle_state()
                             .map(|s| s.as_str().to_string())
                             .unwrap_or_default(),
+                        instance_type: i.instance_type().map(str::to_string),
                     })
                 })
                 .collect(),

@@ -11,9 +11,11 @@
 
 mod item;
 mod pending;
+mod summary;
 
 pub use item::{attr, from_item, to_item, Item, ItemError};
 pub use pending::TTL;
+pub use summary::summary_item;
 
 use crate::call::{call_error, CallError};
 use aws_sdk_dynamodb::error::SdkError;

@@ -21,10 +21,11 @@ use ebfleet_aws::ConfigOverrides;
 use ebfleet_core::build_graph::graph_key;
 use ebfleet_core::build_graph::BuildGraph;
 use ebfleet_core::clock::unix_now;
-use ebfleet_core::layout::{log_prefix, plans_prefix, run_log_prefix};
+use ebfleet_core::layout::{log_prefix, plans_prefix, run_log_prefix, summary_key};
 use ebfleet_core::names::{ExecutionName, ModuleName, PlatformName};
 use ebfleet_core::record::{ModuleRecord, Status};
-use ebfleet_core::status::{platform_status, ModuleState, RunStatus};
+use ebfleet_core::status::{apply_summary, platform_status, ModuleState, RunStatus};
+use ebfleet_core::summary::RunSummary;
 use ebfleet_core::trigger::{execution_name, ExecutionInput, RunOptions};
 use ebfleet_node::transfer::{download, Verify};
 use std::collections::BTreeSet;
@@ -135,7 +136,7 @@ impl Stack {
             status.node_seconds = node_seconds.get(p).copied();
             platforms.push(status);
         }
-        Ok(RunStatus {
+        let mut status = RunStatus {
             execution: execution.to_string(),
             execution_arn: arn.to_string(),
             status: info.status,
@@ -143,8 +144,21 @@ impl Stack {
             stopped: info.stopped,
             error: info.error,
             cause: info.cause,
+            summary_key: None,
+            instance_hours: None,
+            usd: None,
             platforms,
-        })
+        };
+        // The run's stored summary, once it ended: actual instance hours
+        // and dollars. A missing one (still running, or a run of before)
+        // or one that cannot be read leaves them out.
+        let key = summary_key(&execution);
+        match self.store.get_json::<RunSummary>(&key).await {
+            Ok(summary) => apply_summary(&mut status, &summary, &key),
+            Err(S3Error::NotFound { .. }) => {}
+            Err(e) => eprintln!("ebfleet: the run's summary is left out: {e}"),
+        }
+        Ok(status)
     }
 }
 
@@ -295,9 +309,26 @@ fn short(s: &str, max: usize) -> String {
 }
 
 fn print_status(s: &RunStatus, output: Output) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+    write_status(&mut std::io::stdout().lock(), s, output)
+}
+
+/// A platform's actual instance hours and dollars from the run's stored
+/// summary: `-` without a summary, `?` for dollars it could not price.
+fn cost_cells(s: &RunStatus, instance_hours: Option<f64>, usd: Option<f64>) -> [String; 2] {
+    let stored = s.summary_key.is_some();
+    [
+        instance_hours.map_or_else(|| "-".to_string(), |h| format!("{h:.2}")),
+        match usd {
+            Some(d) => format!("{d:.2}"),
+            None if stored && instance_hours.is_some() => "?".to_string(),
+            None => "-".to_string(),
+        },
+    ]
+}
+
+fn write_status(out: &mut impl Write, s: &RunStatus, output: Output) -> Result<()> {
     if output == Output::Json {
-        serde_json::to_writer_pretty(&mut out, s)?;
+        serde_json::to_writer_pretty(&mut *out, s)?;
         writeln!(out)?;
         return Ok(());
     }
@@ -307,6 +338,7 @@ fn print_status(s: &RunStatus, output: Output) -> Result<()> {
         .iter()
         .map(|p| {
             let c = p.counts;
+            let [hours, usd] = cost_cells(s, p.instance_hours, p.usd);
             vec![
                 p.platform.clone(),
                 p.planned.to_string(),
@@ -318,6 +350,8 @@ fn print_status(s: &RunStatus, output: Output) -> Result<()> {
                 c.not_built.to_string(),
                 hms(p.build_seconds),
                 p.node_seconds.map_or_else(|| "-".to_string(), hms),
+                hours,
+                usd,
             ]
         })
         .collect();
@@ -357,6 +391,15 @@ fn print_status(s: &RunStatus, output: Output) -> Result<()> {
             short(s.cause.as_deref().unwrap_or(""), 200)
         )?;
     }
+    if s.summary_key.is_some() {
+        let [hours, usd] = cost_cells(s, s.instance_hours, s.usd);
+        let usd = if usd == "?" {
+            "dollars unknown (a price was not known)".to_string()
+        } else {
+            format!("{usd} USD")
+        };
+        writeln!(out, "  actual: {hours} instance hours, {usd}")?;
+    }
     if rows.is_empty() {
         writeln!(out, "  no platform planned yet")?;
         return Ok(());
@@ -373,6 +416,8 @@ fn print_status(s: &RunStatus, output: Output) -> Result<()> {
         "NOT BUILT",
         "BUILD TIME",
         "NODE TIME",
+        "INSTANCE HOURS",
+        "USD",
     ];
     write!(out, "{}", table(&head, &rows))?;
     if !problems.is_empty() {
@@ -686,6 +731,9 @@ mod tests {
             stopped: None,
             error: None,
             cause: None,
+            summary_key: None,
+            instance_hours: None,
+            usd: None,
             platforms: vec![PlatformStatus {
                 platform: "p".into(),
                 planned: 2,
@@ -696,6 +744,8 @@ mod tests {
                 },
                 build_seconds: 0,
                 node_seconds: None,
+                instance_hours: None,
+                usd: None,
                 modules: Vec::new(),
             }],
         }
@@ -735,6 +785,74 @@ mod tests {
         );
         assert_eq!(short("abcdef", 3), "abc…");
         assert_eq!(hms(3_723), "1:02:03");
+    }
+
+    fn shown(s: &RunStatus, output: Output) -> String {
+        let mut v = Vec::new();
+        write_status(&mut v, s, output).unwrap();
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn status_shows_each_platforms_actual_hours_and_dollars_from_the_stored_summary() {
+        use ebfleet_core::summary::{RunOutput, RunSummary};
+        let mut s = run("SUCCEEDED", 0);
+        s.stopped = Some(10);
+        let mut q = s.platforms[0].clone();
+        q.platform = "q".into();
+        s.platforms.push(q);
+        // Before a summary: nothing made up.
+        let text = shown(&s, Output::Text);
+        assert!(
+            text.contains("PLATFORM\tp\t2\t2\t0\t0\t0\t0\t0\t0:00:00\t-\t-\t-"),
+            "{text}"
+        );
+        let out: RunOutput = serde_json::from_value(serde_json::json!({
+            "execution": "r",
+            "platforms": [
+                {"platform": "p", "node_seconds": 5400,
+                 "cost": {"node_seconds": 5400, "instance_hours": 1.5, "usd": 0.75, "usd_priced": 0.75,
+                          "unpriced_instance_hours": 0.0, "types": []}},
+                {"platform": "q", "node_seconds": 3600,
+                 "cost": {"node_seconds": 3600, "instance_hours": 1.0, "usd": null, "usd_priced": 0.0,
+                          "unpriced_instance_hours": 1.0, "types": []}}
+            ]
+        }))
+        .unwrap();
+        let summary = RunSummary::from_output(out, 10);
+        ebfleet_core::status::apply_summary(&mut s, &summary, "plans/r/summary.json");
+
+        let text = shown(&s, Output::Text);
+        let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+        assert_eq!(rows[1][0..2], ["PLATFORM", "p"]);
+        assert_eq!(rows[1][10..], ["1:30:00", "1.50", "0.75"], "{text}");
+        assert_eq!(
+            rows[2][10..],
+            ["1:00:00", "1.00", "?"],
+            "unknown, not zero: {text}"
+        );
+
+        let table = shown(&s, Output::Table);
+        assert!(
+            table.contains("INSTANCE HOURS") && table.contains("USD"),
+            "{table}"
+        );
+        assert!(
+            table.contains("actual: 2.50 instance hours, dollars unknown"),
+            "{table}"
+        );
+        let line = table.lines().find(|l| l.starts_with("p ")).unwrap();
+        assert!(line.ends_with("1.50            0.75"), "{line:?}");
+
+        let j: serde_json::Value = serde_json::from_str(&shown(&s, Output::Json)).unwrap();
+        assert_eq!(j["platforms"][0]["usd"], 0.75);
+        assert_eq!(j["platforms"][0]["instance_hours"], 1.5);
+        assert!(j["platforms"][1].get("usd").is_none());
+        assert_eq!(j["summary_key"], "plans/r/summary.json");
+        assert_eq!(
+            j["platforms"][0]["counts"]["built"], 2,
+            "the fields of before keep their names"
+        );
     }
 
     #[test]

@@ -692,6 +692,8 @@ mod tests {
             counts,
             build_seconds: 0,
             node_seconds: None,
+            instance_hours: None,
+            usd: None,
             modules,
         }
     }
@@ -705,6 +707,9 @@ mod tests {
             stopped: Some(1_796_439_845 + 4 * 3_600 + 125),
             error: None,
             cause: None,
+            summary_key: None,
+            instance_hours: None,
+            usd: None,
             platforms,
         }
     }

@@ -12,6 +12,7 @@ pub mod record;
 pub mod release;
 pub mod runtime;
 pub mod schedule;
+pub mod summary;
 pub mod trigger;
 
 #[cfg(test)]

@@ -13,6 +13,49 @@ use ebfleet_core::capacity::TAG_EXECUTION;
 use ebfleet_core::names::{ExecutionName, PlatformName};
 use serde::{Deserialize, Serialize};
 
+/// What the release Lambda is asked: to store the run's summary (the
+/// pipeline's last state, [`crate::summary`]), or to release.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Request {
+    Summary(crate::summary::Input),
+    Release(Input),
+}
+
+/// The release Lambda's answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Summary(crate::summary::Output),
+    Release(Output),
+}
+
+/// The error of a [`Request`].
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    Summary(#[from] crate::summary::Error),
+    #[error(transparent)]
+    Release(#[from] Error),
+}
+
+impl crate::failure::Failure for RequestError {
+    fn kind(&self) -> crate::failure::Kind {
+        match self {
+            RequestError::Summary(e) => e.kind(),
+            RequestError::Release(e) => e.kind(),
+        }
+    }
+}
+
+/// The release Lambda: a summary to store, or what to release.
+pub async fn handle_request(env: &Env, request: Request) -> Result<Response, RequestError> {
+    Ok(match request {
+        Request::Summary(s) => Response::Summary(crate::summary::handle(env, s).await?),
+        Request::Release(r) => Response::Release(handle(env, r).await?),
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Input {
     pub execution: ExecutionName,

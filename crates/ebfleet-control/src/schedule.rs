@@ -28,6 +28,7 @@ use ebfleet_aws::sfn::SfnError;
 use ebfleet_aws::ssm::SsmError;
 use ebfleet_aws::CallError;
 use ebfleet_core::build_graph::BuildGraph;
+use ebfleet_core::cost::{price, types_on, Market, PlatformCost, Prices, Usage};
 use ebfleet_core::layout::batch_prefix;
 use ebfleet_core::names::{ExecutionName, PlatformName};
 use ebfleet_core::platform::Platforms;
@@ -122,7 +123,7 @@ pub struct WaitInput {
 }
 
 /// The `Schedule` state's output.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct TickOutput {
     /// Nothing is waiting or running any more: release the pool.
     pub done: bool,
@@ -139,6 +140,11 @@ pub struct TickOutput {
     pub nodes_max: u32,
     pub instances_launched: u32,
     pub node_seconds: u64,
+    /// When `done`: the node time per instance type and market and what
+    /// it cost ([`platform_cost`]); `null` otherwise. Handed to the run
+    /// with the platform's summary.
+    #[serde(default)]
+    pub cost: Option<PlatformCost>,
 }
 
 /// What a tick keeps between ticks, in S3.
@@ -419,9 +425,15 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
             .map(|id| PoolInstance {
                 id: id.clone(),
                 online: online.contains(id),
+                instance_type: pool
+                    .members
+                    .iter()
+                    .find(|m| &m.instance_id == id)
+                    .and_then(|m| m.instance_type.clone()),
             })
             .collect(),
         desired: pool.desired,
+        on_demand: t.pool.on_demand,
     };
     let d = st.schedule.tick(&dag, &obs, &settings.scheduler);
 
@@ -509,6 +521,11 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
         lease::renew(env, &batch(unit), now, settings.lease_ttl).await?;
     }
 
+    let cost = if d.done {
+        Some(platform_cost(env, &st.schedule.usage(now)).await)
+    } else {
+        None
+    };
     st.ticks_this_execution += 1;
     let next_execution = !d.done && st.ticks_this_execution >= settings.ticks_per_execution;
     if next_execution {
@@ -525,6 +542,7 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
         nodes_max: st.schedule.nodes_max,
         instances_launched: st.schedule.launched,
         node_seconds: st.schedule.node_seconds(now),
+        cost,
     };
     env.store
         .put_json(&key, &st)
@@ -532,6 +550,33 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
         .map_err(|source| Error::State { key, source })?;
     tracing::info!(platform = %t.platform, ?out, "tick");
     Ok(out)
+}
+
+/// What `usage` cost: spot nodes at the spot price of their type read now
+/// (DescribeSpotPriceHistory), on-demand nodes at their on-demand price,
+/// which EC2 does not give (the Price List API is not asked): unknown. A
+/// price that cannot be read is unknown, and the dollars with it: the
+/// summary is never a reason for the platform to fail.
+pub async fn platform_cost(env: &Env, usage: &[Usage]) -> PlatformCost {
+    let spot_types = types_on(usage, Market::Spot);
+    let spot = if spot_types.is_empty() {
+        Default::default()
+    } else {
+        match env.nodes.spot_prices(&spot_types).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading spot prices for the cost failed: dollars unknown");
+                Default::default()
+            }
+        }
+    };
+    price(
+        usage,
+        &Prices {
+            spot,
+            on_demand: Default::default(),
+        },
+    )
 }
 
 /// Start a unit's execution; one already started under that name (a tick

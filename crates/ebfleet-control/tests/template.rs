@@ -11,7 +11,7 @@
 //! `infra/check.py`'s.
 
 use ebfleet_control::record::lease::LEASE_SECONDS_VAR;
-use ebfleet_control::{capacity, dispatch, env::var, record, release, schedule};
+use ebfleet_control::{capacity, dispatch, env::var, record, release, schedule, summary};
 use ebfleet_core::record::{Lease, ModuleRecord, Status, Tarball};
 use ebfleet_core::step::ssm_document;
 use ebfleet_core::trigger::ExecutionInput;
@@ -347,6 +347,7 @@ fn the_simulations_lambda_outputs_are_the_handlers() {
     round_trips::<record::Output>("record", &out["record"]);
     round_trips::<UnitResult>("done", &out["done"]);
     round_trips::<release::Output>("release", &out["release"]);
+    round_trips::<summary::Output>("summary", &out["summary"]);
 }
 
 fn input<T: DeserializeOwned>(state: &str, v: &Json) -> T {
@@ -370,6 +371,7 @@ fn every_task_sends_what_its_handler_accepts() {
         "record:lease",
         "record:manifest_key",
         "release:execution,platform",
+        "release:summary",
         "schedule:tick",
         "schedule:wait",
     ] {
@@ -445,9 +447,25 @@ fn every_task_sends_what_its_handler_accepts() {
                     assert!(done.lease.is_some() && done.recorded.is_some());
                 }
             },
-            "release" => {
-                let _: release::Input = input(kind, i);
-            }
+            "release" => match input(kind, i) {
+                release::Request::Release(_) => {
+                    assert!(!kind.ends_with(":summary"), "{kind}: read as a release")
+                }
+                release::Request::Summary(s) => {
+                    assert_eq!(s.summary.execution, "run-1");
+                    // What the platforms reported reaches the summary whole.
+                    let summary = ebfleet_core::summary::RunSummary::from_output(s.summary, 0);
+                    assert!(!summary.platforms.is_empty(), "{kind}: no platform");
+                    for p in &summary.platforms {
+                        let cost = p
+                            .cost
+                            .as_ref()
+                            .unwrap_or_else(|| panic!("{kind}: {} without its cost", p.platform));
+                        assert_eq!(p.usd, cost.usd);
+                        assert!(p.units.is_some() && p.node_seconds.is_some());
+                    }
+                }
+            },
             other => panic!("{kind}: unknown function {other}"),
         }
     }

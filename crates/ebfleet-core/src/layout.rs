@@ -9,6 +9,7 @@
 //! <platform>/manifests/<execution>/<batch>.json
 //! <platform>/logs/<Name>/<version>/...
 //! plans/<execution>/plan.json, plans/<execution>/<platform>/<batch>.json
+//! plans/<execution>/summary.json
 //! index/easyconfigs.bin
 //! ```
 //!
@@ -87,6 +88,12 @@ pub fn plan_key(execution: &ExecutionName) -> String {
     format!("{}plan.json", plans_prefix(execution))
 }
 
+/// `plans/<execution>/summary.json`: the run's summary (what each platform
+/// built, its instance hours and dollars), written when the run ends.
+pub fn summary_key(execution: &ExecutionName) -> String {
+    format!("{}summary.json", plans_prefix(execution))
+}
+
 /// `plans/<execution>/<platform>/`: where the batch files of a platform go.
 pub fn batch_prefix(execution: &ExecutionName, platform: &PlatformName) -> String {
     format!("{}{platform}/", plans_prefix(execution))
@@ -133,6 +140,9 @@ pub fn module_sk(module: &str) -> String {
 pub fn run_pk(execution: &str) -> String {
     format!("RUN#{execution}")
 }
+
+/// Sort key of a run's summary item (under [`run_pk`]).
+pub const SUMMARY_SK: &str = "SUMMARY";
 
 /// Sort key of a platform's wake-up item in its run: `WAKE#<platform>`.
 /// It holds the task token the platform's scheduler waits on and a count
@@ -189,6 +199,7 @@ mod tests {
             "amzn-2023_graviton-3/logs/Python/3.11.3-GCCcore-12.3.0/"
         );
         assert_eq!(plan_key(&ex), "plans/run-1/plan.json");
+        assert_eq!(summary_key(&ex), "plans/run-1/summary.json");
         assert_eq!(batch_prefix(&ex, &pl), "plans/run-1/amzn-2023_graviton-3/");
         assert_eq!(
             batch_key(&ex, &pl, 3),

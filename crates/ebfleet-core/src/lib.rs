@@ -15,7 +15,8 @@
 //! - [`trigger`]: how a new easyconfig in S3 becomes an execution;
 //! - [`platform`], [`capacity`], [`userdata`]: the platforms, how instances
 //!   are chosen for them, and how a node boots; [`sizing`]: how recorded
-//!   builds size the next run's nodes and jobs.
+//!   builds size the next run's nodes and jobs; [`cost`]: what a
+//!   platform's nodes actually cost; [`summary`]: a run's stored summary.
 //!
 //! The adapters (`ebfleet-aws`), the Lambdas and the node agent depend on
 //! this crate; the planner (`ebfleet-planner`) depends on it for platforms
@@ -27,6 +28,7 @@ pub mod built;
 pub mod capacity;
 pub mod checksum;
 pub mod clock;
+pub mod cost;
 pub mod estimate;
 pub mod failure_memory;
 pub mod layout;
@@ -40,6 +42,7 @@ pub mod sizing;
 pub mod status;
 pub mod step;
 pub mod suggest;
+pub mod summary;
 pub mod trigger;
 pub mod unit;
 pub mod userdata;

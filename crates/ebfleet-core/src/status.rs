@@ -13,6 +13,7 @@
 
 use crate::build_graph::BuildGraph;
 use crate::record::{ErrorClass, ModuleRecord, Status};
+use crate::summary::RunSummary;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -98,7 +99,7 @@ impl Counts {
 }
 
 /// One platform of a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlatformStatus {
     pub platform: String,
     /// Modules the run set out to build.
@@ -110,12 +111,19 @@ pub struct PlatformStatus {
     /// once the platform has reported to the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_seconds: Option<u64>,
+    /// The platform's actual instance hours, from the run's stored summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_hours: Option<f64>,
+    /// The platform's actual dollars, from the run's stored summary; absent
+    /// when there is none or a price was unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd: Option<f64>,
     /// Dependencies first.
     pub modules: Vec<ModuleStatus>,
 }
 
 /// A run as the operator sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunStatus {
     /// The execution's name (the run's name).
     pub execution: String,
@@ -130,6 +138,16 @@ pub struct RunStatus {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
+    /// The S3 key of the run's stored summary, once the run stored it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_key: Option<String>,
+    /// The run's actual instance hours, from its stored summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_hours: Option<f64>,
+    /// The run's actual dollars, from its stored summary (absent when
+    /// unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd: Option<f64>,
     pub platforms: Vec<PlatformStatus>,
 }
 
@@ -238,7 +256,27 @@ pub fn platform_status(
         counts,
         build_seconds,
         node_seconds: None,
+        instance_hours: None,
+        usd: None,
         modules,
+    }
+}
+
+/// `status` with what the run's stored `summary` (at `key`) says: each
+/// platform's instance hours and dollars, its node time where the run's
+/// output did not give it, and the run's totals.
+pub fn apply_summary(status: &mut RunStatus, summary: &RunSummary, key: &str) {
+    status.summary_key = Some(key.to_string());
+    status.instance_hours = Some(summary.instance_hours);
+    status.usd = summary.usd;
+    for p in &mut status.platforms {
+        if let Some(s) = summary.platform(&p.platform) {
+            p.instance_hours = s.instance_hours;
+            p.usd = s.usd;
+            if p.node_seconds.is_none() {
+                p.node_seconds = s.node_seconds;
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::dag::Dag;
 use crate::retry::{retry, Retry};
+use ebfleet_core::cost::{merge, Market, Usage};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -84,6 +85,22 @@ pub struct Node {
     /// Units it built: their installations are on its disk.
     #[serde(default)]
     pub built: Vec<u32>,
+    /// Its instance type, when the pool said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    /// Bought on-demand (the pool was on-demand when it appeared).
+    #[serde(default)]
+    pub on_demand: bool,
+}
+
+impl Node {
+    fn market(&self) -> Market {
+        if self.on_demand {
+            Market::OnDemand
+        } else {
+            Market::Spot
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +122,9 @@ pub struct PoolInstance {
     pub id: String,
     /// Online in SSM (its agent answers).
     pub online: bool,
+    /// Its instance type, when the group says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
 }
 
 /// What happened since the last tick.
@@ -117,6 +137,9 @@ pub struct Observation {
     pub pool: Vec<PoolInstance>,
     /// The group's desired capacity.
     pub desired: u32,
+    /// The pool was made to buy on-demand (not spot).
+    #[serde(default)]
+    pub on_demand: bool,
 }
 
 /// A unit to start on a node.
@@ -179,6 +202,9 @@ pub struct Schedule {
     /// Node seconds of the nodes retired or gone (live ones not counted
     /// yet; see [`Schedule::node_seconds`]).
     pub node_seconds_done: u64,
+    /// The same per instance type and market ([`Schedule::usage`]).
+    #[serde(default)]
+    pub usage_done: Vec<Usage>,
     /// Since when the group has been short of its desired capacity.
     #[serde(default)]
     pub short_since: Option<u64>,
@@ -214,6 +240,7 @@ impl Schedule {
             launched: 0,
             nodes_max: 0,
             node_seconds_done: 0,
+            usage_done: Vec::new(),
             short_since: None,
             on_demand: false,
             leases_renewed: 0,
@@ -243,6 +270,30 @@ impl Schedule {
                 .values()
                 .map(|n| now.saturating_sub(n.seen))
                 .sum::<u64>()
+    }
+
+    /// Node seconds so far per instance type and market, the live nodes
+    /// counted up to `now`; they add up to [`Schedule::node_seconds`].
+    /// Nodes of a state written before types were kept count as of no
+    /// type, on spot.
+    pub fn usage(&self, now: u64) -> Vec<Usage> {
+        let live = self.nodes.values().map(|n| Usage {
+            instance_type: n.instance_type.clone(),
+            market: n.market(),
+            node_seconds: now.saturating_sub(n.seen),
+        });
+        let mut all = merge(self.usage_done.iter().cloned().chain(live));
+        // Node seconds counted before usage was kept (an older state).
+        let counted: u64 = self.usage_done.iter().map(|u| u.node_seconds).sum();
+        let before = self.node_seconds_done.saturating_sub(counted);
+        if before > 0 {
+            all = merge(all.into_iter().chain([Usage {
+                instance_type: None,
+                market: Market::Spot,
+                node_seconds: before,
+            }]));
+        }
+        all
     }
 
     /// Units in each state.
@@ -386,8 +437,11 @@ impl Schedule {
     /// ones are dropped (their node seconds counted).
     fn follow_pool(&mut self, obs: &Observation, s: &Settings, d: &mut Decisions) {
         let now = obs.now;
-        let present: BTreeMap<&str, bool> =
-            obs.pool.iter().map(|i| (i.id.as_str(), i.online)).collect();
+        let present: BTreeMap<&str, (bool, Option<&String>)> = obs
+            .pool
+            .iter()
+            .map(|i| (i.id.as_str(), (i.online, i.instance_type.as_ref())))
+            .collect();
         let gone: Vec<String> = self
             .nodes
             .keys()
@@ -396,10 +450,18 @@ impl Schedule {
             .collect();
         for id in gone {
             if let Some(n) = self.nodes.remove(&id) {
-                self.node_seconds_done += now.saturating_sub(n.seen);
+                let secs = now.saturating_sub(n.seen);
+                self.node_seconds_done += secs;
+                let market = n.market();
+                self.usage_done = merge(self.usage_done.drain(..).chain([Usage {
+                    instance_type: n.instance_type,
+                    market,
+                    node_seconds: secs,
+                }]));
             }
         }
-        for (&id, &online) in &present {
+        let on_demand = obs.on_demand || self.on_demand;
+        for (&id, &(online, instance_type)) in &present {
             let n = self.nodes.entry(id.to_string()).or_insert_with(|| {
                 self.launched += 1;
                 Node {
@@ -407,8 +469,14 @@ impl Schedule {
                     since: now,
                     seen: now,
                     built: Vec::new(),
+                    instance_type: None,
+                    on_demand,
                 }
             });
+            // The group may name the type only once it is launched.
+            if n.instance_type.is_none() {
+                n.instance_type = instance_type.cloned();
+            }
             if n.state == NodeState::Booting {
                 if online {
                     n.state = NodeState::Idle;

@@ -106,9 +106,11 @@ pub fn simulate(dag: &Dag, build_s: &[u64], cfg: &SimConfig) -> SimResult {
                 .map(|(id, &(_, online_at))| PoolInstance {
                     id: id.clone(),
                     online: online_at <= now,
+                    instance_type: None,
                 })
                 .collect(),
             desired,
+            on_demand: false,
         };
         let d: Decisions = sched.tick(dag, &obs, &cfg.settings);
         for x in &d.dispatch {

@@ -68,7 +68,7 @@ impl Lambdas {
             "schedule" => with!(|i| schedule::handle(env, &self.schedule, i)),
             "dispatch" => with!(|i| dispatch::handle(env, &self.dispatch, i)),
             "record" => with!(|i| record::handle(env, &self.record, i)),
-            "release" => with!(|i| release::handle(env, i)),
+            "release" => with!(|i| release::handle_request(env, i)),
             "trigger" => with!(|i| trigger::handle(env, &self.trigger, i)),
             other => (
                 404,

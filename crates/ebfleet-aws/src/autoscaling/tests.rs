@@ -101,10 +101,14 @@ async fn a_pool_is_an_empty_protected_spot_group_of_the_platforms_types() {
 #[tokio::test]
 async fn describe_lists_members_not_leaving() {
     let member = |id: &str, state: LifecycleState| {
-        Instance::builder()
-            .instance_id(id)
-            .lifecycle_state(state)
-            .availability_zone("us-east-1a")
+        let b = Instance::builder().instance_id(id).lifecycle_state(state);
+        // The group names a member's type (i-2's left out: not said).
+        let b = if id == "i-2" {
+            b
+        } else {
+            b.instance_type("c7a.8xlarge")
+        };
+        b.availability_zone("us-east-1a")
             .health_status("Healthy")
             .protected_from_scale_in(true)
             .build()
@@ -132,6 +136,12 @@ async fn describe_lists_members_not_leaving() {
         .map(|m| m.instance_id.as_str())
         .collect();
     assert_eq!(ids, ["i-1", "i-2"]);
+    let types: Vec<_> = state
+        .members
+        .iter()
+        .map(|m| m.instance_type.as_deref())
+        .collect();
+    assert_eq!(types, [Some("c7a.8xlarge"), None]);
     let none = mock!(Client::describe_auto_scaling_groups)
         .then_output(|| DescribeAutoScalingGroupsOutput::builder().build());
     assert_eq!(pools(&[&none]).describe(GROUP).await.unwrap(), None);

@@ -429,3 +429,108 @@ async fn a_record_with_an_invalid_name_is_never_written() {
     }
     assert_eq!(rule.num_calls(), 0);
 }
+
+fn run_summary() -> ebfleet_core::summary::RunSummary {
+    use ebfleet_core::cost::{price, Market, Prices, Usage};
+    use ebfleet_core::summary::{ReportedPlatform, RunOutput, RunSummary, UnitCounts};
+    let cost = price(
+        &[Usage {
+            instance_type: Some("c7g.8xlarge".into()),
+            market: Market::Spot,
+            node_seconds: 5400,
+        }],
+        &Prices {
+            spot: [("c7g.8xlarge".to_string(), 0.4)].into(),
+            ..Prices::default()
+        },
+    );
+    RunSummary::from_output(
+        RunOutput {
+            execution: "run-1".into(),
+            plan_key: Some("plans/run-1/plan.json".into()),
+            nothing_to_do: false,
+            platforms: vec![
+                ReportedPlatform {
+                    platform: P.into(),
+                    units: Some(UnitCounts {
+                        built: 4,
+                        failed: 1,
+                        ..UnitCounts::default()
+                    }),
+                    instances_launched: Some(2),
+                    node_seconds: Some(5400),
+                    cost: Some(cost),
+                    ..ReportedPlatform::default()
+                },
+                ReportedPlatform {
+                    platform: "amzn-2023_epyc-gen-4".into(),
+                    failed: true,
+                    error: Some("ebfleet.PlatformFailed".into()),
+                    ..ReportedPlatform::default()
+                },
+            ],
+        },
+        1_700_000_000,
+    )
+}
+
+fn n(v: &str) -> AttributeValue {
+    AttributeValue::N(v.into())
+}
+
+#[tokio::test]
+async fn a_run_summary_is_one_item_under_the_runs_key() {
+    let rule = mock!(Client::put_item)
+        .match_requests(|q| {
+            let Some(i) = q.item() else { return false };
+            let platforms = i["platforms"].as_m().unwrap();
+            let g = platforms[P].as_m().unwrap();
+            let e = platforms["amzn-2023_epyc-gen-4"].as_m().unwrap();
+            q.table_name() == Some(TABLE)
+                // A retried write replaces the item: no condition.
+                && q.condition_expression().is_none()
+                && i["pk"] == s("RUN#run-1")
+                && i["sk"] == s("SUMMARY")
+                && i["execution"] == s("run-1")
+                && i["summary_key"] == s("plans/run-1/summary.json")
+                && i["written"] == n("1700000000")
+                && i["node_seconds"] == n("5400")
+                && i["instance_hours"] == n("1.5")
+                // One platform failed: the run's dollars are unknown.
+                && !i.contains_key("usd")
+                && g["outcome"] == s("done")
+                && g["instance_hours"] == n("1.5")
+                && g["usd"] == n("0.6")
+                && g["built"] == n("4")
+                && g["failed"] == n("1")
+                && g["instances_launched"] == n("2")
+                && e["outcome"] == s("failed")
+                && e["error"] == s("ebfleet.PlatformFailed")
+                && !e.contains_key("usd")
+                && !e.contains_key("instance_hours")
+        })
+        .then_output(|| PutItemOutput::builder().build());
+    let db = records(mock_client!(aws_sdk_dynamodb, [&rule]));
+    db.put_run_summary(&run_summary(), "plans/run-1/summary.json")
+        .await
+        .unwrap();
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_throttled_summary_write_is_retryable_and_names_the_item() {
+    let rule = mock!(Client::put_item)
+        .then_http_response(|| dynamo_error(400, "ThrottlingException", "Rate exceeded"));
+    let db = records(mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::Sequential,
+        [&rule],
+        no_retries
+    ));
+    let err = db
+        .put_run_summary(&run_summary(), "plans/run-1/summary.json")
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(err.to_string().contains("RUN#run-1 SUMMARY"), "{err}");
+}

@@ -262,8 +262,10 @@ async fn a_unit_that_ended_frees_its_node_for_what_waited_on_it() {
         pool: vec![PoolInstance {
             id: "i-0a".into(),
             online: true,
+            instance_type: None,
         }],
         desired: 1,
+        on_demand: false,
     };
     schedule.tick(&dag, &obs, &settings().scheduler);
     let state = State {
@@ -322,8 +324,10 @@ fn busy_state(renewed: u64) -> String {
         pool: vec![PoolInstance {
             id: "i-0a".into(),
             online: true,
+            instance_type: None,
         }],
         desired: 2,
+        on_demand: false,
     };
     schedule.tick(&dag, &obs, &settings().scheduler);
     serde_json::to_string(&State {
@@ -464,4 +468,152 @@ async fn a_run_that_no_longer_waits_orphans_the_platform_before_anything_else() 
     };
     let out = tick(&mocks.env(), &settings(), input()).await.unwrap();
     assert!(out.orphaned && !out.done && out.dispatched == 0);
+}
+
+/// Every module built: the platform is done at its next tick.
+const DONE_GRAPH: &str = "plans/run-1/amzn-2023_epyc-gen-4/graph-all-built.json";
+
+/// The state of a platform whose one node (a c7a.8xlarge) came up an hour
+/// ago and has nothing left to do.
+fn state_of_an_hour_ago(g: &BuildGraph) -> String {
+    let dag = Dag::from_graph(g);
+    let mut schedule = Schedule::new(&dag);
+    let an_hour_ago = ebfleet_core::clock::unix_now() - 3600;
+    let obs = Observation {
+        now: an_hour_ago,
+        ended: vec![],
+        pool: vec![PoolInstance {
+            id: "i-0a".into(),
+            online: true,
+            instance_type: Some("c7a.8xlarge".into()),
+        }],
+        desired: 1,
+        on_demand: false,
+    };
+    schedule.tick(&dag, &obs, &settings().scheduler);
+    serde_json::to_string(&State {
+        schedule,
+        executions: Default::default(),
+        ticks_this_execution: 1,
+        started: an_hour_ago,
+        user_data_renewed: an_hour_ago,
+    })
+    .unwrap()
+}
+
+fn typed_pool() -> Rule {
+    mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups).then_output(|| {
+        DescribeAutoScalingGroupsOutput::builder()
+            .auto_scaling_groups(
+                AutoScalingGroup::builder()
+                    .auto_scaling_group_name("ebfleet-run-1-amzn-2023_epyc-gen-4")
+                    .desired_capacity(1)
+                    .instances(
+                        Instance::builder()
+                            .instance_id("i-0a")
+                            .instance_type("c7a.8xlarge")
+                            .lifecycle_state(LifecycleState::InService)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    })
+}
+
+async fn done_tick(spot: Rule) -> TickOutput {
+    let mut g = graph();
+    for m in &mut g.modules {
+        m.built = true;
+    }
+    let state = state_of_an_hour_ago(&g);
+    let (get_graph, get_state) = (
+        get(DONE_GRAPH, Some(serde_json::to_string(&g).unwrap())),
+        get(STATE, Some(state)),
+    );
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let put = puts(written.clone());
+    let (count, members, up, heartbeat) = (wake_count(0), typed_pool(), online(&["i-0a"]), beat());
+    let retire = mock!(aws_sdk_autoscaling::Client::terminate_instance_in_auto_scaling_group)
+        .then_output(|| {
+            aws_sdk_autoscaling::operation::terminate_instance_in_auto_scaling_group::TerminateInstanceInAutoScalingGroupOutput::builder().build()
+        });
+    let mocks = Mocks {
+        s3: vec![&get_graph, &get_state, &put],
+        dynamodb: vec![&count],
+        autoscaling: vec![&members, &retire],
+        ssm: vec![&up],
+        sfn: vec![&heartbeat],
+        ec2: vec![&spot],
+    };
+    let t = TickInput {
+        graph_key: DONE_GRAPH.into(),
+        ..input()
+    };
+    let out = tick(&mocks.env(), &settings(), t).await.unwrap();
+    assert!(out.done);
+    assert_eq!(
+        spot.num_calls(),
+        1,
+        "the spot price is read when the platform is done"
+    );
+    out
+}
+
+#[tokio::test]
+async fn a_done_platform_reports_its_node_time_per_type_and_its_dollars_at_the_spot_price() {
+    let spot = mock!(aws_sdk_ec2::Client::describe_spot_price_history)
+        .match_requests(|q| q.instance_types() == [aws_sdk_ec2::types::InstanceType::from("c7a.8xlarge")])
+        .then_output(|| {
+            aws_sdk_ec2::operation::describe_spot_price_history::DescribeSpotPriceHistoryOutput::builder()
+                .spot_price_history(
+                    aws_sdk_ec2::types::SpotPrice::builder()
+                        .instance_type(aws_sdk_ec2::types::InstanceType::from("c7a.8xlarge"))
+                        .availability_zone("us-east-1a")
+                        .spot_price("0.5000")
+                        .build(),
+                )
+                .build()
+        });
+    let out = done_tick(spot).await;
+    let cost = out.cost.clone().expect("a done tick reports the cost");
+    assert_eq!(cost.node_seconds, out.node_seconds);
+    assert!((3600..3700).contains(&cost.node_seconds), "{cost:?}");
+    assert_eq!(cost.types.len(), 1);
+    assert_eq!(cost.types[0].instance_type.as_deref(), Some("c7a.8xlarge"));
+    assert_eq!(cost.types[0].market, Market::Spot);
+    assert_eq!(cost.types[0].usd_per_hour, Some(0.5));
+    let usd = cost.usd.expect("the price is known");
+    assert!((usd - 0.5 * cost.instance_hours).abs() < 1e-9, "{usd}");
+    // In the tick's JSON, next to what was there.
+    let j = serde_json::to_value(&out).unwrap();
+    assert!(
+        j["node_seconds"].is_u64() && j["cost"]["usd"].is_f64(),
+        "{j}"
+    );
+}
+
+#[tokio::test]
+async fn spot_prices_that_cannot_be_read_leave_the_dollars_unknown_not_the_tick_failed() {
+    let denied = mock!(aws_sdk_ec2::Client::describe_spot_price_history).then_error(|| {
+        aws_sdk_ec2::operation::describe_spot_price_history::DescribeSpotPriceHistoryError::generic(
+            aws_sdk_ec2::error::ErrorMetadata::builder()
+                .code("UnauthorizedOperation")
+                .message("no")
+                .build(),
+        )
+    });
+    let out = done_tick(denied).await;
+    let cost = out.cost.unwrap();
+    assert_eq!(cost.usd, None);
+    assert!(cost.unpriced_instance_hours > 0.99, "{cost:?}");
+}
+
+#[test]
+fn a_tick_that_is_not_the_last_reports_no_cost() {
+    let j = serde_json::to_value(TickOutput::default()).unwrap();
+    assert!(
+        j.get("cost").is_some_and(|c| c.is_null()),
+        "always present for the state machine: {j}"
+    );
 }

@@ -146,3 +146,61 @@ fn a_held_module_is_failed_and_what_needs_it_skipped() {
         (1, 1, 1)
     );
 }
+
+#[test]
+fn the_stored_summary_gives_each_platform_its_instance_hours_and_dollars() {
+    use crate::summary::{RunOutput, RunSummary};
+    let g = graph();
+    let platform = g.platform.to_string();
+    let mut run = RunStatus {
+        execution: RUN.into(),
+        execution_arn: "arn:aws:states:us-east-1:1:execution:ebfleet-pipeline:run-1".into(),
+        status: "SUCCEEDED".into(),
+        started: STARTED,
+        stopped: Some(9_000),
+        error: None,
+        cause: None,
+        summary_key: None,
+        instance_hours: None,
+        usd: None,
+        platforms: vec![
+            platform_status(&g, &[], RUN, STARTED, false),
+            PlatformStatus {
+                platform: "amzn-2023_not-in-the-summary".into(),
+                ..platform_status(&g, &[], RUN, STARTED, false)
+            },
+        ],
+    };
+    let out: RunOutput = serde_json::from_value(serde_json::json!({
+        "execution": RUN,
+        "platforms": [{
+            "platform": platform,
+            "node_seconds": 5400,
+            "cost": {"node_seconds": 5400, "instance_hours": 1.5, "usd": 0.75, "usd_priced": 0.75,
+                     "unpriced_instance_hours": 0.0,
+                     "types": [{"instance_type": "c7a.8xlarge", "market": "spot", "node_seconds": 5400,
+                                "instance_hours": 1.5, "usd_per_hour": 0.5, "usd": 0.75}]}
+        }]
+    }))
+    .unwrap();
+    let summary = RunSummary::from_output(out, 9_000);
+    apply_summary(&mut run, &summary, "plans/run-1/summary.json");
+    let p = &run.platforms[0];
+    assert_eq!((p.instance_hours, p.usd), (Some(1.5), Some(0.75)));
+    assert_eq!(
+        p.node_seconds,
+        Some(5400),
+        "the summary's node time when the output gave none"
+    );
+    let other = &run.platforms[1];
+    assert_eq!((other.instance_hours, other.usd), (None, None));
+    assert_eq!(run.summary_key.as_deref(), Some("plans/run-1/summary.json"));
+    assert_eq!((run.instance_hours, run.usd), (Some(1.5), Some(0.75)));
+    // JSON adds fields; what was there keeps its name.
+    let j = serde_json::to_value(&run).unwrap();
+    assert_eq!(j["platforms"][0]["usd"], 0.75);
+    assert_eq!(j["platforms"][0]["instance_hours"], 1.5);
+    assert_eq!(j["platforms"][0]["node_seconds"], 5400);
+    assert!(j["platforms"][1].get("usd").is_none());
+    assert_eq!(j["usd"], 0.75);
+}

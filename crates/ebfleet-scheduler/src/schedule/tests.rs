@@ -27,6 +27,7 @@ fn pool(ids: &[(&str, bool)]) -> Vec<PoolInstance> {
         .map(|(id, online)| PoolInstance {
             id: id.to_string(),
             online: *online,
+            instance_type: None,
         })
         .collect()
 }
@@ -37,6 +38,7 @@ fn obs(now: u64, ended: Vec<(u32, Outcome)>, ids: &[(&str, bool)]) -> Observatio
         ended,
         desired: ids.len() as u32,
         pool: pool(ids),
+        on_demand: false,
     }
 }
 
@@ -464,5 +466,129 @@ fn compile_errors_and_missing_sources_are_not_tried_again() {
     let (_, s, _) = ended(failed("missing_source"));
     assert!(
         matches!(&s.units[2], UnitState::Failed { reason, .. } if reason.starts_with("needs an operator"))
+    );
+}
+
+fn typed(ids: &[(&str, bool, &str)]) -> Vec<PoolInstance> {
+    ids.iter()
+        .map(|(id, online, t)| PoolInstance {
+            id: id.to_string(),
+            online: *online,
+            instance_type: Some(t.to_string()),
+        })
+        .collect()
+}
+
+#[test]
+fn node_time_is_kept_per_instance_type_and_market() {
+    use ebfleet_core::cost::{Market, Usage};
+    let dag = diamond();
+    let mut s = Schedule::new(&dag);
+    let two = typed(&[("i-a", true, "c7g.8xlarge"), ("i-b", true, "m7g.8xlarge")]);
+    let o = |now, pool: Vec<PoolInstance>| Observation {
+        now,
+        desired: pool.len() as u32,
+        pool,
+        ..Observation::default()
+    };
+    s.tick(&dag, &o(0, two.clone()), &settings());
+    s.tick(&dag, &o(100, two), &settings());
+    // i-b is gone at 300; i-a lives on.
+    s.tick(
+        &dag,
+        &o(300, typed(&[("i-a", true, "c7g.8xlarge")])),
+        &settings(),
+    );
+    let usage = s.usage(400);
+    let of = |t: &str| {
+        usage
+            .iter()
+            .find(|u| u.instance_type.as_deref() == Some(t))
+            .cloned()
+    };
+    assert_eq!(
+        of("c7g.8xlarge"),
+        Some(Usage {
+            instance_type: Some("c7g.8xlarge".into()),
+            market: Market::Spot,
+            node_seconds: 400,
+        })
+    );
+    assert_eq!(of("m7g.8xlarge").unwrap().node_seconds, 300);
+    assert_eq!(
+        usage.iter().map(|u| u.node_seconds).sum::<u64>(),
+        s.node_seconds(400),
+        "the types add up to the node time"
+    );
+    // Kept across the state's round trip through S3.
+    let back: Schedule = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+    assert_eq!(back.usage(400), usage);
+}
+
+#[test]
+fn nodes_of_an_on_demand_pool_or_after_the_fallback_count_as_on_demand() {
+    use ebfleet_core::cost::Market;
+    let dag = diamond();
+    let st = settings();
+    // A spot pool that stays short of its desired capacity falls back.
+    let mut s = Schedule::new(&dag);
+    let spot = typed(&[("i-a", false, "c7g.8xlarge")]);
+    let short = |now, pool: Vec<PoolInstance>| Observation {
+        now,
+        desired: 3,
+        pool,
+        ..Observation::default()
+    };
+    s.tick(&dag, &short(0, spot.clone()), &st);
+    assert!(
+        s.tick(&dag, &short(st.capacity_wait_s, spot), &st)
+            .on_demand
+    );
+    let both = typed(&[("i-a", true, "c7g.8xlarge"), ("i-b", true, "c7g.8xlarge")]);
+    s.tick(&dag, &short(st.capacity_wait_s + 10, both), &st);
+    let usage = s.usage(st.capacity_wait_s + 110);
+    let market = |m| {
+        usage
+            .iter()
+            .filter(|u| u.market == m)
+            .map(|u| u.node_seconds)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        market(Market::Spot),
+        st.capacity_wait_s + 110,
+        "i-a came on spot"
+    );
+    assert_eq!(market(Market::OnDemand), 100, "i-b came after the fallback");
+
+    // A pool made on-demand: every node is.
+    let mut s = Schedule::new(&dag);
+    let o = Observation {
+        now: 0,
+        desired: 1,
+        pool: typed(&[("i-c", true, "c7g.8xlarge")]),
+        on_demand: true,
+        ..Observation::default()
+    };
+    s.tick(&dag, &o, &st);
+    let usage = s.usage(50);
+    assert_eq!(usage.len(), 1);
+    assert_eq!(
+        (usage[0].market, usage[0].node_seconds),
+        (Market::OnDemand, 50)
+    );
+}
+
+#[test]
+fn node_time_of_an_older_state_counts_without_a_type() {
+    let dag = diamond();
+    let mut s = Schedule::new(&dag);
+    // As a state written before types were kept reads.
+    s.node_seconds_done = 500;
+    let usage = s.usage(0);
+    assert_eq!(usage.len(), 1);
+    assert_eq!(
+        (usage[0].instance_type.as_ref(), usage[0].node_seconds),
+        (None, 500)
     );
 }

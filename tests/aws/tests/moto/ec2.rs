@@ -171,6 +171,12 @@ async fn ec2_pool_launch_send_and_terminate() {
         .map(|m| m.instance_id.clone())
         .collect();
     assert_eq!(ids.len(), 1, "{state:?}");
+    // The group names the member's type: the scheduler prices its time.
+    assert_eq!(
+        state.members[0].instance_type.as_deref(),
+        Some(spec.instance_types[0].as_str()),
+        "{state:?}"
+    );
     let described = super::instances(&ec2, &ids).await;
     let instance = &described[0];
     assert_eq!(instance.instance_id(), Some(ids[0].as_str()));
