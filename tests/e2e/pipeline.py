@@ -423,6 +423,15 @@ def happy_path(w):
     mine = released(w, r["name"])
     assert {p for _, p in mine.values()} == {A, B}, f"instances: {mine}"
     assert w.versions(f"plans/{r['name']}/plan.json"), "no plan written"
+    # The run's summary, stored: node time per platform, in S3 and the table.
+    summary = w.json_object(f"plans/{r['name']}/summary.json")
+    by_platform = {p["platform"]: p for p in summary["platforms"]}
+    for p in (A, B):
+        assert by_platform[p]["instance_hours"] > 0, f"{p}: {by_platform[p]}"
+        types = by_platform[p]["cost"]["types"]
+        assert types and all(t["instance_type"] for t in types), f"{p}: node time of no instance type: {types}"
+    item = w.ddb.get_item(TableName=w.table, Key={"pk": {"S": f"RUN#{r['name']}"}, "sk": {"S": "SUMMARY"}}, ConsistentRead=True)
+    assert abs(float(item["Item"]["instance_hours"]["N"]) - summary["instance_hours"]) < 1e-5, item["Item"]
 
 
 @scenario
@@ -760,6 +769,21 @@ def operator(w):
     )
     assert run.returncode == 0 and "delta 1.0" in run.stdout and "alpha 1.0" in run.stdout, run
     code, _ = cli(w, "pull", "--platform", A, fx.DELTA.module, "--prefix", str(w.work / "elsewhere"), ok=(2,))
+    # What the next run would build and cost, from the stack's records and
+    # the bucket's easyconfigs (a local copy, as `aws s3 sync` makes it).
+    tree = w.work / "easyconfigs"
+    for key in w.versions("easyconfigs/"):
+        path = tree / key.removeprefix("easyconfigs/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(w.s3.get_object(Bucket=w.bucket, Key=key)["Body"].read())
+    platforms_file = w.work / "platforms.toml"
+    platforms_file.write_text(os.environ["EBFLEET_PLATFORMS_TOML"])
+    _, out = cli(w, "plan", "--easyconfigs", str(tree), "--platforms-file", str(platforms_file), "--no-cache",
+                 "--platform", A, "--recorded", "--estimate", "--json")
+    [planned] = json.loads(out)["platforms"]
+    built_on_a = {m for m, rec in w.records(A).items() if rec["status"] == "built"}
+    assert planned["already_built"] == len(built_on_a & set(planned["targets"])) > 0, (planned["already_built"], built_on_a)
+    assert planned["estimate"]["node_hours"] > 0, planned["estimate"]
     report = w.work / "report"
     cli(w, "report", "--execution", s["execution"], "--out", str(report))
     assert (report / "logs" / broken["log_key"]).parent.is_dir(), "the failed build's log is not beside the page"

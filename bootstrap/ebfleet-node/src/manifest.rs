@@ -51,18 +51,16 @@ pub fn manifest(
                 (
                     BuildOutcome::Built { duration_s, usage },
                     Some(PackOutcome::Packed { tarball, .. }),
-                ) => {
-                    Outcome::Built {
-                        tarball: Tarball {
-                            key: tarball_key(&batch.platform, m),
-                            size: tarball.size,
-                            sha256: tarball.sha256.clone(),
-                        },
-                        module_file_key: module_file_key(&batch.platform, m),
-                        duration_s: *duration_s,
-                        usage: *usage,
-                    }
-                }
+                ) => Outcome::Built {
+                    tarball: Tarball {
+                        key: tarball_key(&batch.platform, m),
+                        size: tarball.size,
+                        sha256: tarball.sha256.clone(),
+                    },
+                    module_file_key: module_file_key(&batch.platform, m),
+                    duration_s: *duration_s,
+                    usage: *usage,
+                },
                 (BuildOutcome::Built { .. }, Some(PackOutcome::Failed { message })) => {
                     Outcome::Failed {
                         class: ErrorClass::Unknown,

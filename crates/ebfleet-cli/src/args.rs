@@ -44,6 +44,16 @@ pub enum Command {
 /// Where the deployed stack is, and how to reach AWS (the aws CLI's options).
 #[derive(Args, Debug, Clone)]
 pub struct AwsArgs {
+    #[command(flatten)]
+    pub at: StackArgs,
+    /// How to print: JSON, an aligned table, or tab-separated text.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// The deployed stack, and how to reach AWS.
+#[derive(Args, Debug, Clone)]
+pub struct StackArgs {
     /// The CloudFormation stack ebfleet was deployed as.
     #[arg(long, env = "EBFLEET_STACK", default_value = "ebfleet")]
     pub stack: String,
@@ -56,9 +66,6 @@ pub struct AwsArgs {
     /// Send every call to this URL (a local emulator) instead of AWS.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
-    /// How to print: JSON, an aligned table, or tab-separated text.
-    #[arg(long, value_enum, default_value_t = Output::Table)]
-    pub output: Output,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,6 +266,13 @@ pub struct PlanArgs {
     /// What each platform has built: JSON `{"<platform>": ["Name/version", ...]}`.
     #[arg(long, value_name = "FILE")]
     pub built: Option<PathBuf>,
+    /// Take what each platform has built, and how long its builds took
+    /// (for --estimate), from the deployed stack's records (--stack …), as
+    /// a run would.
+    #[arg(long, conflicts_with = "built")]
+    pub recorded: bool,
+    #[command(flatten)]
+    pub at: StackArgs,
     /// Most modules in one batch.
     #[arg(long, default_value_t = 50)]
     pub max_batch: usize,

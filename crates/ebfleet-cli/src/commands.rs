@@ -6,7 +6,7 @@ use crate::args::{
 };
 use crate::progress::Bar;
 use anyhow::{bail, Context, Result};
-use ebfleet_core::built::parse_built;
+use ebfleet_core::built::{parse_built, Recorded};
 use ebfleet_core::estimate::{price_of, Estimate, Prices};
 use ebfleet_core::names::ExecutionName;
 use ebfleet_core::platform::{Platform, Platforms};
@@ -21,6 +21,7 @@ use ebfleet_planner::tree::{EasyconfigFiles, EasyconfigTree, Problem};
 use ebfleet_planner::wire::build_graph;
 use ebfleet_scheduler::sim::{simulate, SimConfig};
 use ebfleet_scheduler::{Dag, DurationModel};
+use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -147,7 +148,17 @@ fn report_problems(problems: &[Problem], arch: Arch) {
 fn plan(a: PlanArgs) -> Result<ExitCode> {
     let platforms = load_platforms(&a.platforms)?;
     let selected = platforms.select(&a.platform)?;
+    let recorded = if a.recorded {
+        let names: Vec<&str> = selected.iter().map(|p| p.name.as_str()).collect();
+        crate::operator::recorded(&a.at, &names)?
+    } else {
+        HashMap::new()
+    };
     let built = match &a.built {
+        None if a.recorded => recorded
+            .iter()
+            .map(|(p, r)| (p.clone(), r.built.clone()))
+            .collect(),
         Some(f) => {
             let text =
                 std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
@@ -186,7 +197,7 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
     bar.finish();
     save_cache(&a.tree, &files);
     if a.estimate {
-        estimate(&mut plan, &req.platforms, &a)?;
+        estimate(&mut plan, &req.platforms, &a, &recorded)?;
     }
     for (arch, problems) in &plan.problems {
         report_problems(problems, *arch);
@@ -264,10 +275,16 @@ fn plan(a: PlanArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Each platform's estimate: its graph (with `--durations`' build times)
-/// run through the pipeline's scheduler on simulated nodes, as the fast
-/// mode of `scripts/bench-scale.sh` does.
-fn estimate(plan: &mut Plan, platforms: &[&Platform], a: &PlanArgs) -> Result<()> {
+/// Each platform's estimate: its graph (with its recorded build times where
+/// `--recorded` found them, else `--durations`') run through the
+/// pipeline's scheduler on simulated nodes, as the fast mode of
+/// `scripts/bench-scale.sh` does.
+fn estimate(
+    plan: &mut Plan,
+    platforms: &[&Platform],
+    a: &PlanArgs,
+    recorded: &HashMap<String, Recorded>,
+) -> Result<()> {
     let read = |f: &std::path::Path| {
         std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))
     };
@@ -289,7 +306,9 @@ fn estimate(plan: &mut Plan, platforms: &[&Platform], a: &PlanArgs) -> Result<()
     };
     let execution: ExecutionName = "estimate".parse()?;
     for (pp, platform) in plan.platforms.iter_mut().zip(platforms) {
-        let graph = build_graph(pp, platform, &execution, |m| model.estimate(m))?;
+        let none = HashMap::new();
+        let durations = recorded.get(&platform.name).map_or(&none, |r| &r.durations);
+        let graph = build_graph(pp, platform, &execution, model.with_recorded(durations))?;
         let dag = Dag::from_graph(&graph);
         let r = simulate(&dag, &dag.estimate_s, &cfg);
         let price = price_of(&prices, &platform.name, &platform.cpu_name);

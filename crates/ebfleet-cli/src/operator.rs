@@ -8,7 +8,7 @@
 //! AWS call); 3 the run itself failed, timed out or was aborted.
 
 use crate::args::{
-    AwsArgs, ExecutionArgs, LogsArgs, Output, PullArgs, ReportArgs, RunArgs, StatusArgs,
+    ExecutionArgs, LogsArgs, Output, PullArgs, ReportArgs, RunArgs, StackArgs, StatusArgs,
 };
 use crate::progress::Bar;
 use crate::report::hms;
@@ -20,6 +20,7 @@ use ebfleet_aws::stack::Deployed;
 use ebfleet_aws::ConfigOverrides;
 use ebfleet_core::build_graph::graph_key;
 use ebfleet_core::build_graph::BuildGraph;
+use ebfleet_core::built::Recorded;
 use ebfleet_core::clock::unix_now;
 use ebfleet_core::layout::{log_prefix, plans_prefix, run_log_prefix, summary_key};
 use ebfleet_core::names::{ExecutionName, ModuleName, PlatformName};
@@ -28,7 +29,7 @@ use ebfleet_core::status::{apply_summary, platform_status, ModuleState, RunStatu
 use ebfleet_core::summary::RunSummary;
 use ebfleet_core::trigger::{execution_name, ExecutionInput, RunOptions};
 use ebfleet_node::transfer::{download, Verify};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -39,12 +40,28 @@ const MODULES_FAILED: u8 = 1;
 const RUN_FAILED: u8 = 3;
 
 /// Run `f` on a runtime of its own: the commands are one sequence of calls.
-fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(f: F) -> Result<ExitCode> {
+fn block_on<T, F: std::future::Future<Output = Result<T>>>(f: F) -> Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?
         .block_on(f)
+}
+
+/// What the stack's records say of each of `platforms` (what is built, how
+/// long builds took), as the Plan Lambda reads them: `ebfleet plan
+/// --recorded`.
+pub fn recorded(at: &StackArgs, platforms: &[&str]) -> Result<HashMap<String, Recorded>> {
+    block_on(async move {
+        let stack = connect(at).await?;
+        let mut out = HashMap::new();
+        for &p in platforms {
+            let name: PlatformName = p.parse()?;
+            let r = stack.records.recorded(&name).await?;
+            out.insert(p.to_string(), r);
+        }
+        Ok(out)
+    })
 }
 
 /// The deployed stack's resources, with a client each.
@@ -55,7 +72,7 @@ struct Stack {
     sfn: StepFunctions,
 }
 
-async fn connect(a: &AwsArgs) -> Result<Stack> {
+async fn connect(a: &StackArgs) -> Result<Stack> {
     let config = ebfleet_aws::load_config_with(&ConfigOverrides {
         profile: a.profile.clone(),
         region: a.region.clone(),
@@ -202,7 +219,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         .with_retry_failed(a.retry_failed)
         .with_options(options)?;
     block_on(async move {
-        let stack = connect(&a.aws).await?;
+        let stack = connect(&a.aws.at).await?;
         let sm = &stack.deployed.state_machine_arn;
         let running = stack.sfn.running(sm).await?;
         if !running.is_empty() && !a.force {
@@ -286,7 +303,7 @@ const COUNT_EVERY: u64 = 10;
 
 pub fn status(a: StatusArgs) -> Result<ExitCode> {
     block_on(async move {
-        let stack = connect(&a.aws).await?;
+        let stack = connect(&a.aws.at).await?;
         let arn = stack.execution(&a.execution).await?;
         let status = stack.status(&arn, &a.platform).await?;
         print_status(&status, a.aws.output)?;
@@ -471,7 +488,7 @@ pub fn logs(a: LogsArgs) -> Result<ExitCode> {
     let platform: PlatformName = a.platform.parse().context("--platform")?;
     let module: ModuleName = a.module.parse().context("the module")?;
     block_on(async move {
-        let stack = connect(&a.aws).await?;
+        let stack = connect(&a.aws.at).await?;
         let execution = match &a.execution {
             Some(e) => e.parse::<ExecutionName>().context("--execution")?,
             None => {
@@ -530,7 +547,7 @@ pub fn pull(a: PullArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&a.prefix).with_context(|| a.prefix.display().to_string())?;
     let prefix = a.prefix.canonicalize()?;
     block_on(async move {
-        let stack = connect(&a.aws).await?;
+        let stack = connect(&a.aws.at).await?;
         let mut seen: BTreeSet<ModuleName> = wanted.iter().cloned().collect();
         let mut queue = wanted;
         let mut installed = Vec::new();
@@ -658,7 +675,7 @@ fn print_pulled(records: &[ModuleRecord], prefix: &Path, output: Output) -> Resu
 
 pub fn report(a: ReportArgs) -> Result<ExitCode> {
     block_on(async move {
-        let stack = connect(&a.aws).await?;
+        let stack = connect(&a.aws.at).await?;
         let arn = stack.execution(&a.execution).await?;
         let status = stack.status(&arn, &[]).await?;
         std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;

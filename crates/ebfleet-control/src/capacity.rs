@@ -25,11 +25,11 @@ use ebfleet_aws::ec2::{apply_spot_prices, Ec2Error, LaunchContext};
 use ebfleet_aws::s3::S3Error;
 use ebfleet_aws::ssm::SsmError;
 use ebfleet_aws::CallError;
+use ebfleet_core::build_graph::{graph_key, BuildGraph};
 use ebfleet_core::capacity::{
     choose, AmiError, AmiSource, BatchNeeds, CapacityError, CapacityOptions, CapacityPlan,
     InstanceType, LaunchSpec, LaunchSpecError, Purchase, RootVolume, DEFAULT_ROOT_VOLUME_GIB,
 };
-use ebfleet_core::build_graph::{graph_key, BuildGraph};
 use ebfleet_core::names::{ExecutionName, PlatformName};
 use ebfleet_core::platform::{Platform, PlatformError, Platforms};
 use ebfleet_core::sizing::pool_needs;
@@ -627,13 +627,19 @@ mod unit_tests {
         let p = cpu_platform();
         let family = &p.families[0];
         let arch = p.arch();
-        let catalog: Vec<InstanceType> = [(1, "large"), (2, "xlarge"), (4, "2xlarge"), (8, "4xlarge")]
-            .iter()
-            .map(|&(n, size)| {
-                InstanceType::new(&format!("{family}.{size}"), arch, 2 * n, 4096 * u64::from(n))
+        let catalog: Vec<InstanceType> =
+            [(1, "large"), (2, "xlarge"), (4, "2xlarge"), (8, "4xlarge")]
+                .iter()
+                .map(|&(n, size)| {
+                    InstanceType::new(
+                        &format!("{family}.{size}"),
+                        arch,
+                        2 * n,
+                        4096 * u64::from(n),
+                    )
                     .with_prices(Some(0.1 * f64::from(n)), None)
-            })
-            .collect();
+                })
+                .collect();
         let prices: HashMap<String, f64> = catalog
             .iter()
             .map(|t| (t.name.clone(), t.on_demand_price.unwrap() / 3.0))
@@ -651,7 +657,10 @@ mod unit_tests {
         let chosen = plan(&p, catalog.clone(), &prices, &needs, 10).unwrap();
         let mut names = chosen.type_names();
         names.sort();
-        assert_eq!(names, [format!("{family}.large"), format!("{family}.xlarge")]);
+        assert_eq!(
+            names,
+            [format!("{family}.large"), format!("{family}.xlarge")]
+        );
         assert_eq!(chosen.needs, needs);
         // A unit whose process needs more than any type has: the default.
         let huge = BuildProfile {
@@ -666,7 +675,10 @@ mod unit_tests {
         assert_eq!(chosen.needs, BatchNeeds::for_unit(&p));
         let mut names = chosen.type_names();
         names.sort();
-        assert_eq!(names, [format!("{family}.2xlarge"), format!("{family}.4xlarge")]);
+        assert_eq!(
+            names,
+            [format!("{family}.2xlarge"), format!("{family}.4xlarge")]
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::Env;
 use ebfleet_aws::dynamodb::DynamoError;
 use ebfleet_aws::s3::{S3Error, Store};
 use ebfleet_core::build_graph::BuildGraph;
-use ebfleet_core::built::{Built, Recorded};
+use ebfleet_core::built::{Built, Recorded, SameSoftware};
 use ebfleet_core::failure_memory;
 use ebfleet_core::layout::{EASYCONFIGS_PREFIX, EASYCONFIG_INDEX_KEY};
 use ebfleet_core::names::{ExecutionName, KeyError, PlatformName};
@@ -176,10 +176,8 @@ pub fn build_graphs(
                 .ok_or_else(|| KeyError::NoPlatform(pp.platform.clone()))?;
             let empty = Recorded::default();
             let recorded = records.get(&pp.platform).unwrap_or(&empty);
-            let duration = SameSoftware::new(&recorded.durations, |&d| d);
             let profile = SameSoftware::new(&recorded.profiles, |p| p.duration_s);
-            let estimate =
-                |m: &str| duration.get(m).copied().unwrap_or_else(|| model.estimate(m));
+            let estimate = model.with_recorded(&recorded.durations);
             let mut graph = build_graph(pp, platform, execution, estimate)?;
             for m in graph.modules.iter_mut().filter(|m| !m.built) {
                 m.profile = profile.get(m.module.as_str()).copied();
@@ -188,38 +186,6 @@ pub fn build_graphs(
             Ok(graph)
         })
         .collect()
-}
-
-/// A module's recorded value, else that of the version of the same
-/// software whose build took longest.
-struct SameSoftware<'a, T> {
-    by_module: &'a HashMap<String, T>,
-    by_name: HashMap<&'a str, &'a T>,
-}
-
-impl<'a, T> SameSoftware<'a, T> {
-    fn new(by_module: &'a HashMap<String, T>, duration_s: impl Fn(&T) -> u64) -> Self {
-        let mut by_name: HashMap<&str, &T> = HashMap::new();
-        for (m, v) in by_module {
-            let name = software_of(m);
-            let e = by_name.entry(name).or_insert(v);
-            if duration_s(v) > duration_s(e) {
-                *e = v;
-            }
-        }
-        SameSoftware { by_module, by_name }
-    }
-
-    fn get(&self, module: &str) -> Option<&'a T> {
-        self.by_module
-            .get(module)
-            .or_else(|| self.by_name.get(software_of(module)).copied())
-    }
-}
-
-/// `Name` of `Name/version`.
-fn software_of(module: &str) -> &str {
-    module.split_once('/').map_or(module, |(n, _)| n)
 }
 
 /// Failure memory: in each graph, hold the units that failed before from

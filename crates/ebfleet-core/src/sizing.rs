@@ -54,7 +54,10 @@ impl BuildUsage {
             ));
         }
         if self.cpus == 0 || self.cpus > MAX_CPUS {
-            return Err(format!("{} CPUs is not between 1 and {MAX_CPUS}", self.cpus));
+            return Err(format!(
+                "{} CPUs is not between 1 and {MAX_CPUS}",
+                self.cpus
+            ));
         }
         // Whole seconds each: allow one of rounding per CPU.
         let most = (duration_s + 1).saturating_mul(u64::from(self.cpus));
@@ -226,7 +229,10 @@ mod tests {
         let big = profile(3600, 20 * 1024, 3600 * 16, 16);
         let n = pool_needs(&p, [Some(&big), None]);
         assert_eq!(n.min_memory_mib, 30 * 1024);
-        assert_eq!((n.min_vcpus, n.max_vcpus), (default.min_vcpus, default.max_vcpus));
+        assert_eq!(
+            (n.min_vcpus, n.max_vcpus),
+            (default.min_vcpus, default.max_vcpus)
+        );
         // Small processes leave the default floor.
         let small = profile(3600, 100, 3600 * 16, 16);
         assert_eq!(pool_needs(&p, [Some(&small)]), default);

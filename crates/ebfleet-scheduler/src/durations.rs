@@ -5,6 +5,7 @@
 //! EasyBuild stack on a node of ~16 vCPUs; recorded durations replace it
 //! where a module was built before.
 
+use ebfleet_core::built::SameSoftware;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -33,6 +34,16 @@ impl DurationModel {
         Ok(serde_json::from_str(text)?)
     }
 
+    /// Seconds for `module`: what its platform recorded for it, else for
+    /// another version of its software (the longest), else this model's.
+    pub fn with_recorded<'a>(
+        &'a self,
+        recorded: &'a HashMap<String, u64>,
+    ) -> impl Fn(&str) -> u64 + 'a {
+        let same = SameSoftware::new(recorded, |&d| d);
+        move |m| same.get(m).copied().unwrap_or_else(|| self.estimate(m))
+    }
+
     /// Seconds for `module` (`Name/version`).
     pub fn estimate(&self, module: &str) -> u64 {
         if let Some(&s) = self.by_module.get(module) {
@@ -57,6 +68,21 @@ mod tests {
         assert_eq!(m.estimate("GCCcore/12.3.0"), 3600);
         assert_eq!(m.estimate("zlib/1.3"), 300);
         assert!(DurationModel::from_json(r#"{"by_name": {}}"#).is_err());
+    }
+
+    #[test]
+    fn recorded_durations_come_before_the_model() {
+        let m = DurationModel::from_json(r#"{"default_s": 300, "by_name": {"GCCcore": 3600}}"#)
+            .unwrap();
+        let recorded = HashMap::from([
+            ("GCCcore/13.2.0".to_string(), 2000),
+            ("zlib/1.3".to_string(), 20),
+        ]);
+        let estimate = m.with_recorded(&recorded);
+        assert_eq!(estimate("GCCcore/13.2.0"), 2000);
+        assert_eq!(estimate("GCCcore/14.2.0"), 2000, "another version's");
+        assert_eq!(estimate("zlib/1.3.1"), 20);
+        assert_eq!(estimate("CMake/3.29"), 300, "the model's");
     }
 
     #[test]

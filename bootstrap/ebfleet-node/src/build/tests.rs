@@ -158,7 +158,8 @@ fn only_modules_leased_to_the_batch_are_built_when_it_has_leases() {
 
 #[test]
 fn a_build_whose_jobs_need_more_memory_than_the_node_has_gets_fewer() {
-    let env = |jobs: &str| BTreeMap::from([(OsString::from("EASYBUILD_PARALLEL"), OsString::from(jobs))]);
+    let env =
+        |jobs: &str| BTreeMap::from([(OsString::from("EASYBUILD_PARALLEL"), OsString::from(jobs))]);
     let memory = machine::memory_mib().expect("this machine's memory");
     // Nothing recorded, or small jobs: as many as before.
     assert_eq!(fewer_jobs(&env("4"), None), None);

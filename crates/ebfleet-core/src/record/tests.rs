@@ -270,7 +270,10 @@ fn built_result_is_recorded_and_releases_the_batch_lease() {
     assert_eq!(r.instance_type.as_deref(), Some("c7g.4xlarge"));
     assert_eq!(r.archspec.as_deref(), Some("neoverse_v1"));
     assert_eq!(r.duration_s, Some(42));
-    assert_eq!(r.usage.map(|u| (u.peak_memory_mib, u.cpu_s, u.cpus)), Some((900, 300, 16)));
+    assert_eq!(
+        r.usage.map(|u| (u.peak_memory_mib, u.cpu_s, u.cpus)),
+        Some((900, 300, 16))
+    );
     assert_eq!(
         (r.attempts, r.execution.as_deref(), r.batch),
         (1, Some(EXEC), Some(3))
