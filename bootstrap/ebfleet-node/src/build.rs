@@ -306,6 +306,22 @@ fn build_all(
     Ok(result)
 }
 
+/// The batch's environment as one module's build gets it: its own
+/// optarch (its GCC is older than the batch's), and fewer jobs when its
+/// recorded processes need more memory than the node has for every CPU.
+fn module_env(env: &BTreeMap<OsString, OsString>, b: &BatchBuild) -> BTreeMap<OsString, OsString> {
+    let mut env = env.clone();
+    if let Some(optarch) = &b.optarch {
+        tracing::info!(module = %b.module, %optarch, "its own optarch: its GCC is older than the batch's needs");
+        env.insert("EASYBUILD_OPTARCH".into(), optarch.into());
+    }
+    if let Some(jobs) = fewer_jobs(&env, b.memory_per_job_mib) {
+        tracing::info!(module = %b.module, jobs, "fewer jobs: its last build's processes need more memory");
+        env.insert("EASYBUILD_PARALLEL".into(), jobs.to_string().into());
+    }
+    env
+}
+
 /// The parallel jobs a build whose jobs each need `memory_per_job_mib`
 /// gets on this node, when fewer than `env` gives it
 /// ([`ebfleet_core::sizing::jobs_fitting`]).
@@ -333,12 +349,8 @@ fn build_one(
         std::fs::remove_dir_all(&logs).map_err(io_at(&logs))?;
     }
     std::fs::create_dir_all(&logs).map_err(io_at(&logs))?;
-    let mut env = env.clone();
+    let mut env = module_env(env, b);
     env.insert("EASYBUILD_TMP_LOGDIR".into(), logs.clone().into());
-    if let Some(jobs) = fewer_jobs(&env, b.memory_per_job_mib) {
-        tracing::info!(module = %m, jobs, "fewer jobs: its last build's processes need more memory");
-        env.insert("EASYBUILD_PARALLEL".into(), jobs.to_string().into());
-    }
     let mut args: Vec<OsString> = vec![
         ctx.layout.easyconfig(&b.easyconfig).into(),
         "--rebuild".into(),

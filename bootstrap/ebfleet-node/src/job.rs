@@ -235,7 +235,7 @@ pub fn own_easyconfig(m: &ModuleName) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ebfleet_core::arch::Arch;
     use ebfleet_core::layout::{easyconfig_key, module_file_key, tarball_key};
@@ -251,6 +251,7 @@ mod tests {
                 easyconfig,
                 easyconfig_sha256: "a".repeat(64),
                 memory_per_job_mib: None,
+                optarch: None,
             }
         };
         let need = |m: &str| {

@@ -533,6 +533,24 @@ mod tests {
             plan.platforms.iter().all(|p| p.graph.is_empty()),
             "taken out"
         );
+        // GCC 1.0 knows no CPU's flags: every module a GCC toolchain
+        // compiles gets its architecture's baseline, in the plan and in the
+        // graph; a system-toolchain module gets none of its own.
+        for (pp, g) in plan.platforms.iter().zip(&graphs) {
+            let baseline = match g.arch {
+                ebfleet_core::Arch::X86_64 => "GCC:march=x86-64",
+                ebfleet_core::Arch::Aarch64 => "GCC:march=armv8-a",
+            };
+            let openmpi = g
+                .modules
+                .iter()
+                .find(|m| m.module.as_str() == "OpenMPI/1.0-GCC-1.0")
+                .unwrap();
+            assert_eq!(openmpi.optarch.as_deref(), Some(baseline), "{}", pp.platform);
+            assert_eq!(pp.optarch["OpenMPI/1.0-GCC-1.0"], baseline);
+            assert!(!pp.optarch.is_empty());
+            assert!(pp.optarch.keys().all(|m| !m.starts_with("SysOnly/")));
+        }
         assert!(!out.nothing_to_do);
         assert_eq!(out.plan_key, "plans/e1/plan.json");
         assert_eq!(graphs.len(), out.platforms.len());

@@ -47,6 +47,10 @@ pub struct GraphModule {
     /// size its node and jobs ([`crate::sizing`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<crate::sizing::BuildProfile>,
+    /// Its `--optarch` when not the graph's: its GCC is older than the
+    /// graph's optarch needs ([`crate::platform::Cpu::optarch_for_gcc`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optarch: Option<String>,
 }
 
 impl GraphModule {
@@ -223,6 +227,7 @@ fn build_of(m: &GraphModule) -> BatchBuild {
         easyconfig: m.easyconfig.clone(),
         easyconfig_sha256: m.easyconfig_sha256.clone(),
         memory_per_job_mib: m.profile.map(|p| p.memory_per_job_mib()),
+        optarch: m.optarch.clone(),
     }
 }
 

@@ -21,9 +21,83 @@ pub struct Cpu {
     pub optarch: String,
     pub vendor: String,
     pub families: Vec<String>,
-    /// Oldest GCC major that knows the optarch target.
+    /// What a module gets when its GCC is too old for `optarch`: the
+    /// flags to fall back on, best first, each with the oldest GCC release
+    /// that accepts it ([`Cpu::optarch_for_gcc`]). The first step is
+    /// `optarch`'s own flags.
     #[serde(default)]
-    pub min_gcc: Option<String>,
+    pub optarch_by_gcc: Vec<OptarchStep>,
+}
+
+/// One step of a CPU's optarch chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptarchStep {
+    /// The oldest GCC release that accepts `flags`, e.g. `12.3`.
+    pub gcc: String,
+    /// GCC flags without the leading `-`, as in `optarch` after `GCC:`.
+    pub flags: String,
+}
+
+impl Cpu {
+    /// EasyBuild's `--optarch` for a module whose toolchain compiles with
+    /// GCC `gcc` (e.g. `12.2.0`): the first step of the chain that GCC
+    /// accepts, as `GCC:<flags>`; `optarch` itself when the CPU has no
+    /// chain or no step fits.
+    pub fn optarch_for_gcc(&self, gcc: &str) -> String {
+        self.optarch_by_gcc
+            .iter()
+            .find(|s| gcc_at_least(gcc, &s.gcc))
+            .map_or_else(|| self.optarch.clone(), |s| format!("GCC:{}", s.flags))
+    }
+
+    /// Whether the chain is usable: releases newest first, valid versions,
+    /// the first step `optarch`'s flags.
+    fn check_chain(&self) -> Result<(), String> {
+        let Some(first) = self.optarch_by_gcc.first() else {
+            return Ok(());
+        };
+        if format!("GCC:{}", first.flags) != self.optarch {
+            return Err(format!(
+                "its first step ({}) is not optarch ({})",
+                first.flags, self.optarch
+            ));
+        }
+        for s in &self.optarch_by_gcc {
+            if version_parts(&s.gcc).is_none() || s.flags.is_empty() || s.flags.contains([':', ';'])
+            {
+                return Err(format!("step {{gcc = {:?}, flags = {:?}}}", s.gcc, s.flags));
+            }
+        }
+        for w in self.optarch_by_gcc.windows(2) {
+            if gcc_at_least(&w[1].gcc, &w[0].gcc) {
+                return Err(format!(
+                    "{} (GCC {}) comes after {} (GCC {}): older releases last",
+                    w[1].flags, w[1].gcc, w[0].flags, w[0].gcc
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `12.3.0` as `[12, 3, 0]`.
+fn version_parts(v: &str) -> Option<Vec<u32>> {
+    v.split('.').map(|p| p.parse().ok()).collect()
+}
+
+/// Whether GCC release `version` is `min` or newer (missing parts are 0:
+/// `12.3` is `12.3.0`); a version that does not parse is not.
+pub fn gcc_at_least(version: &str, min: &str) -> bool {
+    match (version_parts(version), version_parts(min)) {
+        (Some(mut v), Some(mut m)) => {
+            let n = v.len().max(m.len());
+            v.resize(n, 0);
+            m.resize(n, 0);
+            v >= m
+        }
+        _ => false,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +178,8 @@ pub enum PlatformError {
     UnknownGpu { index: usize, gpu: String },
     #[error("platform {name} has no instance family: cpu and gpu families do not overlap")]
     NoFamilies { name: String },
+    #[error("cpu {cpu}: optarch_by_gcc: {reason}")]
+    Chain { cpu: String, reason: String },
     #[error("platform {name} is listed twice")]
     Duplicate { name: String },
     #[error("unknown platform '{query}'{} (known: {known})", hint(.query, .known))]
@@ -134,6 +210,12 @@ impl Platforms {
 
     pub fn from_toml(text: &str) -> Result<Self, PlatformError> {
         let file: PlatformsFile = toml::from_str(text)?;
+        for (name, cpu) in &file.cpu {
+            cpu.check_chain().map_err(|reason| PlatformError::Chain {
+                cpu: name.clone(),
+                reason,
+            })?;
+        }
         let gpu_families: Vec<&String> =
             file.gpu.values().flat_map(|g| g.families.iter()).collect();
         let mut platforms: Vec<Platform> = Vec::new();
@@ -314,6 +396,112 @@ mod tests {
             Err(PlatformError::NoFamilies { .. })
         ));
         assert!(Platforms::from_toml("[cpu.x]\narch = \"sparc\"").is_err());
+    }
+
+    /// Every GCC release the corpus's toolchains use (EasyBuild 5.4.1's
+    /// `GCCcore-*.eb`, archived ones included) and a few either side.
+    const GCC_RELEASES: &[&str] = &[
+        "4.9.3", "5.4.0", "6.4.0", "7.3.0", "8.3.0", "9.3.0", "10.2.0", "10.3.0", "11.2.0",
+        "11.3.0", "11.4.0", "12.1.0", "12.2.0", "12.3.0", "13.1.0", "13.2.0", "13.3.0", "14.1.0",
+        "14.2.0", "14.3.0", "15.1.0", "15.2.0", "15.3.0", "16.1.0", "16.2.0",
+    ];
+
+    #[test]
+    fn every_shipped_cpu_has_a_chain_every_gcc_finds_a_step_in() {
+        let p = Platforms::default_set().unwrap();
+        for (name, cpu) in &p.cpus {
+            let chain = &cpu.optarch_by_gcc;
+            assert!(chain.len() >= 2, "{name}: no fallback");
+            assert_eq!(chain.last().unwrap().gcc, "0", "{name}: no baseline step");
+            for gcc in GCC_RELEASES {
+                let got = cpu.optarch_for_gcc(gcc);
+                // The first step this GCC accepts, and no step before it does.
+                let i = chain
+                    .iter()
+                    .position(|s| format!("GCC:{}", s.flags) == got)
+                    .unwrap_or_else(|| panic!("{name} {gcc}: {got} is no step"));
+                assert!(gcc_at_least(gcc, &chain[i].gcc), "{name} {gcc}: {got}");
+                assert!(
+                    chain[..i].iter().all(|s| !gcc_at_least(gcc, &s.gcc)),
+                    "{name} {gcc}: {got}"
+                );
+            }
+            // A current GCC gets the CPU's own optarch.
+            assert_eq!(cpu.optarch_for_gcc("16.2.0"), cpu.optarch, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_older_gcc_falls_back_along_the_chain() {
+        let p = Platforms::default_set().unwrap();
+        let cpu = |n: &str| &p.cpus[n];
+        // znver4 came with 12.3 (a back-port), znver3 with 10.3.
+        assert_eq!(
+            cpu("epyc-gen-4").optarch_for_gcc("12.3.0"),
+            "GCC:march=znver4"
+        );
+        assert_eq!(
+            cpu("epyc-gen-4").optarch_for_gcc("12.2.0"),
+            "GCC:march=znver3"
+        );
+        assert_eq!(
+            cpu("epyc-gen-4").optarch_for_gcc("10.2.0"),
+            "GCC:march=znver2"
+        );
+        assert_eq!(
+            cpu("xeon-gen-6").optarch_for_gcc("12.3.0"),
+            "GCC:march=sapphirerapids"
+        );
+        assert_eq!(
+            cpu("graviton-4").optarch_for_gcc("12.3.0"),
+            "GCC:march=armv9-a"
+        );
+        assert_eq!(
+            cpu("graviton-5").optarch_for_gcc("14.2.0"),
+            "GCC:march=armv9.2-a"
+        );
+        assert_eq!(
+            cpu("graviton-3").optarch_for_gcc("11.1"),
+            "GCC:mcpu=neoverse-v1"
+        );
+        // A GCC that is no version (GCCcore-system): the CPU's own.
+        assert_eq!(
+            cpu("epyc-gen-4").optarch_for_gcc("system"),
+            "GCC:march=znver4"
+        );
+        assert!(gcc_at_least("12.3", "12.3.0") && gcc_at_least("13", "12.3"));
+        assert!(!gcc_at_least("12.2.9", "12.3") && !gcc_at_least("x", "0"));
+    }
+
+    #[test]
+    fn a_chain_is_checked_when_the_file_is_read() {
+        let with = |chain: &str| {
+            SMALL.replace(
+                "optarch = \"GCC:march=znver3\"",
+                &format!("optarch = \"GCC:march=znver3\"\noptarch_by_gcc = [{chain}]"),
+            )
+        };
+        let ok =
+            with(r#"{gcc = "10.3", flags = "march=znver3"}, {gcc = "0", flags = "march=x86-64"}"#);
+        let p = Platforms::from_toml(&ok).unwrap();
+        assert_eq!(
+            p.cpus["epyc-gen-3"].optarch_for_gcc("9.3.0"),
+            "GCC:march=x86-64"
+        );
+        for bad in [
+            // Not the optarch first.
+            r#"{gcc = "9.1", flags = "march=znver2"}"#,
+            // Not older releases last.
+            r#"{gcc = "10.3", flags = "march=znver3"}, {gcc = "11.1", flags = "march=x86-64-v4"}"#,
+            // No version, no flags, another compiler.
+            r#"{gcc = "10.3", flags = "march=znver3"}, {gcc = "ten", flags = "march=x86-64"}"#,
+            r#"{gcc = "10.3", flags = "march=znver3"}, {gcc = "0", flags = ""}"#,
+            r#"{gcc = "10.3", flags = "march=znver3"}, {gcc = "0", flags = "Intel:xHost"}"#,
+        ] {
+            let e = Platforms::from_toml(&with(bad)).unwrap_err();
+            assert!(matches!(e, PlatformError::Chain { .. }), "{bad}: {e}");
+            assert!(e.to_string().contains("epyc-gen-3"), "{e}");
+        }
     }
 
     #[test]

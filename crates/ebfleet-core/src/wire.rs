@@ -106,6 +106,10 @@ pub struct BatchBuild {
     /// ([`crate::sizing::jobs_fitting`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_per_job_mib: Option<u64>,
+    /// Its own `--optarch` when its GCC is too old for the batch's
+    /// ([`crate::platform::Cpu::optarch_for_gcc`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optarch: Option<String>,
 }
 
 /// One already-built module a batch's builds load: what `sync` downloads.
@@ -182,6 +186,9 @@ impl BatchFile {
         };
         for b in &self.builds {
             check(NameKind::Sha256, &b.easyconfig_sha256, check_sha256)?;
+            if let Some(o) = &b.optarch {
+                check(NameKind::Optarch, o, check_optarch)?;
+            }
             same(
                 format!("easyconfig_key of {}", b.module),
                 &b.easyconfig_key,

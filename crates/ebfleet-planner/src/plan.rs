@@ -10,10 +10,12 @@
 
 use crate::graph::{Graph, NodeId, ResolveError};
 use crate::policy::Choice;
+use crate::robot::Robot;
+use crate::tree::EcId;
 use ebfleet_core::built::Built;
 use ebfleet_core::platform::Platform;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanOptions {
@@ -144,6 +146,10 @@ pub struct PlatformPlan {
     /// What building it is expected to take (`ebfleet plan --estimate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<ebfleet_core::estimate::Estimate>,
+    /// Each module to build that a GCC toolchain compiles: the `--optarch`
+    /// its GCC accepts ([`ebfleet_core::platform::Cpu::optarch_for_gcc`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub optarch: BTreeMap<String, String>,
 }
 
 impl PlatformPlan {
@@ -190,6 +196,14 @@ pub fn plan_platform(
         }
     };
     let to_build: Vec<NodeId> = order.iter().copied().filter(|&n| !is_built(n)).collect();
+    let optarch = to_build
+        .iter()
+        .filter_map(|&n| {
+            let node = graph.node(n);
+            let gcc = module_gcc(graph.robot(), node.ec)?;
+            Some((node.module.clone(), platform.cpu.optarch_for_gcc(&gcc)))
+        })
+        .collect();
     let (batches, closure_graph) = if options.graph {
         (Vec::new(), closure_graph(graph, &order, is_built))
     } else {
@@ -205,8 +219,26 @@ pub fn plan_platform(
         batches,
         graph: closure_graph,
         estimate: None,
+        optarch,
     };
     (plan, order)
+}
+
+/// The GCC release that compiles a module: its toolchain's GCC (the
+/// toolchain itself for `GCCcore` and `GCC`, else the `GCC` of its
+/// hierarchy). `None` for the system toolchain and for toolchains of other
+/// compilers (Intel, NVHPC), to which a `GCC:` optarch does not apply.
+fn module_gcc(robot: &Robot<'_>, ec: EcId) -> Option<String> {
+    let tc = &robot.tree().easyconfig(ec)?.toolchain;
+    if tc.name == "GCCcore" || tc.name == "GCC" {
+        return Some(tc.version.clone());
+    }
+    let hierarchy = robot.hierarchy(tc);
+    let subtoolchains = hierarchy.as_ref().as_ref().ok()?;
+    subtoolchains
+        .iter()
+        .find(|t| t.name == "GCC")
+        .map(|t| t.version.clone())
 }
 
 /// The closure `order` (dependencies first) as a graph over its positions.

@@ -52,6 +52,7 @@ pub fn batch_file(
                 easyconfig,
                 easyconfig_sha256: pm.easyconfig_sha256.clone(),
                 memory_per_job_mib: None,
+                optarch: None,
             })
         })
         .collect::<Result<Vec<_>, KeyError>>()?;
@@ -175,6 +176,11 @@ pub fn build_graph(
                 estimate_s: if g.built { 0 } else { estimate_s(&g.module) },
                 held: None,
                 profile: None,
+                optarch: plan
+                    .optarch
+                    .get(&g.module)
+                    .filter(|o| **o != platform.cpu.optarch)
+                    .cloned(),
             })
         })
         .collect::<Result<Vec<_>, KeyError>>()?;

@@ -171,3 +171,23 @@ fn a_build_whose_jobs_need_more_memory_than_the_node_has_gets_fewer() {
     // Already one job: nothing fewer.
     assert_eq!(fewer_jobs(&env("1"), Some(memory * 2)), None);
 }
+
+#[test]
+fn a_module_gets_its_own_optarch_and_the_batch_keeps_the_rest() {
+    let batch_env = BTreeMap::from([
+        (
+            OsString::from("EASYBUILD_OPTARCH"),
+            OsString::from("GCC:march=znver4"),
+        ),
+        (OsString::from("EASYBUILD_PARALLEL"), OsString::from("4")),
+    ]);
+    let mut b = crate::job::tests::batch_file().builds[0].clone();
+    assert_eq!(module_env(&batch_env, &b), batch_env, "nothing of its own");
+    b.optarch = Some("GCC:march=znver3".into());
+    let env = module_env(&batch_env, &b);
+    assert_eq!(
+        env[&OsString::from("EASYBUILD_OPTARCH")],
+        "GCC:march=znver3"
+    );
+    assert_eq!(env[&OsString::from("EASYBUILD_PARALLEL")], "4");
+}

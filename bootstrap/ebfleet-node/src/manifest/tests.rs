@@ -47,6 +47,7 @@ fn batch(modules: &[&str]) -> BatchFile {
                     easyconfig,
                     easyconfig_sha256: "e".repeat(64),
                     memory_per_job_mib: None,
+                    optarch: None,
                 }
             })
             .collect(),

@@ -87,6 +87,7 @@ fn batch(needs: &[&str]) -> BatchFile {
             easyconfig,
             easyconfig_sha256: "e".repeat(64),
             memory_per_job_mib: None,
+            optarch: None,
         }],
         needs: needs
             .iter()

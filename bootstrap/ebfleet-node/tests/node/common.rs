@@ -147,6 +147,7 @@ impl Easyconfig {
             easyconfig: self.path.clone(),
             easyconfig_sha256: sha256_hex(self.text.as_bytes()),
             memory_per_job_mib: None,
+            optarch: None,
         }
     }
 

@@ -119,6 +119,7 @@ fn graph(profile: Option<BuildProfile>) -> Rule {
             estimate_s: 60,
             held: None,
             profile,
+            optarch: None,
         }],
     };
     let body = serde_json::to_vec(&graph).unwrap();

@@ -47,6 +47,7 @@ fn module(name: &str, run: &[u32], built: bool) -> GraphModule {
         estimate_s: 100,
         held: None,
         profile: None,
+        optarch: None,
     }
 }
 

@@ -14,6 +14,7 @@ pub(crate) fn module(name: &str, build: &[u32], run: &[u32], built: bool) -> Gra
         estimate_s: 60,
         held: None,
         profile: None,
+        optarch: None,
     }
 }
 

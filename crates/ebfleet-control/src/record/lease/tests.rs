@@ -79,6 +79,7 @@ fn batch_file(modules: &[&str]) -> BatchFile {
                     easyconfig,
                     easyconfig_sha256: sha('e'),
                     memory_per_job_mib: None,
+                    optarch: None,
                 }
             })
             .collect(),
