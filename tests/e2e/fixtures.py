@@ -134,3 +134,6 @@ ETA = Module("eta")
 # A serial build holding 300 MiB, and its next version (sizing from records).
 SERIAL = Module("serial", resident_mib=300)
 SERIAL_NEXT = Module("serial", resident_mib=300, version="1.1")
+# A run stopped mid-build (the sweep releases it).
+HALTA = Module("halta")
+HALTED = [HALTA, Module("haltb", [HALTA])]

@@ -710,6 +710,49 @@ def lost_for_good(w):
     released(w, r["name"])
 
 
+@scenario
+def aborted_run(w):
+    """A run stopped by hand in the middle of a build, its platform's and
+    units' executions too (everything stopped in the console): no other
+    path releases it, so one sweep terminates its instances, deletes its
+    pool and launch template and frees the leases its units held."""
+    w.upload(fx.HALTED)
+    name = f"e2e-halt-{int(time.time())}"
+    stopped = []
+
+    def stop_everything(step, params, instance):
+        if step == "build" and not stopped:
+            for sm in (UNIT, PLATFORM, PIPELINE):
+                for x in w.sfn.list_executions(stateMachineArn=sm, statusFilter="RUNNING")["executions"]:
+                    if x["name"].startswith(name):
+                        w.sfn.stop_execution(executionArn=x["executionArn"], cause="stopped by hand (e2e)")
+                        stopped.append(x["name"])
+        return False
+
+    w.nodes.lose = stop_everything
+    try:
+        r = w.finish(w.start({"platforms": [A], "changed_keys": [m.easyconfig_key for m in fx.HALTED]}, name))
+    finally:
+        w.nodes.lose = None
+    assert r["status"] == "ABORTED", r["status"]
+    # The build the stop met finishes on its node, its task gone.
+    deadline = time.monotonic() + 300
+    while any(c.ended is None for c in w.nodes.commands()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    live = {i: s for i, (s, _) in w.instances(name).items() if s != "terminated"}
+    leased = [m for m, rec in w.records(A).items() if rec.get("lease_owner", "").startswith(f"{name}#")]
+    assert live and w.pools(name) and leased, f"nothing left to sweep: {live} {w.pools(name)} {leased}"
+    out = w.invoke("sweep", {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})
+    [swept] = [x for x in out["swept"] if x["execution"] == name]
+    assert swept["status"] == "ABORTED" and swept["leases_freed"] == len(leased), swept
+    assert sorted(swept["released"]["terminated"]) == sorted(live), (swept, live)
+    assert all(s == "terminated" for s, _ in w.instances(name).values()), w.instances(name)
+    assert not w.pools(name), w.pools(name)
+    still = [m for m, rec in w.records(A).items() if rec.get("lease_owner", "").startswith(f"{name}#")]
+    assert not still, f"leases of {name} left: {still}"
+    assert all(w.records(A)[m]["status"] != "building" for m in leased), "a freed module still building"
+
+
 def cli(w, *args, ok=(0,), environ=None):
     """Run the `ebfleet` command against the stack; (exit code, stdout)."""
     p = subprocess.run([env("EBFLEET_CLI_BIN"), *args, "--stack", w.stack()], capture_output=True, text=True,

@@ -15,7 +15,7 @@ use aws_sdk_autoscaling::types::{
 use aws_sdk_autoscaling::Client;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 const SERVICE: &str = "Auto Scaling";
 
@@ -246,6 +246,38 @@ impl Pools {
             Err(e) if e.as_service_error().is_some_and(is_missing) => Ok(()),
             Err(e) => Err(call_error(SERVICE, "DeleteAutoScalingGroup", name, e, &[])),
         }
+    }
+
+    /// Every value of tag `key` on a group: the executions that have pools,
+    /// for the sweeper.
+    pub async fn tag_values(&self, key: &str) -> Result<BTreeSet<String>, CallError> {
+        let mut values = BTreeSet::new();
+        let mut pages = self
+            .client
+            .describe_auto_scaling_groups()
+            .filters(Filter::builder().name("tag-key").values(key).build())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                call_error(
+                    SERVICE,
+                    "DescribeAutoScalingGroups",
+                    format!("tag {key}"),
+                    e,
+                    &[],
+                )
+            })?;
+            for g in page.auto_scaling_groups() {
+                values.extend(
+                    g.tags()
+                        .iter()
+                        .filter(|t| t.key() == Some(key))
+                        .filter_map(|t| t.value().map(str::to_string)),
+                );
+            }
+        }
+        Ok(values)
     }
 
     /// The names of the groups tagged `key` = `value` (every page).

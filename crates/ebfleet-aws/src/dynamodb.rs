@@ -25,6 +25,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use ebfleet_core::built::{Built, Recorded};
 use ebfleet_core::failure_memory::PastFailure;
+use ebfleet_core::layout::platform_from_pk;
 use ebfleet_core::names::{ExecutionName, KeyError, ModuleName, PlatformName};
 use ebfleet_core::record::{ErrorClass, ModuleRecord, Status, WriteCondition};
 use ebfleet_core::sizing::BuildProfile;
@@ -320,6 +321,54 @@ impl Records {
         Ok(out)
     }
 
+    /// Every module whose lease an owner starting with `owner_prefix`
+    /// holds (`<execution>#`: an execution's leases), as (platform, module):
+    /// a scan of the whole table, for the sweeper's rare finds.
+    pub async fn leased_by(
+        &self,
+        owner_prefix: &str,
+    ) -> Result<Vec<(PlatformName, ModuleName)>, DynamoError> {
+        let scope = format!("{}{owner_prefix}*", attr::LEASE_OWNER);
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(#owner, :prefix)")
+            .projection_expression("#pk, #sk")
+            .expression_attribute_names("#owner", attr::LEASE_OWNER)
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":prefix", AttributeValue::S(owner_prefix.to_string()))
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("Scan", &scope, ALL_MODULES, e))?;
+            for i in page.items() {
+                let key: Key = item::read(i).map_err(|e| self.bad_item(&scope, ALL_MODULES, e))?;
+                let bad = |what: &str| {
+                    self.bad_item(
+                        &key.pk,
+                        &key.sk,
+                        ItemError {
+                            attribute: what.to_string(),
+                            problem: "not a module item's key".into(),
+                        },
+                    )
+                };
+                let platform = platform_from_pk(&key.pk)
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(|| bad(attr::PK))?;
+                let module = item::module_of(&key.sk)
+                    .ok()
+                    .and_then(|m| m.parse().ok())
+                    .ok_or_else(|| bad(attr::SK))?;
+                out.push((platform, module));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every module record of `platform`, whole (for the operator's
     /// views), all pages of one query.
     pub async fn modules(&self, platform: &PlatformName) -> Result<Vec<ModuleRecord>, DynamoError> {
@@ -493,6 +542,13 @@ struct RecordedEntry {
     error_class: Option<String>,
     updated: Option<u64>,
     eb_version: Option<String>,
+}
+
+/// An item's key.
+#[derive(serde::Deserialize)]
+struct Key {
+    pk: String,
+    sk: String,
 }
 
 /// A wake-up item as far as it is read: `ended` is [`attr::WAKE_COUNT`].

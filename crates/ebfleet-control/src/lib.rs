@@ -13,6 +13,7 @@ pub mod release;
 pub mod runtime;
 pub mod schedule;
 pub mod summary;
+pub mod sweep;
 pub mod trigger;
 
 #[cfg(test)]

@@ -546,7 +546,12 @@ mod tests {
                 .iter()
                 .find(|m| m.module.as_str() == "OpenMPI/1.0-GCC-1.0")
                 .unwrap();
-            assert_eq!(openmpi.optarch.as_deref(), Some(baseline), "{}", pp.platform);
+            assert_eq!(
+                openmpi.optarch.as_deref(),
+                Some(baseline),
+                "{}",
+                pp.platform
+            );
             assert_eq!(pp.optarch["OpenMPI/1.0-GCC-1.0"], baseline);
             assert!(!pp.optarch.is_empty());
             assert!(pp.optarch.keys().all(|m| !m.starts_with("SysOnly/")));

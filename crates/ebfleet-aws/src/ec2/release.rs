@@ -6,6 +6,7 @@ use aws_sdk_ec2::operation::terminate_instances::TerminateInstancesOutput;
 use aws_sdk_ec2::types::{Filter, InstanceStateName};
 use ebfleet_core::capacity::{TAG_EXECUTION, TAG_PLATFORM};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// EC2's answer for an instance id it does not know (any more: terminated
 /// instances disappear after about an hour).
@@ -37,6 +38,16 @@ pub struct Released {
     pub already_gone: Vec<String>,
     /// Launch templates of the execution deleted by this call.
     pub launch_templates_deleted: Vec<String>,
+}
+
+/// Instances in [`LIVE_STATES`].
+fn live_state() -> Filter {
+    Filter::builder()
+        .name("instance-state-name")
+        .set_values(Some(
+            LIVE_STATES.iter().map(|s| s.as_str().to_string()).collect(),
+        ))
+        .build()
 }
 
 fn tag_filter(key: &str, value: &str) -> Filter {
@@ -165,6 +176,36 @@ impl Nodes {
         Ok(())
     }
 
+    /// Every execution that has live instances (the values of their
+    /// execution tag): what the sweeper checks.
+    pub async fn live_executions(&self) -> Result<BTreeSet<String>, Ec2Error> {
+        let tagged = Filter::builder()
+            .name("tag-key")
+            .values(TAG_EXECUTION)
+            .build();
+        let mut pages = self
+            .client
+            .describe_instances()
+            .filters(tagged)
+            .filters(live_state())
+            .into_paginator()
+            .send();
+        let mut executions = BTreeSet::new();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| error(format!("tag {TAG_EXECUTION}"), "DescribeInstances", e))?;
+            for i in page.reservations().iter().flat_map(|r| r.instances()) {
+                executions.extend(
+                    i.tags()
+                        .iter()
+                        .filter(|t| t.key() == Some(TAG_EXECUTION))
+                        .filter_map(|t| t.value().map(str::to_string)),
+                );
+            }
+        }
+        Ok(executions)
+    }
+
     /// Ids of the instances matching `filters` that are not shutting down
     /// or terminated.
     async fn live_instances(
@@ -172,14 +213,8 @@ impl Nodes {
         filters: &[Filter],
         scope: &str,
     ) -> Result<Vec<String>, Ec2Error> {
-        let state = Filter::builder()
-            .name("instance-state-name")
-            .set_values(Some(
-                LIVE_STATES.iter().map(|s| s.as_str().to_string()).collect(),
-            ))
-            .build();
         let mut all = filters.to_vec();
-        all.push(state);
+        all.push(live_state());
         let mut pages = self
             .client
             .describe_instances()

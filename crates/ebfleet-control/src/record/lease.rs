@@ -22,8 +22,8 @@ use ebfleet_core::layout::batch_key;
 use ebfleet_core::lease::{leases_key, BatchLeases, HeldModule};
 use ebfleet_core::names::{ExecutionName, ModuleName, PlatformName};
 use ebfleet_core::record::{
-    acquire_lease, decide_lease, give_up_lost, lease_owner, renew_lease, skip_blocked,
-    write_condition, LeaseDecision, LeaseRequest, ModuleRecord,
+    acquire_lease, decide_lease, give_up_lost, lease_owner, release_lease, renew_lease,
+    skip_blocked, write_condition, LeaseDecision, LeaseRequest, ModuleRecord,
 };
 use ebfleet_core::wire::BatchFile;
 use serde::{Deserialize, Serialize};
@@ -338,6 +338,47 @@ pub async fn release(env: &Env, batch: &BatchRef, now: u64) -> Result<ReleaseOut
         "released leases"
     );
     Ok(out)
+}
+
+/// Free every lease a unit of `execution` still holds (owners
+/// `<execution>#…`): the execution has ended, so no unit of it will build
+/// or release them; a `building` record goes back to `planned`. A lease
+/// someone else took meanwhile is left alone. The number freed.
+pub async fn release_all_of(
+    env: &Env,
+    execution: &ExecutionName,
+    now: u64,
+) -> Result<usize, Error> {
+    let prefix = format!("{execution}#");
+    let leased = env
+        .records
+        .leased_by(&prefix)
+        .await
+        .map_err(|source| Error::Record {
+            action: "sweeping",
+            module: format!("leases of {execution}"),
+            source: Box::new(source),
+        })?;
+    let mut freed = 0;
+    for (platform, module) in &leased {
+        let decide = |existing: Option<&ModuleRecord>| {
+            let ours = existing.and_then(|r| {
+                let owner = &r.lease.as_ref()?.owner;
+                owner
+                    .starts_with(&prefix)
+                    .then(|| release_lease(r, owner, now))
+            });
+            match ours {
+                Some(Ok(record)) => Decision::Write(record, write_condition(existing)),
+                _ => Decision::Done(()),
+            }
+        };
+        if let Settled::Written { .. } = settle(env, platform, module, "sweeping", decide).await? {
+            freed += 1;
+        }
+    }
+    tracing::info!(%execution, found = leased.len(), freed, "freed the leases of an ended execution");
+    Ok(freed)
 }
 
 #[cfg(test)]

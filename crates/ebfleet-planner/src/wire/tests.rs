@@ -67,6 +67,7 @@ fn two_batch_plan(platform: &Platform) -> (PlatformPlan, ModuleTable) {
         unresolvable: vec![],
         graph: vec![],
         estimate: None,
+        optarch: Default::default(),
         batches: vec![
             Batch {
                 index: 0,
@@ -308,6 +309,7 @@ fn synthetic_plan(platforms: &[&Platform], batches: usize, per_batch: usize) -> 
                 batches: list,
                 graph: vec![],
                 estimate: None,
+                optarch: Default::default(),
                 already_built: 10,
                 unresolvable: vec![Unresolvable {
                     easyconfig: "x/X/X-1.eb".into(),

@@ -867,4 +867,114 @@ async fn lambdas_under_cargo_lambda_watch() {
         .await
         .unwrap();
     assert_eq!(running.executions().len(), 1);
+
+    // sweep: an ended run's instance and lease are released; a running
+    // run's instance and one tagged with no run of this pipeline are left.
+    let ended = format!("{EXECUTION}-ended");
+    let alive = format!("{EXECUTION}-alive");
+    let mut tagged = BTreeMap::new();
+    for run in [&ended, &alive, &"not-a-run-here".to_string()] {
+        tagged.insert(run.clone(), tagged_instance(&ec2, run).await);
+    }
+    for (run, stop) in [(&ended, true), (&alive, false)] {
+        let arn = sfn
+            .start_execution()
+            .state_machine_arn(&sm)
+            .name(run)
+            .send()
+            .await
+            .unwrap()
+            .execution_arn()
+            .to_string();
+        if stop {
+            sfn.stop_execution()
+                .execution_arn(arn)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let module_of_ended = "sweepme/1.0";
+    let mut leased =
+        ebfleet_core::record::ModuleRecord::new(PLATFORM, module_of_ended, &"e".repeat(64), 1);
+    leased.status = Status::Building;
+    leased.lease = Some(ebfleet_core::record::Lease {
+        owner: lease_owner(&ended, 0),
+        expires: u64::MAX,
+    });
+    records
+        .put(&leased, &ebfleet_core::record::write_condition(None))
+        .await
+        .unwrap();
+    let swept = w.ok("sweep", "scheduled.json");
+    assert_eq!(swept["swept"].as_array().unwrap().len(), 1, "{swept}");
+    assert_eq!(swept["swept"][0]["execution"], json!(ended));
+    assert_eq!(swept["swept"][0]["status"], "ABORTED");
+    assert_eq!(
+        swept["swept"][0]["released"]["terminated"],
+        json!([tagged[&ended]])
+    );
+    assert_eq!(swept["swept"][0]["leases_freed"], 1);
+    assert!(
+        swept["running"].as_array().unwrap().contains(&json!(alive)),
+        "{swept}"
+    );
+    assert!(
+        swept["unknown"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("not-a-run-here")),
+        "{swept}"
+    );
+    let states: BTreeMap<String, Option<InstanceStateName>> =
+        super::instances(&ec2, &tagged.values().cloned().collect::<Vec<_>>())
+            .await
+            .into_iter()
+            .map(|i| {
+                (
+                    i.instance_id().unwrap().to_string(),
+                    i.state().and_then(|s| s.name()).cloned(),
+                )
+            })
+            .collect();
+    assert_eq!(states[&tagged[&ended]], Some(InstanceStateName::Terminated));
+    assert_eq!(states[&tagged[&alive]], Some(InstanceStateName::Running));
+    assert_eq!(
+        states[&tagged["not-a-run-here"]],
+        Some(InstanceStateName::Running)
+    );
+    let platform: PlatformName = PLATFORM.parse().unwrap();
+    let freed = records
+        .get(&platform, &module_of_ended.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((freed.lease, freed.status), (None, Status::Planned));
+}
+
+/// An instance tagged as a node of `run`, as moto runs it.
+async fn tagged_instance(ec2: &aws_sdk_ec2::Client, run: &str) -> String {
+    let image = ec2.describe_images().send().await.unwrap().images()[0]
+        .image_id()
+        .unwrap()
+        .to_string();
+    let tags = aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key(TAG_EXECUTION)
+                .value(run)
+                .build(),
+        )
+        .build();
+    let out = ec2
+        .run_instances()
+        .image_id(image)
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(tags)
+        .send()
+        .await
+        .unwrap();
+    out.instances()[0].instance_id().unwrap().to_string()
 }
