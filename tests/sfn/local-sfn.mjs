@@ -339,7 +339,14 @@ export class LocalStepFunctions {
       x.error = error;
       x.cause = cause;
       x.abort();
-      for (const [token, t] of this.tasks) if (t.execution === x) this.settleTask(token, null, statesError('States.Aborted'));
+      // Its tasks are gone (a callback for one is TaskDoesNotExist); no
+      // state of it waits for them any more, so nothing is rejected.
+      for (const [token, t] of this.tasks) {
+        if (t.execution !== x) continue;
+        this.tasks.delete(token);
+        for (const c of t.cancel ?? []) c();
+        t.stopBeat?.();
+      }
     }
     return { stopDate: this.clock.now() };
   }
