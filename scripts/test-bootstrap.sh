@@ -93,6 +93,17 @@ expect "shellcheck clean on ${#scripts[@]} script(s): the bootstrap, those under
 
 common=(--platform amzn-2023_graviton-3 --archspec neoverse_v1 --optarch GCC:mcpu=neoverse-v1)
 
+log "maximum lifetime"
+# Dry runs only: a real one on this machine's root would power it off.
+boot --dry-run --os amzn-2023 "${common[@]}" --max-lifetime-hours 168
+expect "a node powers off 168 h after boot (EC2 then terminates it)" \
+  has "+ shutdown -h +10080 ebfleet:"
+boot --dry-run --os amzn-2023 --root "$work" "${common[@]}" --max-lifetime-hours 168
+expect "... not when installing under another root" has "no power-off scheduled"
+expect "... nothing scheduled there" lacks "shutdown -h"
+boot --dry-run --os amzn-2023 "${common[@]}"
+expect "... and without the setting, nothing" lacks "shutdown|maximum lifetime"
+
 log "dry run per OS"
 before=$(host_state)
 for os in amzn-2023 ubuntu-22.04 ubuntu-24.04 debian-12 rocky-9; do
@@ -245,6 +256,8 @@ hostile "CUDA capabilities with a command" --platform test_x86 "${x86[@]}" --cud
 hostile "node URL that is not https" --platform test_x86 "${x86[@]}" --node-url http://example.com/n --node-sha256 "$(printf '0%.0s' {1..64})"
 hostile "node sha256 that is not hex" --platform test_x86 "${x86[@]}" --node-file "$BOOT" --node-sha256 "\$(touch $marker)"
 hostile "relative root" --platform test_x86 "${x86[@]}" --root relative/dir
+hostile "maximum lifetime with a command" --platform test_x86 "${x86[@]}" --max-lifetime-hours '1;reboot'
+hostile "maximum lifetime of 0 hours" --platform test_x86 "${x86[@]}" --max-lifetime-hours 0
 hostile "unknown OS for a dry run" --platform test_x86 "${x86[@]}" --dry-run --os 'debian-12;id'
 out=$(EBFLEET_PLATFORM="x\$(touch $marker)_y" "$BOOT" --root "$work/hostile-root" "${x86[@]}" 2>&1) && rc=0 || rc=$?
 expect "refused: hostile platform from the environment" exited 2 "invalid platform"

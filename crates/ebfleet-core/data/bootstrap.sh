@@ -110,6 +110,8 @@ Every option is also an environment variable (for EC2 user data); flags win.
   --build-storage MODE       EBFLEET_BUILD_STORAGE  auto|instance-store|tmpfs|disk (default auto)
   --parallel N               EBFLEET_PARALLEL       build parallelism (default: core count)
   --lmod MODE                EBFLEET_LMOD           auto|package|source (default auto)
+  --max-lifetime-hours H     EBFLEET_MAX_LIFETIME_HOURS  power off H hours after boot (EC2
+                                                    terminates a node that powers off)
   --skip-arch-check          EBFLEET_SKIP_ARCH_CHECK=1   tests and emulation only
   --root DIR                 EBFLEET_ROOT           write everything under DIR (default /)
   --dry-run                  EBFLEET_DRY_RUN=1      print what would be done, change nothing
@@ -134,6 +136,7 @@ load_env() {
   BUILD_STORAGE=${EBFLEET_BUILD_STORAGE:-auto}
   PARALLEL=${EBFLEET_PARALLEL-}
   LMOD_MODE=${EBFLEET_LMOD:-auto}
+  MAX_LIFETIME_HOURS=${EBFLEET_MAX_LIFETIME_HOURS-}
   SKIP_ARCH_CHECK=${EBFLEET_SKIP_ARCH_CHECK:-0}
   ROOT=${EBFLEET_ROOT:-/}
   DRY_RUN=${EBFLEET_DRY_RUN:-0}
@@ -169,6 +172,7 @@ parse_args() {
       --build-storage) BUILD_STORAGE=$2 ;;
       --parallel) PARALLEL=$2 ;;
       --lmod) LMOD_MODE=$2 ;;
+      --max-lifetime-hours) MAX_LIFETIME_HOURS=$2 ;;
       --root) ROOT=$2 ;;
       --os) OS_OVERRIDE=$2 ;;
       *) die "$EXIT_USAGE" "unknown option $(printf '%q' "$opt") (see --help)" ;;
@@ -216,6 +220,8 @@ validate() {
   check "build storage" "$BUILD_STORAGE" '^(auto|instance-store|tmpfs|disk)$' "auto, instance-store, tmpfs or disk"
   check "Lmod mode" "$LMOD_MODE" '^(auto|package|source)$' "auto, package or source"
   [[ -z $PARALLEL ]] || check parallelism "$PARALLEL" '^[1-9][0-9]{0,3}$' "expected a positive number"
+  [[ -z $MAX_LIFETIME_HOURS ]] || check "maximum lifetime" "$MAX_LIFETIME_HOURS" '^[1-9][0-9]{0,4}$' \
+    "expected hours, a number from 1"
   check "tmpfs threshold" "$TMPFS_MIN_GIB" '^[0-9]{1,6}$' "expected GiB as a number"
   check root "$ROOT" '^/[A-Za-z0-9._+/@:-]*$' "expected an absolute path"
   [[ -d $ROOT ]] || die "$EXIT_USAGE" "root directory $ROOT does not exist"
@@ -797,6 +803,25 @@ install_node_agent() {
   ((DRY_RUN)) || changed "installed $NODE_BIN ($want)"
 }
 
+# ---------------------------------------------------------------- lifetime
+
+# The node's own end, whatever else fails (a lost release, a run that never
+# ends): it powers off this long after boot, and EC2 terminates it (the
+# launch template's shutdown behaviour). Only on the machine's own root.
+schedule_end_of_life() {
+  [[ -n $MAX_LIFETIME_HOURS ]] || return 0
+  step "maximum lifetime: $MAX_LIFETIME_HOURS h after boot"
+  if [[ $ROOT != / ]]; then
+    say "not this machine's own root ($ROOT): no power-off scheduled"
+    return
+  fi
+  local up_minutes=0 minutes
+  ((DRY_RUN)) || up_minutes=$(awk '{ print int($1 / 60) }' /proc/uptime)
+  minutes=$((MAX_LIFETIME_HOURS * 60 - up_minutes))
+  ((minutes > 0)) || minutes=1
+  run shutdown -h "+$minutes" "ebfleet: this node's maximum lifetime ($MAX_LIFETIME_HOURS h) is reached"
+}
+
 # ---------------------------------------------------------------- checks
 
 # EasyBuild reads the settings exactly as ebfleet-node will hand them over.
@@ -836,6 +861,7 @@ main() {
   detect_os
   lmod_plan
   imds_probe
+  schedule_end_of_life
   if ((DRY_RUN)); then
     say "ebfleet bootstrap DRY RUN for $OS (root $ROOT): nothing will be changed"
   else

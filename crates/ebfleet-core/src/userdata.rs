@@ -104,6 +104,7 @@ impl NodeSettings {
         if let Some(cc) = &self.cuda_compute_capabilities {
             vars.push(checked(VAR_CUDA, cc, check_compute_capabilities)?);
         }
+        vars.push((VAR_MAX_LIFETIME_HOURS, NODE_MAX_LIFETIME_HOURS.to_string()));
         vars.push(checked(VAR_NODE_URL, &self.node.url, check_node_url)?);
         let sha = checked(VAR_NODE_SHA256, &self.node.sha256, check_sha256)?;
         vars.push((sha.0, sha.1.to_ascii_lowercase()));
@@ -117,6 +118,14 @@ pub const VAR_OPTARCH: &str = "EBFLEET_OPTARCH";
 pub const VAR_CUDA: &str = "EBFLEET_CUDA_COMPUTE_CAPABILITIES";
 pub const VAR_NODE_URL: &str = "EBFLEET_NODE_URL";
 pub const VAR_NODE_SHA256: &str = "EBFLEET_NODE_SHA256";
+pub const VAR_MAX_LIFETIME_HOURS: &str = "EBFLEET_MAX_LIFETIME_HOURS";
+
+/// A node powers itself off (and EC2 terminates it) this long after boot,
+/// whatever else fails: the last backstop behind Release and the sweep. A
+/// week: well past a platform's run with a full pool (~35 h) and the
+/// longest builds (~14 h); a smaller pool's node that reaches it loses its
+/// build, which the scheduler runs again on a new node.
+pub const NODE_MAX_LIFETIME_HOURS: u32 = 168;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UserDataError {
@@ -489,12 +498,13 @@ mod tests {
                 "export EBFLEET_OPTARCH='GCC:mcpu=neoverse-v1'",
             ]
         );
+        assert_eq!(exports[3], "export EBFLEET_MAX_LIFETIME_HOURS='168'");
         assert_eq!(
-            exports[3],
+            exports[4],
             format!("export EBFLEET_NODE_URL='{}'", s.node.url)
         );
-        assert_eq!(exports[4], format!("export EBFLEET_NODE_SHA256='{SHA}'"));
-        assert_eq!(exports.len(), 5, "no CUDA on a CPU platform: {exports:?}");
+        assert_eq!(exports[5], format!("export EBFLEET_NODE_SHA256='{SHA}'"));
+        assert_eq!(exports.len(), 6, "no CUDA on a CPU platform: {exports:?}");
         assert!(!head.contains(VAR_CUDA));
     }
 
