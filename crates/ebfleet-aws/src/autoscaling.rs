@@ -9,7 +9,7 @@
 
 use crate::call::{call_error, CallError};
 use aws_sdk_autoscaling::types::{
-    Filter, InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides,
+    AutoScalingGroup, Filter, InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides,
     LaunchTemplateSpecification, LifecycleState, MixedInstancesPolicy, Tag,
 };
 use aws_sdk_autoscaling::Client;
@@ -251,66 +251,49 @@ impl Pools {
     /// Every value of tag `key` on a group: the executions that have pools,
     /// for the sweeper.
     pub async fn tag_values(&self, key: &str) -> Result<BTreeSet<String>, CallError> {
-        let mut values = BTreeSet::new();
-        let mut pages = self
-            .client
-            .describe_auto_scaling_groups()
-            .filters(Filter::builder().name("tag-key").values(key).build())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                call_error(
-                    SERVICE,
-                    "DescribeAutoScalingGroups",
-                    format!("tag {key}"),
-                    e,
-                    &[],
-                )
-            })?;
-            for g in page.auto_scaling_groups() {
-                values.extend(
-                    g.tags()
-                        .iter()
-                        .filter(|t| t.key() == Some(key))
-                        .filter_map(|t| t.value().map(str::to_string)),
-                );
-            }
-        }
-        Ok(values)
+        let filter = Filter::builder().name("tag-key").values(key).build();
+        let groups = self.groups(filter, format!("tag {key}")).await?;
+        Ok(groups
+            .iter()
+            .flat_map(|g| g.tags())
+            .filter(|t| t.key() == Some(key))
+            .filter_map(|t| t.value().map(str::to_string))
+            .collect())
     }
 
     /// The names of the groups tagged `key` = `value` (every page).
     pub async fn tagged(&self, key: &str, value: &str) -> Result<Vec<String>, CallError> {
-        let mut names = Vec::new();
+        let filter = Filter::builder()
+            .name(format!("tag:{key}"))
+            .values(value)
+            .build();
+        let groups = self.groups(filter, format!("tag {key}={value}")).await?;
+        Ok(groups
+            .iter()
+            .filter_map(|g| g.auto_scaling_group_name().map(str::to_string))
+            .collect())
+    }
+
+    /// Every group `filter` matches, all pages; `what` names them in errors.
+    async fn groups(
+        &self,
+        filter: Filter,
+        what: String,
+    ) -> Result<Vec<AutoScalingGroup>, CallError> {
+        let mut groups = Vec::new();
         let mut pages = self
             .client
             .describe_auto_scaling_groups()
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{key}"))
-                    .values(value)
-                    .build(),
-            )
+            .filters(filter)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
-                call_error(
-                    SERVICE,
-                    "DescribeAutoScalingGroups",
-                    format!("tag {key}={value}"),
-                    e,
-                    &[],
-                )
+                call_error(SERVICE, "DescribeAutoScalingGroups", what.clone(), e, &[])
             })?;
-            names.extend(
-                page.auto_scaling_groups()
-                    .iter()
-                    .filter_map(|g| g.auto_scaling_group_name().map(str::to_string)),
-            );
+            groups.extend(page.auto_scaling_groups().iter().cloned());
         }
-        Ok(names)
+        Ok(groups)
     }
 }
 
