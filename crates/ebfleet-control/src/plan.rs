@@ -489,6 +489,48 @@ mod tests {
     }
 
     #[test]
+    fn platforms_that_share_a_plan_keep_their_own_optarch() {
+        // Two x86_64 CPUs, one plan (same CUDA, nothing built): each
+        // module's flags are still its CPU's.
+        let all = Platforms::from_toml(
+            r#"
+[cpu.old]
+arch = "x86_64"
+archspec = "haswell"
+optarch = "GCC:march=haswell"
+vendor = "intel"
+families = ["m4"]
+optarch_by_gcc = [{gcc = "0", flags = "march=haswell"}]
+[cpu.new]
+arch = "x86_64"
+archspec = "x86_64_v2"
+optarch = "GCC:march=x86-64-v2"
+vendor = "intel"
+families = ["m5"]
+optarch_by_gcc = [{gcc = "0", flags = "march=x86-64-v2"}]
+[[platform]]
+os = "amzn-2023"
+cpu = "old"
+[[platform]]
+os = "amzn-2023"
+cpu = "new"
+"#,
+        )
+        .unwrap();
+        let i = input(
+            r#"{"execution":"e1","mode":"changed",
+                "changed_keys":["easyconfigs/o/OpenMPI/OpenMPI-1.0-GCC-1.0.eb"]}"#,
+        );
+        let selected = select_platforms(&all, &i).unwrap();
+        let plan = plan_input(&fixtures(), &selected, &i, &settings(), HashMap::new()).unwrap();
+        let flags = |n: usize| plan.platforms[n].optarch["OpenMPI/1.0-GCC-1.0"].as_str();
+        assert_eq!(
+            (flags(0), flags(1)),
+            ("GCC:march=haswell", "GCC:march=x86-64-v2")
+        );
+    }
+
+    #[test]
     fn plans_sources_into_graphs_and_a_small_output() {
         let all = Platforms::default_set().unwrap();
         let i = input(

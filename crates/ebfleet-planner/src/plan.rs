@@ -13,7 +13,7 @@ use crate::policy::Choice;
 use crate::robot::Robot;
 use crate::tree::EcId;
 use ebfleet_core::built::Built;
-use ebfleet_core::platform::Platform;
+use ebfleet_core::platform::{Cpu, Platform};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -150,6 +150,27 @@ pub struct PlatformPlan {
     /// its GCC accepts ([`ebfleet_core::platform::Cpu::optarch_for_gcc`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub optarch: BTreeMap<String, String>,
+    /// The same modules' GCC releases, from which `optarch` is made for
+    /// each platform that shares this plan.
+    #[serde(skip)]
+    pub gcc: BTreeMap<String, String>,
+}
+
+impl PlatformPlan {
+    /// This plan for `platform`, which plans the same modules (same
+    /// architecture, CUDA and built modules) but has its own CPU.
+    pub fn for_platform(mut self, platform: &Platform) -> Self {
+        self.platform = platform.name.clone();
+        self.optarch = optarch_of(&self.gcc, &platform.cpu);
+        self
+    }
+}
+
+/// Each module's `--optarch` on `cpu`, from the GCC release that compiles it.
+fn optarch_of(gcc: &BTreeMap<String, String>, cpu: &Cpu) -> BTreeMap<String, String> {
+    gcc.iter()
+        .map(|(m, g)| (m.clone(), cpu.optarch_for_gcc(g)))
+        .collect()
 }
 
 impl PlatformPlan {
@@ -196,12 +217,11 @@ pub fn plan_platform(
         }
     };
     let to_build: Vec<NodeId> = order.iter().copied().filter(|&n| !is_built(n)).collect();
-    let optarch = to_build
+    let gcc: BTreeMap<String, String> = to_build
         .iter()
         .filter_map(|&n| {
             let node = graph.node(n);
-            let gcc = module_gcc(graph.robot(), node.ec)?;
-            Some((node.module.clone(), platform.cpu.optarch_for_gcc(&gcc)))
+            Some((node.module.clone(), module_gcc(graph.robot(), node.ec)?))
         })
         .collect();
     let (batches, closure_graph) = if options.graph {
@@ -219,7 +239,8 @@ pub fn plan_platform(
         batches,
         graph: closure_graph,
         estimate: None,
-        optarch,
+        optarch: optarch_of(&gcc, &platform.cpu),
+        gcc,
     };
     (plan, order)
 }

@@ -105,10 +105,7 @@ pub fn plan(
                 .find(|(c, b, _)| *c == cuda && *b == built)
                 .and_then(|(_, _, name)| by_name.get(*name).cloned());
             let p = match same {
-                Some(mut p) => {
-                    p.platform = platform.name.clone();
-                    p
-                }
+                Some(p) => p.for_platform(platform),
                 None => {
                     let (mut p, closure) =
                         plan_platform(&graph, platform, &choices, &nodes, built, req.options);

@@ -68,6 +68,7 @@ fn two_batch_plan(platform: &Platform) -> (PlatformPlan, ModuleTable) {
         graph: vec![],
         estimate: None,
         optarch: Default::default(),
+        gcc: Default::default(),
         batches: vec![
             Batch {
                 index: 0,
@@ -310,6 +311,7 @@ fn synthetic_plan(platforms: &[&Platform], batches: usize, per_batch: usize) -> 
                 graph: vec![],
                 estimate: None,
                 optarch: Default::default(),
+                gcc: Default::default(),
                 already_built: 10,
                 unresolvable: vec![Unresolvable {
                     easyconfig: "x/X/X-1.eb".into(),
