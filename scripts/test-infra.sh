@@ -2,7 +2,9 @@
 # The static half of the pipeline: infra/template.yaml and the three state
 # machines statemachine/build.py writes (pipeline, platform, unit .asl.json).
 #
-#  1. cfn-lint and `sam validate --lint` on the template;
+#  1. cfn-lint, `sam validate --lint` and checkov on the template (every
+#     check checkov skips is justified beside its resource, under
+#     Metadata: checkov: skip);
 #  2. `statemachine/build.py --check` (the committed definitions are what it
 #     writes), then asl-validator on the three definitions;
 #  3. infra/check.py (every path holding a pool or a node passes Release,
@@ -14,8 +16,9 @@
 #     input and output against the handlers' types
 #     (cargo test -p ebfleet-control --test template).
 #
-# Installs cfn-lint, aws-sam-cli, asl-validator, aws-local-stepfunctions and
-# Node 22 under $EBFLEET_CACHE/infra-tools on the first run (~40 s); later
+# Installs cfn-lint, aws-sam-cli, checkov, asl-validator,
+# aws-local-stepfunctions and Node 22 under $EBFLEET_CACHE/infra-tools on
+# the first run (~70 s); later
 # runs need no network. `--no-cargo` skips step 5.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,6 +49,10 @@ log "cfn-lint infra/template.yaml"
 
 log "sam validate --lint"
 (cd infra && "$venv/bin/sam" validate --lint --region us-east-1 --template template.yaml)
+
+log "checkov infra/template.yaml"
+ensure_checkov
+"$CHECKOV" -f infra/template.yaml --framework cloudformation --compact --quiet --skip-download
 
 log "statemachine/build.py --check"
 python3 statemachine/build.py --check

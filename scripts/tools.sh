@@ -64,6 +64,19 @@ INFRA_NODE_VERSION=22
 # The AWS SDK for JavaScript: the scale benchmark's harness talks to moto.
 INFRA_AWS_SDK_JS_VERSION=3.1178.0
 INFRA_TOOLS="$EBFLEET_CACHE/infra-tools"
+INFRA_CHECKOV_VERSION=3.3.30
+
+# checkov (PyPI) in a venv of its own (its pins are not aws-sam-cli's).
+# Sets CHECKOV (the program).
+ensure_checkov() {
+  local venv="$INFRA_TOOLS/checkov-$INFRA_CHECKOV_VERSION"
+  CHECKOV="$venv/bin/checkov"
+  if [[ ! -x $CHECKOV ]]; then
+    log "installing checkov $INFRA_CHECKOV_VERSION (PyPI) into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "checkov==$INFRA_CHECKOV_VERSION"
+  fi
+}
 
 # cfn-lint and aws-sam-cli (PyPI) in $INFRA_TOOLS/venv; asl-validator,
 # aws-local-stepfunctions, Node 22 and the AWS SDK for JavaScript's S3,
