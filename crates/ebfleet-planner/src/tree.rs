@@ -337,7 +337,10 @@ impl EasyconfigTree {
                     let mut ec = ec.clone();
                     let deps = self.toolchain_deps(&ec.toolchain);
                     match ec.apply_templates(self.arch, &deps) {
-                        Ok(()) => Ok(ec),
+                        Ok(()) => match path_disagrees(self.files.path(id), &ec) {
+                            None => Ok(ec),
+                            Some(reason) => Err(ParseError { line: 0, reason }),
+                        },
                         Err(reason) => Err(ParseError { line: 0, reason }),
                     }
                 }
@@ -484,6 +487,32 @@ fn collect_eb_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()
     Ok(())
 }
 
+/// Why a file's path and its contents disagree, if they do. The path must
+/// be one EasyBuild's robot looks the module up at (`Name-fullversion.eb`,
+/// `Name/fullversion.eb`, `Name/Name-fullversion.eb`,
+/// `letter/Name/Name-fullversion.eb`): its directory, when it has one, is
+/// `Name`, and a one-letter directory above that is `Name`'s letter.
+/// Otherwise an upload under `x/Xx/` could be planned as `zlib/1.3.1`.
+fn path_disagrees(path: &str, ec: &Easyconfig) -> Option<String> {
+    let mut parts = path.rsplit('/');
+    let file = parts.next().unwrap_or_default();
+    let dir = parts.next();
+    let letter = parts.next().filter(|l| l.chars().count() == 1);
+    let full_version = ec.full_version();
+    let expected = format!("{}-{full_version}.eb", ec.name);
+    let letter_of = letter_dir_for(&ec.name).to_string();
+    let named =
+        file == expected || (dir == Some(ec.name.as_str()) && file == format!("{full_version}.eb"));
+    let fits = named && dir.is_none_or(|d| d == ec.name) && letter.is_none_or(|l| l == letter_of);
+    (!fits).then(|| {
+        format!(
+            "path and contents disagree: the file says {}, which belongs at {letter_of}/{}/{expected}",
+            ec.module_name(),
+            ec.name
+        )
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -537,6 +566,45 @@ pub(crate) mod tests {
             t.find("GCC", "12.3.0")
         );
         assert_eq!(t.find_target("nope.eb"), None);
+    }
+
+    #[test]
+    fn a_file_whose_path_and_contents_disagree_is_reported_and_skipped() {
+        let zlib = ec("zlib", "1.3.1", None, "");
+        let t = tree(
+            Arch::X86_64,
+            &[
+                ("z/zlib/zlib-1.3.1.eb", &zlib),
+                ("zlib/1.3.1.eb", &zlib),
+                ("zlib-1.3.1.eb", &zlib),
+                // An upload under another name, directory or letter.
+                ("x/Xx/Xx-2.eb", &zlib),
+                ("x/zlib/zlib-1.3.1.eb", &zlib),
+                ("z/zlib/zlib-1.3.2.eb", &zlib),
+                ("z/Zlib/zlib-1.3.1.eb", &zlib),
+            ],
+        );
+        t.load_all(&());
+        let problems = t.problems();
+        let mut bad: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        bad.sort();
+        assert_eq!(
+            bad,
+            [
+                "x/Xx/Xx-2.eb",
+                "x/zlib/zlib-1.3.1.eb",
+                "z/Zlib/zlib-1.3.1.eb",
+                "z/zlib/zlib-1.3.2.eb"
+            ]
+        );
+        let p = &problems[0];
+        assert!(
+            p.reason.contains("path and contents disagree")
+                && p.reason.contains("z/zlib/zlib-1.3.1.eb"),
+            "{}",
+            p.reason
+        );
+        assert_eq!(t.parsed().count(), 3, "the good files are read");
     }
 
     #[test]
