@@ -470,3 +470,57 @@ fn every_task_sends_what_its_handler_accepts() {
         }
     }
 }
+
+/// Whether a statement (`Effect`) of `policies` lets `action` on `key` of
+/// the bucket: its resources as IAM globs over `${Bucket.Arn}/<key>`.
+fn statement_covers(policies: &Json, effect: &str, action: &str, key: &str) -> bool {
+    let statements = policies.as_array().into_iter().flatten().flat_map(|p| {
+        p["PolicyDocument"]["Statement"]
+            .as_array()
+            .into_iter()
+            .flatten()
+    });
+    let as_list = |v: &Json| match v {
+        Json::Array(xs) => xs.clone(),
+        other => vec![other.clone()],
+    };
+    statements.filter(|s| s["Effect"] == effect).any(|s| {
+        as_list(&s["Action"]).iter().any(|a| a == action)
+            && as_list(&s["Resource"]).iter().any(|r| {
+                r["Fn::Sub"]
+                    .as_str()
+                    .and_then(|sub| sub.strip_prefix("${Bucket.Arn}/"))
+                    .is_some_and(|pattern| glob(pattern, key))
+            })
+    })
+}
+
+#[test]
+fn a_node_never_writes_easyconfigs_plans_tools_or_the_index() {
+    let t = template();
+    let policies = &t["Resources"]["NodeRole"]["Properties"]["Policies"];
+    // Keys a hostile build would like to write; the first two even match
+    // the node's own grants, which is why the deny is explicit.
+    for key in [
+        "easyconfigs/s/software/software-1.eb",
+        "easyconfigs/m/modules/modules-1.eb",
+        "plans/run-1/amzn-2023_epyc-gen-4/graph.json",
+        "tools/ebfleet-node/x86_64/ebfleet-node",
+        "index/easyconfigs.bin",
+    ] {
+        assert!(
+            statement_covers(policies, "Deny", "s3:PutObject", key),
+            "the node role does not deny writing {key}"
+        );
+    }
+    assert!(statement_covers(
+        policies,
+        "Allow",
+        "s3:PutObject",
+        "easyconfigs/s/software/software-1.eb"
+    ));
+    // What it must write stays allowed and not denied.
+    let tarball = "amzn-2023_epyc-gen-4/software/zlib/1.3.1.tar.zst";
+    assert!(statement_covers(policies, "Allow", "s3:PutObject", tarball));
+    assert!(!statement_covers(policies, "Deny", "s3:PutObject", tarball));
+}
