@@ -99,6 +99,13 @@ pub enum NodeError {
         theirs: String,
         ours: String,
     },
+    #[error("need {module}: {key} has sha256 {found}, its record says {recorded}: not the tarball that was built, refused (nothing unpacked)")]
+    NotTheRecordedTarball {
+        module: String,
+        key: String,
+        recorded: String,
+        found: String,
+    },
     #[error("this node was set up for platform {node} ({file}: EBFLEET_PLATFORM), not {job}: refusing to work on another platform's batch")]
     WrongPlatform {
         file: PathBuf,

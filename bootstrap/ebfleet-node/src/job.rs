@@ -259,6 +259,7 @@ pub(crate) mod tests {
             BatchNeed {
                 tarball_key: tarball_key(&platform, &module),
                 module_file_key: module_file_key(&platform, &module),
+                tarball_sha256: None,
                 module,
             }
         };
@@ -386,6 +387,7 @@ pub(crate) mod tests {
         f.needs.push(BatchNeed {
             tarball_key: tarball_key(&platform, &module),
             module_file_key: module_file_key(&platform, &module),
+            tarball_sha256: None,
             module,
         });
         assert!(matches!(j.check(&f), Err(JobError::BuiltAndNeeded { .. })));

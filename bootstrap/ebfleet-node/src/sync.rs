@@ -346,6 +346,17 @@ async fn sync_need(ctx: &Context, need: &BatchNeed) -> Result<NeedSynced, NodeEr
             key: need.tarball_key.clone(),
         });
     };
+    // The object says its own checksum; the record says which tarball was
+    // built. A differing one is not downloaded, and the download is checked
+    // against the record's (the same) digest.
+    if let Some(recorded) = need.tarball_sha256.as_ref().filter(|r| **r != sha) {
+        return Err(NodeError::NotTheRecordedTarball {
+            module: m.to_string(),
+            key: format!("s3://{}/{}", ctx.store.bucket(), need.tarball_key),
+            recorded: recorded.clone(),
+            found: sha,
+        });
+    }
     let marker_path = ctx.layout.installed_marker(m);
     let marker: Option<Installed> = read_json(&marker_path)?;
     let install_dir = ctx.layout.install_dir(m);

@@ -264,7 +264,7 @@ impl Records {
         let mut pages = self
             .module_items(&pk)
             .projection_expression(
-                "#sk, #ec, #status, #duration, #peak, #cpu_s, #cpus, #class, #updated, #eb",
+                "#sk, #ec, #status, #duration, #peak, #cpu_s, #cpus, #class, #updated, #eb, #tarball",
             )
             .expression_attribute_names("#status", attr::STATUS)
             .expression_attribute_names("#ec", attr::EASYCONFIG_SHA256)
@@ -275,6 +275,7 @@ impl Records {
             .expression_attribute_names("#class", attr::ERROR_CLASS)
             .expression_attribute_names("#updated", attr::UPDATED)
             .expression_attribute_names("#eb", attr::EB_VERSION)
+            .expression_attribute_names("#tarball", attr::TARBALL_SHA256)
             .into_paginator()
             .send();
         let mut out = Recorded::default();
@@ -297,6 +298,9 @@ impl Records {
                 match e.status.as_deref().and_then(item::parse_status) {
                     Some(Status::Built) => {
                         out.built_at.insert(module.clone(), e.updated.unwrap_or(0));
+                        if let Some(sha) = e.tarball_sha256 {
+                            out.tarballs.insert(module.clone(), sha);
+                        }
                         out.built.insert(module, e.easyconfig_sha256);
                     }
                     Some(Status::Failed) => {
@@ -542,6 +546,7 @@ struct RecordedEntry {
     error_class: Option<String>,
     updated: Option<u64>,
     eb_version: Option<String>,
+    tarball_sha256: Option<String>,
 }
 
 /// An item's key.

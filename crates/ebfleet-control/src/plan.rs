@@ -179,8 +179,12 @@ pub fn build_graphs(
             let profile = SameSoftware::new(&recorded.profiles, |p| p.duration_s);
             let estimate = model.with_recorded(&recorded.durations);
             let mut graph = build_graph(pp, platform, execution, estimate)?;
-            for m in graph.modules.iter_mut().filter(|m| !m.built) {
-                m.profile = profile.get(m.module.as_str()).copied();
+            for m in &mut graph.modules {
+                if m.built {
+                    m.tarball_sha256 = recorded.tarballs.get(m.module.as_str()).cloned();
+                } else {
+                    m.profile = profile.get(m.module.as_str()).copied();
+                }
             }
             pp.graph = Vec::new();
             Ok(graph)

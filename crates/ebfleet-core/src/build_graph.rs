@@ -51,6 +51,10 @@ pub struct GraphModule {
     /// graph's optarch needs ([`crate::platform::Cpu::optarch_for_gcc`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optarch: Option<String>,
+    /// A built module's tarball sha256, from its record: what its
+    /// dependents' nodes accept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tarball_sha256: Option<String>,
 }
 
 impl GraphModule {
@@ -187,6 +191,7 @@ impl BuildGraph {
                     BatchNeed {
                         tarball_key: tarball_key(&self.platform, &module),
                         module_file_key: module_file_key(&self.platform, &module),
+                        tarball_sha256: self.modules[d as usize].tarball_sha256.clone(),
                         module,
                     }
                 })

@@ -21,6 +21,8 @@ pub struct Recorded {
     /// Module → its last recorded build with what it used, where the node
     /// measured it.
     pub profiles: HashMap<String, crate::sizing::BuildProfile>,
+    /// Built module → its tarball's sha256.
+    pub tarballs: HashMap<String, String>,
     /// Built module → when its record last changed (Unix seconds).
     pub built_at: HashMap<String, u64>,
     /// Module → its last failure, for modules recorded failed.

@@ -118,6 +118,9 @@ pub struct BatchNeed {
     pub module: ModuleName,
     pub tarball_key: String,
     pub module_file_key: String,
+    /// The sha256 its record holds: `sync` takes no other tarball.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tarball_sha256: Option<String>,
 }
 
 /// What a build node reads for one batch (`plans/<execution>/<platform>/<batch>.json`).
@@ -196,6 +199,9 @@ impl BatchFile {
             )?;
         }
         for n in &self.needs {
+            if let Some(sha) = &n.tarball_sha256 {
+                check(NameKind::Sha256, sha, check_sha256)?;
+            }
             same(
                 format!("tarball_key of {}", n.module),
                 &n.tarball_key,

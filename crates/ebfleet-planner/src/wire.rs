@@ -65,6 +65,7 @@ pub fn batch_file(
             Ok(BatchNeed {
                 tarball_key: tarball_key(&platform_name, &module),
                 module_file_key: module_file_key(&platform_name, &module),
+                tarball_sha256: None,
                 module,
             })
         })
@@ -181,6 +182,7 @@ pub fn build_graph(
                     .get(&g.module)
                     .filter(|o| **o != platform.cpu.optarch)
                     .cloned(),
+                tarball_sha256: None,
             })
         })
         .collect::<Result<Vec<_>, KeyError>>()?;

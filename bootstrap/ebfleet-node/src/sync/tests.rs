@@ -97,6 +97,7 @@ fn batch(needs: &[&str]) -> BatchFile {
                 BatchNeed {
                     tarball_key: tarball_key(&platform, &module),
                     module_file_key: module_file_key(&platform, &module),
+                    tarball_sha256: None,
                     module,
                 }
             })

@@ -187,6 +187,7 @@ pub fn batch_file(
                 BatchNeed {
                     tarball_key: tarball_key(&platform, &m),
                     module_file_key: module_file_key(&platform, &m),
+                    tarball_sha256: None,
                     module: m,
                 }
             })

@@ -263,4 +263,33 @@ async fn build_upload_then_a_fresh_root_syncs_only_the_closure_and_builds_on_it(
     assert_eq!(head.sha256, Some(sha256_hex(&src)));
     // Uploading batch 1 published hello nothing again.
     assert!(versions(&s3, &bucket).await.iter().all(|(_, v)| *v == 1));
+
+    // A tampered tarball: hello's rewritten with other bytes and their own
+    // sha256 as its metadata, as a hostile node could. A unit file that
+    // carries the record's sha256 (the Plan and the scheduler put it there)
+    // refuses it at sync, and nothing is unpacked.
+    let mut tampered = batch_file(&execution, 2, &[&greeter], &["hello/1.0"]);
+    tampered.needs[0].tarball_sha256 = Some(tarball.sha256.clone());
+    put_batch(&store, &tampered).await;
+    let evil = b"not hello's tarball".to_vec();
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&tarball.key)
+        .body(evil.clone().into())
+        .metadata("sha256", sha256_hex(&evil))
+        .send()
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&node.root).unwrap();
+    let refused = node.run("sync", &execution, 2);
+    assert!(!refused.ok, "a tampered tarball was synced");
+    assert!(
+        refused.stderr.contains("not the tarball that was built"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !node.root.join("software/hello").exists(),
+        "nothing of it unpacked"
+    );
 }

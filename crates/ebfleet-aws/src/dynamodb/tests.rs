@@ -126,7 +126,7 @@ fn query_is_built_of(q: &aws_sdk_dynamodb::operation::query::QueryInput) -> bool
         && q.key_condition_expression() == Some("#pk = :pk AND begins_with(#sk, :module)")
         && q.filter_expression().is_none()
         && q.projection_expression()
-            == Some("#sk, #ec, #status, #duration, #peak, #cpu_s, #cpus, #class, #updated, #eb")
+            == Some("#sk, #ec, #status, #duration, #peak, #cpu_s, #cpus, #class, #updated, #eb, #tarball")
         && names.get("#duration").map(String::as_str) == Some("duration_s")
         && names.get("#peak").map(String::as_str) == Some("peak_memory_mib")
         && names.get("#cpu_s").map(String::as_str) == Some("cpu_s")

@@ -120,6 +120,7 @@ fn graph(profile: Option<BuildProfile>) -> Rule {
             held: None,
             profile,
             optarch: None,
+            tarball_sha256: None,
         }],
     };
     let body = serde_json::to_vec(&graph).unwrap();

@@ -15,6 +15,7 @@ pub(crate) fn module(name: &str, build: &[u32], run: &[u32], built: bool) -> Gra
         held: None,
         profile: None,
         optarch: None,
+        tarball_sha256: None,
     }
 }
 

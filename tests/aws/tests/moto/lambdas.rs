@@ -787,8 +787,10 @@ async fn lambdas_under_cargo_lambda_watch() {
     assert_eq!(replan["nothing_to_do"], second_plan.is_empty());
     if g.modules.iter().any(|m| m.deps().any(|d| d == 0)) {
         assert!(
-            g2.modules.iter().any(|m| m.module == module && m.built),
-            "{module} is a built need in {g2:?}"
+            g2.modules.iter().any(|m| m.module == module
+                && m.built
+                && m.tarball_sha256.as_deref() == Some("c".repeat(64).as_str())),
+            "{module} is a built need, with its record's tarball sha256, in {g2:?}"
         );
     }
 

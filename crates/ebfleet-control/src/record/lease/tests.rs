@@ -329,6 +329,7 @@ async fn while_waits_are_left_a_need_another_run_is_building_is_waited_for() {
     file.needs = vec![ebfleet_core::wire::BatchNeed {
         tarball_key: ebfleet_core::layout::tarball_key(&platform, &need),
         module_file_key: ebfleet_core::layout::module_file_key(&platform, &need),
+        tarball_sha256: None,
         module: need,
     }];
     let writes = Writes::default();
