@@ -24,7 +24,8 @@ pub struct BuildUsage {
     pub peak_memory_mib: u64,
     /// CPU seconds (user + system) of all its processes.
     pub cpu_s: u64,
-    /// The CPUs the build was allowed (its parallel jobs).
+    /// The CPUs of the node it ran on (what its CPU time is checked
+    /// against, and what "busy" is measured on).
     pub cpus: u32,
 }
 
@@ -108,8 +109,8 @@ impl BuildProfile {
 /// - memory: at least the largest memory per job of any unit (one job of
 ///   the biggest build must fit a node);
 /// - vCPUs: when every unit was built before and none kept its CPUs busy,
-///   the pool needs no more than twice the most CPUs any unit kept busy
-///   (rounded up to a power of two), and no fewer than that; an unknown or
+///   `[min(default, t), min(default, 2t)]`, `t` the most CPUs any unit kept
+///   busy rounded up to a power of two (at least 2); an unknown or
 ///   saturated unit keeps the default, since it might use every core.
 pub fn pool_needs<'a>(
     platform: &Platform,
