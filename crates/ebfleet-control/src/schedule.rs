@@ -220,12 +220,6 @@ pub enum Error {
         #[source]
         source: Box<DynamoError>,
     },
-    #[error("reading the record of need {module}: {source}")]
-    NeedRecord {
-        module: String,
-        #[source]
-        source: Box<DynamoError>,
-    },
     #[error("completing the wait of {platform}: {source}")]
     Wait {
         platform: String,
@@ -249,9 +243,7 @@ impl crate::failure::Failure for Error {
             }
             Error::Pool { source, .. } => Kind::retry_or(source.transient, Kind::Failed),
             Error::Ssm { source, .. } => source.kind(),
-            Error::Wake { source, .. } | Error::NeedRecord { source, .. } => {
-                Kind::retry_or(source.is_retryable(), Kind::Failed)
-            }
+            Error::Wake { source, .. } => Kind::retry_or(source.is_retryable(), Kind::Failed),
             Error::Record(e) => e.kind(),
         }
     }
@@ -498,7 +490,6 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
             reason: e.to_string(),
         })?;
         file.jobs_halved = x.jobs_halved;
-        need_digests(env, &t.platform, &mut file).await?;
         let unit_key = file.key();
         env.store
             .put_json(&unit_key, &file)
@@ -586,27 +577,6 @@ pub async fn platform_cost(env: &Env, usage: &[Usage]) -> PlatformCost {
             on_demand: Default::default(),
         },
     )
-}
-
-/// The tarball sha256 of each need built in this run (the plan knew those
-/// built before), from its record: the node takes no other tarball.
-async fn need_digests(
-    env: &Env,
-    platform: &PlatformName,
-    file: &mut ebfleet_core::wire::BatchFile,
-) -> Result<(), Error> {
-    for need in file.needs.iter_mut().filter(|n| n.tarball_sha256.is_none()) {
-        let record = env
-            .records
-            .get(platform, &need.module)
-            .await
-            .map_err(|source| Error::NeedRecord {
-                module: need.module.to_string(),
-                source: Box::new(source),
-            })?;
-        need.tarball_sha256 = record.and_then(|r| r.tarball).map(|t| t.sha256);
-    }
-    Ok(())
 }
 
 /// Start a unit's execution; one already started under that name (a tick
