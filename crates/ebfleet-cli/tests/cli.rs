@@ -217,7 +217,9 @@ fn plan_covers_platforms_with_cuda_only_on_gpus() {
     );
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let plats = v["platforms"].as_array().unwrap();
-    assert_eq!(plats.len(), 2);
+    // The overlay brings its base.
+    assert_eq!(plats.len(), 3);
+    assert_eq!(plats[1]["platform"], "amzn-2023_epyc-gen-3");
     let arm = &plats[0];
     assert_eq!(arm["platform"], "amzn-2023_graviton-3");
     assert_eq!(arm["already_built"], 2);
@@ -235,19 +237,31 @@ fn plan_covers_platforms_with_cuda_only_on_gpus() {
     // Latest zlib is 1.3, not 1.2.13.
     assert!(targets.contains(&"zlib/1.3-GCCcore-13.2.0"));
     assert!(!targets.contains(&"zlib/1.2.13-GCCcore-13.2.0"));
-    let gpu = &plats[1];
-    let targets: Vec<&str> = gpu["targets"]
+    // The GPU platform is a CUDA overlay: it plans only what holds CUDA;
+    // GCC and GCCcore, which the CUDA App needs, are its base's.
+    let gpu = &plats[2];
+    assert_eq!(gpu["base"], "amzn-2023_epyc-gen-3");
+    let mut targets: Vec<&str> = gpu["targets"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| t.as_str().unwrap())
         .collect();
-    assert!(
-        targets.contains(&"App/2.0-GCC-13.2.0-CUDA-12.4.0"),
-        "{targets:?}"
-    );
-    assert!(targets.contains(&"App/2.0-GCC-13.2.0"));
+    targets.sort_unstable();
+    assert_eq!(targets, ["App/2.0-GCC-13.2.0-CUDA-12.4.0", "CUDA/12.4.0"]);
+    assert_eq!(gpu["closure"], 2);
+    assert_eq!(gpu["from_base"], 2);
     assert_eq!(gpu["already_built"], 0);
+    // Its base builds what it needs, and none of the CUDA modules.
+    let base: Vec<&str> = plats[1]["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["modules"].as_array().unwrap())
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(base.contains(&"GCC/13.2.0") && base.contains(&"App/2.0-GCC-13.2.0"), "{base:?}");
+    assert!(!base.iter().any(|m| m.contains("CUDA")), "{base:?}");
 
     let dot = d.path().join("g.dot");
     let o = ebfleet(&[

@@ -55,6 +55,10 @@ pub struct GraphModule {
     /// dependents' nodes accept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tarball_sha256: Option<String>,
+    /// A need of an overlay that its base platform builds (`built` too):
+    /// taken from the base's prefix, never built here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_base: bool,
 }
 
 impl GraphModule {
@@ -77,6 +81,10 @@ pub struct BuildGraph {
     pub optarch: String,
     /// Set on CUDA platforms, e.g. `9.0`.
     pub cuda_compute_capability: Option<String>,
+    /// A CUDA overlay's base platform, whose stack its `from_base` modules
+    /// are ([`crate::platform::Platform::base`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<PlatformName>,
     /// Dependencies before dependents.
     pub modules: Vec<GraphModule>,
 }
@@ -107,6 +115,13 @@ impl BuildGraph {
     /// the graph can make is valid (names, checksums, keys).
     pub fn validate(&self) -> Result<(), KeyError> {
         for (i, m) in self.modules.iter().enumerate() {
+            if m.from_base && (!m.built || self.base.is_none()) {
+                return Err(KeyError::Inconsistent {
+                    what: format!("module {}", m.module),
+                    found: "from the base platform".into(),
+                    expected: "a built need of a graph with a base platform".into(),
+                });
+            }
             if let Some(d) = m.deps().find(|&d| d as usize >= i) {
                 return Err(KeyError::BatchOrder {
                     platform: self.platform.to_string(),
@@ -187,12 +202,17 @@ impl BuildGraph {
             needs: env
                 .iter()
                 .map(|&d| {
-                    let module = self.modules[d as usize].module.clone();
+                    let need = &self.modules[d as usize];
+                    let owner = match &self.base {
+                        Some(base) if need.from_base => base,
+                        _ => &self.platform,
+                    };
                     BatchNeed {
-                        tarball_key: tarball_key(&self.platform, &module),
-                        module_file_key: module_file_key(&self.platform, &module),
-                        tarball_sha256: self.modules[d as usize].tarball_sha256.clone(),
-                        module,
+                        tarball_key: tarball_key(owner, &need.module),
+                        module_file_key: module_file_key(owner, &need.module),
+                        tarball_sha256: need.tarball_sha256.clone(),
+                        module: need.module.clone(),
+                        from_base: need.from_base,
                     }
                 })
                 .collect(),
@@ -216,6 +236,7 @@ impl BuildGraph {
             archspec: self.archspec.clone(),
             optarch: self.optarch.clone(),
             cuda_compute_capability: self.cuda_compute_capability.clone(),
+            base: self.base.clone(),
             batch,
             builds: Vec::new(),
             needs: Vec::new(),

@@ -209,8 +209,9 @@ impl BatchNeeds {
     /// ([`VCPU_TIERS`]): up to 4 modules 4-16 vCPUs, up to 25 8-32, up to
     /// 100 16-64, more 32-192. Memory is [`MEMORY_PER_VCPU_MIB`] per vCPU.
     ///
-    /// GPU platforms need at least one GPU (the platform's families already
-    /// are its GPU's families) and have no vCPU ceiling: their sizes are set
+    /// GPU platforms that build on GPU nodes (not CUDA overlays, which
+    /// compile on CPU-only types) need at least one GPU (the platform's
+    /// families already are its GPU's families) and have no vCPU ceiling: their sizes are set
     /// by the GPU count (p5 exists only as a 192-vCPU 48xlarge), and one
     /// GPU is enough to build and test CUDA software.
     pub fn for_batch(modules: usize, platform: &Platform) -> Self {
@@ -219,7 +220,7 @@ impl BatchNeeds {
             .copied()
             .find(|(up_to, _, _)| modules <= *up_to)
             .unwrap_or(VCPU_TIERS[VCPU_TIERS.len() - 1]);
-        let gpu = platform.gpu.is_some();
+        let gpu = platform.builds_on_gpu();
         BatchNeeds {
             min_vcpus,
             max_vcpus: if gpu { None } else { Some(max_vcpus) },

@@ -81,6 +81,12 @@ impl Cpu {
     }
 }
 
+/// The layer of CUDA compute capability `cc` (`9.0`) under a node's root:
+/// `accel/nvidia/cc90`, as EESSI lays its GPU builds over the CPU stack.
+pub fn cuda_layer(cc: &str) -> String {
+    format!("accel/nvidia/cc{}", cc.replace('.', ""))
+}
+
 /// `12.3.0` as `[12, 3, 0]`.
 fn version_parts(v: &str) -> Option<Vec<u32>> {
     v.split('.').map(|p| p.parse().ok()).collect()
@@ -142,8 +148,14 @@ pub struct Platform {
     pub cpu: Cpu,
     pub gpu_name: Option<String>,
     pub gpu: Option<Gpu>,
-    /// EC2 instance families to request capacity from.
+    /// EC2 instance families to request capacity from. A CUDA overlay's
+    /// are its base's: CUDA software compiles without a GPU
+    /// (`--cuda-compute-capabilities`), on the CPU generation it runs on.
     pub families: Vec<String>,
+    /// A CUDA platform is an overlay: the CPU platform (same OS and CPU)
+    /// whose stack it layers its CUDA modules over, built there first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 impl Platform {
@@ -156,6 +168,21 @@ impl Platform {
         self.gpu
             .as_ref()
             .is_some_and(|g| g.cuda_compute_capability.is_some())
+    }
+
+    /// Whether its build nodes need a GPU: a GPU platform that is not a
+    /// CUDA overlay (accelerators other than CUDA build everything there).
+    pub fn builds_on_gpu(&self) -> bool {
+        self.gpu.is_some() && self.base.is_none()
+    }
+
+    /// Where an overlay installs under the node's root, apart from its
+    /// base's `software/` and `modules/` and loadable with them (EESSI's
+    /// `accel/nvidia/cc90` layout): `accel/nvidia/cc<major><minor>`.
+    pub fn layer(&self) -> Option<String> {
+        self.base.as_ref()?;
+        let cc = self.gpu.as_ref()?.cuda_compute_capability.as_ref()?;
+        Some(cuda_layer(cc))
     }
 
     /// Whether `query` names this platform: its full name, or `cpu[_gpu]`.
@@ -180,6 +207,13 @@ pub enum PlatformError {
     NoFamilies { name: String },
     #[error("cpu {cpu}: optarch_by_gcc: {reason}")]
     Chain { cpu: String, reason: String },
+    #[error("platform {name} layers over {base}, which is not listed: add [[platform]] os = \"{os}\", cpu = \"{cpu}\"")]
+    NoBase {
+        name: String,
+        base: String,
+        os: String,
+        cpu: String,
+    },
     #[error("platform {name} is listed twice")]
     Duplicate { name: String },
     #[error("unknown platform '{query}'{} (known: {known})", hint(.query, .known))]
@@ -238,7 +272,16 @@ impl Platforms {
                 Some(g) => format!("{}_{}_{}", spec.os, spec.cpu, g),
                 None => format!("{}_{}", spec.os, spec.cpu),
             };
+            let cuda = gpu.is_some_and(|g| g.cuda_compute_capability.is_some());
+            let base = cuda.then(|| format!("{}_{}", spec.os, spec.cpu));
             let families: Vec<String> = match gpu {
+                // An overlay builds on its base's CPU-only families.
+                Some(_) if cuda => cpu
+                    .families
+                    .iter()
+                    .filter(|f| !gpu_families.contains(f))
+                    .cloned()
+                    .collect(),
                 Some(g) => cpu
                     .families
                     .iter()
@@ -252,7 +295,11 @@ impl Platforms {
                     .cloned()
                     .collect(),
             };
-            if families.is_empty() {
+            let on_gpu: Vec<&String> = match gpu {
+                Some(g) => cpu.families.iter().filter(|f| g.families.contains(f)).collect(),
+                None => Vec::new(),
+            };
+            if families.is_empty() || (gpu.is_some() && on_gpu.is_empty()) {
                 return Err(PlatformError::NoFamilies { name });
             }
             if platforms.iter().any(|p| p.name == name) {
@@ -266,7 +313,18 @@ impl Platforms {
                 gpu_name: spec.gpu.clone(),
                 gpu: gpu.cloned(),
                 families,
+                base,
             });
+        }
+        for p in &platforms {
+            if let Some(base) = p.base.as_ref().filter(|b| !platforms.iter().any(|q| &q.name == *b)) {
+                return Err(PlatformError::NoBase {
+                    name: p.name.clone(),
+                    base: base.clone(),
+                    os: p.os.clone(),
+                    cpu: p.cpu_name.clone(),
+                });
+            }
         }
         Ok(Platforms {
             cpus: file.cpu,
@@ -275,12 +333,13 @@ impl Platforms {
         })
     }
 
-    /// The platforms named by `queries` (full or `cpu[_gpu]` names), or all.
+    /// The platforms named by `queries` (full or `cpu[_gpu]` names), or all;
+    /// an overlay brings its base, which it needs built first.
     pub fn select(&self, queries: &[String]) -> Result<Vec<&Platform>, PlatformError> {
         if queries.is_empty() {
             return Ok(self.platforms.iter().collect());
         }
-        queries
+        let asked: Vec<&Platform> = queries
             .iter()
             .map(|q| {
                 self.platforms
@@ -296,7 +355,24 @@ impl Platforms {
                             .join(", "),
                     })
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        let mut out: Vec<&Platform> = Vec::new();
+        for p in asked {
+            if let Some(base) = p.base.as_ref().and_then(|b| self.get(b)) {
+                if !out.iter().any(|q| q.name == base.name) {
+                    out.push(base);
+                }
+            }
+            if !out.iter().any(|q| q.name == p.name) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The platform named `name` exactly.
+    pub fn get(&self, name: &str) -> Option<&Platform> {
+        self.platforms.iter().find(|p| p.name == name)
     }
 }
 
@@ -355,9 +431,15 @@ mod tests {
                 "amzn-2023_epyc-gen-3_h100"
             ]
         );
-        // The CPU-only platform leaves the GPU family out; the GPU one keeps only it.
+        // The CPU-only platform leaves the GPU family out; the CUDA overlay
+        // builds on its base's families, with no GPU.
         assert_eq!(p.platforms[1].families, ["c6a", "m6a"]);
-        assert_eq!(p.platforms[2].families, ["p5"]);
+        assert_eq!(p.platforms[2].families, ["c6a", "m6a"]);
+        assert_eq!(p.platforms[2].base.as_deref(), Some("amzn-2023_epyc-gen-3"));
+        assert_eq!(p.platforms[2].layer().as_deref(), Some("accel/nvidia/cc90"));
+        assert!(!p.platforms[2].builds_on_gpu());
+        assert_eq!(p.platforms[1].base, None);
+        assert_eq!(p.platforms[1].layer(), None);
         assert!(p.platforms[2].has_cuda());
         assert!(!p.platforms[1].has_cuda());
         assert_eq!(p.platforms[0].arch(), Arch::Aarch64);
@@ -369,8 +451,17 @@ mod tests {
         let sel = p
             .select(&["epyc-gen-3_h100".into(), "amzn-2023_graviton-3".into()])
             .unwrap();
-        assert_eq!(sel[0].name, "amzn-2023_epyc-gen-3_h100");
-        assert_eq!(sel[1].name, "amzn-2023_graviton-3");
+        assert_eq!(sel[0].name, "amzn-2023_epyc-gen-3");
+        assert_eq!(sel[1].name, "amzn-2023_epyc-gen-3_h100");
+        assert_eq!(sel[2].name, "amzn-2023_graviton-3");
+        // An overlay brings its base, first.
+        let sel = p.select(&["epyc-gen-3_h100".into()]).unwrap();
+        let names: Vec<&str> = sel.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["amzn-2023_epyc-gen-3", "amzn-2023_epyc-gen-3_h100"]);
+        let sel = p
+            .select(&["epyc-gen-3_h100".into(), "epyc-gen-3".into()])
+            .unwrap();
+        assert_eq!(sel.len(), 2);
         let err = p.select(&["xeon-gen-9".into()]).unwrap_err().to_string();
         assert!(
             err.contains("unknown platform 'xeon-gen-9'") && err.contains("amzn-2023_graviton-3"),
@@ -396,6 +487,15 @@ mod tests {
             Err(PlatformError::NoFamilies { .. })
         ));
         assert!(Platforms::from_toml("[cpu.x]\narch = \"sparc\"").is_err());
+        // An overlay whose base platform is not listed.
+        let no_base = SMALL.replacen(
+            "[[platform]]\nos = \"amzn-2023\"\ncpu = \"epyc-gen-3\"\n\n",
+            "",
+            1,
+        );
+        let e = Platforms::from_toml(&no_base).unwrap_err();
+        assert!(matches!(e, PlatformError::NoBase { .. }), "{e}");
+        assert!(e.to_string().contains("cpu = \"epyc-gen-3\""), "{e}");
     }
 
     /// Every GCC release the corpus's toolchains use (EasyBuild 5.4.1's
@@ -511,6 +611,13 @@ mod tests {
         assert!(p.platforms.iter().any(|p| p.has_cuda()));
         for pl in &p.platforms {
             assert!(!pl.families.is_empty(), "{}", pl.name);
+            // Every CUDA platform is an overlay built on CPU-only families.
+            assert_eq!(pl.base.is_some(), pl.has_cuda(), "{}", pl.name);
+            if pl.base.is_some() {
+                assert!(!pl.builds_on_gpu(), "{}", pl.name);
+                let gpu = pl.gpu.as_ref().unwrap();
+                assert!(pl.families.iter().all(|f| !gpu.families.contains(f)), "{}", pl.name);
+            }
         }
     }
 }

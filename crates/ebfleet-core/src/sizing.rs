@@ -246,6 +246,11 @@ mod tests {
             .platforms
             .into_iter()
             .find(|p| p.gpu.is_some())
+            .map(|mut p| {
+                // A platform that builds on its GPU, not a CUDA overlay.
+                p.base = None;
+                p
+            })
             .unwrap();
         let serial = profile(36_000, 900, 36_000, 32);
         let n = pool_needs(&p, [Some(&serial)]);

@@ -121,6 +121,10 @@ pub struct BatchNeed {
     /// The sha256 its record holds: `sync` takes no other tarball.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tarball_sha256: Option<String>,
+    /// Built on the batch's base platform ([`BatchFile::base`]): its keys
+    /// are the base's and it installs into the base's layer on the node.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_base: bool,
 }
 
 /// What a build node reads for one batch (`plans/<execution>/<platform>/<batch>.json`).
@@ -133,6 +137,10 @@ pub struct BatchFile {
     pub optarch: String,
     /// Set on CUDA platforms, e.g. `9.0`.
     pub cuda_compute_capability: Option<String>,
+    /// A CUDA overlay's base platform: the needs `from_base` are its, and
+    /// the builds install into [`BatchFile::layer`] over them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<PlatformName>,
     /// The batch's index in its platform's plan.
     pub batch: usize,
     /// In an order `eb --robot` can build them.
@@ -198,19 +206,37 @@ impl BatchFile {
                 easyconfig_key(&b.easyconfig),
             )?;
         }
+        if self.base.is_some() && self.layer().is_none() {
+            return Err(KeyError::Inconsistent {
+                what: "base".into(),
+                found: "a base platform".into(),
+                expected: "a CUDA compute capability with it".into(),
+            });
+        }
         for n in &self.needs {
             if let Some(sha) = &n.tarball_sha256 {
                 check(NameKind::Sha256, sha, check_sha256)?;
             }
+            let owner = match (&self.base, n.from_base) {
+                (_, false) => &self.platform,
+                (Some(base), true) => base,
+                (None, true) => {
+                    return Err(KeyError::Inconsistent {
+                        what: format!("need {}", n.module),
+                        found: "from the base platform".into(),
+                        expected: "a batch with a base platform".into(),
+                    })
+                }
+            };
             same(
                 format!("tarball_key of {}", n.module),
                 &n.tarball_key,
-                tarball_key(&self.platform, &n.module),
+                tarball_key(owner, &n.module),
             )?;
             same(
                 format!("module_file_key of {}", n.module),
                 &n.module_file_key,
-                module_file_key(&self.platform, &n.module),
+                module_file_key(owner, &n.module),
             )?;
         }
         if let Some(a) = self.after.iter().find(|&&a| a >= self.batch) {
@@ -226,6 +252,16 @@ impl BatchFile {
     /// Where this file is stored.
     pub fn key(&self) -> String {
         batch_key(&self.execution, &self.platform, self.batch)
+    }
+
+    /// Where an overlay's builds install under the node's root, over its
+    /// base's stack ([`crate::platform::cuda_layer`]); `None` when the
+    /// platform is no overlay.
+    pub fn layer(&self) -> Option<String> {
+        self.base.as_ref()?;
+        self.cuda_compute_capability
+            .as_deref()
+            .map(crate::platform::cuda_layer)
     }
 
     /// The shared `sources/` prefixes of the software this batch builds,

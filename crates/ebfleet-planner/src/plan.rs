@@ -48,6 +48,10 @@ pub struct GraphEntry {
     pub runtime_deps: Vec<u32>,
     /// Already built on the platform from this easyconfig.
     pub built: bool,
+    /// A need of a CUDA overlay that its base platform builds (`built` is
+    /// then set too: it is never built here).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_base: bool,
 }
 
 /// A module of some platform's closure.
@@ -132,11 +136,19 @@ pub struct Unresolvable {
 pub struct PlatformPlan {
     pub platform: String,
     pub arch: ebfleet_core::arch::Arch,
+    /// A CUDA overlay's base platform: its closure holds only modules
+    /// whose own closure holds CUDA, the rest are the base's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// Modules of an overlay's closure that its base builds.
+    #[serde(default, skip_serializing_if = "ebfleet_core::wire::is_zero")]
+    pub from_base: usize,
     /// Modules the policy chose.
     pub targets: Vec<String>,
     /// Size of the targets' closure.
     pub closure: usize,
-    /// Modules of the closure already built from the same easyconfig.
+    /// Modules of the closure already built from the same easyconfig (an
+    /// overlay's, on the overlay).
     pub already_built: usize,
     pub unresolvable: Vec<Unresolvable>,
     pub batches: Vec<Batch>,
@@ -161,6 +173,7 @@ impl PlatformPlan {
     /// architecture, CUDA and built modules) but has its own CPU.
     pub fn for_platform(mut self, platform: &Platform) -> Self {
         self.platform = platform.name.clone();
+        self.base = platform.base.clone();
         self.optarch = optarch_of(&self.gcc, &platform.cpu);
         self
     }
@@ -180,42 +193,58 @@ impl PlatformPlan {
     }
 }
 
-/// Plan one platform from a graph that holds its targets. Also returns its
-/// closure, for the module table.
+/// One platform planned: its plan, its closure (for the module table) and,
+/// for a CUDA overlay, the modules its base must build for it.
+pub struct Planned {
+    pub plan: PlatformPlan,
+    pub closure: Vec<NodeId>,
+    pub base_needs: Vec<NodeId>,
+}
+
+/// Plan one platform from a graph that holds its targets. A base platform
+/// also builds `base_roots`, what its overlays need from it.
 pub fn plan_platform(
     graph: &Graph<'_, '_>,
     platform: &Platform,
     choices: &[Choice],
     target_nodes: &HashMap<usize, Result<NodeId, ResolveError>>,
     built: &Built,
+    base_roots: &[NodeId],
     options: PlanOptions,
-) -> (PlatformPlan, Vec<NodeId>) {
+) -> Planned {
     let tree = graph.robot().tree();
     let mut targets = Vec::new();
     let mut unresolvable = Vec::new();
     let mut roots = Vec::new();
     for c in choices.iter().filter(|c| !c.cuda || platform.has_cuda()) {
         match &target_nodes[&c.id] {
-            Ok(n) => {
-                targets.push(graph.node(*n).module.clone());
-                roots.push(*n);
-            }
+            Ok(n) => roots.push(*n),
             Err(e) => unresolvable.push(Unresolvable {
                 easyconfig: tree.entry(c.id).path.clone(),
                 error: e.to_string(),
             }),
         }
     }
+    // An overlay builds what holds CUDA; its targets are the choices that do.
+    let overlay = platform.base.as_ref().map(|_| holds_cuda(graph, &roots));
+    if let Some(cuda) = &overlay {
+        roots.retain(|n| cuda.contains(n));
+    }
+    targets.extend(roots.iter().map(|&n| graph.node(n).module.clone()));
+    roots.extend_from_slice(base_roots);
     // The closure of all targets, in build order.
     let order = graph.closure_of(&roots);
+    let from_base = |n: NodeId| overlay.as_ref().is_some_and(|cuda| !cuda.contains(&n));
     let is_built = |n: NodeId| {
         let node = graph.node(n);
-        match built.get(&node.module) {
-            Some(None) => true,
-            Some(Some(sha)) => *sha == tree.entry(node.ec).sha256,
-            None => false,
-        }
+        from_base(n)
+            || match built.get(&node.module) {
+                Some(None) => true,
+                Some(Some(sha)) => *sha == tree.entry(node.ec).sha256,
+                None => false,
+            }
     };
+    let base_needs: Vec<NodeId> = order.iter().copied().filter(|&n| from_base(n)).collect();
     let to_build: Vec<NodeId> = order.iter().copied().filter(|&n| !is_built(n)).collect();
     let gcc: BTreeMap<String, String> = to_build
         .iter()
@@ -225,16 +254,19 @@ pub fn plan_platform(
         })
         .collect();
     let (batches, closure_graph) = if options.graph {
-        (Vec::new(), closure_graph(graph, &order, is_built))
+        (Vec::new(), closure_graph(graph, &order, is_built, from_base))
     } else {
         (cut_batches(graph, &to_build, options), Vec::new())
     };
+    let own = order.len() - base_needs.len();
     let plan = PlatformPlan {
         platform: platform.name.clone(),
         arch: platform.arch(),
+        base: platform.base.clone(),
+        from_base: base_needs.len(),
         targets,
-        closure: order.len(),
-        already_built: order.len() - to_build.len(),
+        closure: own,
+        already_built: own - to_build.len(),
         unresolvable,
         batches,
         graph: closure_graph,
@@ -242,7 +274,28 @@ pub fn plan_platform(
         optarch: optarch_of(&gcc, &platform.cpu),
         gcc,
     };
-    (plan, order)
+    Planned {
+        plan,
+        closure: order,
+        base_needs,
+    }
+}
+
+/// The modules of the closure of `roots` whose own closure holds CUDA
+/// (CUDA itself, a CUDA build, or what needs one): what a CUDA overlay
+/// builds over its base.
+fn holds_cuda(graph: &Graph<'_, '_>, roots: &[NodeId]) -> HashSet<NodeId> {
+    let tree = graph.robot().tree();
+    let mut cuda = HashSet::new();
+    // Dependencies first, so each node's are decided before it.
+    for n in graph.closure_of(roots) {
+        let node = graph.node(n);
+        let own = tree.easyconfig(node.ec).is_some_and(crate::policy::is_cuda);
+        if own || node.deps().any(|d| cuda.contains(&d)) {
+            cuda.insert(n);
+        }
+    }
+    cuda
 }
 
 /// The GCC release that compiles a module: its toolchain's GCC (the
@@ -267,6 +320,7 @@ fn closure_graph(
     graph: &Graph<'_, '_>,
     order: &[NodeId],
     is_built: impl Fn(NodeId) -> bool,
+    from_base: impl Fn(NodeId) -> bool,
 ) -> Vec<GraphEntry> {
     let index: HashMap<NodeId, u32> = order
         .iter()
@@ -287,6 +341,7 @@ fn closure_graph(
                 build_deps: at(&node.build_deps),
                 runtime_deps: at(&node.runtime_deps),
                 built: is_built(n),
+                from_base: from_base(n),
             }
         })
         .collect()
@@ -374,18 +429,19 @@ mod tests {
             .iter()
             .find(|p| p.arch() == ebfleet_core::arch::Arch::X86_64)
             .unwrap();
-        let (plan, nodes) = plan_platform(
+        let Planned { plan, closure, .. } = plan_platform(
             &graph,
             platform,
             &choices,
             &nodes,
             built,
+            &[],
             PlanOptions {
                 max_batch_modules: max,
                 graph: max == 0,
             },
         );
-        let table = nodes
+        let table = closure
             .iter()
             .map(|&n| (graph.node(n).module.clone(), planned_module(&graph, n)))
             .collect();

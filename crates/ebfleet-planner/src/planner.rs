@@ -92,40 +92,72 @@ pub fn plan(
             .collect();
         let on_arch = req.platforms.iter().filter(|p| p.arch() == arch).count();
         progress.phase(&format!("planning platforms ({arch})"), on_arch);
-        // Platforms of one architecture that agree on CUDA and on what they
-        // have built get the same plan: it is made once (most of them, on a
-        // first run).
-        let mut made: Vec<(bool, &Built, &str)> = Vec::new();
+        // Platforms of one architecture that agree on CUDA, on what they
+        // have built and on what their overlays need get the same plan: it
+        // is made once (most of them, on a first run). Overlays come first:
+        // what they need from their base, the base builds.
+        let mut made: Vec<Made<'_>> = Vec::new();
+        let mut base_roots: HashMap<&str, Vec<NodeId>> = HashMap::new();
         let empty = Built::new();
-        for platform in req.platforms.iter().filter(|p| p.arch() == arch) {
+        let on_this_arch = req.platforms.iter().filter(|p| p.arch() == arch);
+        let (overlays, others): (Vec<&&Platform>, Vec<&&Platform>) =
+            on_this_arch.partition(|p| p.base.is_some());
+        for platform in overlays.into_iter().chain(others) {
             let built = req.built.get(&platform.name).unwrap_or(&empty);
             let cuda = platform.has_cuda();
+            let mut roots = base_roots
+                .remove(platform.name.as_str())
+                .unwrap_or_default();
+            roots.sort_unstable();
+            roots.dedup();
             let same = made
                 .iter()
-                .find(|(c, b, _)| *c == cuda && *b == built)
-                .and_then(|(_, _, name)| by_name.get(*name).cloned());
-            let p = match same {
-                Some(p) => p.for_platform(platform),
+                .find(|m| m.cuda == cuda && m.built == built && m.roots == roots);
+            let (p, base_needs) = match same {
+                Some(m) => (
+                    by_name[m.platform].clone().for_platform(platform),
+                    m.base_needs.clone(),
+                ),
                 None => {
-                    let (mut p, closure) =
-                        plan_platform(&graph, platform, &choices, &nodes, built, req.options);
+                    let planned = plan_platform(
+                        &graph,
+                        platform,
+                        &choices,
+                        &nodes,
+                        built,
+                        &roots,
+                        req.options,
+                    );
                     let table = out.modules.entry(arch).or_default();
-                    for n in closure {
+                    for &n in &planned.closure {
                         let module = &graph.node(n).module;
                         if !table.contains_key(module) {
                             table.insert(module.clone(), planned_module(&graph, n));
                         }
                     }
+                    let mut p = planned.plan;
                     p.unresolvable.extend(missing.iter().cloned());
-                    p
+                    (p, planned.base_needs)
                 }
             };
+            if let Some(base) = &platform.base {
+                base_roots
+                    .entry(base.as_str())
+                    .or_default()
+                    .extend(&base_needs);
+            }
             if let Some(dot) = out.dot.as_mut() {
                 dot.push_str(&to_dot(&graph, &p, built));
             }
             by_name.insert(platform.name.clone(), p);
             progress.inc();
-            made.push((cuda, built, &platform.name));
+            made.push(Made {
+                cuda,
+                built,
+                roots,
+                platform: &platform.name,
+                base_needs,
+            });
         }
         out.problems.insert(arch, tree.problems());
     }
@@ -136,6 +168,18 @@ pub fn plan(
         }
     }
     Ok(out)
+}
+
+/// A platform planned in this run, whose plan a platform that agrees on
+/// all of this shares.
+struct Made<'a> {
+    cuda: bool,
+    built: &'a Built,
+    /// What its overlays need from it.
+    roots: Vec<NodeId>,
+    platform: &'a str,
+    /// An overlay's: what it needs from its base.
+    base_needs: Vec<NodeId>,
 }
 
 /// The chosen easyconfigs, and easystack entries with no easyconfig.

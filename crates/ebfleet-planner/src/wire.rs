@@ -27,6 +27,14 @@ pub fn batch_file(
             platform: platform.name.clone(),
         });
     }
+    if platform.base.is_some() {
+        // Its needs are partly its base's: only its graph says which.
+        return Err(KeyError::Inconsistent {
+            what: format!("platform {}", platform.name),
+            found: "a CUDA overlay".into(),
+            expected: "a platform planned in batches (overlays are planned as graphs)".into(),
+        });
+    }
     let platform_name = PlatformName::of(platform)?;
     let b = plan
         .batches
@@ -67,6 +75,7 @@ pub fn batch_file(
                 module_file_key: module_file_key(&platform_name, &module),
                 tarball_sha256: None,
                 module,
+                from_base: false,
             })
         })
         .collect::<Result<Vec<_>, KeyError>>()?;
@@ -80,6 +89,7 @@ pub fn batch_file(
             .gpu
             .as_ref()
             .and_then(|g| g.cuda_compute_capability.clone()),
+        base: None,
         batch,
         builds,
         needs,
@@ -183,6 +193,7 @@ pub fn build_graph(
                     .filter(|o| **o != platform.cpu.optarch)
                     .cloned(),
                 tarball_sha256: None,
+                from_base: g.from_base,
             })
         })
         .collect::<Result<Vec<_>, KeyError>>()?;
@@ -196,6 +207,7 @@ pub fn build_graph(
             .gpu
             .as_ref()
             .and_then(|g| g.cuda_compute_capability.clone()),
+        base: platform.base.as_deref().map(str::parse).transpose()?,
         modules,
     };
     graph.validate()?;

@@ -16,6 +16,7 @@ pub(crate) fn module(name: &str, build: &[u32], run: &[u32], built: bool) -> Gra
         profile: None,
         optarch: None,
         tarball_sha256: None,
+        from_base: false,
     }
 }
 
@@ -28,6 +29,7 @@ pub(crate) fn graph() -> BuildGraph {
         archspec: "zen4".into(),
         optarch: "GCC:march=znver4".into(),
         cuda_compute_capability: None,
+        base: None,
         modules: vec![
             module("GCCcore/13.2.0", &[], &[], true),
             module("zlib/1.3-GCCcore-13.2.0", &[], &[0], false),
@@ -35,6 +37,68 @@ pub(crate) fn graph() -> BuildGraph {
             module("Python/3.11.5-GCCcore-13.2.0", &[2], &[1, 0], false),
         ],
     }
+}
+
+/// `graph()` as a CUDA overlay of its platform: GCCcore and zlib come
+/// from the base, CUDA and a CUDA build of Python are its own.
+fn overlay() -> BuildGraph {
+    let mut g = graph();
+    g.base = Some(g.platform.clone());
+    g.platform = "amzn-2023_epyc-gen-4_h100".parse().unwrap();
+    g.cuda_compute_capability = Some("9.0".into());
+    g.modules[1].built = true;
+    for m in &mut g.modules[..2] {
+        m.from_base = true;
+    }
+    g.modules[2] = module("CUDA/12.4.0", &[], &[], false);
+    g.modules[3] = module("Python/3.11.5-GCCcore-13.2.0-CUDA-12.4.0", &[], &[1, 0, 2], false);
+    g
+}
+
+#[test]
+fn an_overlay_takes_its_base_needs_from_the_base_prefix() {
+    let g = overlay();
+    g.validate().unwrap();
+    assert_eq!(g.units().collect::<Vec<_>>(), [2, 3]);
+    let f = g.unit_file(3).unwrap();
+    assert_eq!(f.base.as_ref().map(|b| b.as_str()), Some("amzn-2023_epyc-gen-4"));
+    assert_eq!(f.layer().as_deref(), Some("accel/nvidia/cc90"));
+    let keys: Vec<(&str, bool)> = f
+        .needs
+        .iter()
+        .map(|n| (n.tarball_key.as_str(), n.from_base))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("amzn-2023_epyc-gen-4/software/GCCcore/13.2.0.tar.zst", true),
+            ("amzn-2023_epyc-gen-4/software/zlib/1.3-GCCcore-13.2.0.tar.zst", true),
+            ("amzn-2023_epyc-gen-4_h100/software/CUDA/12.4.0.tar.zst", false),
+        ]
+    );
+    // Only CUDA is built in the run: the base's needs are not waited for.
+    assert_eq!(f.after, [2]);
+    let back = BatchFile::from_json(&serde_json::to_string(&f).unwrap()).unwrap();
+    assert_eq!(back, f);
+
+    // A node refuses a base need under the overlay's own keys, a need from
+    // a base the file does not name, and a base without a layer.
+    let mut wrong = f.clone();
+    wrong.needs[0].tarball_key = "amzn-2023_epyc-gen-4_h100/software/GCCcore/13.2.0.tar.zst".into();
+    assert!(wrong.validate().is_err());
+    let mut no_base = f.clone();
+    no_base.base = None;
+    assert!(no_base.validate().is_err());
+    let mut no_cc = f;
+    no_cc.cuda_compute_capability = None;
+    assert!(no_cc.validate().is_err());
+    // A graph whose base module is a unit, or that names no base.
+    let mut g2 = overlay();
+    g2.modules[1].built = false;
+    assert!(g2.validate().is_err());
+    let mut g3 = overlay();
+    g3.base = None;
+    assert!(g3.validate().is_err());
 }
 
 #[test]

@@ -492,8 +492,31 @@ fn max_types_cuts_both_lists() {
 }
 
 #[test]
+fn a_cuda_overlay_builds_on_cpu_only_types() {
+    let p = platform("amzn-2023_epyc-gen-3_h100");
+    let n = BatchNeeds::for_batch(3, &p);
+    assert_eq!(n.min_gpus, 0);
+    let plan = choose(&p, &catalog(), &n, &CapacityOptions::default()).unwrap();
+    assert!(!plan.types.is_empty());
+    assert!(
+        plan.types.iter().all(|t| t.instance_type.starts_with("c6a.") && t.gpus == 0),
+        "{:?}",
+        names(&plan.types)
+    );
+}
+
+/// A platform whose nodes build on its GPU (an accelerator that is not a
+/// CUDA overlay).
+fn on_gpu(name: &str) -> Platform {
+    let mut p = platform(name);
+    p.base = None;
+    p.families = p.gpu.as_ref().unwrap().families.clone();
+    p
+}
+
+#[test]
 fn gpu_platform_takes_only_its_gpu() {
-    let p = platform("amzn-2023_epyc-gen-3_l4");
+    let p = on_gpu("amzn-2023_epyc-gen-3_l4");
     let n = BatchNeeds::for_batch(3, &p);
     assert_eq!(n.min_gpus, 1);
     assert_eq!(n.max_vcpus, None);
@@ -506,7 +529,7 @@ fn gpu_platform_takes_only_its_gpu() {
     // g6e (not a family of the platform), c6a (no GPU family).
     assert_eq!(names(&plan.types), ["g6.4xlarge", "g6.xlarge"]);
 
-    let h100 = platform("amzn-2023_epyc-gen-3_h100");
+    let h100 = on_gpu("amzn-2023_epyc-gen-3_h100");
     let plan = choose(
         &h100,
         &cat,
@@ -623,7 +646,7 @@ fn every_default_platform_has_an_ami_and_needs() {
         assert!(matches!(source, AmiSource::SsmParameter(ref s) if s.ends_with(arch)));
         assert_eq!(
             BatchNeeds::for_batch(10, &p).min_gpus,
-            u32::from(p.gpu.is_some())
+            u32::from(p.builds_on_gpu())
         );
     }
 }

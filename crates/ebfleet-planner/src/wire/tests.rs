@@ -61,6 +61,8 @@ fn two_batch_plan(platform: &Platform) -> (PlatformPlan, ModuleTable) {
     let plan = PlatformPlan {
         platform: platform.name.clone(),
         arch: platform.arch(),
+        base: None,
+        from_base: 0,
         targets: vec!["WebKitGTK+/2.41.4-foss-2023a".into()],
         closure: 4,
         already_built: 1,
@@ -91,9 +93,19 @@ fn two_batch_plan(platform: &Platform) -> (PlatformPlan, ModuleTable) {
 #[test]
 fn batch_file_from_a_platform_plan() {
     let ps = platforms();
-    let gpu = &ps.platforms[2];
-    let (plan, t) = two_batch_plan(gpu);
+    // A CUDA overlay is planned as a graph only: its graph says which
+    // needs are its base's.
+    let overlay = &ps.platforms[2];
+    let (plan, t) = two_batch_plan(overlay);
     let ex = e("run-1");
+    assert!(matches!(
+        batch_file(&plan, &t, overlay, &ex, 1),
+        Err(KeyError::Inconsistent { .. })
+    ));
+    // A GPU platform that builds everything on its GPU nodes.
+    let mut on_gpu = overlay.clone();
+    on_gpu.base = None;
+    let gpu = &on_gpu;
     let f = batch_file(&plan, &t, gpu, &ex, 1).unwrap();
     assert_eq!(f.platform.as_str(), "amzn-2023_epyc-gen-3_h100");
     assert_eq!(f.arch, Arch::X86_64);
@@ -233,6 +245,7 @@ fn batch_file_refuses_invalid_plans() {
     let err = batch_file(&plan, &t, &bad, &ex, 0).unwrap_err();
     assert_eq!(kind_of(err), NameKind::Archspec);
     let mut bad = ps.platforms[2].clone();
+    bad.base = None;
     bad.gpu.as_mut().unwrap().cuda_compute_capability = Some("9.0;id".into());
     let (plan, t) = two_batch_plan(&bad);
     let err = batch_file(&plan, &t, &bad, &ex, 0).unwrap_err();
@@ -305,6 +318,8 @@ fn synthetic_plan(platforms: &[&Platform], batches: usize, per_batch: usize) -> 
             PlatformPlan {
                 platform: pl.name.clone(),
                 arch: pl.arch(),
+                base: None,
+                from_base: 0,
                 targets: vec![],
                 closure: batches * per_batch + 10,
                 batches: list,
@@ -344,7 +359,7 @@ fn plan_output_of_3_platforms_by_200_batches_fits_a_state() {
     let gpu = &out.platforms[2];
     assert_eq!(gpu.platform.as_str(), "amzn-2023_epyc-gen-3_h100");
     assert_eq!(gpu.arch, Arch::X86_64);
-    assert_eq!(gpu.families, ["p5"]);
+    assert_eq!(gpu.families, ["c6a", "m6a"]);
     assert_eq!(gpu.to_build, 200 * 50);
     assert_eq!(gpu.already_built, 10);
     assert_eq!(gpu.unresolvable, 1);
