@@ -413,57 +413,94 @@ def platform():
 # -------------------------------------------------------------- pipeline
 
 
-def pipeline():
-    platform_loop = {
-        "States": {
-            "Build platform": {
-                "Type": "Task",
-                "Comment": "The platform's executions (platform.asl.json): the first starts here with this "
-                "task's token; each hands it on to the next; the last reports the platform's summary. "
-                "Its scheduler beats on every tick.",
-                "Resource": "arn:aws:states:::states:startExecution.waitForTaskToken",
-                "Parameters": {
-                    "StateMachineArn": "${PlatformStateMachineArn}",
-                    "Name.$": "States.Format('{}-g0', $.name_prefix)",
-                    "Input": {
-                        "execution.$": "$.execution",
-                        "platform.$": "$.platform",
-                        "graph_key.$": "$.graph_key",
-                        "name_prefix.$": "$.name_prefix",
-                        "generation": 0,
-                        "pool": None,
-                        "run_token.$": "$$.Task.Token",
-                        "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
+def platforms_map(kind, items, result_path, next_state):
+    """The Map over the plan's `items` (platforms or CUDA overlays): one
+    iteration each, which never fails (a failed one is released and
+    reported), so one platform's trouble never stops the others. State
+    names are unique in a state machine: `kind` names this Map's."""
+    build, release, failed = f"Build {kind}", f"Release {kind}", f"{kind.capitalize()} failed"
+    anything, up_to_date = f"Anything for the {kind}?", f"{kind.capitalize()} up to date"
+    return {
+        "Type": "Map",
+        "ItemsPath": items,
+        "MaxConcurrencyPath": "$.settings.map_concurrency",
+        "ItemSelector": {
+            "execution.$": "$.plan.execution",
+            "platform.$": "$$.Map.Item.Value.platform",
+            "graph_key.$": "$$.Map.Item.Value.graph_key",
+            "name_prefix.$": "$$.Map.Item.Value.name_prefix",
+            "to_build.$": "$$.Map.Item.Value.to_build",
+        },
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "INLINE"},
+            "StartAt": anything,
+            "States": {
+                anything: {
+                    "Type": "Choice",
+                    "Comment": "A platform whose modules are all built starts nothing.",
+                    "Choices": [{"Variable": "$.to_build", "NumericGreaterThan": 0, "Next": build}],
+                    "Default": up_to_date,
+                },
+                up_to_date: {
+                    "Type": "Pass",
+                    "Parameters": {"platform.$": "$.platform", "up_to_date": True},
+                    "End": True,
+                },
+                build: {
+                    "Type": "Task",
+                    "Comment": "The platform's executions (platform.asl.json): the first starts here with this "
+                    "task's token; each hands it on to the next; the last reports the platform's summary. "
+                    "Its scheduler beats on every tick.",
+                    "Resource": "arn:aws:states:::states:startExecution.waitForTaskToken",
+                    "Parameters": {
+                        "StateMachineArn": "${PlatformStateMachineArn}",
+                        "Name.$": "States.Format('{}-g0', $.name_prefix)",
+                        "Input": {
+                            "execution.$": "$.execution",
+                            "platform.$": "$.platform",
+                            "graph_key.$": "$.graph_key",
+                            "name_prefix.$": "$.name_prefix",
+                            "generation": 0,
+                            "pool": None,
+                            "run_token.$": "$$.Task.Token",
+                            "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
+                        },
                     },
+                    "TimeoutSeconds": 30 * 24 * 3600,
+                    "HeartbeatSeconds": 1800,
+                    "Retry": [RETRY_STATES],
+                    "Catch": catch(release),
+                    "End": True,
                 },
-                "TimeoutSeconds": 30 * 24 * 3600,
-                "HeartbeatSeconds": 1800,
-                "Retry": [RETRY_STATES],
-                "Catch": catch("Release platform"),
-                "End": True,
-            },
-            "Release platform": lambda_task(
-                "The platform failed, or stopped beating: make sure its pool is gone.",
-                "Release",
-                {"execution.$": "$.execution", "platform.$": "$.platform"},
-                "Platform failed",
-                result_path="$.released",
-                timeout=330,
-                retry=[dict(RETRY_TRANSIENT, MaxAttempts=10)],
-                catch_to="Platform failed",
-            ),
-            "Platform failed": {
-                "Type": "Pass",
-                "Parameters": {
-                    "platform.$": "$.platform",
-                    "failed": True,
-                    "error.$": "$.failure.Error",
-                    "cause.$": "$.failure.Cause",
+                release: lambda_task(
+                    "The platform failed, or stopped beating: make sure its pool is gone.",
+                    "Release",
+                    {"execution.$": "$.execution", "platform.$": "$.platform"},
+                    failed,
+                    result_path="$.released",
+                    timeout=330,
+                    retry=[dict(RETRY_TRANSIENT, MaxAttempts=10)],
+                    catch_to=failed,
+                ),
+                failed: {
+                    "Type": "Pass",
+                    "Parameters": {
+                        "platform.$": "$.platform",
+                        "failed": True,
+                        "error.$": "$.failure.Error",
+                        "cause.$": "$.failure.Cause",
+                    },
+                    "End": True,
                 },
-                "End": True,
             },
         },
+        "ResultPath": result_path,
+        "Catch": catch("Release every platform"),
+        "Next": next_state,
     }
+
+
+def pipeline():
     return {
         "Comment": "ebfleet: one run — Plan, then every platform in its own executions "
         "(platform.asl.json, whose units run in unit.asl.json), then a summary. Function ARNs and "
@@ -521,44 +558,21 @@ def pipeline():
                     "plan_key.$": "$.plan.plan_key",
                     "nothing_to_do": True,
                     "platforms": [],
+                    "overlays": [],
                 },
                 "Next": "Store the summary",
             },
             "Platforms": {
-                "Type": "Map",
-                "Comment": "One iteration per platform with something to build; an iteration never "
-                "fails (a failed platform is released and reported), so one platform's trouble "
-                "never stops the others.",
-                "ItemsPath": "$.plan.platforms",
-                "MaxConcurrencyPath": "$.settings.map_concurrency",
-                "ItemSelector": {
-                    "execution.$": "$.plan.execution",
-                    "platform.$": "$$.Map.Item.Value.platform",
-                    "graph_key.$": "$$.Map.Item.Value.graph_key",
-                    "name_prefix.$": "$$.Map.Item.Value.name_prefix",
-                    "to_build.$": "$$.Map.Item.Value.to_build",
-                },
-                "ItemProcessor": {
-                    "ProcessorConfig": {"Mode": "INLINE"},
-                    "StartAt": "Anything for the platform?",
-                    "States": {
-                        "Anything for the platform?": {
-                            "Type": "Choice",
-                            "Comment": "A platform whose modules are all built starts nothing.",
-                            "Choices": [{"Variable": "$.to_build", "NumericGreaterThan": 0, "Next": "Build platform"}],
-                            "Default": "Up to date",
-                        },
-                        "Up to date": {
-                            "Type": "Pass",
-                            "Parameters": {"platform.$": "$.platform", "up_to_date": True},
-                            "End": True,
-                        },
-                        **platform_loop["States"],
-                    },
-                },
-                "ResultPath": "$.platforms",
-                "Catch": catch("Release every platform"),
-                "Next": "Summarise",
+                **platforms_map("platform", "$.plan.platforms", "$.platforms", "Overlays"),
+                "Comment": "One iteration per platform with something to build, CUDA overlays' bases "
+                "among them; an iteration never fails (a failed platform is released and reported), "
+                "so one platform's trouble never stops the others.",
+            },
+            "Overlays": {
+                **platforms_map("overlay", "$.plan.overlays", "$.overlays", "Summarise"),
+                "Comment": "One iteration per CUDA overlay (a GPU platform), once every platform has "
+                "ended: an overlay builds only what holds CUDA, over its base's stack, so what it "
+                "needs from its base is built by then.",
             },
             "Release every platform": lambda_task(
                 "Something failed outside the platforms: release every pool of the run.",
@@ -582,6 +596,7 @@ def pipeline():
                     "plan_key.$": "$.plan.plan_key",
                     "nothing_to_do": False,
                     "platforms.$": "$.platforms",
+                    "overlays.$": "$.overlays",
                 },
                 "Next": "Store the summary",
             },

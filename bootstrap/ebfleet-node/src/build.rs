@@ -209,6 +209,7 @@ pub fn dependency_skip(
 
 pub async fn run(ctx: &Context) -> Result<BuildResult, NodeError> {
     let batch = ctx.job.fetch(&ctx.store).await?;
+    let ctx = &ctx.for_batch(&batch);
     let env = eb::environment(&ctx.node, &ctx.layout, &batch, std::env::vars_os())?;
     let program = eb::program(&ctx.node);
     for b in &batch.builds {

@@ -26,6 +26,15 @@ pub struct Context {
 }
 
 impl Context {
+    /// This context for `batch`'s builds: a CUDA overlay's install into its
+    /// layer ([`Layout::for_batch`]).
+    pub fn for_batch(&self, batch: &ebfleet_core::wire::BatchFile) -> Context {
+        Context {
+            layout: self.layout.for_batch(batch),
+            ..self.clone()
+        }
+    }
+
     pub fn state(&self) -> StateDir {
         self.layout
             .state(self.job.execution(), self.job.platform(), self.job.batch())

@@ -260,6 +260,7 @@ pub(crate) mod tests {
                 tarball_key: tarball_key(&platform, &module),
                 module_file_key: module_file_key(&platform, &module),
                 tarball_sha256: None,
+                from_base: false,
                 module,
             }
         };
@@ -270,6 +271,7 @@ pub(crate) mod tests {
             archspec: "zen4".into(),
             optarch: "GCC:march=znver4".into(),
             cuda_compute_capability: None,
+            base: None,
             batch: 3,
             builds: vec![
                 build(
@@ -388,6 +390,7 @@ pub(crate) mod tests {
             tarball_key: tarball_key(&platform, &module),
             module_file_key: module_file_key(&platform, &module),
             tarball_sha256: None,
+            from_base: false,
             module,
         });
         assert!(matches!(j.check(&f), Err(JobError::BuiltAndNeeded { .. })));

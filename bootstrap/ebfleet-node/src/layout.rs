@@ -19,11 +19,17 @@
 //!     manifest.json                   the batch manifest, once written
 //! ```
 //!
+//! A CUDA overlay's batch ([`BatchFile::layer`]) installs into
+//! `<root>/accel/nvidia/cc<XY>/{software,modules/all}` instead, over the
+//! base stack at `<root>/{software,modules/all}` that its needs from the
+//! base unpack into ([`Layout::for_batch`]).
+//!
 //! Every path is built from validated names ([`ModuleName`],
 //! [`EasyconfigPath`], [`ExecutionName`], [`PlatformName`]), so none can
 //! leave the root.
 
 use ebfleet_core::names::{EasyconfigPath, ExecutionName, ModuleName, PlatformName};
+use ebfleet_core::wire::BatchFile;
 use ebfleet_core::step::Step;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -36,11 +42,42 @@ pub const DEFAULT_ROOT: &str = "/opt/eb";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     root: PathBuf,
+    /// `<root>/<layer>` when installing a CUDA overlay's builds.
+    installpath: PathBuf,
 }
 
 impl Layout {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Layout { root: root.into() }
+        let root = root.into();
+        Layout {
+            installpath: root.clone(),
+            root,
+        }
+    }
+
+    /// The layout of `batch`'s builds: an overlay's install into its layer.
+    pub fn for_batch(&self, batch: &BatchFile) -> Self {
+        let base = self.base();
+        match batch.layer() {
+            // The layer is made of validated parts (`accel/nvidia/cc` and a
+            // checked compute capability): it stays under the root.
+            Some(layer) => Layout {
+                installpath: base.root.join(layer),
+                root: base.root,
+            },
+            None => base,
+        }
+    }
+
+    /// The base stack's layout: what an overlay's needs from its base
+    /// unpack into, and the only one of other platforms.
+    pub fn base(&self) -> Self {
+        Layout::new(&self.root)
+    }
+
+    /// Whether builds install into an overlay's layer.
+    pub fn is_layered(&self) -> bool {
+        self.installpath != self.root
     }
 
     pub fn root(&self) -> &Path {
@@ -49,11 +86,11 @@ impl Layout {
 
     /// EasyBuild's `installpath`: `software/` and `modules/` are under it.
     pub fn installpath(&self) -> &Path {
-        &self.root
+        &self.installpath
     }
 
     pub fn software(&self) -> PathBuf {
-        self.root.join("software")
+        self.installpath.join("software")
     }
 
     /// `software/<Name>/<version>` (without a hidden module's dot).
@@ -62,7 +99,17 @@ impl Layout {
     }
 
     pub fn modules_all(&self) -> PathBuf {
-        self.root.join("modules").join("all")
+        self.installpath.join("modules").join("all")
+    }
+
+    /// Lmod's `MODULEPATH` for builds: the layer's modules over the base's.
+    pub fn module_path(&self) -> std::ffi::OsString {
+        let mut path = self.modules_all().into_os_string();
+        if self.is_layered() {
+            path.push(":");
+            path.push(self.base().modules_all());
+        }
+        path
     }
 
     /// `modules/all/<Name>/<version>.lua`, as EasyBuild writes it.

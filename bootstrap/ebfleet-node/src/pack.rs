@@ -72,7 +72,8 @@ pub fn finished_build(ctx: &Context, step: Step) -> Result<BuildResult, NodeErro
 
 pub async fn run(ctx: &Context) -> Result<TarResult, NodeError> {
     // The batch file is read and checked again: each step stands alone.
-    ctx.job.fetch(&ctx.store).await?;
+    let batch = ctx.job.fetch(&ctx.store).await?;
+    let ctx = &ctx.for_batch(&batch);
     let build = finished_build(ctx, Step::Tar)?;
     let ctx2 = ctx.clone();
     tokio::task::spawn_blocking(move || pack_all(&ctx2, &build))

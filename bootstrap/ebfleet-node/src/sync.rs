@@ -99,6 +99,7 @@ pub struct Installed {
 pub async fn run(ctx: &Context) -> Result<SyncResult, NodeError> {
     let started = now();
     let batch = ctx.job.fetch(&ctx.store).await?;
+    let ctx = &ctx.for_batch(&batch);
     // `build` trusts sync.json (missing needs, leases): none until this
     // run has finished.
     let done = ctx.state().result(Step::Sync);
@@ -357,10 +358,16 @@ async fn sync_need(ctx: &Context, need: &BatchNeed) -> Result<NeedSynced, NodeEr
             found: sha,
         });
     }
-    let marker_path = ctx.layout.installed_marker(m);
+    // A need from an overlay's base unpacks into the base's stack.
+    let layout = if need.from_base {
+        ctx.layout.base()
+    } else {
+        ctx.layout.clone()
+    };
+    let marker_path = layout.installed_marker(m);
     let marker: Option<Installed> = read_json(&marker_path)?;
-    let install_dir = ctx.layout.install_dir(m);
-    let module_file = ctx.layout.module_file(m);
+    let install_dir = layout.install_dir(m);
+    let module_file = layout.module_file(m);
     if marker.is_some_and(|k| k.tarball_sha256 == sha && k.tarball_key == need.tarball_key)
         && install_dir.is_dir()
         && module_file.is_file()
@@ -369,7 +376,7 @@ async fn sync_need(ctx: &Context, need: &BatchNeed) -> Result<NeedSynced, NodeEr
         return Ok(NeedSynced::Installed(None));
     }
     if let Some(theirs) = head.metadata.get(INSTALLPATH_METADATA) {
-        let ours = ctx.layout.installpath();
+        let ours = layout.installpath();
         if Path::new(theirs) != ours {
             return Err(NodeError::Installpath {
                 module: m.to_string(),
@@ -392,7 +399,7 @@ async fn sync_need(ctx: &Context, need: &BatchNeed) -> Result<NeedSynced, NodeEr
         Verify::Sha256(&sha),
     )
     .await?;
-    let software = ctx.layout.software();
+    let software = layout.software();
     let subdir = m.install_subdir();
     let unpack_from = tarball.clone();
     tokio::task::spawn_blocking(move || crate::archive::unpack(&unpack_from, &software, &subdir))

@@ -78,6 +78,7 @@ fn upload_of(content_type: &str, sum: &FileSum, extra: &[(&str, String)]) -> Upl
 
 pub async fn run(ctx: &Context) -> Result<UploadResult, NodeError> {
     let batch = ctx.job.fetch(&ctx.store).await?;
+    let ctx = &ctx.for_batch(&batch);
     let build = finished_build(ctx, Step::Upload)?;
     let state = ctx.state();
     let tar: TarResult = match read_json::<TarResult>(&state.result(Step::Tar))? {

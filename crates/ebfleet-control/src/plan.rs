@@ -178,9 +178,13 @@ pub fn build_graphs(
             let recorded = records.get(&pp.platform).unwrap_or(&empty);
             let profile = SameSoftware::new(&recorded.profiles, |p| p.duration_s);
             let estimate = model.with_recorded(&recorded.durations);
+            // An overlay's needs from its base carry the base's records.
+            let base = platform.base.as_ref().and_then(|b| records.get(b));
             let mut graph = build_graph(pp, platform, execution, estimate)?;
             for m in &mut graph.modules {
-                if m.built {
+                if m.from_base {
+                    m.tarball_sha256 = base.and_then(|b| b.tarballs.get(m.module.as_str()).cloned());
+                } else if m.built {
                     m.tarball_sha256 = recorded.tarballs.get(m.module.as_str()).cloned();
                 } else {
                     m.profile = profile.get(m.module.as_str()).copied();

@@ -64,6 +64,9 @@ pub struct RunOutput {
     pub nothing_to_do: bool,
     #[serde(default)]
     pub platforms: Vec<ReportedPlatform>,
+    /// The CUDA overlays' (`Overlays`, after `Platforms`).
+    #[serde(default)]
+    pub overlays: Vec<ReportedPlatform>,
 }
 
 /// What became of a platform in the run.
@@ -172,6 +175,7 @@ impl RunSummary {
         let platforms: Vec<PlatformSummary> = out
             .platforms
             .into_iter()
+            .chain(out.overlays)
             .map(PlatformSummary::from_reported)
             .collect();
         let node_seconds = platforms.iter().filter_map(|p| p.node_seconds).sum();

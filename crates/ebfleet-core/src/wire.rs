@@ -318,12 +318,27 @@ impl PlanOutput {
         if let Some(p) = self
             .platforms
             .iter_mut()
+            .chain(self.overlays.iter_mut())
             .find(|p| p.platform == graph.platform)
         {
             p.held = held;
             p.to_build = p.to_build.saturating_sub(held);
         }
-        self.nothing_to_do = self.platforms.iter().all(|p| p.to_build == 0);
+        self.count_what_to_do();
+    }
+
+    /// Set `nothing_to_do` from the platforms' and overlays' counts.
+    pub fn count_what_to_do(&mut self) {
+        self.nothing_to_do = self
+            .platforms
+            .iter()
+            .chain(&self.overlays)
+            .all(|p| p.to_build == 0);
+    }
+
+    /// The platforms, then the overlays.
+    pub fn all(&self) -> impl Iterator<Item = &PlatformOutput> {
+        self.platforms.iter().chain(&self.overlays)
     }
 }
 
@@ -335,5 +350,11 @@ pub struct PlanOutput {
     pub plan_key: String,
     /// No platform has a unit: skip without starting instances.
     pub nothing_to_do: bool,
+    /// The platforms that build whole stacks, CUDA overlays' bases among
+    /// them: built first.
     pub platforms: Vec<PlatformOutput>,
+    /// The CUDA overlays, built once every platform has ended, over their
+    /// bases' stacks.
+    #[serde(default)]
+    pub overlays: Vec<PlatformOutput>,
 }

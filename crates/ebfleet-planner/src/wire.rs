@@ -137,7 +137,7 @@ pub fn plan_output(
                 .find(|p| p.name == pp.platform)
                 .ok_or_else(|| KeyError::NoPlatform(pp.platform.clone()))?;
             let name: PlatformName = pp.platform.parse()?;
-            Ok(PlatformOutput {
+            let output = PlatformOutput {
                 graph_key: graph_key(execution, &name),
                 name_prefix: child_prefix(execution, &name),
                 platform: name,
@@ -147,15 +147,21 @@ pub fn plan_output(
                 held: 0,
                 already_built: pp.already_built,
                 unresolvable: pp.unresolvable.len(),
-            })
+            };
+            Ok((output, platform.base.is_some()))
         })
-        .collect::<Result<Vec<_>, KeyError>>()?;
-    Ok(PlanOutput {
+        .collect::<Result<Vec<(PlatformOutput, bool)>, KeyError>>()?;
+    let (overlays, platforms): (Vec<_>, Vec<_>) = outputs.into_iter().partition(|(_, o)| *o);
+    let strip = |v: Vec<(PlatformOutput, bool)>| v.into_iter().map(|(p, _)| p).collect();
+    let mut out = PlanOutput {
         execution: execution.clone(),
         plan_key: plan_key(execution),
-        nothing_to_do: outputs.iter().all(|p| p.to_build == 0),
-        platforms: outputs,
-    })
+        nothing_to_do: false,
+        platforms: strip(platforms),
+        overlays: strip(overlays),
+    };
+    out.count_what_to_do();
+    Ok(out)
 }
 
 /// The build graph of a platform planned with [`PlanOptions::graph`]

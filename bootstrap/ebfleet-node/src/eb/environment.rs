@@ -4,7 +4,8 @@
 //!
 //! | variable | value |
 //! |---|---|
-//! | `EASYBUILD_PREFIX`, `EASYBUILD_INSTALLPATH` | the root |
+//! | `EASYBUILD_PREFIX` | the root |
+//! | `EASYBUILD_INSTALLPATH` | the root; a CUDA overlay's layer under it |
 //! | `EASYBUILD_SOURCEPATH` | `<root>/sources` |
 //! | `EASYBUILD_BUILDPATH` | node.env's, else `<root>/build` |
 //! | `EASYBUILD_ROBOT_PATHS` | `<root>/easyconfigs`, then node.env's |
@@ -14,7 +15,7 @@
 //! | `EASYBUILD_CUDA_COMPUTE_CAPABILITIES` | the batch file's, or unset |
 //! | `EASYBUILD_TMP_LOGDIR` | the module's log directory in the batch state |
 //! | `EASYBUILD_PARALLEL` | node.env's (else EasyBuild's own choice); on a retry after running out of memory, node.env's or the CPU count halved `jobs_halved` times, at least 1 |
-//! | `MODULEPATH` | `<root>/modules/all` |
+//! | `MODULEPATH` | `<root>/modules/all`; an overlay's `<layer>/modules/all` before it |
 //!
 //! node.env may set the prefix, installpath and sourcepath only to these
 //! same values, and must not move modules (`EASYBUILD_INSTALLPATH_*`,
@@ -82,7 +83,8 @@ pub fn environment(
         }
     };
     must_be("EASYBUILD_PREFIX", root)?;
-    must_be("EASYBUILD_INSTALLPATH", layout.installpath())?;
+    // node.env describes the node, whose stack is the base's.
+    must_be("EASYBUILD_INSTALLPATH", layout.base().installpath())?;
     must_be("EASYBUILD_SOURCEPATH", &layout.sources())?;
     for (key, expected) in [
         ("EASYBUILD_MODULES_TOOL", "Lmod"),
@@ -159,7 +161,7 @@ pub fn environment(
     set("EASYBUILD_MODULES_TOOL", "Lmod".into());
     set("EASYBUILD_MODULE_SYNTAX", "Lua".into());
     set("EASYBUILD_OPTARCH", batch.optarch.clone().into());
-    set("MODULEPATH", layout.modules_all().into());
+    set("MODULEPATH", layout.module_path());
     if batch.jobs_halved > 0 {
         let jobs = node
             .get("EASYBUILD_PARALLEL")
@@ -205,6 +207,7 @@ mod tests {
             archspec: "zen3".into(),
             optarch: "GCC:march=znver3".into(),
             cuda_compute_capability: Some("9.0".into()),
+            base: None,
             batch: 0,
             builds: vec![],
             needs: vec![],

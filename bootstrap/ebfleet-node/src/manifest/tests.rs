@@ -27,6 +27,7 @@ fn batch(modules: &[&str]) -> BatchFile {
         archspec: "zen4".into(),
         optarch: "GCC:march=znver4".into(),
         cuda_compute_capability: None,
+        base: None,
         batch: 2,
         builds: modules
             .iter()

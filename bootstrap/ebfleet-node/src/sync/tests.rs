@@ -80,6 +80,7 @@ fn batch(needs: &[&str]) -> BatchFile {
         archspec: "zen4".into(),
         optarch: "GCC:march=znver4".into(),
         cuda_compute_capability: None,
+        base: None,
         batch: 3,
         builds: vec![BatchBuild {
             module: m("greeter/1.0"),
@@ -98,6 +99,7 @@ fn batch(needs: &[&str]) -> BatchFile {
                     tarball_key: tarball_key(&platform, &module),
                     module_file_key: module_file_key(&platform, &module),
                     tarball_sha256: None,
+                    from_base: false,
                     module,
                 }
             })

@@ -178,6 +178,7 @@ pub fn batch_file(
         archspec: ARCHSPEC.into(),
         optarch: "GCC:march=znver4".into(),
         cuda_compute_capability: None,
+        base: None,
         batch,
         builds: builds.iter().map(|e| e.build()).collect(),
         needs: needs
@@ -189,6 +190,7 @@ pub fn batch_file(
                     module_file_key: module_file_key(&platform, &m),
                     tarball_sha256: None,
                     module: m,
+                    from_base: false,
                 }
             })
             .collect(),

@@ -109,6 +109,7 @@ fn graph(profile: Option<BuildProfile>) -> Rule {
         archspec: p.cpu.archspec.clone(),
         optarch: p.cpu.optarch.clone(),
         cuda_compute_capability: None,
+        base: None,
         modules: vec![ebfleet_core::build_graph::GraphModule {
             module: "zlib/1.3.1".parse().unwrap(),
             easyconfig: "z/zlib/zlib-1.3.1.eb".parse().unwrap(),
@@ -121,6 +122,7 @@ fn graph(profile: Option<BuildProfile>) -> Rule {
             profile,
             optarch: None,
             tarball_sha256: None,
+            from_base: false,
         }],
     };
     let body = serde_json::to_vec(&graph).unwrap();

@@ -49,6 +49,7 @@ fn module(name: &str, run: &[u32], built: bool) -> GraphModule {
         profile: None,
         optarch: None,
         tarball_sha256: built.then(|| sha256_hex(format!("{name}.tar.zst").as_bytes())),
+        from_base: false,
     }
 }
 
@@ -61,6 +62,7 @@ fn graph() -> BuildGraph {
         archspec: "zen4".into(),
         optarch: "GCC:march=znver4".into(),
         cuda_compute_capability: None,
+        base: None,
         modules: vec![
             module("GCCcore/13.2.0", &[], true),
             module("zlib/1.3-GCCcore-13.2.0", &[0], false),

@@ -59,6 +59,7 @@ fn batch_file(modules: &[&str]) -> BatchFile {
         archspec: "zen4".into(),
         optarch: "GCC:march=znver4".into(),
         cuda_compute_capability: None,
+        base: None,
         batch: 2,
         builds: modules
             .iter()
@@ -330,6 +331,7 @@ async fn while_waits_are_left_a_need_another_run_is_building_is_waited_for() {
         tarball_key: ebfleet_core::layout::tarball_key(&platform, &need),
         module_file_key: ebfleet_core::layout::module_file_key(&platform, &need),
         tarball_sha256: None,
+        from_base: false,
         module: need,
     }];
     let writes = Writes::default();
