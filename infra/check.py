@@ -428,23 +428,23 @@ plan_catch = catch_all(top.get("Plan", {}))
 if not plan_catch or plan_catch["Next"] != "Plan failed" or top.get("Plan failed", {}).get("Type") != "Fail":
     problem("Pipeline: a failed Plan must end in the Fail state 'Plan failed'")
 maps = {n: s for n, s in top.items() if s["Type"] == "Map"}
-if list(maps) != ["Platforms"]:
-    problem(f"Pipeline: Map states {sorted(maps)}, not ['Platforms']")
-if "Platforms" in top:
-    c = catch_all(top["Platforms"])
+if sorted(maps) != ["Overlays", "Platforms"]:
+    problem(f"Pipeline: Map states {sorted(maps)}, not ['Overlays', 'Platforms']")
+for map_name in sorted(maps):
+    c = catch_all(top[map_name])
     if not c or c["Next"] != "Release every platform":
-        problem("Pipeline: a failed platform Map must go to 'Release every platform'")
-    loop = (top["Platforms"].get("ItemProcessor") or top["Platforms"].get("Iterator") or {}).get("States", {})
+        problem(f"Pipeline: a failed {map_name} Map must go to 'Release every platform'")
+    loop = (top[map_name].get("ItemProcessor") or top[map_name].get("Iterator") or {}).get("States", {})
     releases = {n for n, s in loop.items() if task_function("Pipeline", s) == "ReleaseFunction"}
     starts = {n for n, s in loop.items() if kind(s) == "start" and task_machine("Pipeline", s) == "Platform"}
     if not releases or not starts:
-        problem("Pipeline: the platform loop starts no Platform execution or has no Release task")
+        problem(f"Pipeline: the {map_name} loop starts no Platform execution or has no Release task")
     for name, s in loop.items():
         if name in releases:
             continue
         for c in s.get("Catch", []):
             for end in ends_without(loop, c["Next"], releases):
-                problem(f"Pipeline: platform loop: {name}'s Catch reaches {end} without a Release task")
+                problem(f"Pipeline: {map_name} loop: {name}'s Catch reaches {end} without a Release task")
 every = top.get("Release every platform")
 if not every or every["Type"] != "Task" or task_function("Pipeline", every) != "ReleaseFunction":
     problem("Pipeline: no Task 'Release every platform' invoking ReleaseFunction")

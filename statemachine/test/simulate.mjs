@@ -50,20 +50,25 @@ async function run({ platforms, hooks = {}, ticksPerExecution = 1000, input = { 
     started: {}, // platform -> unit executions started
   };
   let svc;
-  const unitName = (p, u, a) => `run-1-${p.split('_')[1]}-u${u}-a${a}`;
+  const short = (p) => p.split('_').slice(1).join('-');
+  const unitName = (p, u, a) => `run-1-${short(p)}-u${u}-a${a}`;
 
   const models = {
     plan(i) {
       const out = copy(OUT.plan);
       out.execution = i.execution;
       out.plan_key = `plans/${i.execution}/plan.json`;
-      out.platforms = Object.entries(platforms).map(([name, units]) => ({
+      const outputs = Object.entries(platforms).map(([name, units]) => ({
         ...copy(OUT.plan.platforms[0]),
         platform: name,
         to_build: units,
         graph_key: `plans/${i.execution}/${name}/graph.json`,
-        name_prefix: `${i.execution}-${name.split('_')[1]}`,
+        name_prefix: `${i.execution}-${short(name)}`,
       }));
+      // `<os>_<cpu>_<gpu>`: a CUDA overlay, built after the platforms.
+      const overlay = (o) => o.platform.split('_').length === 3;
+      out.platforms = outputs.filter((o) => !overlay(o));
+      out.overlays = outputs.filter(overlay);
       out.nothing_to_do = Object.values(platforms).every((u) => u === 0);
       return out;
     },
@@ -229,6 +234,24 @@ scenario('every unit through its states in order; one pool per platform, release
       assert.ok(calls[0].input.lease && calls[calls.length - 1].input.done, `${p} unit ${u}: lease first, done last`);
     }
   }
+});
+
+scenario('a CUDA overlay starts once every platform has ended, and is summarised with them', async () => {
+  const G = 'amzn-2023_epyc-gen-4_h100';
+  const platforms = { [A]: 3, [B]: 2, [G]: 2 };
+  const r = await run({ platforms });
+  assert.equal(r.d.status, 'SUCCEEDED', `${r.d.error}: ${r.d.cause}`);
+  invariants(r, platforms);
+  const at = (pred) => r.world.calls.findIndex(pred);
+  const firstOverlay = at((c) => c.platform === G);
+  for (const p of [A, B]) {
+    const lastRelease = r.world.calls.findLastIndex((c) => c.platform === p && c.fn === 'release');
+    assert.ok(lastRelease >= 0 && lastRelease < firstOverlay, `${p} ended after the overlay began`);
+  }
+  assert.deepEqual(r.output.platforms.map((x) => x.platform).sort(), [A, B].sort());
+  const g = r.output.overlays.find((x) => x.platform === G);
+  assert.ok(g && !g.failed, JSON.stringify(r.output.overlays));
+  assert.equal(unitPaths(r, G).length, 2);
 });
 
 scenario('a platform goes on in new executions with the same pool', async () => {

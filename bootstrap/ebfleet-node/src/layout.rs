@@ -29,8 +29,8 @@
 //! leave the root.
 
 use ebfleet_core::names::{EasyconfigPath, ExecutionName, ModuleName, PlatformName};
-use ebfleet_core::wire::BatchFile;
 use ebfleet_core::step::Step;
+use ebfleet_core::wire::BatchFile;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};

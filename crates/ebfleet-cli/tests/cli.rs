@@ -260,7 +260,10 @@ fn plan_covers_platforms_with_cuda_only_on_gpus() {
         .flat_map(|b| b["modules"].as_array().unwrap())
         .map(|m| m.as_str().unwrap())
         .collect();
-    assert!(base.contains(&"GCC/13.2.0") && base.contains(&"App/2.0-GCC-13.2.0"), "{base:?}");
+    assert!(
+        base.contains(&"GCC/13.2.0") && base.contains(&"App/2.0-GCC-13.2.0"),
+        "{base:?}"
+    );
     assert!(!base.iter().any(|m| m.contains("CUDA")), "{base:?}");
 
     let dot = d.path().join("g.dot");

@@ -183,7 +183,8 @@ pub fn build_graphs(
             let mut graph = build_graph(pp, platform, execution, estimate)?;
             for m in &mut graph.modules {
                 if m.from_base {
-                    m.tarball_sha256 = base.and_then(|b| b.tarballs.get(m.module.as_str()).cloned());
+                    m.tarball_sha256 =
+                        base.and_then(|b| b.tarballs.get(m.module.as_str()).cloned());
                 } else if m.built {
                     m.tarball_sha256 = recorded.tarballs.get(m.module.as_str()).cloned();
                 } else {
@@ -587,6 +588,12 @@ cpu = "new"
         // compiles gets its architecture's baseline, in the plan and in the
         // graph; a system-toolchain module gets none of its own.
         for (pp, g) in plan.platforms.iter().zip(&graphs) {
+            if pp.base.is_some() {
+                // A CUDA overlay: nothing here holds CUDA.
+                assert_eq!(g.units().count(), 0, "{}", pp.platform);
+                assert_eq!(g.base.as_ref().map(|b| b.as_str()), pp.base.as_deref());
+                continue;
+            }
             let baseline = match g.arch {
                 ebfleet_core::Arch::X86_64 => "GCC:march=x86-64",
                 ebfleet_core::Arch::Aarch64 => "GCC:march=armv8-a",
@@ -608,10 +615,15 @@ cpu = "new"
         }
         assert!(!out.nothing_to_do);
         assert_eq!(out.plan_key, "plans/e1/plan.json");
-        assert_eq!(graphs.len(), out.platforms.len());
-        for (g, o) in graphs.iter().zip(&out.platforms) {
+        assert_eq!(graphs.len(), out.all().count());
+        assert!(!out.overlays.is_empty());
+        for g in &graphs {
+            let o = out.all().find(|o| o.platform == g.platform).unwrap();
             assert_eq!(g.key(), o.graph_key);
             assert_eq!(g.units().count(), o.to_build);
+            if g.base.is_some() {
+                continue;
+            }
             assert!(g
                 .modules
                 .iter()

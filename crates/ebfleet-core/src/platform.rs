@@ -296,7 +296,11 @@ impl Platforms {
                     .collect(),
             };
             let on_gpu: Vec<&String> = match gpu {
-                Some(g) => cpu.families.iter().filter(|f| g.families.contains(f)).collect(),
+                Some(g) => cpu
+                    .families
+                    .iter()
+                    .filter(|f| g.families.contains(f))
+                    .collect(),
                 None => Vec::new(),
             };
             if families.is_empty() || (gpu.is_some() && on_gpu.is_empty()) {
@@ -317,7 +321,11 @@ impl Platforms {
             });
         }
         for p in &platforms {
-            if let Some(base) = p.base.as_ref().filter(|b| !platforms.iter().any(|q| &q.name == *b)) {
+            if let Some(base) = p
+                .base
+                .as_ref()
+                .filter(|b| !platforms.iter().any(|q| &q.name == *b))
+            {
                 return Err(PlatformError::NoBase {
                     name: p.name.clone(),
                     base: base.clone(),
@@ -616,7 +624,11 @@ mod tests {
             if pl.base.is_some() {
                 assert!(!pl.builds_on_gpu(), "{}", pl.name);
                 let gpu = pl.gpu.as_ref().unwrap();
-                assert!(pl.families.iter().all(|f| !gpu.families.contains(f)), "{}", pl.name);
+                assert!(
+                    pl.families.iter().all(|f| !gpu.families.contains(f)),
+                    "{}",
+                    pl.name
+                );
             }
         }
     }

@@ -254,7 +254,10 @@ pub fn plan_platform(
         })
         .collect();
     let (batches, closure_graph) = if options.graph {
-        (Vec::new(), closure_graph(graph, &order, is_built, from_base))
+        (
+            Vec::new(),
+            closure_graph(graph, &order, is_built, from_base),
+        )
     } else {
         (cut_batches(graph, &to_build, options), Vec::new())
     };

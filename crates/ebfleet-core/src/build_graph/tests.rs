@@ -51,7 +51,12 @@ fn overlay() -> BuildGraph {
         m.from_base = true;
     }
     g.modules[2] = module("CUDA/12.4.0", &[], &[], false);
-    g.modules[3] = module("Python/3.11.5-GCCcore-13.2.0-CUDA-12.4.0", &[], &[1, 0, 2], false);
+    g.modules[3] = module(
+        "Python/3.11.5-GCCcore-13.2.0-CUDA-12.4.0",
+        &[],
+        &[1, 0, 2],
+        false,
+    );
     g
 }
 
@@ -61,7 +66,10 @@ fn an_overlay_takes_its_base_needs_from_the_base_prefix() {
     g.validate().unwrap();
     assert_eq!(g.units().collect::<Vec<_>>(), [2, 3]);
     let f = g.unit_file(3).unwrap();
-    assert_eq!(f.base.as_ref().map(|b| b.as_str()), Some("amzn-2023_epyc-gen-4"));
+    assert_eq!(
+        f.base.as_ref().map(|b| b.as_str()),
+        Some("amzn-2023_epyc-gen-4")
+    );
     assert_eq!(f.layer().as_deref(), Some("accel/nvidia/cc90"));
     let keys: Vec<(&str, bool)> = f
         .needs
@@ -72,8 +80,14 @@ fn an_overlay_takes_its_base_needs_from_the_base_prefix() {
         keys,
         [
             ("amzn-2023_epyc-gen-4/software/GCCcore/13.2.0.tar.zst", true),
-            ("amzn-2023_epyc-gen-4/software/zlib/1.3-GCCcore-13.2.0.tar.zst", true),
-            ("amzn-2023_epyc-gen-4_h100/software/CUDA/12.4.0.tar.zst", false),
+            (
+                "amzn-2023_epyc-gen-4/software/zlib/1.3-GCCcore-13.2.0.tar.zst",
+                true
+            ),
+            (
+                "amzn-2023_epyc-gen-4_h100/software/CUDA/12.4.0.tar.zst",
+                false
+            ),
         ]
     );
     // Only CUDA is built in the run: the base's needs are not waited for.

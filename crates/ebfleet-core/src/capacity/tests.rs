@@ -499,7 +499,9 @@ fn a_cuda_overlay_builds_on_cpu_only_types() {
     let plan = choose(&p, &catalog(), &n, &CapacityOptions::default()).unwrap();
     assert!(!plan.types.is_empty());
     assert!(
-        plan.types.iter().all(|t| t.instance_type.starts_with("c6a.") && t.gpus == 0),
+        plan.types
+            .iter()
+            .all(|t| t.instance_type.starts_with("c6a.") && t.gpus == 0),
         "{:?}",
         names(&plan.types)
     );
