@@ -413,13 +413,36 @@ def platform():
 # -------------------------------------------------------------- pipeline
 
 
-def platforms_map(kind, items, result_path, next_state):
+def platforms_map(kind, items, result_path, next_state, *, layer=False):
     """The Map over the plan's `items` (platforms or CUDA overlays): one
     iteration each, which never fails (a failed one is released and
     reported), so one platform's trouble never stops the others. State
-    names are unique in a state machine: `kind` names this Map's."""
+    names are unique in a state machine: `kind` names this Map's. With
+    `layer`, each iteration first lays its graph over its base's records
+    (the Schedule Lambda's `layer`), which says what is left to build."""
     build, release, failed = f"Build {kind}", f"Release {kind}", f"{kind.capitalize()} failed"
     anything, up_to_date = f"Anything for the {kind}?", f"{kind.capitalize()} up to date"
+    first = {}
+    to_build = "$.to_build"
+    if layer:
+        first = {
+            "Layer over the base": lambda_task(
+                "Lay the overlay's graph over what its base built: its needs take the base's "
+                "recorded tarballs; what needs a module the base did not build is held and "
+                "recorded skipped, with why, before any node starts.",
+                "Schedule",
+                {"layer": {
+                    "execution.$": "$.execution",
+                    "platform.$": "$.platform",
+                    "graph_key.$": "$.graph_key",
+                }},
+                anything,
+                result_path="$.layered",
+                timeout=330,
+                catch_to=release,
+            ),
+        }
+        to_build = "$.layered.to_build"
     return {
         "Type": "Map",
         "ItemsPath": items,
@@ -433,12 +456,13 @@ def platforms_map(kind, items, result_path, next_state):
         },
         "ItemProcessor": {
             "ProcessorConfig": {"Mode": "INLINE"},
-            "StartAt": anything,
+            "StartAt": next(iter(first), anything),
             "States": {
+                **first,
                 anything: {
                     "Type": "Choice",
                     "Comment": "A platform whose modules are all built starts nothing.",
-                    "Choices": [{"Variable": "$.to_build", "NumericGreaterThan": 0, "Next": build}],
+                    "Choices": [{"Variable": to_build, "NumericGreaterThan": 0, "Next": build}],
                     "Default": up_to_date,
                 },
                 up_to_date: {
@@ -569,10 +593,10 @@ def pipeline():
                 "so one platform's trouble never stops the others.",
             },
             "Overlays": {
-                **platforms_map("overlay", "$.plan.overlays", "$.overlays", "Summarise"),
+                **platforms_map("overlay", "$.plan.overlays", "$.overlays", "Summarise", layer=True),
                 "Comment": "One iteration per CUDA overlay (a GPU platform), once every platform has "
                 "ended: an overlay builds only what holds CUDA, over its base's stack, so what it "
-                "needs from its base is built by then.",
+                "needs from its base is built (or known not to be) by then.",
             },
             "Release every platform": lambda_task(
                 "Something failed outside the platforms: release every pool of the run.",

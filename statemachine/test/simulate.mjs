@@ -81,6 +81,11 @@ async function run({ platforms, hooks = {}, ticksPerExecution = 1000, input = { 
       return { instance_id: i.claim.instance_id };
     },
     schedule(i) {
+      if (i.layer) {
+        // The base built everything: nothing is held.
+        const { platform } = i.layer;
+        return { platform, base: platform.split('_').slice(0, 2).join('_'), to_build: platforms[platform], held: 0 };
+      }
       if (i.wait) {
         const { platform, seen, task_token } = i.wait;
         if ((world.ended[platform] ?? 0) > seen) svc.sendTaskSuccess(task_token, '{}');
@@ -182,7 +187,7 @@ async function run({ platforms, hooks = {}, ticksPerExecution = 1000, input = { 
 }
 
 function platformOf(i) {
-  return i.platform ?? i.pool?.platform ?? i.tick?.platform ?? i.wait?.platform ?? i.lease?.platform ?? i.done?.platform;
+  return i.platform ?? i.pool?.platform ?? i.tick?.platform ?? i.wait?.platform ?? i.layer?.platform ?? i.lease?.platform ?? i.done?.platform;
 }
 
 /** The units' executions of one platform, in start order: the states each went through. */
@@ -252,6 +257,10 @@ scenario('a CUDA overlay starts once every platform has ended, and is summarised
   const g = r.output.overlays.find((x) => x.platform === G);
   assert.ok(g && !g.failed, JSON.stringify(r.output.overlays));
   assert.equal(unitPaths(r, G).length, 2);
+  // Laid over its base first, once; the platforms are not.
+  const layers = r.world.calls.filter((c) => c.fn === 'schedule' && c.input.layer);
+  assert.deepEqual(layers.map((c) => c.platform), [G]);
+  assert.ok(at((c) => c === layers[0]) < at((c) => c.platform === G && c.fn === 'capacity'), 'layered after the pool');
 });
 
 scenario('a platform goes on in new executions with the same pool', async () => {

@@ -39,11 +39,11 @@ class Module:
 
     @property
     def easyconfig_key(self):
-        return f"easyconfigs/{self.name[0]}/{self.name}/{self.nv}.eb"
+        return f"easyconfigs/{self.name[0].lower()}/{self.name}/{self.nv}.eb"
 
     @property
     def source_key(self):
-        return f"sources/{self.name[0]}/{self.name}/{self.nv}.tar"
+        return f"sources/{self.name[0].lower()}/{self.name}/{self.nv}.tar"
 
     def closure(self):
         """Every module this one uses, directly or not, users first."""
@@ -134,6 +134,14 @@ ETA = Module("eta")
 # A serial build holding 300 MiB, and its next version (sizing from records).
 SERIAL = Module("serial", resident_mib=300)
 SERIAL_NEXT = Module("serial", resident_mib=300, version="1.1")
+# A CUDA overlay's work: a stand-in for the CUDA toolkit (the planner
+# knows CUDA by its name) and an application of it that also uses alpha,
+# which the overlay takes from its base platform.
+FAKE_CUDA = Module("CUDA", version="12.4.0")
+CUDA_APP = Module("cudaapp", [FAKE_CUDA, ALPHA])
+CUDA_WORK = [FAKE_CUDA, CUDA_APP]
+# A CUDA application whose base dependency fails to build on the base.
+CUDA_ON_BROKEN = Module("cudabroken", [FAKE_CUDA, BROKEN])
 # A run stopped mid-build (the sweep releases it).
 HALTA = Module("halta")
 HALTED = [HALTA, Module("haltb", [HALTA])]

@@ -49,6 +49,9 @@ PIPELINE, PLATFORM, UNIT = (f"{ARN}ebfleet-{m}" for m in ("pipeline", "platform"
 # fixtures use the SYSTEM toolchain: no -march flags).
 CPUS = ["epyc-gen-4", "xeon-gen-4", "epyc-gen-3", "xeon-gen-3"]
 A, B, C, D = (f"amzn-2023_{c}" for c in CPUS)
+# A CUDA overlay on C.
+GPU = "h100"
+E = f"{C}_{GPU}"
 # Where capacity expects the x86_64 agent (infra/OPERATOR.md).
 NODE_KEY = "tools/ebfleet-node/x86_64/ebfleet-node"
 # A platform's pool: at most this many nodes at once.
@@ -107,8 +110,13 @@ def platforms_toml():
         out.append(f"[cpu.{c}]")
         out += [f"{k} = {value(v)}" for k, v in cpus[c].items()]
         out.append("")
+    gpu = tomllib.loads(SHIPPED_PLATFORMS.read_text())["gpu"][GPU]
+    out.append(f"[gpu.{GPU}]")
+    out += [f"{k} = {value(v)}" for k, v in gpu.items()]
+    out.append("")
     for c in CPUS:
         out += ["[[platform]]", 'os = "amzn-2023"', f'cpu = "{c}"', ""]
+    out += ["[[platform]]", 'os = "amzn-2023"', f'cpu = "{CPUS[2]}"', f'gpu = "{GPU}"', ""]
     return "\n".join(out)
 
 
@@ -326,7 +334,7 @@ def succeeded(r):
 
 
 def platform_summary(output, platform):
-    for p in output["platforms"]:
+    for p in output["platforms"] + output.get("overlays", []):
         if p.get("platform") == platform:
             assert not p.get("failed"), f"{platform} failed: {p}"
             return p
@@ -575,6 +583,48 @@ def new_easyconfig(w):
         alpha = recs[fx.ALPHA.module]
         assert alpha["execution"] != r["name"], f"{p}: alpha rebuilt"
         assert w.versions(alpha["tarball_key"])[alpha["tarball_key"]] == 1
+    released(w, r["name"])
+
+
+@scenario
+def gpu_overlay(w):
+    """A CUDA overlay's run: its base builds what the CUDA module needs
+    first; the overlay builds only the CUDA modules, on CPU-only types of
+    its base's generation, into its layer, with alpha synced from the
+    base's prefix."""
+    work = fx.CUDA_WORK + [fx.CUDA_ON_BROKEN]
+    w.upload([fx.ALPHA, fx.BROKEN] + work)
+    r = w.execute({"platforms": [E], "changed_keys": [m.easyconfig_key for m in work]})
+    out = succeeded(r)
+    assert [p["platform"] for p in out["overlays"]] == [E], out["overlays"]
+    assert C in [p["platform"] for p in out["platforms"]], out["platforms"]
+    s = platform_summary(out, E)
+    assert s["units"]["built"] == len(fx.CUDA_WORK) and s["units"]["failed"] == 0, s
+    recs = built_once(w, E, fx.CUDA_WORK, r["name"])
+    assert sorted(x["input"]["module"] for x in units_of(r, E)) == sorted(m.module for m in fx.CUDA_WORK)
+    # alpha is the base's: built there (by this run or before), never here.
+    assert fx.ALPHA.module not in w.records(E), "alpha recorded on the overlay"
+    base = w.records(C)
+    assert base[fx.ALPHA.module]["status"] == "built"
+    # Laid over the base: alpha's tarball is the one its base record holds;
+    # what needs broken, which the base failed to build, is skipped with
+    # why, and no node was started for it.
+    graph = w.json_object(f"plans/{r['name']}/{E}/graph.json")
+    alpha = next(m for m in graph["modules"] if m["module"] == fx.ALPHA.module)
+    assert alpha.get("from_base") and alpha["tarball_sha256"] == base[fx.ALPHA.module]["tarball_sha256"], alpha
+    assert base[fx.BROKEN.module]["status"] == "failed", base[fx.BROKEN.module]
+    skipped = w.records(E)[fx.CUDA_ON_BROKEN.module]
+    assert skipped["status"] == "planned" and skipped.get("error_class") == "dependency_failed", skipped
+    assert f"{fx.BROKEN.module} from its base platform {C}" in skipped.get("error_message", ""), skipped
+    assert fx.CUDA_ON_BROKEN.module not in [x["input"]["module"] for x in units_of(r, E)]
+    assert not any(fx.CUDA_APP.module == m for m in w.records(C)), "CUDA work on the base"
+    gpu_families = set(tomllib.loads(SHIPPED_PLATFORMS.read_text())["gpu"][GPU]["families"])
+    for m in fx.CUDA_WORK:
+        rec = recs[m.module]
+        family = rec["instance_type"].split(".")[0]
+        assert family not in gpu_families, f"{m.module} built on {rec['instance_type']}, a GPU type"
+        head = w.s3.head_object(Bucket=w.bucket, Key=rec["tarball_key"])
+        assert head["Metadata"]["installpath"].endswith("/accel/nvidia/cc90"), head["Metadata"]
     released(w, r["name"])
 
 

@@ -7,6 +7,7 @@ pub mod capacity;
 pub mod dispatch;
 pub mod env;
 pub mod failure;
+pub mod layer;
 pub mod plan;
 pub mod record;
 pub mod release;

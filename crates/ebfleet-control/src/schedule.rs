@@ -91,13 +91,15 @@ impl Settings {
     }
 }
 
-/// `{"tick": ...}` (the `Schedule` state) or `{"wait": ...}` (`Wait for
-/// nodes`).
+/// `{"tick": ...}` (the `Schedule` state), `{"wait": ...}` (`Wait for
+/// nodes`) or `{"layer": ...}` (a CUDA overlay's `Layer over the base`,
+/// [`crate::layer`]).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Input {
     Tick { tick: TickInput },
     Wait { wait: WaitInput },
+    Layer { layer: crate::layer::LayerInput },
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -226,6 +228,12 @@ pub enum Error {
         #[source]
         source: Box<SfnError>,
     },
+    #[error("records of the base platform {platform}: {source}")]
+    Base {
+        platform: String,
+        #[source]
+        source: Box<DynamoError>,
+    },
     #[error(transparent)]
     Record(#[from] crate::record::Error),
 }
@@ -243,7 +251,9 @@ impl crate::failure::Failure for Error {
             }
             Error::Pool { source, .. } => Kind::retry_or(source.transient, Kind::Failed),
             Error::Ssm { source, .. } => source.kind(),
-            Error::Wake { source, .. } => Kind::retry_or(source.is_retryable(), Kind::Failed),
+            Error::Wake { source, .. } | Error::Base { source, .. } => {
+                Kind::retry_or(source.is_retryable(), Kind::Failed)
+            }
             Error::Record(e) => e.kind(),
         }
     }
@@ -264,6 +274,15 @@ async fn graph(env: &Env, key: &str) -> Result<(Arc<BuildGraph>, Arc<Dag>), Erro
             return Ok((g.clone(), d.clone()));
         }
     }
+    let g = read_graph(env, key).await?;
+    let d = Dag::from_graph(&g);
+    let (g, d) = (Arc::new(g), Arc::new(d));
+    *GRAPH.lock().expect("graph cache") = Some((key.to_string(), g.clone(), d.clone()));
+    Ok((g, d))
+}
+
+/// A build graph from S3, validated.
+pub async fn read_graph(env: &Env, key: &str) -> Result<BuildGraph, Error> {
     let bytes = env
         .store
         .get_bytes(key)
@@ -277,11 +296,7 @@ async fn graph(env: &Env, key: &str) -> Result<(Arc<BuildGraph>, Arc<Dag>), Erro
         reason,
     };
     let text = std::str::from_utf8(&bytes).map_err(|_| bad("not UTF-8".into()))?;
-    let g = BuildGraph::from_json(text).map_err(|e| bad(e.to_string()))?;
-    let d = Dag::from_graph(&g);
-    let (g, d) = (Arc::new(g), Arc::new(d));
-    *GRAPH.lock().expect("graph cache") = Some((key.to_string(), g.clone(), d.clone()));
-    Ok((g, d))
+    BuildGraph::from_json(text).map_err(|e| bad(e.to_string()))
 }
 
 pub async fn handle(
@@ -294,6 +309,9 @@ pub async fn handle(
             .await
             .map(|o| serde_json::to_value(o).unwrap_or_default()),
         Input::Wait { wait: w } => wait(env, w).await.map(|()| serde_json::json!({})),
+        Input::Layer { layer: l } => crate::layer::handle(env, l)
+            .await
+            .map(|o| serde_json::to_value(o).unwrap_or_default()),
     }
 }
 

@@ -408,6 +408,12 @@ fn every_task_sends_what_its_handler_accepts() {
                 schedule::Input::Wait { wait } => {
                     assert!(!wait.task_token.is_empty());
                 }
+                schedule::Input::Layer { layer } => {
+                    assert_eq!(
+                        layer.graph_key,
+                        ebfleet_core::build_graph::graph_key(&layer.execution, &layer.platform)
+                    );
+                }
             },
             "dispatch" => {
                 let dispatch::Request::Step(d) = input(kind, i) else {

@@ -227,6 +227,54 @@ impl BuildGraph {
         Ok(file)
     }
 
+    /// Lay a CUDA overlay's graph over what its base has built by now
+    /// (`base`, the base's records): each need from the base takes the
+    /// sha256 its base record holds, so nodes accept only that tarball; a
+    /// unit that needs one the base has not built from the same easyconfig
+    /// is held, and returned with why (its dependents are skipped as
+    /// blocked by it). A graph with no base is left as it is.
+    pub fn layer_over(&mut self, base: &crate::built::Recorded) -> Vec<(u32, String)> {
+        let Some(base_name) = self.base.clone() else {
+            return Vec::new();
+        };
+        let mut missing = vec![false; self.modules.len()];
+        for (i, m) in self.modules.iter_mut().enumerate() {
+            if !m.from_base {
+                continue;
+            }
+            let built = match base.built.get(m.module.as_str()) {
+                Some(Some(sha)) => *sha == m.easyconfig_sha256,
+                Some(None) => true,
+                None => false,
+            };
+            match base.tarballs.get(m.module.as_str()).filter(|_| built) {
+                Some(sha) => m.tarball_sha256 = Some(sha.clone()),
+                None => missing[i] = true,
+            }
+        }
+        let held: Vec<(u32, String)> = self
+            .units()
+            .filter(|&u| self.modules[u as usize].held.is_none())
+            .filter_map(|u| {
+                let need = self
+                    .build_environment(u)
+                    .into_iter()
+                    .find(|&d| missing[d as usize])?;
+                Some((
+                    u,
+                    format!(
+                        "it needs {} from its base platform {base_name}, which has not built it",
+                        self.modules[need as usize].module
+                    ),
+                ))
+            })
+            .collect();
+        for (u, why) in &held {
+            self.modules[*u as usize].held = Some(why.clone());
+        }
+        held
+    }
+
     /// A batch file of this graph's platform with nothing in it yet.
     fn batch_header(&self, batch: usize) -> BatchFile {
         BatchFile {

@@ -116,6 +116,61 @@ fn an_overlay_takes_its_base_needs_from_the_base_prefix() {
 }
 
 #[test]
+fn an_overlay_is_laid_over_what_its_base_built() {
+    let g = overlay();
+    let sha = |m: &GraphModule| m.easyconfig_sha256.clone();
+    let tarball = |m: &str| sha256_hex(format!("{m}.tar.zst").as_bytes());
+    // The base built GCCcore (any easyconfig) and zlib from this one.
+    let mut base = crate::built::Recorded::default();
+    base.built.insert("GCCcore/13.2.0".into(), None);
+    base.built
+        .insert("zlib/1.3-GCCcore-13.2.0".into(), Some(sha(&g.modules[1])));
+    for m in ["GCCcore/13.2.0", "zlib/1.3-GCCcore-13.2.0"] {
+        base.tarballs.insert(m.into(), tarball(m));
+    }
+    let mut laid = g.clone();
+    assert!(laid.layer_over(&base).is_empty());
+    assert_eq!(
+        laid.modules[1].tarball_sha256,
+        Some(tarball("zlib/1.3-GCCcore-13.2.0"))
+    );
+    assert_eq!(
+        laid.unit_file(3).unwrap().needs[1].tarball_sha256,
+        Some(tarball("zlib/1.3-GCCcore-13.2.0"))
+    );
+    assert!(laid.modules.iter().all(|m| m.held.is_none()));
+
+    // zlib built from another easyconfig, or not at all: Python (which
+    // loads it) is held, CUDA (which does not) is not.
+    for built in [Some(Some("0".repeat(64))), None] {
+        let mut b = base.clone();
+        match built {
+            Some(v) => b.built.insert("zlib/1.3-GCCcore-13.2.0".into(), v),
+            None => b.built.remove("zlib/1.3-GCCcore-13.2.0"),
+        };
+        let mut laid = g.clone();
+        let held = laid.layer_over(&b);
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert_eq!(held[0].0, 3);
+        assert!(
+            held[0].1.contains("zlib/1.3-GCCcore-13.2.0")
+                && held[0].1.contains("amzn-2023_epyc-gen-4"),
+            "{}",
+            held[0].1
+        );
+        assert!(laid.modules[3].held.is_some() && laid.modules[2].held.is_none());
+        assert_eq!(laid.blocked_by_held()[3], Some(3));
+    }
+    // A graph that is no overlay is left alone.
+    let mut plain = graph();
+    let before = plain.clone();
+    assert!(plain
+        .layer_over(&crate::built::Recorded::default())
+        .is_empty());
+    assert_eq!(plain, before);
+}
+
+#[test]
 fn units_are_the_modules_not_built() {
     assert_eq!(graph().units().collect::<Vec<_>>(), [1, 2, 3]);
 }
