@@ -8,13 +8,14 @@ import io
 import tarfile
 
 
-def _tar(nv, files):
+def _tar(nv, files, executables=()):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
         for name, text in files.items():
             data = text.encode()
             info = tarfile.TarInfo(f"{nv}/{name}")
-            info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
+            mode = 0o755 if name in executables else 0o644
+            info.size, info.mode, info.mtime = len(data), mode, 1_700_000_000
             t.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
@@ -23,11 +24,17 @@ class Module:
     """`name/version` depending on `deps`; `compiles=False` makes it fail;
     `hungry` makes its build run out of memory with 4 or more make jobs;
     `resident_mib` makes its build hold that much memory in one process
-    and keep one CPU busy for two seconds (a serial build)."""
+    and keep one CPU busy for two seconds (a serial build); `tools` are
+    scripts ({name: text}) installed beside its program; `device_code`
+    embeds `fake-cuda-arch=<sm>` for each compute capability EasyBuild
+    builds for (its `%(cuda_sm_space_sep)s`), as a stand-in for CUDA device
+    code."""
 
-    def __init__(self, name, deps=(), compiles=True, hungry=False, version="1.0", resident_mib=0):
+    def __init__(self, name, deps=(), compiles=True, hungry=False, version="1.0", resident_mib=0,
+                 tools=None, device_code=False):
         self.name, self.deps, self.compiles, self.hungry = name, list(deps), compiles, hungry
         self.version, self.resident_mib = version, resident_mib
+        self.tools, self.device_code = dict(tools or {}), device_code
 
     @property
     def module(self):
@@ -66,7 +73,8 @@ class Module:
             "toolchain = SYSTEM\n"
             f"sources = ['{self.nv}.tar']\n"
             + (f"dependencies = [{deps}]\n" if self.deps else "")
-            + f"files_to_copy = [(['{self.name}'], 'bin'), (['lib{self.name}.a'], 'lib'), (['{self.name}.h'], 'include')]\n"
+            + ("buildopts = 'CUDA_SM=\"%(cuda_sm_space_sep)s\"'\n" if self.device_code else "")
+            + f"files_to_copy = [({[self.name] + sorted(self.tools)!r}, 'bin'), (['lib{self.name}.a'], 'lib'), (['{self.name}.h'], 'include')]\n"
             f"sanity_check_paths = {{'files': ['bin/{self.name}', 'lib/lib{self.name}.a', 'include/{self.name}.h'], 'dirs': []}}\n"
             f"sanity_check_commands = ['{self.name}']\n"
         )
@@ -76,6 +84,9 @@ class Module:
         calls = "".join(f"    {d.name}_hello();\n" for d in self.deps)
         includes = "".join(f'#include "{d.name}.h"\n' for d in self.deps)
         body = f'    puts("{n} {self.version}");\n{calls}' if self.compiles else "    this is not C;\n"
+        # One string per compute capability, in the object main links.
+        device = f"const char *{n}_device_code[] = {{DEVICE_CODE 0}};\n" if self.device_code else ""
+        flags_dc = " -DDEVICE_CODE=\"$(foreach s,$(CUDA_SM),\\\"fake-cuda-arch=$(s)\\\",)\"" if self.device_code else ""
         flags = "".join(f" -I$(EBROOT{d.name.upper()})/include" for d in self.deps)
         # Static libraries: every module below, each before what it uses.
         libs = "".join(f" -L$(EBROOT{d.name.upper()})/lib -l{d.name}" for d in self.closure())
@@ -83,7 +94,7 @@ class Module:
             self.nv,
             {
                 f"{n}.h": f"void {n}_hello(void);\n",
-                f"{n}.c": f'#include <stdio.h>\n#include "{n}.h"\n{includes}void {n}_hello(void) {{\n{body}}}\n',
+                f"{n}.c": f'#include <stdio.h>\n#include "{n}.h"\n{includes}{device}void {n}_hello(void) {{\n{body}}}\n',
                 "main.c": f'#include "{n}.h"\nint main(void) {{ {n}_hello(); return 0; }}\n',
                 "Makefile": (
                     "all:\n"
@@ -100,11 +111,13 @@ class Module:
                         if self.resident_mib
                         else ""
                     )
-                    + f"\t$(CC) -O2{flags} -c {n}.c\n"
+                    + f"\t$(CC) -O2{flags}{flags_dc} -c {n}.c\n"
                     f"\tar rcs lib{n}.a {n}.o\n"
                     f"\t$(CC) -O2 -o {n} main.c lib{n}.a{libs}\n"
                 ),
+                **self.tools,
             },
+            executables=self.tools,
         )
 
 
@@ -137,8 +150,22 @@ SERIAL_NEXT = Module("serial", resident_mib=300, version="1.1")
 # A CUDA overlay's work: a stand-in for the CUDA toolkit (the planner
 # knows CUDA by its name) and an application of it that also uses alpha,
 # which the overlay takes from its base platform.
-FAKE_CUDA = Module("CUDA", version="12.4.0")
-CUDA_APP = Module("cudaapp", [FAKE_CUDA, ALPHA])
+# EasyBuild checks a module that depends on CUDA with CUDA's cuobjdump;
+# this one reports the fake device code strings a binary holds.
+FAKE_CUOBJDUMP = """#!/bin/sh
+archs=$(grep -ao 'fake-cuda-arch=sm_[0-9]*' "$1" | sed 's/.*=sm_//' | sort -u)
+if [ -z "$archs" ]; then
+    echo "cuobjdump info    : File '$1' does not contain device code"
+    exit 255
+fi
+for kind in elf ptx; do
+    for a in $archs; do
+        printf 'Fatbin %s code:\\n================\\narch = sm_%s\\ncode version = [1,7]\\nhost = linux\\ncompile_size = 64bit\\n\\n' "$kind" "$a"
+    done
+done
+"""
+FAKE_CUDA = Module("CUDA", version="12.4.0", tools={"cuobjdump": FAKE_CUOBJDUMP})
+CUDA_APP = Module("cudaapp", [FAKE_CUDA, ALPHA], device_code=True)
 CUDA_WORK = [FAKE_CUDA, CUDA_APP]
 # A CUDA application whose base dependency fails to build on the base.
 CUDA_ON_BROKEN = Module("cudabroken", [FAKE_CUDA, BROKEN])

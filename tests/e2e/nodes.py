@@ -128,10 +128,14 @@ class Nodes:
             # Every node of a platform installs under the same path (module
             # files and RPATHs hold it), each on its own disk: the
             # instance's directory is bind-mounted there, in a mount
-            # namespace of the command's own.
+            # namespace of the command's own. A CUDA overlay
+            # (`<os>_<cpu>_<gpu>`) installs into its layer under its base's
+            # root, where its needs from the base unpack: on EC2 every node's
+            # root is /opt/eb.
             disk = root / "root"
             disk.mkdir(exist_ok=True)
-            mount_point = self.work / "mnt" / run.params["platform"]
+            base = "_".join(run.params["platform"].split("_")[:2])
+            mount_point = self.work / "mnt" / base
             mount_point.mkdir(parents=True, exist_ok=True)
             env.update(
                 EBFLEET_NODE_ROOT=str(mount_point),

@@ -20,9 +20,11 @@ real EasyBuild and Lmod and completes its step's task itself.
 Every scenario asserts on DynamoDB, S3, EC2 and the executions afterwards.
 """
 
+import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -599,7 +601,8 @@ def gpu_overlay(w):
     assert [p["platform"] for p in out["overlays"]] == [E], out["overlays"]
     assert C in [p["platform"] for p in out["platforms"]], out["platforms"]
     s = platform_summary(out, E)
-    assert s["units"]["built"] == len(fx.CUDA_WORK) and s["units"]["failed"] == 0, s
+    # The unit that needs what the base failed to build is held: not built.
+    assert s["units"]["built"] == len(fx.CUDA_WORK) and s["units"]["failed"] == 1, s
     recs = built_once(w, E, fx.CUDA_WORK, r["name"])
     assert sorted(x["input"]["module"] for x in units_of(r, E)) == sorted(m.module for m in fx.CUDA_WORK)
     # alpha is the base's: built there (by this run or before), never here.
@@ -625,6 +628,16 @@ def gpu_overlay(w):
         assert family not in gpu_families, f"{m.module} built on {rec['instance_type']}, a GPU type"
         head = w.s3.head_object(Bucket=w.bucket, Key=rec["tarball_key"])
         assert head["Metadata"]["installpath"].endswith("/accel/nvidia/cc90"), head["Metadata"]
+    # Compiled for the platform's compute capability on a GPU-less node,
+    # as EasyBuild's own CUDA sanity check (with the fake cuobjdump) says.
+    logs = w.s3.list_objects_v2(Bucket=w.bucket, Prefix=f"{E}/logs/{fx.CUDA_APP.name}/{fx.CUDA_APP.version}/")
+    text = ""
+    for o in logs.get("Contents", []):
+        body = w.s3.get_object(Bucket=w.bucket, Key=o["Key"])["Body"].read()
+        text += (gzip.decompress(body) if o["Key"].endswith(".gz") else body).decode(errors="replace")
+    checked = re.search(r"Number of CUDA files checked: (\d+)", text)
+    assert checked and int(checked.group(1)) >= 1, f"no CUDA sanity check in {[o['Key'] for o in logs.get('Contents', [])]}"
+    assert "Number of files missing one or more CUDA Compute Capabilities: 0" in text
     released(w, r["name"])
 
 
