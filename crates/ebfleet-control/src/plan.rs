@@ -209,6 +209,22 @@ pub fn hold_failures(
         let Some(recorded) = records.get(g.platform.as_str()) else {
             continue;
         };
+        // An overlay's needs from its base changed when the base rebuilt them.
+        let base = g.base.as_ref().and_then(|b| records.get(b.as_str()));
+        let with_base;
+        let recorded = match base {
+            Some(base) => {
+                let mut r = recorded.clone();
+                for m in g.modules.iter().filter(|m| m.from_base) {
+                    if let Some(&at) = base.built_at.get(m.module.as_str()) {
+                        r.built_at.insert(m.module.to_string(), at);
+                    }
+                }
+                with_base = r;
+                &with_base
+            }
+            None => recorded,
+        };
         let held = failure_memory::hold_failures(g, recorded, eb);
         if held > 0 {
             tracing::info!(platform = %g.platform, held, "failed before from the same inputs: held");
@@ -648,6 +664,78 @@ cpu = "new"
             estimate(&graphs[1], "GCC/1.0"),
             Some(DurationModel::shipped().estimate("GCC/1.0"))
         );
+    }
+
+    #[test]
+    fn an_overlay_unit_is_held_only_while_its_base_needs_are_unchanged() {
+        let module = |name: &str, run: &[u32], built: bool, from_base: bool| ebfleet_core::build_graph::GraphModule {
+            module: name.parse().unwrap(),
+            easyconfig: {
+                let n = name.split('/').next().unwrap();
+                format!("{}/{n}/{n}-1.eb", ebfleet_core::layout::letter_dir_for(n))
+                    .parse()
+                    .unwrap()
+            },
+            easyconfig_sha256: ebfleet_core::checksum::sha256_hex(name.as_bytes()),
+            build_deps: vec![],
+            runtime_deps: run.to_vec(),
+            built,
+            estimate_s: 1,
+            held: None,
+            profile: None,
+            optarch: None,
+            tarball_sha256: None,
+            from_base,
+        };
+        let base: PlatformName = "amzn-2023_epyc-gen-3".parse().unwrap();
+        let overlay: PlatformName = "amzn-2023_epyc-gen-3_h100".parse().unwrap();
+        let graph = BuildGraph {
+            execution: "e1".parse().unwrap(),
+            platform: overlay.clone(),
+            arch: ebfleet_core::Arch::X86_64,
+            archspec: "zen3".into(),
+            optarch: "GCC:march=znver3".into(),
+            cuda_compute_capability: Some("9.0".into()),
+            base: Some(base.clone()),
+            modules: vec![
+                module("zlib/1", &[], true, true),
+                module("App/1-CUDA-12", &[0], false, false),
+            ],
+        };
+        graph.validate().unwrap();
+        // App failed to compile at 1000, on the overlay.
+        let mut failed = Recorded::default();
+        failed.failed.insert(
+            "App/1-CUDA-12".into(),
+            failure_memory::PastFailure {
+                class: ebfleet_core::record::ErrorClass::CompileError,
+                easyconfig_sha256: graph.modules[1].easyconfig_sha256.clone(),
+                at: 1000,
+                eb_version: None,
+            },
+        );
+        let held_when_zlib_built_at = |at: u64| {
+            let mut on_base = Recorded::default();
+            on_base.built_at.insert("zlib/1".into(), at);
+            let records = HashMap::from([
+                (overlay.to_string(), failed.clone()),
+                (base.to_string(), on_base),
+            ]);
+            let mut graphs = vec![graph.clone()];
+            let mut out = Output {
+                execution: graph.execution.clone(),
+                plan_key: "plans/e1/plan.json".into(),
+                nothing_to_do: false,
+                platforms: Vec::new(),
+                overlays: Vec::new(),
+            };
+            hold_failures(&mut graphs, &records, &mut out);
+            graphs[0].modules[1].held.is_some()
+        };
+        // The base built zlib before the failure: the same inputs, held.
+        assert!(held_when_zlib_built_at(500));
+        // The base rebuilt zlib since: App is tried again.
+        assert!(!held_when_zlib_built_at(2000));
     }
 
     /// A run of the fixtures' changed OpenMPI on `platform` only.

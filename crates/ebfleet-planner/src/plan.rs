@@ -219,6 +219,8 @@ pub fn plan_platform(
     for c in choices.iter().filter(|c| !c.cuda || platform.has_cuda()) {
         match &target_nodes[&c.id] {
             Ok(n) => roots.push(*n),
+            // What an overlay cannot resolve without CUDA is its base's to report.
+            Err(_) if platform.base.is_some() && !c.cuda => {}
             Err(e) => unresolvable.push(Unresolvable {
                 easyconfig: tree.entry(c.id).path.clone(),
                 error: e.to_string(),
