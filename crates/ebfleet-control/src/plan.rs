@@ -668,24 +668,26 @@ cpu = "new"
 
     #[test]
     fn an_overlay_unit_is_held_only_while_its_base_needs_are_unchanged() {
-        let module = |name: &str, run: &[u32], built: bool, from_base: bool| ebfleet_core::build_graph::GraphModule {
-            module: name.parse().unwrap(),
-            easyconfig: {
-                let n = name.split('/').next().unwrap();
-                format!("{}/{n}/{n}-1.eb", ebfleet_core::layout::letter_dir_for(n))
-                    .parse()
-                    .unwrap()
-            },
-            easyconfig_sha256: ebfleet_core::checksum::sha256_hex(name.as_bytes()),
-            build_deps: vec![],
-            runtime_deps: run.to_vec(),
-            built,
-            estimate_s: 1,
-            held: None,
-            profile: None,
-            optarch: None,
-            tarball_sha256: None,
-            from_base,
+        let module = |name: &str, run: &[u32], built: bool, from_base: bool| {
+            ebfleet_core::build_graph::GraphModule {
+                module: name.parse().unwrap(),
+                easyconfig: {
+                    let n = name.split('/').next().unwrap();
+                    format!("{}/{n}/{n}-1.eb", ebfleet_core::layout::letter_dir_for(n))
+                        .parse()
+                        .unwrap()
+                },
+                easyconfig_sha256: ebfleet_core::checksum::sha256_hex(name.as_bytes()),
+                build_deps: vec![],
+                runtime_deps: run.to_vec(),
+                built,
+                estimate_s: 1,
+                held: None,
+                profile: None,
+                optarch: None,
+                tarball_sha256: None,
+                from_base,
+            }
         };
         let base: PlatformName = "amzn-2023_epyc-gen-3".parse().unwrap();
         let overlay: PlatformName = "amzn-2023_epyc-gen-3_h100".parse().unwrap();

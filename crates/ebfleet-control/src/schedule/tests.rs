@@ -639,3 +639,132 @@ fn a_tick_that_is_not_the_last_reports_no_cost() {
         "always present for the state machine: {j}"
     );
 }
+
+/// `graph()` as an h100 overlay of P: GCCcore and zlib from the base.
+fn overlay() -> BuildGraph {
+    let mut g = graph();
+    g.base = Some(P.parse().unwrap());
+    g.platform = "amzn-2023_epyc-gen-4_h100".parse().unwrap();
+    g.cuda_compute_capability = Some("9.0".into());
+    g.modules[1].built = true;
+    for m in &mut g.modules[..2] {
+        m.from_base = true;
+        m.tarball_sha256 = None;
+    }
+    g
+}
+
+#[tokio::test]
+async fn an_overlay_is_laid_over_its_bases_records() {
+    const OVERLAY_GRAPH: &str = "plans/run-1/amzn-2023_epyc-gen-4_h100/graph.json";
+    let g = overlay();
+    let gcc_tarball = sha256_hex(b"GCCcore tarball");
+    // The base built GCCcore, not zlib.
+    let base_records = {
+        let sha = gcc_tarball.clone();
+        let ec = g.modules[0].easyconfig_sha256.clone();
+        mock!(aws_sdk_dynamodb::Client::query)
+            .match_requests(|q| {
+                q.expression_attribute_values().unwrap().get(":pk")
+                    == Some(&AttributeValue::S(format!("PLATFORM#{P}")))
+            })
+            .then_output(move || {
+                let s = |v: &str| AttributeValue::S(v.to_string());
+                aws_sdk_dynamodb::operation::query::QueryOutput::builder()
+                    .items(std::collections::HashMap::from([
+                        ("sk".to_string(), s("MODULE#GCCcore/13.2.0")),
+                        ("status".to_string(), s("built")),
+                        ("easyconfig_sha256".to_string(), s(&ec)),
+                        ("tarball_sha256".to_string(), s(&sha)),
+                    ]))
+                    .build()
+            })
+    };
+    // Python, which loads zlib, is recorded skipped with why.
+    let skipped = Arc::new(Mutex::new(Vec::new()));
+    let no_record =
+        mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| GetItemOutput::builder().build());
+    let skip = {
+        let skipped = skipped.clone();
+        mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(move |q| {
+                let item = q.item().unwrap();
+                let text = |k: &str| match item.get(k) {
+                    Some(AttributeValue::S(s)) => s.clone(),
+                    _ => String::new(),
+                };
+                skipped
+                    .lock()
+                    .unwrap()
+                    .push((text("sk"), text("error_message")));
+                true
+            })
+            .then_output(|| aws_sdk_dynamodb::operation::put_item::PutItemOutput::builder().build())
+    };
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let read = get(OVERLAY_GRAPH, Some(serde_json::to_string(&g).unwrap()));
+    let write = puts(written.clone());
+    let env = Mocks {
+        s3: vec![&read, &write],
+        dynamodb: vec![&base_records, &no_record, &skip],
+        ..Mocks::default()
+    }
+    .env();
+    let out = crate::layer::handle(
+        &env,
+        crate::layer::LayerInput {
+            execution: "run-1".parse().unwrap(),
+            platform: g.platform.clone(),
+            graph_key: OVERLAY_GRAPH.into(),
+        },
+    )
+    .await
+    .unwrap();
+    // bzip2 is left to build; Python is held.
+    assert_eq!((out.to_build, out.held), (1, 1));
+    assert_eq!(out.base.as_str(), P);
+    let skipped = skipped.lock().unwrap().clone();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0].0, "MODULE#Python/3.11.5-GCCcore-13.2.0");
+    assert!(
+        skipped[0]
+            .1
+            .contains("zlib/1.3-GCCcore-13.2.0 from its base platform amzn-2023_epyc-gen-4"),
+        "{}",
+        skipped[0].1
+    );
+    // The graph written back: the base's tarball for GCCcore, Python held.
+    let written = written.lock().unwrap().clone();
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0].0, OVERLAY_GRAPH);
+    let laid = BuildGraph::from_json(&written[0].1).unwrap();
+    assert_eq!(
+        laid.modules[0].tarball_sha256.as_deref(),
+        Some(gcc_tarball.as_str())
+    );
+    assert!(laid.modules[3].held.is_some() && laid.modules[2].held.is_none());
+
+    // A graph that is no overlay is refused before any record is read.
+    let mut no_base = graph();
+    no_base.platform = g.platform.clone();
+    let plain = get(
+        OVERLAY_GRAPH,
+        Some(serde_json::to_string(&no_base).unwrap()),
+    );
+    let env = Mocks {
+        s3: vec![&plain],
+        ..Mocks::default()
+    }
+    .env();
+    let err = crate::layer::handle(
+        &env,
+        crate::layer::LayerInput {
+            execution: "run-1".parse().unwrap(),
+            platform: g.platform.clone(),
+            graph_key: OVERLAY_GRAPH.into(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("names no base platform"), "{err}");
+}
