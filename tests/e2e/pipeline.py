@@ -423,8 +423,16 @@ def happy_path(w):
         s = platform_summary(out, p)
         assert s["units"]["built"] == len(fx.STACK) and s["units"]["failed"] == 0, f"{p}: {s}"
         assert 1 <= s["nodes_max"] <= NODES, f"{p}: {s}"
-        built_once(w, p, fx.STACK, r["name"])
+        recs = built_once(w, p, fx.STACK, r["name"])
         after_its_dependencies(w, p, r["name"], fx.STACK)
+        # Every need a unit file names, built in this run, carries the
+        # tarball sha256 its record holds: its node takes no other.
+        listed = w.s3.list_objects_v2(Bucket=w.bucket, Prefix=f"plans/{r['name']}/{p}/")["Contents"]
+        unit_files = [o["Key"] for o in listed if re.fullmatch(r"\d+\.json", o["Key"].rsplit("/", 1)[1])]
+        needs = [n for k in unit_files for n in w.json_object(k)["needs"]]
+        assert needs, f"{p}: no unit file names a need"
+        for n in needs:
+            assert n.get("tarball_sha256") == recs[n["module"]]["tarball_sha256"], f"{p}: {n}"
         manifests = w.manifests(p, r["name"])
         assert sorted(e["module"] for m in manifests for e in m["modules"]) == sorted(m.module for m in fx.STACK)
         assert all(len(m["modules"]) == 1 for m in manifests), f"{p}: a manifest of more than one module"

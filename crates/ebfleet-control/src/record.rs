@@ -74,6 +74,9 @@ pub struct Output {
     /// What each module of the manifest came to, as its unit's outcome.
     #[serde(default)]
     pub outcomes: std::collections::BTreeMap<String, UnitOutcome>,
+    /// Each module recorded built: its tarball's sha256, as recorded.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tarballs: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -375,6 +378,10 @@ pub fn parse_manifest(key: &str, bytes: &[u8]) -> Result<BatchManifest, Error> {
 pub fn count(out: &mut Output, entry: &ManifestEntry, recorded: Recorded) {
     out.outcomes
         .insert(entry.module.clone(), unit_outcome(&entry.outcome));
+    if let Outcome::Built { tarball, .. } = &entry.outcome {
+        out.tarballs
+            .insert(entry.module.clone(), tarball.sha256.clone());
+    }
     match (recorded, &entry.outcome) {
         (Recorded::Unchanged, _) => out.unchanged += 1,
         (Recorded::Written { .. }, Outcome::Built { .. }) => out.built += 1,

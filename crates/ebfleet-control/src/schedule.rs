@@ -155,6 +155,11 @@ pub struct State {
     pub schedule: Schedule,
     /// Running units' execution ARNs.
     pub executions: BTreeMap<u32, String>,
+    /// Units built in this run: their tarballs' sha256 as Record recorded
+    /// them (from the unit's output), which their dependents' nodes take
+    /// and no other.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tarballs: BTreeMap<u32, String>,
     /// Ticks of the current platform execution, and its ARN-less id (the
     /// wait's token changes with it; the count is what matters).
     pub ticks_this_execution: u32,
@@ -315,18 +320,22 @@ pub async fn handle(
     }
 }
 
-/// How a unit's execution ended, from DescribeExecution.
-fn ended(info: &ebfleet_aws::sfn::ExecutionInfo) -> UnitOutcome {
+/// How a unit's execution ended, from DescribeExecution, and its
+/// tarball's recorded sha256 when it built its module.
+fn ended(info: &ebfleet_aws::sfn::ExecutionInfo) -> (UnitOutcome, Option<String>) {
     if info.status == "SUCCEEDED" {
         if let Some(r) = info
             .output
             .as_deref()
             .and_then(|o| serde_json::from_str::<UnitResult>(o).ok())
         {
-            return r.outcome;
+            let sha = r
+                .tarball_sha256
+                .filter(|s| ebfleet_core::checksum::is_sha256_hex(s));
+            return (r.outcome, sha);
         }
     }
-    UnitOutcome::NodeLost {
+    let lost = UnitOutcome::NodeLost {
         reason: format!(
             "the unit's execution ended {}{}",
             info.status,
@@ -335,7 +344,8 @@ fn ended(info: &ebfleet_aws::sfn::ExecutionInfo) -> UnitOutcome {
                 .map(|e| format!(": {e}: {}", info.cause.as_deref().unwrap_or("")))
                 .unwrap_or_default()
         ),
-    }
+    };
+    (lost, None)
 }
 
 /// A new version of the pool's launch template whose download of
@@ -383,6 +393,7 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
         Err(S3Error::NotFound { .. }) => State {
             schedule: Schedule::new(&dag),
             executions: BTreeMap::new(),
+            tarballs: BTreeMap::new(),
             ticks_this_execution: 0,
             started: now,
             // Capacity made it just before the first tick.
@@ -408,7 +419,11 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
             source: Box::new(source),
         })?;
         if !info.is_running() {
-            ended_units.push((unit, ended(&info)));
+            let (outcome, sha) = ended(&info);
+            if let Some(sha) = sha.filter(|_| outcome == UnitOutcome::Built) {
+                st.tarballs.insert(unit, sha);
+            }
+            ended_units.push((unit, outcome));
         }
     }
     for (unit, _) in &ended_units {
@@ -503,7 +518,7 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
             .map_err(pool_err)?;
     }
     for x in &d.dispatch {
-        let mut file = graph.unit_file(x.unit).map_err(|e| Error::BadGraph {
+        let mut file = graph.unit_file_with(x.unit, &st.tarballs).map_err(|e| Error::BadGraph {
             key: t.graph_key.clone(),
             reason: e.to_string(),
         })?;

@@ -189,6 +189,17 @@ impl BuildGraph {
     /// The batch file of unit `unit`: it builds that one module, needs its
     /// build environment, and comes after the units among those needs.
     pub fn unit_file(&self, unit: u32) -> Result<BatchFile, KeyError> {
+        self.unit_file_with(unit, &std::collections::BTreeMap::new())
+    }
+
+    /// [`Self::unit_file`], each need built in this run taking its
+    /// tarball's sha256 from `built_in_run` (unit → sha256, as Record
+    /// recorded it).
+    pub fn unit_file_with(
+        &self,
+        unit: u32,
+        built_in_run: &std::collections::BTreeMap<u32, String>,
+    ) -> Result<BatchFile, KeyError> {
         let m = self
             .modules
             .get(unit as usize)
@@ -210,7 +221,10 @@ impl BuildGraph {
                     BatchNeed {
                         tarball_key: tarball_key(owner, &need.module),
                         module_file_key: module_file_key(owner, &need.module),
-                        tarball_sha256: need.tarball_sha256.clone(),
+                        tarball_sha256: need
+                            .tarball_sha256
+                            .clone()
+                            .or_else(|| built_in_run.get(&d).cloned()),
                         module: need.module.clone(),
                         from_base: need.from_base,
                     }

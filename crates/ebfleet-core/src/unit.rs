@@ -67,6 +67,10 @@ pub struct UnitResult {
     pub attempt: u32,
     #[serde(flatten)]
     pub outcome: UnitOutcome,
+    /// When built: the sha256 of its tarball as Record recorded it, which
+    /// the nodes of its dependents then accept and no other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tarball_sha256: Option<String>,
 }
 
 /// The prefix of `platform`'s child executions in `execution`: the run's
@@ -155,9 +159,16 @@ mod tests {
             unit: 1,
             attempt: 1,
             outcome: UnitOutcome::Held { until: 99 },
+            tarball_sha256: None,
         };
         let json = serde_json::to_value(&held).unwrap();
         assert_eq!(json["outcome"], "held");
         assert_eq!(serde_json::from_value::<UnitResult>(json).unwrap(), held);
+        let built: UnitResult = serde_json::from_value(serde_json::json!(
+            {"unit": 2, "attempt": 1, "outcome": "built", "tarball_sha256": "ab"}
+        ))
+        .unwrap();
+        assert_eq!(built.outcome, UnitOutcome::Built);
+        assert_eq!(built.tarball_sha256.as_deref(), Some("ab"));
     }
 }

@@ -64,10 +64,16 @@ pub fn outcome(input: &DoneInput) -> UnitOutcome {
 
 /// The `Release` state: the unit's result; its scheduler woken.
 pub async fn done(env: &Env, input: DoneInput) -> Result<UnitResult, Error> {
+    let outcome = outcome(&input);
+    let tarball_sha256 = match (&outcome, &input.recorded) {
+        (UnitOutcome::Built, Some(r)) => r.tarballs.values().next().cloned(),
+        _ => None,
+    };
     let result = UnitResult {
         unit: input.unit,
         attempt: input.attempt,
-        outcome: outcome(&input),
+        outcome,
+        tarball_sha256,
     };
     let token = env
         .records
@@ -122,6 +128,37 @@ mod tests {
         assert!(
             matches!(outcome(&i), UnitOutcome::Failed { class, .. } if class == "compile_error")
         );
+    }
+
+    #[tokio::test]
+    async fn a_built_unit_hands_on_its_recorded_tarball() {
+        let mut i = input();
+        let mut r = Recorded::default();
+        r.outcomes.insert("zlib/1.3".into(), UnitOutcome::Built);
+        r.tarballs.insert("zlib/1.3".into(), "ab".repeat(32));
+        i.recorded = Some(r);
+        let wake = aws_smithy_mocks::mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+            aws_sdk_dynamodb::operation::update_item::UpdateItemOutput::builder().build()
+        });
+        let env = crate::testing::Mocks {
+            dynamodb: vec![&wake],
+            ..Default::default()
+        }
+        .env();
+        let result = done(&env, i.clone()).await.unwrap();
+        assert_eq!(result.outcome, UnitOutcome::Built);
+        assert_eq!(result.tarball_sha256, Some("ab".repeat(32)));
+        // A failed one hands on none.
+        let mut failed = i;
+        let r = failed.recorded.as_mut().unwrap();
+        r.outcomes.insert(
+            "zlib/1.3".into(),
+            UnitOutcome::Failed {
+                class: "compile_error".into(),
+                reason: "make".into(),
+            },
+        );
+        assert_eq!(done(&env, failed).await.unwrap().tarball_sha256, None);
     }
 
     #[test]

@@ -275,6 +275,7 @@ async fn a_unit_that_ended_frees_its_node_for_what_waited_on_it() {
     let state = State {
         schedule,
         executions: [(1, "arn:unit-1".to_string())].into(),
+        tarballs: Default::default(),
         ticks_this_execution: 1,
         started: 0,
         user_data_renewed: ebfleet_core::clock::unix_now(),
@@ -293,7 +294,10 @@ async fn a_unit_that_ended_frees_its_node_for_what_waited_on_it() {
                 .execution_arn("arn:unit-1")
                 .state_machine_arn(UNIT_SM)
                 .status(ExecutionStatus::Succeeded)
-                .output(r#"{"unit": 1, "attempt": 1, "outcome": "built"}"#)
+                .output(format!(
+                    r#"{{"unit": 1, "attempt": 1, "outcome": "built", "tarball_sha256": "{}"}}"#,
+                    sha256_hex(b"zlib tarball")
+                ))
                 .start_date(aws_sdk_sfn::primitives::DateTime::from_secs(0))
                 .build()
                 .unwrap()
@@ -316,8 +320,8 @@ async fn a_unit_that_ended_frees_its_node_for_what_waited_on_it() {
     assert_eq!(started.len(), 1);
     assert_eq!(started[0].0, "run-1-epyc-gen-4-u3-a1");
     // Its unit file names the tarball its node may take of GCCcore, built
-    // before the run (the plan's, from its record); zlib, built in this run,
-    // is checked against its object's own sha256.
+    // before the run (the plan's, from its record), and of zlib, built in
+    // this run (its unit's output, from Record).
     let written = written.lock().unwrap();
     let (_, unit) = written
         .iter()
@@ -330,9 +334,19 @@ async fn a_unit_that_ended_frees_its_node_for_what_waited_on_it() {
             .find(|n| n.module.as_str() == m)
             .and_then(|n| n.tarball_sha256.clone())
     };
-    assert_eq!(sha("zlib/1.3-GCCcore-13.2.0"), None);
+    assert_eq!(
+        sha("zlib/1.3-GCCcore-13.2.0"),
+        Some(sha256_hex(b"zlib tarball"))
+    );
     assert_eq!(sha("GCCcore/13.2.0"), graph().modules[0].tarball_sha256);
     assert!(sha("GCCcore/13.2.0").is_some());
+    // The state keeps it for dependents dispatched later.
+    let (_, saved) = written
+        .iter()
+        .find(|(k, _)| k == STATE)
+        .expect("the state written");
+    let saved: State = serde_json::from_str(saved).unwrap();
+    assert_eq!(saved.tarballs.get(&1), Some(&sha256_hex(b"zlib tarball")));
 }
 
 /// The state of a pool of one busy node (zlib running) a minute ago, a
@@ -355,6 +369,7 @@ fn busy_state(renewed: u64) -> String {
     serde_json::to_string(&State {
         schedule,
         executions: [(1, "arn:unit-1".to_string())].into(),
+        tarballs: Default::default(),
         ticks_this_execution: 1,
         started: 0,
         user_data_renewed: renewed,
@@ -516,6 +531,7 @@ fn state_of_an_hour_ago(g: &BuildGraph) -> String {
     serde_json::to_string(&State {
         schedule,
         executions: Default::default(),
+        tarballs: Default::default(),
         ticks_this_execution: 1,
         started: an_hour_ago,
         user_data_renewed: an_hour_ago,

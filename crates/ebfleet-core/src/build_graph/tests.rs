@@ -171,6 +171,33 @@ fn an_overlay_is_laid_over_what_its_base_built() {
 }
 
 #[test]
+fn needs_built_in_the_run_take_their_recorded_digest() {
+    let g = graph();
+    // Python (3) needs zlib (1), built in the run, and GCCcore (0).
+    let zlib = sha256_hex(b"zlib tarball");
+    let f = g
+        .unit_file_with(3, &std::collections::BTreeMap::from([(1, zlib.clone())]))
+        .unwrap();
+    let sha = |m: &str| {
+        f.needs
+            .iter()
+            .find(|n| n.module.as_str() == m)
+            .and_then(|n| n.tarball_sha256.clone())
+    };
+    assert_eq!(sha("zlib/1.3-GCCcore-13.2.0"), Some(zlib));
+    assert_eq!(sha("GCCcore/13.2.0"), None);
+    assert_eq!(
+        g.unit_file(3)
+            .unwrap()
+            .needs
+            .iter()
+            .filter(|n| n.tarball_sha256.is_some())
+            .count(),
+        0
+    );
+}
+
+#[test]
 fn units_are_the_modules_not_built() {
     assert_eq!(graph().units().collect::<Vec<_>>(), [1, 2, 3]);
 }
