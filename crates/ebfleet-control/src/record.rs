@@ -38,7 +38,7 @@ pub enum Input {
     /// `Lease` state (`batch` is the unit's number).
     Lease { lease: lease::LeaseInput },
     /// `{"done": {...}}`: a unit's `Release` state.
-    Done { done: done::DoneInput },
+    Done { done: Box<done::DoneInput> },
 }
 
 impl Input {
@@ -292,7 +292,7 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Repl
         .await
         .map(Reply::Leased),
         Input::Key { manifest_key } => record(env, manifest_key, now).await.map(Reply::Recorded),
-        Input::Done { done } => done::done(env, done).await.map(Reply::Done),
+        Input::Done { done } => done::done(env, *done).await.map(Reply::Done),
     }
 }
 
