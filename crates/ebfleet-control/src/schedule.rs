@@ -518,10 +518,12 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
             .map_err(pool_err)?;
     }
     for x in &d.dispatch {
-        let mut file = graph.unit_file_with(x.unit, &st.tarballs).map_err(|e| Error::BadGraph {
-            key: t.graph_key.clone(),
-            reason: e.to_string(),
-        })?;
+        let mut file = graph
+            .unit_file_with(x.unit, &st.tarballs)
+            .map_err(|e| Error::BadGraph {
+                key: t.graph_key.clone(),
+                reason: e.to_string(),
+            })?;
         file.jobs_halved = x.jobs_halved;
         let unit_key = file.key();
         env.store

@@ -137,9 +137,10 @@ mod tests {
         r.outcomes.insert("zlib/1.3".into(), UnitOutcome::Built);
         r.tarballs.insert("zlib/1.3".into(), "ab".repeat(32));
         i.recorded = Some(r);
-        let wake = aws_smithy_mocks::mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
-            aws_sdk_dynamodb::operation::update_item::UpdateItemOutput::builder().build()
-        });
+        let wake =
+            aws_smithy_mocks::mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+                aws_sdk_dynamodb::operation::update_item::UpdateItemOutput::builder().build()
+            });
         let env = crate::testing::Mocks {
             dynamodb: vec![&wake],
             ..Default::default()
