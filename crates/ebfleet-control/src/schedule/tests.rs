@@ -670,9 +670,18 @@ fn overlay() -> BuildGraph {
     g
 }
 
+const OVERLAY_GRAPH: &str = "plans/run-1/amzn-2023_epyc-gen-4_h100/graph.json";
+
+fn layer_input(platform: &PlatformName) -> crate::layer::LayerInput {
+    crate::layer::LayerInput {
+        execution: "run-1".parse().unwrap(),
+        platform: platform.clone(),
+        graph_key: OVERLAY_GRAPH.into(),
+    }
+}
+
 #[tokio::test]
 async fn an_overlay_is_laid_over_its_bases_records() {
-    const OVERLAY_GRAPH: &str = "plans/run-1/amzn-2023_epyc-gen-4_h100/graph.json";
     let g = overlay();
     let gcc_tarball = sha256_hex(b"GCCcore tarball");
     // The base built GCCcore, not zlib.
@@ -726,16 +735,9 @@ async fn an_overlay_is_laid_over_its_bases_records() {
         ..Mocks::default()
     }
     .env();
-    let out = crate::layer::handle(
-        &env,
-        crate::layer::LayerInput {
-            execution: "run-1".parse().unwrap(),
-            platform: g.platform.clone(),
-            graph_key: OVERLAY_GRAPH.into(),
-        },
-    )
-    .await
-    .unwrap();
+    let out = crate::layer::handle(&env, layer_input(&g.platform))
+        .await
+        .unwrap();
     // bzip2 is left to build; Python is held.
     assert_eq!((out.to_build, out.held), (1, 1));
     assert_eq!(out.base.as_str(), P);
@@ -772,15 +774,8 @@ async fn an_overlay_is_laid_over_its_bases_records() {
         ..Mocks::default()
     }
     .env();
-    let err = crate::layer::handle(
-        &env,
-        crate::layer::LayerInput {
-            execution: "run-1".parse().unwrap(),
-            platform: g.platform.clone(),
-            graph_key: OVERLAY_GRAPH.into(),
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = crate::layer::handle(&env, layer_input(&g.platform))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("names no base platform"), "{err}");
 }
