@@ -5,6 +5,9 @@
 #  1. cfn-lint, `sam validate --lint` and checkov on the template (every
 #     check checkov skips is justified beside its resource, under
 #     Metadata: checkov: skip);
+#     an IAM simulation of the template's policies (infra/iam: every call
+#     the code makes allowed, what must be refused denied, known gaps
+#     listed), which must also fail a broken copy;
 #  2. `statemachine/build.py --check` (the committed definitions are what it
 #     writes), then asl-validator on the three definitions;
 #  3. infra/check.py (every path holding a pool or a node passes Release,
@@ -16,7 +19,7 @@
 #     input and output against the handlers' types
 #     (cargo test -p ebfleet-control --test template).
 #
-# Installs cfn-lint, aws-sam-cli, checkov, asl-validator,
+# Installs cfn-lint, aws-sam-cli, checkov, @cloud-copilot/iam-simulate, asl-validator,
 # aws-local-stepfunctions and Node 22 under $EBFLEET_CACHE/infra-tools on
 # the first run (~70 s); later
 # runs need no network. `--no-cargo` skips step 5.
@@ -53,6 +56,35 @@ log "sam validate --lint"
 log "checkov infra/template.yaml"
 ensure_checkov
 "$CHECKOV" -f infra/template.yaml --framework cloudformation --compact --quiet --skip-download
+
+log "IAM simulation: infra/iam/cases.yaml (@cloud-copilot/iam-simulate $INFRA_IAM_SIMULATE_VERSION)"
+ensure_iam_simulate
+iam_sim() {
+  local template=$1 out
+  out=$(mktemp)
+  AWS_DEFAULT_REGION=us-east-1 "$venv/bin/python" infra/iam/policies.py "$template" infra/iam/cases.yaml >"$out"
+  EBFLEET_IAM_SIMULATE_MODULES="$IAM_SIMULATE_MODULES" "$node" infra/iam/simulate.mjs "$out"
+  local rc=$?
+  rm -f "$out"
+  return $rc
+}
+iam_sim infra/template.yaml
+# A node role that may write easyconfigs/ (the explicit deny narrowed) must fail it.
+broken=$(mktemp -d)
+mkdir -p "$broken/infra"
+python3 - infra/template.yaml "$broken/infra/template.yaml" <<'PY'
+import sys
+text = open(sys.argv[1]).read()
+deny = "                Effect: Deny\n                Action: [s3:PutObject, s3:DeleteObject, s3:AbortMultipartUpload]"
+assert text.count(deny) == 1, "the node role's explicit deny moved: update this check"
+open(sys.argv[2], "w").write(text.replace(deny, "                Effect: Deny\n                Action: [s3:DeleteObject]"))
+PY
+if iam_sim "$broken/infra/template.yaml" >/dev/null; then
+  echo "the IAM simulation passed a node role that may write easyconfigs/" >&2
+  exit 1
+fi
+rm -rf "$broken"
+echo "refused: a node role that may write easyconfigs/"
 
 log "statemachine/build.py --check"
 python3 statemachine/build.py --check

@@ -65,6 +65,7 @@ INFRA_NODE_VERSION=22
 INFRA_AWS_SDK_JS_VERSION=3.1178.0
 INFRA_TOOLS="$EBFLEET_CACHE/infra-tools"
 INFRA_CHECKOV_VERSION=3.3.30
+INFRA_IAM_SIMULATE_VERSION=0.1.173
 
 # checkov (PyPI) in a venv of its own (its pins are not aws-sam-cli's).
 # Sets CHECKOV (the program).
@@ -75,6 +76,19 @@ ensure_checkov() {
     log "installing checkov $INFRA_CHECKOV_VERSION (PyPI) into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q "checkov==$INFRA_CHECKOV_VERSION"
+  fi
+}
+
+# @cloud-copilot/iam-simulate (npm), the IAM policy simulator, in a
+# directory of its own. Sets IAM_SIMULATE_MODULES (its node_modules).
+ensure_iam_simulate() {
+  local dir="$INFRA_TOOLS/iam-simulate-$INFRA_IAM_SIMULATE_VERSION"
+  IAM_SIMULATE_MODULES="$dir/node_modules"
+  if [[ ! -e $dir/installed ]]; then
+    log "installing @cloud-copilot/iam-simulate $INFRA_IAM_SIMULATE_VERSION (npm) into $dir"
+    mkdir -p "$dir"
+    (cd "$dir" && npm install --no-audit --no-fund --silent "@cloud-copilot/iam-simulate@$INFRA_IAM_SIMULATE_VERSION")
+    touch "$dir/installed"
   fi
 }
 
