@@ -1,6 +1,7 @@
 // The template's IAM against infra/iam/cases.yaml, in @cloud-copilot/iam-simulate:
-// every `allow` row must be allowed and every `deny` row denied (explicitly
-// or implicitly) by the role's policies, the bucket's policy with them.
+// every `allow` row must be allowed, every `deny` row denied (explicitly or
+// implicitly) and every `deny_explicitly` row explicitly denied, by the
+// role's policies and the bucket's policy.
 // A row with a `gap` is printed with its result and why, and never counts.
 //
 // Usage: node simulate.mjs POLICIES.json  (from infra/iam/policies.py; the
@@ -48,15 +49,18 @@ for (const c of data.cases) {
     console.log(`FAIL ${what}: the simulator refused the request: ${JSON.stringify(response.errors).slice(0, 400)}`);
     continue;
   }
-  const allowed = response.overallResult === 'Allowed';
-  const ok = allowed === (c.expect === 'allow');
+  const ok = {
+    allow: response.overallResult === 'Allowed',
+    deny: response.overallResult !== 'Allowed',
+    deny_explicitly: response.overallResult === 'ExplicitlyDenied',
+  }[c.expect];
   if (c.gap) {
     gaps.push(`GAP  ${what}: ${response.overallResult}; must be denied: ${c.why}. ${c.gap}`);
   } else if (ok) {
     passed++;
   } else {
     failed++;
-    console.log(`FAIL ${what}: ${response.overallResult}, must be ${c.expect === 'allow' ? 'allowed' : 'denied'}: ${c.why}`);
+    console.log(`FAIL ${what}: ${response.overallResult}, must be ${c.expect.replace('_', ' ')}: ${c.why}`);
   }
 }
 for (const g of gaps) console.log(g);
