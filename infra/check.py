@@ -338,7 +338,9 @@ for sm, definition in definitions.items():
                     problem(f"{where}: {name} goes to unknown state {n!r}")
             if s["Type"] == "Task":
                 check_task(sm, where, name, s)
-            if s["Type"] in ("Map", "Parallel") and catch_all(s) is None:
+            # A Map or Parallel in another one fails that one, whose Catch
+            # releases: only the outermost need their own.
+            if s["Type"] in ("Map", "Parallel") and where == sm and catch_all(s) is None:
                 problem(f"{where}: {s['Type']} {name} has no Catch for States.ALL")
 
 
@@ -428,23 +430,36 @@ plan_catch = catch_all(top.get("Plan", {}))
 if not plan_catch or plan_catch["Next"] != "Plan failed" or top.get("Plan failed", {}).get("Type") != "Fail":
     problem("Pipeline: a failed Plan must end in the Fail state 'Plan failed'")
 maps = {n: s for n, s in top.items() if s["Type"] == "Map"}
-if sorted(maps) != ["Overlays", "Platforms"]:
-    problem(f"Pipeline: Map states {sorted(maps)}, not ['Overlays', 'Platforms']")
-for map_name in sorted(maps):
-    c = catch_all(top[map_name])
-    if not c or c["Next"] != "Release every platform":
-        problem(f"Pipeline: a failed {map_name} Map must go to 'Release every platform'")
-    loop = (top[map_name].get("ItemProcessor") or top[map_name].get("Iterator") or {}).get("States", {})
+if list(maps) != ["Platforms"]:
+    problem(f"Pipeline: Map states {sorted(maps)}, not ['Platforms']")
+
+
+def check_loop(where, loop):
+    """A platform iteration: it starts a Platform execution, has a Release
+    task, and every Catch reaches a Release; its nested Maps (the CUDA
+    overlays) likewise."""
     releases = {n for n, s in loop.items() if task_function("Pipeline", s) == "ReleaseFunction"}
     starts = {n for n, s in loop.items() if kind(s) == "start" and task_machine("Pipeline", s) == "Platform"}
     if not releases or not starts:
-        problem(f"Pipeline: the {map_name} loop starts no Platform execution or has no Release task")
+        problem(f"Pipeline: the {where} loop starts no Platform execution or has no Release task")
     for name, s in loop.items():
+        if s["Type"] == "Map":
+            check_loop(f"{where} / {name}", (s.get("ItemProcessor") or s.get("Iterator") or {}).get("States", {}))
         if name in releases:
             continue
         for c in s.get("Catch", []):
             for end in ends_without(loop, c["Next"], releases):
-                problem(f"Pipeline: {map_name} loop: {name}'s Catch reaches {end} without a Release task")
+                problem(f"Pipeline: {where} loop: {name}'s Catch reaches {end} without a Release task")
+
+
+if "Platforms" in top:
+    c = catch_all(top["Platforms"])
+    if not c or c["Next"] != "Release every platform":
+        problem("Pipeline: a failed Platforms Map must go to 'Release every platform'")
+    loop = (top["Platforms"].get("ItemProcessor") or top["Platforms"].get("Iterator") or {}).get("States", {})
+    check_loop("Platforms", loop)
+    if not any(s["Type"] == "Map" for s in loop.values()):
+        problem("Pipeline: the Platforms loop has no Map of the CUDA overlays")
 every = top.get("Release every platform")
 if not every or every["Type"] != "Task" or task_function("Pipeline", every) != "ReleaseFunction":
     problem("Pipeline: no Task 'Release every platform' invoking ReleaseFunction")

@@ -172,12 +172,17 @@ def pipeline_start_without_retry(d):
     del loop(d)["Build platform"]["Retry"]
 
 
+def pipeline_overlay_catch_skips_release(d):
+    overlays = loop(d)["Overlays"]["ItemProcessor"]["States"]
+    overlays["Build overlay"]["Catch"][0]["Next"] = "Overlay failed"
+
+
 broken_definitions = [
     unit_step_without_catch, unit_step_without_heartbeat, unit_step_without_its_token,
     unit_ends_without_release, unit_release_with_catch, unit_short_timeout,
     platform_schedule_catch_skips_release, platform_goes_on_without_its_pool, platform_tick_reads_as_failure,
     pipeline_lambda_without_transient_retry, pipeline_platform_catch_skips_release,
-    pipeline_map_catch_skips_release, pipeline_start_without_retry,
+    pipeline_map_catch_skips_release, pipeline_start_without_retry, pipeline_overlay_catch_skips_release,
 ]
 broken_templates = {
     "Action '*'": template.replace("Action: ssm:DescribeInstanceInformation", "Action: '*'"),

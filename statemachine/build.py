@@ -413,15 +413,23 @@ def platform():
 # -------------------------------------------------------------- pipeline
 
 
-def platforms_map(kind, items, result_path, next_state, *, layer=False):
-    """The Map over the plan's `items` (platforms or CUDA overlays): one
-    iteration each, which never fails (a failed one is released and
-    reported), so one platform's trouble never stops the others. State
-    names are unique in a state machine: `kind` names this Map's. With
-    `layer`, each iteration first lays its graph over its base's records
-    (the Schedule Lambda's `layer`), which says what is left to build."""
+def platform_states(kind, *, layer=False, then=None):
+    """The states of one platform's iteration: build it unless it is up to
+    date; a failed one is released and reported, so an iteration never
+    fails and one platform's trouble never stops the others. State names
+    are unique in a state machine: `kind` names this iteration's. With
+    `layer` (a CUDA overlay), it first lays its graph over its base's
+    records (the Schedule Lambda's `layer`), which says what is left to
+    build. With `then`, its result goes to `$.result` and the iteration
+    goes on there; else the result is the iteration's output."""
     build, release, failed = f"Build {kind}", f"Release {kind}", f"{kind.capitalize()} failed"
     anything, up_to_date = f"Anything for the {kind}?", f"{kind.capitalize()} up to date"
+
+    def ends(state):
+        if then:
+            return {**state, "ResultPath": "$.result", "Next": then}
+        return {**state, "End": True}
+
     first = {}
     to_build = "$.to_build"
     if layer:
@@ -443,84 +451,116 @@ def platforms_map(kind, items, result_path, next_state, *, layer=False):
             ),
         }
         to_build = "$.layered.to_build"
+    states = {
+        **first,
+        anything: {
+            "Type": "Choice",
+            "Comment": "A platform whose modules are all built starts nothing.",
+            "Choices": [{"Variable": to_build, "NumericGreaterThan": 0, "Next": build}],
+            "Default": up_to_date,
+        },
+        up_to_date: ends({
+            "Type": "Pass",
+            "Parameters": {"platform.$": "$.platform", "up_to_date": True},
+        }),
+        build: ends({
+            "Type": "Task",
+            "Comment": "The platform's executions (platform.asl.json): the first starts here with this "
+            "task's token; each hands it on to the next; the last reports the platform's summary. "
+            "Its scheduler beats on every tick.",
+            "Resource": "arn:aws:states:::states:startExecution.waitForTaskToken",
+            "Parameters": {
+                "StateMachineArn": "${PlatformStateMachineArn}",
+                "Name.$": "States.Format('{}-g0', $.name_prefix)",
+                "Input": {
+                    "execution.$": "$.execution",
+                    "platform.$": "$.platform",
+                    "graph_key.$": "$.graph_key",
+                    "name_prefix.$": "$.name_prefix",
+                    "generation": 0,
+                    "pool": None,
+                    "run_token.$": "$$.Task.Token",
+                    "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
+                },
+            },
+            "TimeoutSeconds": 30 * 24 * 3600,
+            "HeartbeatSeconds": 1800,
+            "Retry": [RETRY_STATES],
+            "Catch": catch(release),
+        }),
+        release: lambda_task(
+            "The platform failed, or stopped beating: make sure its pool is gone.",
+            "Release",
+            {"execution.$": "$.execution", "platform.$": "$.platform"},
+            failed,
+            result_path="$.released",
+            timeout=330,
+            retry=[dict(RETRY_TRANSIENT, MaxAttempts=10)],
+            catch_to=failed,
+        ),
+        failed: ends({
+            "Type": "Pass",
+            "Parameters": {
+                "platform.$": "$.platform",
+                "failed": True,
+                "error.$": "$.failure.Error",
+                "cause.$": "$.failure.Cause",
+            },
+        }),
+    }
+    return next(iter(states)), states
+
+
+def item_selector(execution, *extra):
+    """A platform's fields of the Map's item, and the run's name."""
+    fields = ("platform", "graph_key", "name_prefix", "to_build") + extra
+    return {"execution.$": execution, **{f"{f}.$": f"$$.Map.Item.Value.{f}" for f in fields}}
+
+
+def platforms_map():
+    """Every platform, and after each its CUDA overlays (each layered over
+    what the platform built): an overlay waits for its own base only."""
+    start, states = platform_states("platform", then="Overlays")
+    overlay_start, overlay_states = platform_states("overlay", layer=True)
     return {
         "Type": "Map",
-        "ItemsPath": items,
+        "Comment": "One iteration per platform with something to build or overlays over it: the "
+        "platform, then its CUDA overlays side by side; an iteration never fails (a failed "
+        "platform is released and reported), so one platform's trouble never stops the others.",
+        "ItemsPath": "$.plan.platforms",
         "MaxConcurrencyPath": "$.settings.map_concurrency",
-        "ItemSelector": {
-            "execution.$": "$.plan.execution",
-            "platform.$": "$$.Map.Item.Value.platform",
-            "graph_key.$": "$$.Map.Item.Value.graph_key",
-            "name_prefix.$": "$$.Map.Item.Value.name_prefix",
-            "to_build.$": "$$.Map.Item.Value.to_build",
-        },
+        "ItemSelector": item_selector("$.plan.execution", "overlays"),
         "ItemProcessor": {
             "ProcessorConfig": {"Mode": "INLINE"},
-            "StartAt": next(iter(first), anything),
+            "StartAt": start,
             "States": {
-                **first,
-                anything: {
-                    "Type": "Choice",
-                    "Comment": "A platform whose modules are all built starts nothing.",
-                    "Choices": [{"Variable": to_build, "NumericGreaterThan": 0, "Next": build}],
-                    "Default": up_to_date,
-                },
-                up_to_date: {
-                    "Type": "Pass",
-                    "Parameters": {"platform.$": "$.platform", "up_to_date": True},
-                    "End": True,
-                },
-                build: {
-                    "Type": "Task",
-                    "Comment": "The platform's executions (platform.asl.json): the first starts here with this "
-                    "task's token; each hands it on to the next; the last reports the platform's summary. "
-                    "Its scheduler beats on every tick.",
-                    "Resource": "arn:aws:states:::states:startExecution.waitForTaskToken",
-                    "Parameters": {
-                        "StateMachineArn": "${PlatformStateMachineArn}",
-                        "Name.$": "States.Format('{}-g0', $.name_prefix)",
-                        "Input": {
-                            "execution.$": "$.execution",
-                            "platform.$": "$.platform",
-                            "graph_key.$": "$.graph_key",
-                            "name_prefix.$": "$.name_prefix",
-                            "generation": 0,
-                            "pool": None,
-                            "run_token.$": "$$.Task.Token",
-                            "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
-                        },
+                **states,
+                "Overlays": {
+                    "Type": "Map",
+                    "Comment": "The CUDA overlays over this platform, once it has ended: each builds "
+                    "only what holds CUDA, over what the platform built.",
+                    "ItemsPath": "$.overlays",
+                    "ItemSelector": item_selector("$.execution"),
+                    "ItemProcessor": {
+                        "ProcessorConfig": {"Mode": "INLINE"},
+                        "StartAt": overlay_start,
+                        "States": overlay_states,
                     },
-                    "TimeoutSeconds": 30 * 24 * 3600,
-                    "HeartbeatSeconds": 1800,
-                    "Retry": [RETRY_STATES],
-                    "Catch": catch(release),
-                    "End": True,
+                    "ResultSelector": {"overlays.$": "$"},
+                    "ResultPath": "$.overlay_results",
+                    "Next": "The platform and its overlays",
                 },
-                release: lambda_task(
-                    "The platform failed, or stopped beating: make sure its pool is gone.",
-                    "Release",
-                    {"execution.$": "$.execution", "platform.$": "$.platform"},
-                    failed,
-                    result_path="$.released",
-                    timeout=330,
-                    retry=[dict(RETRY_TRANSIENT, MaxAttempts=10)],
-                    catch_to=failed,
-                ),
-                failed: {
+                "The platform and its overlays": {
                     "Type": "Pass",
-                    "Parameters": {
-                        "platform.$": "$.platform",
-                        "failed": True,
-                        "error.$": "$.failure.Error",
-                        "cause.$": "$.failure.Cause",
-                    },
+                    "Parameters": {"merged.$": "States.JsonMerge($.result, $.overlay_results, false)"},
+                    "OutputPath": "$.merged",
                     "End": True,
                 },
             },
         },
-        "ResultPath": result_path,
+        "ResultPath": "$.platforms",
         "Catch": catch("Release every platform"),
-        "Next": next_state,
+        "Next": "Summarise",
     }
 
 
@@ -582,22 +622,10 @@ def pipeline():
                     "plan_key.$": "$.plan.plan_key",
                     "nothing_to_do": True,
                     "platforms": [],
-                    "overlays": [],
                 },
                 "Next": "Store the summary",
             },
-            "Platforms": {
-                **platforms_map("platform", "$.plan.platforms", "$.platforms", "Overlays"),
-                "Comment": "One iteration per platform with something to build, CUDA overlays' bases "
-                "among them; an iteration never fails (a failed platform is released and reported), "
-                "so one platform's trouble never stops the others.",
-            },
-            "Overlays": {
-                **platforms_map("overlay", "$.plan.overlays", "$.overlays", "Summarise", layer=True),
-                "Comment": "One iteration per CUDA overlay (a GPU platform), once every platform has "
-                "ended: an overlay builds only what holds CUDA, over its base's stack, so what it "
-                "needs from its base is built (or known not to be) by then.",
-            },
+            "Platforms": platforms_map(),
             "Release every platform": lambda_task(
                 "Something failed outside the platforms: release every pool of the run.",
                 "Release",
@@ -620,7 +648,6 @@ def pipeline():
                     "plan_key.$": "$.plan.plan_key",
                     "nothing_to_do": False,
                     "platforms.$": "$.platforms",
-                    "overlays.$": "$.overlays",
                 },
                 "Next": "Store the summary",
             },

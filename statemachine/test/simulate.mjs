@@ -65,10 +65,12 @@ async function run({ platforms, hooks = {}, ticksPerExecution = 1000, input = { 
         graph_key: `plans/${i.execution}/${name}/graph.json`,
         name_prefix: `${i.execution}-${short(name)}`,
       }));
-      // `<os>_<cpu>_<gpu>`: a CUDA overlay, built after the platforms.
-      const overlay = (o) => o.platform.split('_').length === 3;
-      out.platforms = outputs.filter((o) => !overlay(o));
-      out.overlays = outputs.filter(overlay);
+      // `<os>_<cpu>_<gpu>`: a CUDA overlay, built after its base `<os>_<cpu>`.
+      const baseOf = (o) => o.platform.split('_').slice(0, 2).join('_');
+      out.platforms = outputs.filter((o) => baseOf(o) === o.platform);
+      for (const o of outputs.filter((o) => baseOf(o) !== o.platform)) {
+        out.platforms.find((p) => p.platform === baseOf(o)).overlays.push(o);
+      }
       out.nothing_to_do = Object.values(platforms).every((u) => u === 0);
       return out;
     },
@@ -241,21 +243,22 @@ scenario('every unit through its states in order; one pool per platform, release
   }
 });
 
-scenario('a CUDA overlay starts once every platform has ended, and is summarised with them', async () => {
+scenario('a CUDA overlay starts once its base has ended, and is summarised with it', async () => {
   const G = 'amzn-2023_epyc-gen-4_h100';
-  const platforms = { [A]: 3, [B]: 2, [G]: 2 };
+  // A takes longer than B: the overlay on B does not wait for it.
+  const platforms = { [A]: 12, [B]: 2, [G]: 2 };
   const r = await run({ platforms });
   assert.equal(r.d.status, 'SUCCEEDED', `${r.d.error}: ${r.d.cause}`);
   invariants(r, platforms);
   const at = (pred) => r.world.calls.findIndex(pred);
   const firstOverlay = at((c) => c.platform === G);
-  for (const p of [A, B]) {
-    const lastRelease = r.world.calls.findLastIndex((c) => c.platform === p && c.fn === 'release');
-    assert.ok(lastRelease >= 0 && lastRelease < firstOverlay, `${p} ended after the overlay began`);
-  }
+  const lastRelease = (p) => r.world.calls.findLastIndex((c) => c.platform === p && c.fn === 'release');
+  assert.ok(lastRelease(B) >= 0 && lastRelease(B) < firstOverlay, 'the overlay began before its base ended');
+  assert.ok(lastRelease(A) > firstOverlay, 'the overlay waited for another platform');
   assert.deepEqual(r.output.platforms.map((x) => x.platform).sort(), [A, B].sort());
-  const g = r.output.overlays.find((x) => x.platform === G);
-  assert.ok(g && !g.failed, JSON.stringify(r.output.overlays));
+  const b = r.output.platforms.find((x) => x.platform === B);
+  const g = b.overlays.find((x) => x.platform === G);
+  assert.ok(g && !g.failed, JSON.stringify(b));
   assert.equal(unitPaths(r, G).length, 2);
   // Laid over its base first, once; the platforms are not.
   const layers = r.world.calls.filter((c) => c.fn === 'schedule' && c.input.layer);

@@ -52,6 +52,9 @@ pub struct ReportedPlatform {
     pub node_seconds: Option<u64>,
     #[serde(default)]
     pub cost: Option<PlatformCost>,
+    /// The CUDA overlays over it, built after it in the same iteration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlays: Vec<ReportedPlatform>,
 }
 
 /// What the run's state machine ends with (its `Summarise` state).
@@ -62,11 +65,9 @@ pub struct RunOutput {
     pub plan_key: Option<String>,
     #[serde(default)]
     pub nothing_to_do: bool,
+    /// Each with its overlays.
     #[serde(default)]
     pub platforms: Vec<ReportedPlatform>,
-    /// The CUDA overlays' (`Overlays`, after `Platforms`).
-    #[serde(default)]
-    pub overlays: Vec<ReportedPlatform>,
 }
 
 /// What became of a platform in the run.
@@ -175,7 +176,10 @@ impl RunSummary {
         let platforms: Vec<PlatformSummary> = out
             .platforms
             .into_iter()
-            .chain(out.overlays)
+            .flat_map(|mut p| {
+                let overlays = std::mem::take(&mut p.overlays);
+                std::iter::once(p).chain(overlays)
+            })
             .map(PlatformSummary::from_reported)
             .collect();
         let node_seconds = platforms.iter().filter_map(|p| p.node_seconds).sum();
@@ -286,6 +290,26 @@ mod tests {
         let s = RunSummary::from_output(out, 0);
         assert_eq!(s.usd, Some(1.5));
         assert_eq!(s.node_seconds, 14_400);
+    }
+
+    #[test]
+    fn a_platforms_overlays_are_summarised_after_it() {
+        // As the pipeline's Map ends: each base with its overlays' results.
+        let out: RunOutput = serde_json::from_value(serde_json::json!({
+            "execution": "run-4",
+            "platforms": [
+                {"platform": "b", "node_seconds": 3600,
+                 "overlays": [{"platform": "b_h100", "node_seconds": 1800},
+                              {"platform": "b_l4", "failed": true, "error": "x"}]},
+                {"platform": "c", "up_to_date": true, "overlays": []}
+            ]
+        }))
+        .unwrap();
+        let s = RunSummary::from_output(out, 0);
+        let names: Vec<&str> = s.platforms.iter().map(|p| p.platform.as_str()).collect();
+        assert_eq!(names, ["b", "b_h100", "b_l4", "c"]);
+        assert_eq!(s.node_seconds, 5400);
+        assert_eq!(s.platform("b_l4").unwrap().outcome, PlatformOutcome::Failed);
     }
 
     #[test]

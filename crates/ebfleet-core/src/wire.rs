@@ -302,6 +302,11 @@ pub struct PlatformOutput {
     /// The prefix of the platform's child execution names
     /// ([`crate::unit::child_prefix`]).
     pub name_prefix: String,
+    /// The CUDA overlays over this platform, built once it has ended (each
+    /// layered over what it built). Always present, if empty: the
+    /// pipeline maps over it.
+    #[serde(default)]
+    pub overlays: Vec<PlatformOutput>,
 }
 
 impl PlanOutput {
@@ -315,30 +320,37 @@ impl PlanOutput {
             .zip(&graph.modules)
             .filter(|(b, m)| b.is_some() && !m.built)
             .count();
-        if let Some(p) = self
-            .platforms
-            .iter_mut()
-            .chain(self.overlays.iter_mut())
-            .find(|p| p.platform == graph.platform)
-        {
+        if let Some(p) = self.platform_mut(&graph.platform) {
             p.held = held;
             p.to_build = p.to_build.saturating_sub(held);
         }
         self.count_what_to_do();
     }
 
-    /// Set `nothing_to_do` from the platforms' and overlays' counts.
-    pub fn count_what_to_do(&mut self) {
-        self.nothing_to_do = self
-            .platforms
-            .iter()
-            .chain(&self.overlays)
-            .all(|p| p.to_build == 0);
+    /// A platform or overlay of the output, by name.
+    fn platform_mut(&mut self, name: &PlatformName) -> Option<&mut PlatformOutput> {
+        for p in &mut self.platforms {
+            if p.platform == *name {
+                return Some(p);
+            }
+            if let Some(o) = p.overlays.iter_mut().find(|o| o.platform == *name) {
+                return Some(o);
+            }
+        }
+        None
     }
 
-    /// The platforms, then the overlays.
-    pub fn all(&self) -> impl Iterator<Item = &PlatformOutput> {
-        self.platforms.iter().chain(&self.overlays)
+    /// Set `nothing_to_do` from the platforms' and overlays' counts.
+    pub fn count_what_to_do(&mut self) {
+        let nothing = self.all().all(|p| p.to_build == 0);
+        self.nothing_to_do = nothing;
+    }
+
+    /// Every platform, each followed by its overlays.
+    pub fn all(&self) -> impl Iterator<Item = &PlatformOutput> + '_ {
+        self.platforms
+            .iter()
+            .flat_map(|p| std::iter::once(p).chain(&p.overlays))
     }
 }
 
@@ -350,11 +362,7 @@ pub struct PlanOutput {
     pub plan_key: String,
     /// No platform has a unit: skip without starting instances.
     pub nothing_to_do: bool,
-    /// The platforms that build whole stacks, CUDA overlays' bases among
-    /// them: built first.
+    /// The platforms that build whole stacks, each with the CUDA overlays
+    /// over it.
     pub platforms: Vec<PlatformOutput>,
-    /// The CUDA overlays, built once every platform has ended, over their
-    /// bases' stacks.
-    #[serde(default)]
-    pub overlays: Vec<PlatformOutput>,
 }

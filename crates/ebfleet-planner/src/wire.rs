@@ -147,19 +147,30 @@ pub fn plan_output(
                 held: 0,
                 already_built: pp.already_built,
                 unresolvable: pp.unresolvable.len(),
+                overlays: Vec::new(),
             };
-            Ok((output, platform.base.is_some()))
+            Ok((output, platform.base.clone()))
         })
-        .collect::<Result<Vec<(PlatformOutput, bool)>, KeyError>>()?;
-    let (overlays, platforms): (Vec<_>, Vec<_>) = outputs.into_iter().partition(|(_, o)| *o);
-    let strip = |v: Vec<(PlatformOutput, bool)>| v.into_iter().map(|(p, _)| p).collect();
+        .collect::<Result<Vec<(PlatformOutput, Option<String>)>, KeyError>>()?;
+    // Each overlay goes with its base, which is built before it.
     let mut out = PlanOutput {
         execution: execution.clone(),
         plan_key: plan_key(execution),
         nothing_to_do: false,
-        platforms: strip(platforms),
-        overlays: strip(overlays),
+        platforms: Vec::new(),
     };
+    let (overlays, bases): (Vec<_>, Vec<_>) =
+        outputs.into_iter().partition(|(_, base)| base.is_some());
+    out.platforms = bases.into_iter().map(|(p, _)| p).collect();
+    for (overlay, base) in overlays {
+        let base = base.unwrap_or_default();
+        out.platforms
+            .iter_mut()
+            .find(|p| p.platform.as_str() == base)
+            .ok_or(KeyError::NoPlatform(base))?
+            .overlays
+            .push(overlay);
+    }
     out.count_what_to_do();
     Ok(out)
 }

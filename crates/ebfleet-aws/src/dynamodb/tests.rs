@@ -449,7 +449,6 @@ fn run_summary() -> ebfleet_core::summary::RunSummary {
             execution: "run-1".into(),
             plan_key: Some("plans/run-1/plan.json".into()),
             nothing_to_do: false,
-            overlays: Vec::new(),
             platforms: vec![
                 ReportedPlatform {
                     platform: P.into(),

@@ -355,10 +355,13 @@ fn plan_output_of_3_platforms_by_200_batches_fits_a_state() {
     assert!(json.len() < STATE_PAYLOAD_LIMIT, "{} bytes", json.len());
     assert!(!out.nothing_to_do);
     assert_eq!(out.plan_key, format!("plans/{ex}/plan.json"));
-    // The CUDA overlay is listed apart: it runs after the platforms.
+    // The CUDA overlay goes with its base, after which it runs.
     assert_eq!(out.platforms.len(), 2);
-    assert_eq!(out.overlays.len(), 1);
-    let gpu = &out.overlays[0];
+    let base = &out.platforms[1];
+    assert_eq!(base.platform.as_str(), "amzn-2023_epyc-gen-3");
+    assert_eq!(base.overlays.len(), 1);
+    assert!(out.platforms[0].overlays.is_empty());
+    let gpu = &base.overlays[0];
     assert_eq!(gpu.platform.as_str(), "amzn-2023_epyc-gen-3_h100");
     assert_eq!(gpu.arch, Arch::X86_64);
     assert_eq!(gpu.families, ["c6a", "m6a"]);
