@@ -266,13 +266,14 @@ pub fn bake_script(target: &ImageTarget, node: NodeDownload) -> Result<String, N
     for (name, value) in &vars {
         text.push_str(&format!("export {name}={}\n", shell_quote(value)));
     }
-    write_file(&mut text, BAKE_BOOTSTRAP_PATH, BOOTSTRAP_SH);
-    text.push_str(&format!("bash {BAKE_BOOTSTRAP_PATH}\n"));
+    let mut steps = vec![(BAKE_BOOTSTRAP_PATH, BOOTSTRAP_SH)];
     if target.kind == ImageKind::Nvidia {
-        write_file(&mut text, BAKE_DRIVER_PATH, NVIDIA_DRIVER_SH);
-        text.push_str(&format!("bash {BAKE_DRIVER_PATH}\n"));
+        steps.push((BAKE_DRIVER_PATH, NVIDIA_DRIVER_SH));
     }
-    text.push_str(&format!("rm -f {BAKE_BOOTSTRAP_PATH} {BAKE_DRIVER_PATH}\n"));
+    for (path, script) in &steps {
+        write_file(&mut text, path, script);
+        text.push_str(&format!("bash {path}\nrm -f {path}\n"));
+    }
     // cloud-init runs user data once per instance id: a node booted from
     // the image runs its own. The bake's settings are left for it to
     // rewrite.
@@ -425,7 +426,7 @@ pub fn due(image: Option<&ImageFacts>, target: &ImageTarget, now: u64) -> bool {
         Some(i) => {
             check(i, target, now).is_err()
                 || i.created
-                    .map_or(true, |c| now.saturating_sub(c) > REBAKE_AFTER_SECS)
+                    .is_none_or(|c| now.saturating_sub(c) > REBAKE_AFTER_SECS)
         }
     }
 }
