@@ -1,11 +1,13 @@
 //! The bake of node images, one state of `statemachine/bake.asl.json` a
-//! call: which images are due ([`due`]), then per image: boot the stock
+//! call: which images are due ([`due`], which also terminates what a lost
+//! bake left), then per image: boot the stock
 //! AMI with the bake script ([`launch`]), wait until the instance has
 //! stopped itself ([`bootstrapped`]), image it ([`create_image`]), wait
 //! until the image is available ([`image_ready`]), check it and write its
 //! id to the stack's parameter ([`record`]), and on every path terminate
 //! the instance ([`clean_up`], which also removes an image a failed bake
-//! left unrecorded).
+//! left unrecorded); at the end, [`summary`] fails the execution when an
+//! image was not baked.
 //!
 //! Nothing the bake instance does is believed: only EC2's own answers
 //! (the instance stopped, the image's architecture and state) count, and
@@ -49,6 +51,15 @@ pub enum Input {
     ImageReady(Bake),
     Record(Bake),
     CleanUp(Bake),
+    /// The Map's results: a [`Bake`] per image baked, `{"failed": true,
+    /// "error", "cause"}` per image not.
+    Summary(Vec<serde_json::Value>),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct SummaryOutput {
+    /// The parameters written.
+    pub recorded: Vec<String>,
 }
 
 /// What the execution was started with: `{}` on the schedule and when the
@@ -119,6 +130,8 @@ pub enum Error {
     },
     #[error("node image {target}: {source}; not recorded")]
     Unusable { target: String, source: Unusable },
+    #[error("{recorded} node image(s) baked; not baked: {failed}")]
+    NotBaked { recorded: usize, failed: String },
 }
 
 impl Failure for Error {
@@ -132,7 +145,9 @@ impl Failure for Error {
             Error::Ssm { source, .. } => source.kind(),
             Error::Ec2 { source, .. } => source.kind(),
             Error::NodeBinary { source, .. } => source.kind(),
-            Error::BakeFailed { .. } | Error::Unusable { .. } => Kind::Failed,
+            Error::BakeFailed { .. } | Error::Unusable { .. } | Error::NotBaked { .. } => {
+                Kind::Failed
+            }
         }
     }
 }
@@ -192,6 +207,36 @@ pub async fn handle(
         Input::ImageReady(b) => json(image_ready(env, b).await),
         Input::Record(b) => json(record(env, settings, b).await),
         Input::CleanUp(b) => json(clean_up(env, b).await),
+        Input::Summary(results) => json(summary(results)),
+    }
+}
+
+/// The execution's outcome: an error naming every image not baked.
+pub fn summary(results: Vec<serde_json::Value>) -> Result<SummaryOutput, Error> {
+    let mut recorded = Vec::new();
+    let mut failed = Vec::new();
+    for r in results {
+        match serde_json::from_value::<Bake>(r.clone()) {
+            Ok(Bake {
+                parameter: Some(p), ..
+            }) => recorded.push(p),
+            _ => failed.push(
+                r.get("cause")
+                    .and_then(|c| c.as_str())
+                    .unwrap_or("no cause given")
+                    .chars()
+                    .take(300)
+                    .collect::<String>(),
+            ),
+        }
+    }
+    if failed.is_empty() {
+        Ok(SummaryOutput { recorded })
+    } else {
+        Err(Error::NotBaked {
+            recorded: recorded.len(),
+            failed: failed.join("; "),
+        })
     }
 }
 
@@ -213,6 +258,7 @@ pub async fn due(env: &Env, settings: &Settings, input: DueInput) -> Result<DueO
                 .map(|p| (p.os.as_str(), p.arch(), p.gpu.is_some())),
         ),
     };
+    terminate_lost_bakes(env, settings).await?;
     let mut out = DueOutput {
         bakes: Vec::new(),
         fresh: Vec::new(),
@@ -231,6 +277,33 @@ pub async fn due(env: &Env, settings: &Settings, input: DueInput) -> Result<DueO
     }
     tracing::info!(bakes = ?out.bakes, fresh = ?out.fresh, "node images due");
     Ok(out)
+}
+
+/// A bake instance outlives its bake by this much only when the bake was
+/// lost (its Lambda timed out after RunInstances, its clean-up failed
+/// every retry): the next bake terminates it.
+pub const LOST_BAKE_AFTER_SECS: u64 = BAKE_DEADLINE_SECS + 3600;
+
+/// Terminate the stack's bake instances launched more than
+/// [`LOST_BAKE_AFTER_SECS`] ago.
+async fn terminate_lost_bakes(env: &Env, settings: &Settings) -> Result<(), Error> {
+    let ec2 = |source| Error::Ec2 {
+        target: "*".into(),
+        source,
+    };
+    let now = env.now();
+    for (id, launched) in env
+        .nodes
+        .tagged_instances(TAG_BAKE, &settings.stack)
+        .await
+        .map_err(ec2)?
+    {
+        if launched.is_some_and(|t| now.saturating_sub(t) > LOST_BAKE_AFTER_SECS) {
+            tracing::warn!(instance_id = %id, "a lost bake's instance: terminated");
+            env.nodes.terminate_bake(&id).await.map_err(ec2)?;
+        }
+    }
+    Ok(())
 }
 
 /// The image the target's parameter names, as EC2 describes it; `None`

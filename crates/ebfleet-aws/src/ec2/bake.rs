@@ -242,6 +242,45 @@ impl Nodes {
             }))
     }
 
+    /// The instances tagged `tag = value` that are not terminated, with
+    /// their launch time (unix seconds): what a lost bake may have left.
+    pub async fn tagged_instances(
+        &self,
+        tag: &str,
+        value: &str,
+    ) -> Result<Vec<(String, Option<u64>)>, Ec2Error> {
+        let what = format!("instances tagged {tag}={value}");
+        let mut pages = self
+            .client
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{tag}"))
+                    .values(value)
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| error(what.clone(), "DescribeInstances", e))?;
+            for i in page.reservations().iter().flat_map(|r| r.instances()) {
+                let state = i.state().and_then(|s| s.name());
+                if matches!(
+                    state,
+                    Some(InstanceStateName::Terminated) | Some(InstanceStateName::ShuttingDown)
+                ) {
+                    continue;
+                }
+                if let Some(id) = i.instance_id() {
+                    let launched = i.launch_time().and_then(|t| u64::try_from(t.secs()).ok());
+                    out.push((id.to_string(), launched));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Terminate the bake instance; one already gone counts as done, so
     /// every path of the bake can call it, twice.
     pub async fn terminate_bake(&self, instance_id: &str) -> Result<(), Ec2Error> {

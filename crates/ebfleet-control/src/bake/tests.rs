@@ -233,13 +233,85 @@ async fn clean_up_terminates_and_removes_an_unrecorded_image() {
     );
 }
 
+/// The stack's bake instances: one launched `age` seconds ago.
+fn bake_instances(age: u64) -> Rule {
+    mock!(aws_sdk_ec2::Client::describe_instances)
+        .match_requests(|r| {
+            r.filters()
+                .iter()
+                .any(|f| f.name() == Some("tag:ebfleet:node-image") && f.values() == [STACK])
+        })
+        .then_output(move || {
+            DescribeInstancesOutput::builder()
+                .reservations(
+                    Reservation::builder()
+                        .instances(
+                            Instance::builder()
+                                .instance_id(INSTANCE)
+                                .state(
+                                    InstanceState::builder()
+                                        .name(InstanceStateName::Stopped)
+                                        .build(),
+                                )
+                                .launch_time(aws_sdk_ec2::primitives::DateTime::from_secs(
+                                    (unix_now() - age) as i64,
+                                ))
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        })
+}
+
+#[tokio::test]
+async fn the_next_bake_terminates_what_a_lost_one_left() {
+    let terminate = mock!(aws_sdk_ec2::Client::terminate_instances)
+        .match_requests(|r| r.instance_ids() == [INSTANCE])
+        .then_output(|| TerminateInstancesOutput::builder().build());
+    // Old enough to be lost: terminated; a bake still in its time: not.
+    for age in [LOST_BAKE_AFTER_SECS + 60, 600] {
+        let listed = bake_instances(age);
+        let env = Mocks {
+            ec2: vec![&listed, &terminate],
+            ..Default::default()
+        }
+        .env();
+        let input = DueInput {
+            force: true,
+            targets: Some(vec![arm()]),
+        };
+        due(&env, &settings(), input).await.unwrap();
+        assert_eq!(terminate.num_calls(), 1, "launched {age} s ago");
+    }
+}
+
+#[test]
+fn the_summary_fails_when_an_image_was_not_baked() {
+    let done = serde_json::to_value(Bake {
+        parameter: Some(PARAM.into()),
+        ..bake()
+    })
+    .unwrap();
+    let out = summary(vec![done.clone()]).unwrap();
+    assert_eq!(out.recorded, [PARAM]);
+    let not = serde_json::json!({"failed": true, "error": "ebfleet.Failed", "cause": "bake instance i-1 is gone"});
+    let err = summary(vec![done, not]).unwrap_err();
+    assert_eq!(err.kind(), Kind::Failed);
+    assert!(
+        err.to_string().contains("bake instance i-1 is gone"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn an_image_is_due_unless_recorded_usable_and_young() {
     let targets = Some(vec![arm()]);
     let young = describe(ArchitectureValues::Arm64, 3600);
     let recorded = parameter(BAKED);
+    let none_lost = bake_instances(60);
     let env = Mocks {
-        ec2: vec![&young],
+        ec2: vec![&young, &none_lost],
         ssm: vec![&recorded],
         ..Default::default()
     }
@@ -261,7 +333,7 @@ async fn an_image_is_due_unless_recorded_usable_and_young() {
     let others_missing = mock!(aws_sdk_ssm::Client::get_parameter)
         .then_error(|| GetParameterError::ParameterNotFound(ParameterNotFound::builder().build()));
     let env = Mocks {
-        ec2: vec![&week_old],
+        ec2: vec![&week_old, &none_lost],
         ssm: vec![&recorded, &others_missing],
         ..Default::default()
     }
