@@ -724,7 +724,7 @@ def bake():
                 {"summary.$": "$.results"},
                 "Done",
                 result_path="$.summary",
-                timeout=60,
+                timeout=120,
                 catch_to="Bake failed",
             ),
             "Done": {"Type": "Succeed"},
