@@ -254,6 +254,8 @@ PY
 
 log "statemachine/test/simulate.mjs (aws-local-stepfunctions $INFRA_LOCAL_SFN_VERSION)"
 EBFLEET_NODE_MODULES="$modules" "$node" statemachine/test/simulate.mjs
+log "statemachine/test/bake.mjs (the bake state machine, aws-local-stepfunctions $INFRA_LOCAL_SFN_VERSION)"
+EBFLEET_NODE_MODULES="$modules" "$node" statemachine/test/bake.mjs
 
 if [[ $cargo == 1 ]]; then
   log "cargo test -p ebfleet-control --test template"

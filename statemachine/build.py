@@ -692,6 +692,11 @@ def bake():
             },
         },
     }
+    # The default ResultPath ("$": the Lambda's answer is the state's output)
+    # is left out: the local interpreter reads an explicit "$" as a key.
+    for state in image["States"].values():
+        if state.get("ResultPath") == "$":
+            del state["ResultPath"]
     return {
         "Comment": "ebfleet: bake the node images that are due (bake.asl.json, written by "
         "statemachine/build.py) — per image: boot the stock AMI with bootstrap.sh, wait until the "

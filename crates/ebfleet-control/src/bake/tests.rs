@@ -430,3 +430,33 @@ async fn capacity_falls_back_to_the_stock_ami() {
         stock()
     );
 }
+
+#[test]
+fn the_state_machines_inputs_are_the_handlers() {
+    // As statemachine/bake.asl.json sends them: the schedule's `{}`, the
+    // tools/ rule's `{"force": true}`, a Map item, a Catch's `failure`
+    // beside the bake, the Map's results.
+    let parse = |v: serde_json::Value| serde_json::from_value::<Input>(v).unwrap();
+    assert_eq!(
+        parse(serde_json::json!({"due": {}})),
+        Input::Due(DueInput::default())
+    );
+    assert!(matches!(
+        parse(serde_json::json!({"due": {"force": true}})),
+        Input::Due(DueInput { force: true, .. })
+    ));
+    assert_eq!(
+        parse(serde_json::json!({"launch": {"os": "amzn-2023", "arch": "aarch64", "kind": "cpu"}})),
+        Input::Launch(arm())
+    );
+    let mut caught = serde_json::to_value(bake()).unwrap();
+    caught["failure"] = serde_json::json!({"Error": "ebfleet.Failed", "Cause": "gone"});
+    assert_eq!(
+        parse(serde_json::json!({"clean_up": caught})),
+        Input::CleanUp(bake())
+    );
+    assert!(matches!(
+        parse(serde_json::json!({"summary": [{"failed": true, "error": "x", "cause": "y"}]})),
+        Input::Summary(r) if r.len() == 1
+    ));
+}
