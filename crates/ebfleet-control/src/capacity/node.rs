@@ -18,7 +18,9 @@ use ebfleet_core::Arch;
 /// [`Error::NodeBinaryChecksum`] naming the key, before anything launches.
 pub async fn user_data(store: &Store, platform: &Platform) -> Result<UserData, Error> {
     let name = platform.name.as_str();
-    let node = download(store, name, platform.arch()).await?;
+    // Boxed: one more level of nested futures takes the capacity Lambda's
+    // `main` past the compiler's layout depth limit.
+    let node = Box::pin(download(store, name, platform.arch())).await?;
     let key = node_binary_key(platform.arch());
     let settings = NodeSettings::for_platform(platform, node);
     let data = render(&settings).map_err(|source| Error::UserData {
