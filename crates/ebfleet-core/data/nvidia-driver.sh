@@ -7,6 +7,7 @@
 # for the running kernel and loaded on the GPU instance that boots the image.
 set -euo pipefail
 
+# shellcheck source=/dev/null # the running system's
 . /etc/os-release
 [[ ${ID-}-${VERSION_ID-} == amzn-2023 ]] || {
   echo "ebfleet nvidia-driver: only Amazon Linux 2023 is supported (this is ${ID-}-${VERSION_ID-})" >&2
