@@ -28,8 +28,8 @@ use ebfleet_aws::ssm::SsmError;
 use ebfleet_core::capacity::{ssm_ami_parameter, AmiError, AmiSource};
 use ebfleet_core::node_image::{
     self, bake_instance_type, bake_user_data, check, due as is_due, image_name, parameter_name,
-    targets_for, ImageTarget, NodeImageError, Unusable, BAKE_DEADLINE_SECS, MAX_IMAGE_AGE_SECS,
-    TAG_BAKE,
+    targets_for, ImageKind, ImageTarget, NodeImageError, Unusable, BAKE_DEADLINE_SECS,
+    MAX_IMAGE_AGE_SECS, TAG_BAKE,
 };
 use ebfleet_core::platform::{PlatformError, Platforms};
 use serde::{Deserialize, Serialize};
@@ -62,9 +62,9 @@ pub struct SummaryOutput {
     pub recorded: Vec<String>,
 }
 
-/// What the execution was started with: `{}` on the schedule and when the
-/// node binary changes, `{"force": true}` to bake every image again,
-/// `{"targets": [...]}` for just those.
+/// What the execution was started with: `{}` on the schedule,
+/// `{"force": true}` when the node binary changes or to bake every image
+/// again, `{"targets": [...]}` for just those (e.g. the NVIDIA kind).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct DueInput {
     #[serde(default)]
@@ -240,35 +240,56 @@ pub fn summary(results: Vec<serde_json::Value>) -> Result<SummaryOutput, Error> 
     }
 }
 
-/// The images to bake: the requested targets, or one per OS and
-/// architecture of the platforms (and the NVIDIA kind where a GPU platform
-/// runs); each unless its recorded image is usable and younger than
+/// The images to bake: the requested targets, or a CPU image per OS and
+/// architecture of the platforms and the NVIDIA kind of those where one
+/// was baked before (it is first baked on request); each unless its recorded image is usable and younger than
 /// `node_image::REBAKE_AFTER_SECS` (`force`: all of them).
 pub async fn due(env: &Env, settings: &Settings, input: DueInput) -> Result<DueOutput, Error> {
-    let targets = match input.targets {
-        Some(t) => t
-            .into_iter()
-            .map(|t| ImageTarget::new(&t.os, t.arch, t.kind))
-            .collect::<Result<Vec<_>, _>>()?,
-        None => targets_for(
-            settings
-                .platforms
-                .platforms
-                .iter()
-                .map(|p| (p.os.as_str(), p.arch(), p.gpu.is_some())),
-        ),
-    };
     terminate_lost_bakes(env, settings).await?;
+    // Each target with its recorded image (`None`: none, or forced).
+    let mut targets = Vec::new();
+    match input.targets {
+        Some(requested) => {
+            for t in requested {
+                let t = ImageTarget::new(&t.os, t.arch, t.kind)?;
+                let current = match input.force {
+                    true => None,
+                    false => recorded(env, settings, &t).await?,
+                };
+                targets.push((t, current));
+            }
+        }
+        None => {
+            let cpu = targets_for(
+                settings
+                    .platforms
+                    .platforms
+                    .iter()
+                    .map(|p| (p.os.as_str(), p.arch())),
+            );
+            for t in cpu {
+                let nvidia = ImageTarget {
+                    kind: ImageKind::Nvidia,
+                    ..t.clone()
+                };
+                let current = match input.force {
+                    true => None,
+                    false => recorded(env, settings, &t).await?,
+                };
+                targets.push((t, current));
+                // Baked once on request, the NVIDIA kind is kept fresh.
+                if let Some(image) = recorded(env, settings, &nvidia).await? {
+                    targets.push((nvidia, Some(image)));
+                }
+            }
+        }
+    }
     let mut out = DueOutput {
         bakes: Vec::new(),
         fresh: Vec::new(),
     };
-    for target in targets {
-        let current = if input.force {
-            None
-        } else {
-            recorded(env, settings, &target).await?
-        };
+    for (target, current) in targets {
+        let current = if input.force { None } else { current };
         if is_due(current.as_ref(), &target, env.now()) {
             out.bakes.push(target);
         } else {

@@ -143,28 +143,18 @@ impl ImageTarget {
     }
 }
 
-/// The targets a schedule bakes for `platforms` (`(os, arch, gpus?)` of
-/// each): a CPU image per OS and architecture, and the NVIDIA one where a
-/// GPU platform runs; OSes that cannot be baked are left to the stock AMI.
-pub fn targets_for<'a>(
-    platforms: impl IntoIterator<Item = (&'a str, Arch, bool)>,
-) -> Vec<ImageTarget> {
-    let mut out: Vec<ImageTarget> = Vec::new();
-    for (os, arch, gpu) in platforms {
-        let kinds: &[ImageKind] = if gpu {
-            &[ImageKind::Cpu, ImageKind::Nvidia]
-        } else {
-            &[ImageKind::Cpu]
-        };
-        for &kind in kinds {
-            if let Ok(t) = ImageTarget::new(os, arch, kind) {
-                if !out.contains(&t) {
-                    out.push(t);
-                }
-            }
-        }
-    }
+/// The targets a schedule bakes for `platforms` (`(os, arch)` of each): a
+/// CPU image per OS and architecture; OSes that cannot be baked are left to
+/// the stock AMI. The NVIDIA kind is baked only when asked for by name: no
+/// pool launches GPU instances while GPU platforms build as CUDA overlays
+/// on CPU nodes (a GPU check step would be its user).
+pub fn targets_for<'a>(platforms: impl IntoIterator<Item = (&'a str, Arch)>) -> Vec<ImageTarget> {
+    let mut out: Vec<ImageTarget> = platforms
+        .into_iter()
+        .filter_map(|(os, arch)| ImageTarget::new(os, arch, ImageKind::Cpu).ok())
+        .collect();
     out.sort();
+    out.dedup();
     out
 }
 
