@@ -19,6 +19,10 @@
 //! [`var::SECURITY_GROUP_ID`], [`var::SUBNET_IDS`] (required),
 //! [`var::PLATFORMS`] (optional).
 
+mod due;
+
+pub use due::{due, DueInput, DueOutput, LOST_BAKE_AFTER_SECS};
+
 use crate::capacity::{self, node, parse_subnets};
 use crate::env::{self, var, EnvError, Lookup};
 use crate::failure::{Failure, Kind};
@@ -27,9 +31,8 @@ use ebfleet_aws::ec2::{BakeInstance, BakeLaunch, Ec2Error};
 use ebfleet_aws::ssm::SsmError;
 use ebfleet_core::capacity::{ssm_ami_parameter, AmiError, AmiSource};
 use ebfleet_core::node_image::{
-    self, bake_instance_type, bake_user_data, check, due as is_due, image_name, parameter_name,
-    targets_for, ImageKind, ImageTarget, NodeImageError, Unusable, BAKE_DEADLINE_SECS,
-    MAX_IMAGE_AGE_SECS, TAG_BAKE,
+    self, bake_instance_type, bake_user_data, check, image_name, parameter_name, ImageTarget,
+    NodeImageError, Unusable, BAKE_DEADLINE_SECS, MAX_IMAGE_AGE_SECS, TAG_BAKE,
 };
 use ebfleet_core::platform::{PlatformError, Platforms};
 use serde::{Deserialize, Serialize};
@@ -37,7 +40,8 @@ use std::collections::BTreeMap;
 
 /// An image older than this, of a target just baked again, is deregistered:
 /// no pool still launches from it (Capacity takes images up to
-/// [`MAX_IMAGE_AGE_SECS`] old, and a node lives at most a week).
+/// [`MAX_IMAGE_AGE_SECS`] old, and a pool launches from its template only
+/// during its run, far less than the week of margin).
 pub const PRUNE_AFTER_SECS: u64 = MAX_IMAGE_AGE_SECS + 7 * 24 * 3600;
 
 /// One state's input: `{"due": {...}}`, `{"launch": {...}}`, ...
@@ -60,25 +64,6 @@ pub enum Input {
 pub struct SummaryOutput {
     /// The parameters written.
     pub recorded: Vec<String>,
-}
-
-/// What the execution was started with: `{}` on the schedule,
-/// `{"force": true}` when the node binary changes or to bake every image
-/// again, `{"targets": [...]}` for just those (e.g. the NVIDIA kind).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-pub struct DueInput {
-    #[serde(default)]
-    pub force: bool,
-    #[serde(default)]
-    pub targets: Option<Vec<ImageTarget>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct DueOutput {
-    /// To bake now.
-    pub bakes: Vec<ImageTarget>,
-    /// Usable and young: left as they are.
-    pub fresh: Vec<ImageTarget>,
 }
 
 /// One bake as it goes through the states.
@@ -238,121 +223,6 @@ pub fn summary(results: Vec<serde_json::Value>) -> Result<SummaryOutput, Error> 
             failed: failed.join("; "),
         })
     }
-}
-
-/// The images to bake: the requested targets, or a CPU image per OS and
-/// architecture of the platforms and the NVIDIA kind of those where one
-/// was baked before (it is first baked on request); each unless its recorded image is usable and younger than
-/// `node_image::REBAKE_AFTER_SECS` (`force`: all of them).
-pub async fn due(env: &Env, settings: &Settings, input: DueInput) -> Result<DueOutput, Error> {
-    terminate_lost_bakes(env, settings).await?;
-    // Each target with its recorded image (`None`: none, or forced).
-    let mut targets = Vec::new();
-    match input.targets {
-        Some(requested) => {
-            for t in requested {
-                let t = ImageTarget::new(&t.os, t.arch, t.kind)?;
-                let current = match input.force {
-                    true => None,
-                    false => recorded(env, settings, &t).await?,
-                };
-                targets.push((t, current));
-            }
-        }
-        None => {
-            let cpu = targets_for(
-                settings
-                    .platforms
-                    .platforms
-                    .iter()
-                    .map(|p| (p.os.as_str(), p.arch())),
-            );
-            for t in cpu {
-                let nvidia = ImageTarget {
-                    kind: ImageKind::Nvidia,
-                    ..t.clone()
-                };
-                let current = match input.force {
-                    true => None,
-                    false => recorded(env, settings, &t).await?,
-                };
-                targets.push((t, current));
-                // Baked once on request, the NVIDIA kind is kept fresh.
-                if let Some(image) = recorded(env, settings, &nvidia).await? {
-                    targets.push((nvidia, Some(image)));
-                }
-            }
-        }
-    }
-    let mut out = DueOutput {
-        bakes: Vec::new(),
-        fresh: Vec::new(),
-    };
-    for (target, current) in targets {
-        let current = if input.force { None } else { current };
-        if is_due(current.as_ref(), &target, env.now()) {
-            out.bakes.push(target);
-        } else {
-            out.fresh.push(target);
-        }
-    }
-    tracing::info!(bakes = ?out.bakes, fresh = ?out.fresh, "node images due");
-    Ok(out)
-}
-
-/// A bake instance outlives its bake by this much only when the bake was
-/// lost (its Lambda timed out after RunInstances, its clean-up failed
-/// every retry): the next bake terminates it.
-pub const LOST_BAKE_AFTER_SECS: u64 = BAKE_DEADLINE_SECS + 3600;
-
-/// Terminate the stack's bake instances launched more than
-/// [`LOST_BAKE_AFTER_SECS`] ago.
-async fn terminate_lost_bakes(env: &Env, settings: &Settings) -> Result<(), Error> {
-    let ec2 = |source| Error::Ec2 {
-        target: "*".into(),
-        source,
-    };
-    let now = env.now();
-    for (id, launched) in env
-        .nodes
-        .tagged_instances(TAG_BAKE, &settings.stack)
-        .await
-        .map_err(ec2)?
-    {
-        if launched.is_some_and(|t| now.saturating_sub(t) > LOST_BAKE_AFTER_SECS) {
-            tracing::warn!(instance_id = %id, "a lost bake's instance: terminated");
-            env.nodes.terminate_bake(&id).await.map_err(ec2)?;
-        }
-    }
-    Ok(())
-}
-
-/// The image the target's parameter names, as EC2 describes it; `None`
-/// when there is no parameter or no such image of this account.
-async fn recorded(
-    env: &Env,
-    settings: &Settings,
-    target: &ImageTarget,
-) -> Result<Option<node_image::ImageFacts>, Error> {
-    let parameter = settings.parameter(target)?;
-    let ssm_err = |source| Error::Ssm {
-        target: target.to_string(),
-        source,
-    };
-    let image_id = match env.ssm.ami_id(&AmiSource::SsmParameter(parameter)).await {
-        Ok(id) => id,
-        Err(SsmError::ParameterNotFound { .. }) | Err(SsmError::NotAnAmi { .. }) => {
-            return Ok(None)
-        }
-        Err(e) => return Err(ssm_err(e)),
-    };
-    env.nodes
-        .image_facts(&image_id)
-        .await
-        .map_err(|source| Error::Ec2 {
-            target: target.to_string(),
-            source,
-        })
 }
 
 /// Boot the stock AMI of `target` with the bake script.
