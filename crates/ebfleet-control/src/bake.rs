@@ -151,13 +151,8 @@ impl Settings {
     pub fn from_lookup(lookup: impl Lookup) -> Result<Self, Error> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let required = |name: &'static str| get(name).ok_or(EnvError::Missing(name));
-        let prefix = required(var::NODE_IMAGE_PREFIX)?.trim().to_string();
-        if !node_image::valid_prefix(&prefix) {
-            return Err(Error::Setting {
-                var: var::NODE_IMAGE_PREFIX,
-                reason: format!("{prefix:?} is not an SSM parameter path like /ebfleet/node-image"),
-            });
-        }
+        let prefix =
+            env::node_image_prefix(&get)?.ok_or(EnvError::Missing(var::NODE_IMAGE_PREFIX))?;
         let subnets = parse_subnets(&required(var::SUBNET_IDS)?).map_err(|e| Error::Setting {
             var: var::SUBNET_IDS,
             reason: e.to_string(),
@@ -352,24 +347,17 @@ pub async fn image_ready(env: &Env, mut bake: Bake) -> Result<Bake, Error> {
         .await
         .map_err(ec2_err(&bake))?;
     bake.ready = facts.as_ref().is_some_and(|f| f.available);
-    if !bake.ready {
-        let failed_image = env
-            .nodes
-            .image_failed(&image_id)
-            .await
-            .map_err(ec2_err(&bake))?;
-        if failed_image {
-            return Err(failed(
-                &bake,
-                format!("was imaged, but image {image_id} failed"),
-            ));
-        }
-        if env.now() > bake.deadline {
-            return Err(failed(
-                &bake,
-                format!("was imaged, but image {image_id} is still pending"),
-            ));
-        }
+    if facts.as_ref().is_some_and(|f| f.failed) {
+        return Err(failed(
+            &bake,
+            format!("was imaged, but image {image_id} failed"),
+        ));
+    }
+    if !bake.ready && env.now() > bake.deadline {
+        return Err(failed(
+            &bake,
+            format!("was imaged, but image {image_id} is still pending"),
+        ));
     }
     Ok(bake)
 }

@@ -208,20 +208,7 @@ impl Settings {
             subnet_ids: parse_subnets(&required(var::SUBNET_IDS)?)?,
             pinned_ami: get(var::PINNED_AMI).map(|v| v.trim().to_string()),
             max_types: parse_max_types(get(var::MAX_TYPES).as_deref())?,
-            node_image_prefix: match get(var::NODE_IMAGE_PREFIX) {
-                None => None,
-                Some(p) if ebfleet_core::node_image::valid_prefix(p.trim()) => {
-                    Some(p.trim().to_string())
-                }
-                Some(p) => {
-                    return Err(Error::Setting {
-                        var: var::NODE_IMAGE_PREFIX,
-                        reason: format!(
-                            "{p:?} is not an SSM parameter path like /ebfleet/node-image"
-                        ),
-                    })
-                }
-            },
+            node_image_prefix: env::node_image_prefix(&get)?,
             root_volume: parse_root_volume(get(var::ROOT_VOLUME_GIB).as_deref())?,
             nodes_per_platform: match get(var::NODES_PER_PLATFORM) {
                 None => ebfleet_scheduler::Settings::default().max_nodes,

@@ -80,6 +80,18 @@ pub fn required(lookup: &impl Lookup, name: &'static str) -> Result<String, EnvE
     lookup(name).ok_or(EnvError::Missing(name))
 }
 
+/// [`var::NODE_IMAGE_PREFIX`], checked to be an SSM parameter path;
+/// `None` when unset.
+pub fn node_image_prefix(lookup: &impl Lookup) -> Result<Option<String>, EnvError> {
+    match lookup(var::NODE_IMAGE_PREFIX).map(|p| p.trim().to_string()) {
+        Some(p) if !ebfleet_core::node_image::valid_prefix(&p) => Err(EnvError::Invalid {
+            var: var::NODE_IMAGE_PREFIX,
+            reason: format!("{p:?} is not an SSM parameter path like /ebfleet/node-image"),
+        }),
+        prefix => Ok(prefix),
+    }
+}
+
 /// The platforms: [`var::PLATFORMS`] (a platforms TOML) when set, else the
 /// shipped set. The one place a handler gets them from.
 pub fn platforms(lookup: &impl Lookup) -> Result<Platforms, PlatformError> {

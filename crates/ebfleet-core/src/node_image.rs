@@ -308,6 +308,8 @@ pub struct ImageFacts {
     pub arch: Option<Arch>,
     /// EC2's image state is `available`.
     pub available: bool,
+    /// EC2's image state is `failed`, `error` or `invalid`: it never will be.
+    pub failed: bool,
     /// Unix seconds of `CreationDate`, when EC2 gave one that parses.
     pub created: Option<u64>,
     pub tags: BTreeMap<String, String>,

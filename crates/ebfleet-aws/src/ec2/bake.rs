@@ -218,30 +218,6 @@ impl Nodes {
             .map(facts))
     }
 
-    /// Whether EC2 reports `image_id` (this account's) as failed: the bake
-    /// gives up on it.
-    pub async fn image_failed(&self, image_id: &str) -> Result<bool, Ec2Error> {
-        let out = self
-            .client
-            .describe_images()
-            .owners("self")
-            .image_ids(image_id)
-            .send()
-            .await
-            .map_err(|e| error(format!("AMI {image_id}"), "DescribeImages", e))?;
-        Ok(out
-            .images()
-            .iter()
-            .find(|i| i.image_id() == Some(image_id))
-            .and_then(|i| i.state())
-            .is_none_or(|s| {
-                matches!(
-                    s,
-                    ImageState::Failed | ImageState::Error | ImageState::Invalid
-                )
-            }))
-    }
-
     /// The instances tagged `tag = value` that are not terminated, with
     /// their launch time (unix seconds): what a lost bake may have left.
     pub async fn tagged_instances(
@@ -366,6 +342,10 @@ fn facts(image: &Image) -> ImageFacts {
         image_id: image.image_id().unwrap_or_default().to_string(),
         arch,
         available: image.state() == Some(&ImageState::Available),
+        failed: matches!(
+            image.state(),
+            Some(ImageState::Failed | ImageState::Error | ImageState::Invalid)
+        ),
         created,
         tags,
     }

@@ -471,3 +471,42 @@ fn the_state_machines_inputs_are_the_handlers() {
         Input::Summary(r) if r.len() == 1
     ));
 }
+
+#[test]
+fn the_parameter_path_is_required_and_checked() {
+    let with = |prefix: Option<&str>| {
+        let mut vars = vec![
+            (var::STACK_NAME, STACK),
+            (var::SECURITY_GROUP_ID, "sg-1"),
+            (var::SUBNET_IDS, "subnet-1"),
+        ];
+        vars.extend(prefix.map(|p| (var::NODE_IMAGE_PREFIX, p)));
+        Settings::from_lookup(lookup(&vars))
+    };
+    assert_eq!(with(Some(PREFIX)).unwrap().prefix, PREFIX);
+    assert!(with(None)
+        .unwrap_err()
+        .to_string()
+        .contains(var::NODE_IMAGE_PREFIX));
+    for bad in ["ebfleet/node-image", "/a b", "/x/"] {
+        let err = with(Some(bad)).unwrap_err();
+        assert_eq!(err.kind(), Kind::Invalid, "{bad}: {err}");
+    }
+    // Capacity reads the same variable, optional there.
+    let cap = |prefix: &str| {
+        crate::capacity::Settings::from_lookup(lookup(&[
+            (
+                var::INSTANCE_PROFILE_ARN,
+                "arn:aws:iam::123456789012:instance-profile/n",
+            ),
+            (var::SECURITY_GROUP_ID, "sg-1"),
+            (var::SUBNET_IDS, "subnet-1"),
+            (var::NODE_IMAGE_PREFIX, prefix),
+        ]))
+    };
+    assert_eq!(
+        cap(PREFIX).unwrap().node_image_prefix.as_deref(),
+        Some(PREFIX)
+    );
+    assert!(cap("no-slash").is_err());
+}

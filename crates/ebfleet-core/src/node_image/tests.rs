@@ -21,6 +21,7 @@ fn baked(t: &ImageTarget, age: u64) -> ImageFacts {
         image_id: "ami-0123456789abcdef0".into(),
         arch: Some(t.arch),
         available: true,
+        failed: false,
         created: Some(NOW - age),
         tags: tags(t, "ebfleet", "ami-0fedcba9876543210"),
     }

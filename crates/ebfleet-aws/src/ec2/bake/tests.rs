@@ -234,7 +234,18 @@ async fn image_facts_are_the_accounts_own_images_only() {
         .then_output(|| baked_image(ArchitectureValues::I386, ImageState::Pending));
     let nodes = Nodes::new(mock_client!(aws_sdk_ec2, [&i386]));
     let facts = nodes.image_facts(BAKED).await.unwrap().unwrap();
-    assert_eq!((facts.arch, facts.available), (None, false));
+    assert_eq!(
+        (facts.arch, facts.available, facts.failed),
+        (None, false, false)
+    );
+    let failed = mock!(Client::describe_images)
+        .then_output(|| baked_image(ArchitectureValues::X8664, ImageState::Failed));
+    let nodes = Nodes::new(mock_client!(aws_sdk_ec2, [&failed]));
+    let facts = nodes.image_facts(BAKED).await.unwrap().unwrap();
+    assert_eq!(
+        (facts.arch, facts.available, facts.failed),
+        (Some(Arch::X86_64), false, true)
+    );
 }
 
 #[tokio::test]
