@@ -92,21 +92,22 @@ fn parameter(value: &'static str) -> Rule {
         })
 }
 
+/// DescribeInstances' answer: the bake instance in `name`, launched `age`
+/// seconds ago.
+fn instance(name: InstanceStateName, age: u64) -> DescribeInstancesOutput {
+    let launched = aws_sdk_ec2::primitives::DateTime::from_secs((unix_now() - age) as i64);
+    let i = Instance::builder()
+        .instance_id(INSTANCE)
+        .state(InstanceState::builder().name(name).build())
+        .launch_time(launched)
+        .build();
+    DescribeInstancesOutput::builder()
+        .reservations(Reservation::builder().instances(i).build())
+        .build()
+}
+
 fn state(name: InstanceStateName) -> Rule {
-    mock!(aws_sdk_ec2::Client::describe_instances).then_output(move || {
-        DescribeInstancesOutput::builder()
-            .reservations(
-                Reservation::builder()
-                    .instances(
-                        Instance::builder()
-                            .instance_id(INSTANCE)
-                            .state(InstanceState::builder().name(name.clone()).build())
-                            .build(),
-                    )
-                    .build(),
-            )
-            .build()
-    })
+    mock!(aws_sdk_ec2::Client::describe_instances).then_output(move || instance(name.clone(), 60))
 }
 
 #[tokio::test]
@@ -241,27 +242,7 @@ fn bake_instances(age: u64) -> Rule {
                 .iter()
                 .any(|f| f.name() == Some("tag:ebfleet:node-image") && f.values() == [STACK])
         })
-        .then_output(move || {
-            DescribeInstancesOutput::builder()
-                .reservations(
-                    Reservation::builder()
-                        .instances(
-                            Instance::builder()
-                                .instance_id(INSTANCE)
-                                .state(
-                                    InstanceState::builder()
-                                        .name(InstanceStateName::Stopped)
-                                        .build(),
-                                )
-                                .launch_time(aws_sdk_ec2::primitives::DateTime::from_secs(
-                                    (unix_now() - age) as i64,
-                                ))
-                                .build(),
-                        )
-                        .build(),
-                )
-                .build()
-        })
+        .then_output(move || instance(InstanceStateName::Stopped, age))
 }
 
 #[tokio::test]
