@@ -1,5 +1,6 @@
-"""Checks on infra/template.yaml and the three state machines
-(statemachine/pipeline.asl.json, platform.asl.json, unit.asl.json) that
+"""Checks on infra/template.yaml and the state machines
+(statemachine/pipeline.asl.json, platform.asl.json, unit.asl.json,
+bake.asl.json) that
 cfn-lint and asl-validator do not make: every path that may hold a pool or a
 node passes Release, every Task retries Lambda's transient errors, has a
 Catch and outlives its function's timeout, every substitution is given and
@@ -65,7 +66,8 @@ def as_list(v):
 
 
 # The three state machines: template resource -> definition file.
-MACHINES = {"Pipeline": "pipeline.asl.json", "Platform": "platform.asl.json", "Unit": "unit.asl.json"}
+MACHINES = {"Pipeline": "pipeline.asl.json", "Platform": "platform.asl.json", "Unit": "unit.asl.json",
+            "Bake": "bake.asl.json"}
 machines = of_type("AWS::Serverless::StateMachine")
 if set(machines) != set(MACHINES):
     problem(f"template: state machines {sorted(machines)}, not {sorted(MACHINES)}")
@@ -740,6 +742,34 @@ for sm in definitions:
             if not allows(resources[fn], fn, "states:SendTaskHeartbeat"):
                 problem(f"{fn} gets {child}'s ${key} to beat {sm}'s {name!r}, but may not states:SendTaskHeartbeat")
 
+
+# The bake: from Launch on, every path passes a clean-up of its instance
+# ("Clean up" on success, "Clean up after failure" from every Catch), and
+# no failure inside an iteration fails the Map (which would abort the other
+# bakes before their clean-up).
+if "Bake" in definitions:
+    bake_map = definitions["Bake"]["States"].get("Bake each image", {})
+    image = bake_map.get("Iterator", bake_map.get("ItemProcessor", {})).get("States", {})
+    cleanups = {"Clean up", "Clean up after failure"}
+    if not cleanups <= set(image) or "Launch" not in image:
+        problem("Bake: the Map's iteration has no Launch, Clean up or Clean up after failure")
+    else:
+        for name in successors(image["Launch"]):
+            for end in ends_without(image, name, cleanups):
+                if name != catch_all(image["Launch"])["Next"]:
+                    problem(f"Bake: {end} ends a bake without terminating its instance")
+        for name, s in image.items():
+            c = catch_all(s) if s["Type"] == "Task" else None
+            if name in cleanups | {"Launch"} or c is None:
+                continue
+            if c["Next"] != "Clean up after failure":
+                problem(f"Bake: {name}'s Catch goes to {c['Next']}, not 'Clean up after failure'")
+        for name, s in image.items():
+            if s["Type"] == "Fail":
+                problem(f"Bake: Fail state {name} in the iteration aborts the other bakes before their clean-up")
+        for name in ("Clean up", "Clean up after failure"):
+            if task_function("Bake", image[name]) != "BakeFunction":
+                problem(f"Bake: {name} does not invoke BakeFunction")
 
 # --------------------------------------------------------------- the rest
 

@@ -84,12 +84,12 @@ host_state() { ls -d /opt/eb /opt/ebfleet /etc/ebfleet /etc/profile.d/ebfleet-ea
 t0=$SECONDS
 log "shellcheck"
 command -v shellcheck >/dev/null || { apt-get update -q && apt-get install -y -q shellcheck; }
-scripts=("$here/test-bootstrap.sh" "$BOOT")
+scripts=("$here/test-bootstrap.sh" "$BOOT" "$repo/crates/ebfleet-core/data/nvidia-driver.sh" "$here/bench-bootstrap.sh")
 while IFS= read -r -d '' f; do
   if [[ $f == *.sh ]] || head -n1 "$f" | grep -qE '^#!.*\b(ba|da)?sh\b'; then scripts+=("$f"); fi
 done < <(find "$repo/bootstrap" -type d \( -name target -o -name .git \) -prune -o -type f -print0)
 out=$(shellcheck -x -P SCRIPTDIR "${scripts[@]}" 2>&1) && rc=0 || rc=$?
-expect "shellcheck clean on ${#scripts[@]} script(s): the bootstrap, those under bootstrap/ and this test" test "$rc" = 0
+expect "shellcheck clean on ${#scripts[@]} script(s): the bootstrap, the node image's driver install, those under bootstrap/, this test and its benchmark" test "$rc" = 0
 
 common=(--platform amzn-2023_graviton-3 --archspec neoverse_v1 --optarch GCC:mcpu=neoverse-v1)
 

@@ -89,11 +89,12 @@ echo "refused: a node role that may write easyconfigs/"
 log "statemachine/build.py --check"
 python3 statemachine/build.py --check
 
-log "asl-validator on statemachine/{pipeline,platform,unit}.asl.json"
+log "asl-validator on statemachine/{pipeline,platform,unit,bake}.asl.json"
 "$modules/.bin/asl-validator" \
   --json-path statemachine/pipeline.asl.json \
   --json-path statemachine/platform.asl.json \
-  --json-path statemachine/unit.asl.json
+  --json-path statemachine/unit.asl.json \
+  --json-path statemachine/bake.asl.json
 
 log "infra/check.py"
 "$venv/bin/python" infra/check.py
@@ -108,7 +109,7 @@ import json, subprocess, sys
 from pathlib import Path
 
 scratch = Path(sys.argv[1])
-NAMES = ("pipeline", "platform", "unit")
+NAMES = ("pipeline", "platform", "unit", "bake")
 template = Path("infra/template.yaml").read_text()
 good = {n: json.loads(Path(f"statemachine/{n}.asl.json").read_text()) for n in NAMES}
 
@@ -177,7 +178,25 @@ def pipeline_overlay_catch_skips_release(d):
     overlays["Build overlay"]["Catch"][0]["Next"] = "Overlay failed"
 
 
+def bake_iteration(d):
+    return d["bake"]["States"]["Bake each image"]["Iterator"]["States"]
+
+
+def bake_catch_skips_clean_up(d):
+    bake_iteration(d)["Create image"]["Catch"][0]["Next"] = "Not baked"
+
+
+def bake_failure_aborts_the_map(d):
+    bake_iteration(d)["Not baked"] = {"Type": "Fail", "Error": "ebfleet.BakeFailed"}
+
+
+def bake_ends_without_terminating(d):
+    bake_iteration(d)["Record"]["End"] = True
+    del bake_iteration(d)["Record"]["Next"]
+
+
 broken_definitions = [
+    bake_catch_skips_clean_up, bake_failure_aborts_the_map, bake_ends_without_terminating,
     unit_step_without_catch, unit_step_without_heartbeat, unit_step_without_its_token,
     unit_ends_without_release, unit_release_with_catch, unit_short_timeout,
     platform_schedule_catch_skips_release, platform_goes_on_without_its_pool, platform_tick_reads_as_failure,
@@ -193,6 +212,9 @@ broken_templates = {
         "      SecurityGroupEgress:",
         "      SecurityGroupIngress:\n        - {IpProtocol: tcp, FromPort: 22, ToPort: 22, CidrIp: 0.0.0.0/0}\n      SecurityGroupEgress:"),
     "IMDSv1": template.replace("HttpTokens: required", "HttpTokens: optional"),
+    "bake instances of any stack": template.replace(
+        "                  aws:RequestTag/ebfleet:node-image: !Ref AWS::StackName\n            # What the launch uses",
+        "                  aws:RequestTag/Name: x\n            # What the launch uses"),
     "terminate anything": template.replace(
         "              Action: ec2:TerminateInstances\n              Resource: !Sub 'arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*'\n              Condition:\n                'Null':\n                  aws:ResourceTag/ebfleet:execution: 'false'\n",
         "              Action: ec2:TerminateInstances\n              Resource: !Sub 'arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*'\n"),
@@ -269,6 +291,8 @@ PY
 
 log "statemachine/test/simulate.mjs (aws-local-stepfunctions $INFRA_LOCAL_SFN_VERSION)"
 EBFLEET_NODE_MODULES="$modules" "$node" statemachine/test/simulate.mjs
+log "statemachine/test/bake.mjs (the bake state machine, aws-local-stepfunctions $INFRA_LOCAL_SFN_VERSION)"
+EBFLEET_NODE_MODULES="$modules" "$node" statemachine/test/bake.mjs
 
 if [[ $cargo == 1 ]]; then
   log "cargo test -p ebfleet-control --test template"

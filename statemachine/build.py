@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Writes the three state machines from one description, so what is
+"""Writes the state machines from one description, so what is
 shared is written once: the Retry policies, the step states of a unit
 (Sync, Build, Tar, Upload differ only in name, timeout and heartbeat), the
 Catch that sends every failure to Release.
 
-    statemachine/build.py           write pipeline, platform and unit .asl.json
+    statemachine/build.py           write pipeline, platform, unit and bake .asl.json
     statemachine/build.py --check   fail if a written file differs (CI)
 
 - pipeline.asl.json: one run. Plan, then per platform (a Map; one
@@ -25,6 +25,12 @@ Catch that sends every failure to Release.
 - unit.asl.json: one module on one node: Capacity (the node is there),
   Lease, Sync, Build, Tar, Upload (each completed by the node's callback),
   Record, Release (its outcome, and the scheduler woken).
+- bake.asl.json: the node images that are due, each in a Map iteration:
+  Launch, a Wait/poll loop until the bake instance stopped itself, Create
+  image, a Wait/poll loop until it is available, Record, Clean up; every
+  failure after Launch goes through "Clean up after failure" (the instance
+  terminated, an unrecorded image deregistered) and ends its iteration
+  without failing the Map, so no other bake is aborted before its clean-up.
 
 Function ARNs and settings are SAM DefinitionSubstitutions
 (infra/template.yaml). JSONPath only: the local ASL interpreter runs it.
@@ -671,6 +677,134 @@ def pipeline():
     }
 
 
+# ------------------------------------------------------------------ bake
+
+# Seconds between two looks at a bake instance (its bootstrap takes minutes)
+# and at its image (a few minutes for a 30 GiB snapshot).
+BOOTSTRAP_POLL_SECONDS = 120
+IMAGE_POLL_SECONDS = 60
+
+
+def bake_task(comment, action, next_state, *, catch_to="Clean up after failure", result_path="$"):
+    return lambda_task(comment, "Bake", {f"{action}.$": "$"}, next_state, result_path=result_path,
+                       timeout=120, catch_to=catch_to)
+
+
+def bake():
+    image = {
+        "StartAt": "Launch",
+        "States": {
+            "Launch": lambda_task(
+                "Boot the stock AMI of the image's OS and architecture with the bake script "
+                "(bootstrap.sh, then power-off only when it succeeded).",
+                "Bake",
+                {"launch.$": "$"},
+                "Wait for the bootstrap",
+                result_path="$",
+                timeout=120,
+                catch_to="Not baked",
+            ),
+            "Wait for the bootstrap": {"Type": "Wait", "Seconds": BOOTSTRAP_POLL_SECONDS,
+                                       "Next": "Bootstrapped"},
+            "Bootstrapped": bake_task(
+                "Has the instance stopped itself? Gone, or running past the bake's deadline: failed.",
+                "bootstrapped", "Stopped?"),
+            "Stopped?": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.ready", "BooleanEquals": True, "Next": "Create image"}],
+                "Default": "Wait for the bootstrap",
+            },
+            "Create image": bake_task(
+                "CreateImage of the stopped instance, tagged with the bootstrap's sha256, OS and kind.",
+                "create_image", "Wait for the image"),
+            "Wait for the image": {"Type": "Wait", "Seconds": IMAGE_POLL_SECONDS, "Next": "Image ready"},
+            "Image ready": bake_task("Is the image available? Failed, or pending past the deadline: failed.",
+                                     "image_ready", "Available?"),
+            "Available?": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.ready", "BooleanEquals": True, "Next": "Record"}],
+                "Default": "Wait for the image",
+            },
+            "Record": bake_task(
+                "Check the image as Capacity does (architecture first) and write its id to the stack's "
+                "node-image parameter; deregister the target's images past their use.",
+                "record", "Clean up"),
+            "Clean up": lambda_task(
+                "Terminate the bake instance.",
+                "Bake",
+                {"clean_up.$": "$"},
+                None,
+                result_path="$",
+                timeout=120,
+                catch_to="Not baked",
+                end=True,
+            ),
+            "Clean up after failure": lambda_task(
+                "Terminate the bake instance, and deregister an image the bake made but did not record.",
+                "Bake",
+                {"clean_up.$": "$"},
+                "Not baked",
+                result_path=None,
+                timeout=120,
+                retry=[dict(RETRY_TRANSIENT, MaxAttempts=10)],
+                catch_to="Not baked",
+            ),
+            "Not baked": {
+                "Type": "Pass",
+                "Comment": "The iteration ends without failing the Map, whose other bakes must reach "
+                "their own clean-up; Summary fails the execution.",
+                "Parameters": {"failed": True, "error.$": "$.failure.Error", "cause.$": "$.failure.Cause"},
+                "End": True,
+            },
+        },
+    }
+    # The default ResultPath ("$": the Lambda's answer is the state's output)
+    # is left out: the local interpreter reads an explicit "$" as a key.
+    for state in image["States"].values():
+        if state.get("ResultPath") == "$":
+            del state["ResultPath"]
+    return {
+        "Comment": "ebfleet: bake the node images that are due (bake.asl.json, written by "
+        "statemachine/build.py) — per image: boot the stock AMI with bootstrap.sh, wait until the "
+        "instance stopped itself, CreateImage, record it in SSM Parameter Store; the instance is "
+        "terminated on every path. Function ARNs are SAM DefinitionSubstitutions.",
+        "StartAt": "Due",
+        "States": {
+            "Due": lambda_task(
+                "Which images to bake: none recorded, another bootstrap, older than six days, or "
+                "all of them with {\"force\": true}. Also terminates bake instances a lost run left.",
+                "Bake",
+                {"due.$": "$"},
+                "Bake each image",
+                result_path="$.due",
+                timeout=120,
+                catch_to="Bake failed",
+            ),
+            "Bake each image": {
+                "Type": "Map",
+                "ItemsPath": "$.due.bakes",
+                "MaxConcurrency": 4,
+                "Iterator": image,
+                "ResultPath": "$.results",
+                "Catch": catch("Bake failed"),
+                "Next": "Summary",
+            },
+            "Summary": lambda_task(
+                "Fail the execution when an image was not baked (each bake cleaned up after itself).",
+                "Bake",
+                {"summary.$": "$.results"},
+                "Done",
+                result_path="$.summary",
+                timeout=120,
+                catch_to="Bake failed",
+            ),
+            "Done": {"Type": "Succeed"},
+            "Bake failed": {"Type": "Fail", "Error": "ebfleet.BakeFailed",
+                            "Cause": "a node image was not baked: see the execution's history"},
+        },
+    }
+
+
 def render(definition):
     return json.dumps(definition, indent=2, ensure_ascii=False) + "\n"
 
@@ -678,7 +812,7 @@ def render(definition):
 def main():
     check = "--check" in sys.argv[1:]
     stale = []
-    for name, make in (("pipeline", pipeline), ("platform", platform), ("unit", unit)):
+    for name, make in (("pipeline", pipeline), ("platform", platform), ("unit", unit), ("bake", bake)):
         path = HERE / f"{name}.asl.json"
         text = render(make())
         if check:

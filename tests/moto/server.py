@@ -12,11 +12,18 @@ behave as EC2's does in what ebfleet uses of it (moto 5.2.5):
 The schedule Lambda adds such a version every half hour (the nodes'
 download URL, `$Latest` plus new user data): without these a pool could
 not grow after its first half hour.
+
+And CreateImage with a `snapshot` TagSpecification (the bake tags the
+image's snapshots, so that its IAM lets it delete only its own): moto
+raises NotImplementedError (HTTP 500); here the image is made with the
+other specifications and its snapshot gets the snapshot's tags, as EC2
+does.
 """
 
 import sys
 import threading
 
+from moto.ec2.models.amis import AmiBackend
 from moto.ec2.models.launch_templates import LaunchTemplate
 from moto.ec2.responses.launch_templates import LaunchTemplates
 from moto.ec2.utils import parse_user_data
@@ -44,6 +51,20 @@ def create_version(self, data, description):
     return _create_version(self, data, description)
 
 
+_create_image = AmiBackend.create_image
+
+
+def create_image(self, instance_id, name, description, tag_specifications):
+    snapshot = [s for s in tag_specifications if s["ResourceType"] == "snapshot"]
+    rest = [s for s in tag_specifications if s["ResourceType"] != "snapshot"]
+    ami = _create_image(self, instance_id, name, description, rest)
+    for spec in snapshot:
+        for tag in spec["Tags"]:
+            ami.ebs_snapshot.add_tag(tag["Key"], tag["Value"])
+    return ami
+
+
+AmiBackend.create_image = create_image
 LaunchTemplates.create_launch_template_version = create_launch_template_version
 LaunchTemplate.create_version = create_version
 

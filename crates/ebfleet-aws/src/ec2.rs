@@ -20,13 +20,17 @@
 //!   from;
 //! * [`Nodes::terminate`] — the instances by id and by the execution's tag,
 //!   then the execution's launch templates; instances and templates already
-//!   gone count as released, so Release can run on every path, twice.
+//!   gone count as released, so Release can run on every path, twice;
+//! * node images (`bake`): the bake instance, CreateImage, and what EC2
+//!   says of an image (DescribeImages, this account's own only).
 
+mod bake;
 mod catalog;
 mod image;
 mod launch;
 mod release;
 
+pub use bake::{BakeInstance, BakeLaunch, BAKE_ROOT_VOLUME_GIB};
 pub use catalog::apply_spot_prices;
 pub use image::RootDevice;
 pub use launch::LaunchContext;

@@ -4,6 +4,8 @@
 //!
 //! * [`Ssm::ami_id`] — GetParameter for an [`AmiSource::SsmParameter`]
 //!   (checked to hold an AMI id); a pinned AMI passes through;
+//! * [`Ssm::put_image_id`] — PutParameter of a baked node image's id
+//!   (data type `aws:ec2:image`: SSM itself checks the image exists);
 //! * [`Ssm::managed`] — DescribeInstanceInformation filtered by
 //!   `InstanceIds`: true when every instance is `Online`;
 //! * [`Ssm::send`] — SendCommand of the project's document to one instance
@@ -22,7 +24,7 @@
 
 use crate::call::{call_error, describe, CallError};
 use aws_sdk_ssm::error::SdkError;
-use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
+use aws_sdk_ssm::types::{InstanceInformationStringFilter, ParameterType, PingStatus};
 use aws_sdk_ssm::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -120,11 +122,11 @@ impl Ssm {
         Ssm::new(Client::new(config))
     }
 
-    /// The AMI id to launch: a pinned one as it is, or the value of the
-    /// public parameter (which must be an AMI id).
+    /// The AMI id to launch: a pinned one or a checked node image as it
+    /// is, or the value of the parameter (which must be an AMI id).
     pub async fn ami_id(&self, source: &AmiSource) -> Result<String, SsmError> {
         let name = match source {
-            AmiSource::Pinned(id) => return Ok(id.clone()),
+            AmiSource::Pinned(id) | AmiSource::NodeImage(id) => return Ok(id.clone()),
             AmiSource::SsmParameter(name) => name,
         };
         let out = self
@@ -160,6 +162,31 @@ impl Ssm {
                 value: value.chars().take(100).collect(),
             }),
         }
+    }
+
+    /// Write `image_id` to the parameter `name` (overwriting the previous
+    /// image's), as data type `aws:ec2:image`, which SSM only accepts for
+    /// an image it can find.
+    pub async fn put_image_id(&self, name: &str, image_id: &str) -> Result<(), SsmError> {
+        if !ebfleet_core::capacity::is_ami_id(image_id) {
+            return Err(SsmError::NotAnAmi {
+                name: name.to_string(),
+                value: image_id.chars().take(100).collect(),
+            });
+        }
+        self.client
+            .put_parameter()
+            .name(name)
+            .value(image_id)
+            .r#type(ParameterType::String)
+            .data_type("aws:ec2:image")
+            .overwrite(true)
+            .description("ebfleet: the newest baked node image (see infra/OPERATOR.md)")
+            .send()
+            .await
+            .map_err(|e| error(format!("SSM parameter {name}"), "PutParameter", e))?;
+        tracing::info!(parameter = name, image_id, "node image recorded");
+        Ok(())
     }
 
     /// Whether every one of `instance_ids` is a managed node whose agent is

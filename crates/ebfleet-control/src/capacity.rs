@@ -1,6 +1,7 @@
 //! Capacity, at the start of a platform's run ([`pool`]): the platform's
 //! node pool — the instance types of its families that fit a unit, ranked
-//! by spot price, the newest AMI for its architecture (or the pinned one),
+//! by spot price, the baked node image or the newest stock AMI for its
+//! architecture (or the pinned one),
 //! a launch template with a root volume to build on and user data that
 //! bootstraps the node ([`node`]), and an empty Auto Scaling group over it
 //! (`ebfleet_aws::autoscaling`) that the scheduler grows and shrinks.
@@ -11,11 +12,13 @@
 //!
 //! Settings from the stack: [`var::INSTANCE_PROFILE_ARN`],
 //! [`var::SECURITY_GROUP_ID`], [`var::SUBNET_IDS`] (required),
-//! [`var::PINNED_AMI`], [`var::MAX_TYPES`], [`var::ROOT_VOLUME_GIB`],
+//! [`var::PINNED_AMI`], [`var::NODE_IMAGE_PREFIX`] (the baked images,
+//! [`image`]), [`var::MAX_TYPES`], [`var::ROOT_VOLUME_GIB`],
 //! [`var::NODES_PER_PLATFORM`] and [`var::PLATFORMS`] (optional); the
 //! bucket's `ebfleet-node` binary for the platform's architecture
 //! (`ebfleet_core::userdata::node_binary_key`).
 
+pub mod image;
 pub mod node;
 
 use crate::env::{self, var, EnvError, Lookup};
@@ -184,6 +187,9 @@ pub struct Settings {
     pub root_volume: RootVolume,
     /// Most nodes of a pool at once.
     pub nodes_per_platform: u32,
+    /// Where the stack's bake records its node images (`None`: no baked
+    /// images, the stock AMI).
+    pub node_image_prefix: Option<String>,
 }
 
 impl Settings {
@@ -202,6 +208,7 @@ impl Settings {
             subnet_ids: parse_subnets(&required(var::SUBNET_IDS)?)?,
             pinned_ami: get(var::PINNED_AMI).map(|v| v.trim().to_string()),
             max_types: parse_max_types(get(var::MAX_TYPES).as_deref())?,
+            node_image_prefix: env::node_image_prefix(&get)?,
             root_volume: parse_root_volume(get(var::ROOT_VOLUME_GIB).as_deref())?,
             nodes_per_platform: match get(var::NODES_PER_PLATFORM) {
                 None => ebfleet_scheduler::Settings::default().max_nodes,
@@ -414,6 +421,14 @@ pub async fn pool(env: &Env, settings: &Settings, input: PoolInput) -> Result<Po
                 source,
             }
         })?;
+    let ami = image::prefer_node_image(
+        env,
+        settings.node_image_prefix.as_deref(),
+        &platform,
+        image::kind_for(&plan),
+        ami,
+    )
+    .await;
     let ami_id = env
         .ssm
         .ami_id(&ami)

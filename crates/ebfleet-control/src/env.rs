@@ -27,6 +27,11 @@ pub mod var {
     pub const SUBNET_IDS: &str = "EBFLEET_SUBNET_IDS";
     /// Optional: an `ami-` id used instead of the public SSM parameter.
     pub const PINNED_AMI: &str = "EBFLEET_PINNED_AMI";
+    /// Optional: the SSM parameter path under which the bake records node
+    /// images (`<path>/<os>/<arch>/<kind>`); unset: no baked images.
+    pub const NODE_IMAGE_PREFIX: &str = "EBFLEET_NODE_IMAGE_PREFIX";
+    /// The stack's name: the bake's images and instances are tagged with it.
+    pub const STACK_NAME: &str = "EBFLEET_STACK_NAME";
     /// Optional: how many instance types a pool may launch (default 10).
     pub const MAX_TYPES: &str = "EBFLEET_MAX_INSTANCE_TYPES";
     /// Optional: the build nodes' root volume in GiB (default 200).
@@ -73,6 +78,18 @@ pub fn from_env(name: &str) -> Option<String> {
 /// A required setting.
 pub fn required(lookup: &impl Lookup, name: &'static str) -> Result<String, EnvError> {
     lookup(name).ok_or(EnvError::Missing(name))
+}
+
+/// [`var::NODE_IMAGE_PREFIX`], checked to be an SSM parameter path;
+/// `None` when unset.
+pub fn node_image_prefix(lookup: &impl Lookup) -> Result<Option<String>, EnvError> {
+    match lookup(var::NODE_IMAGE_PREFIX).map(|p| p.trim().to_string()) {
+        Some(p) if !ebfleet_core::node_image::valid_prefix(&p) => Err(EnvError::Invalid {
+            var: var::NODE_IMAGE_PREFIX,
+            reason: format!("{p:?} is not an SSM parameter path like /ebfleet/node-image"),
+        }),
+        prefix => Ok(prefix),
+    }
 }
 
 /// The platforms: [`var::PLATFORMS`] (a platforms TOML) when set, else the

@@ -3,6 +3,7 @@
 //! the clients once (from [`Env`]) and call these handlers, which combine
 //! the domain (`ebfleet-core`) with the adapters (`ebfleet-aws`).
 
+pub mod bake;
 pub mod capacity;
 pub mod dispatch;
 pub mod env;

@@ -649,6 +649,9 @@ pub enum AmiSource {
     /// A public SSM parameter holding the newest AMI id for the OS and
     /// architecture; resolved by the adapter with SSM GetParameter.
     SsmParameter(String),
+    /// A baked node image (`crate::node_image`) whose architecture, tags
+    /// and age were checked against the platform; used as it is.
+    NodeImage(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,7 +15,8 @@
 //! - [`trigger`]: how a new easyconfig in S3 becomes an execution;
 //! - [`platform`], [`capacity`], [`userdata`]: the platforms, how instances
 //!   are chosen for them, and how a node boots; [`sizing`]: how recorded
-//!   builds size the next run's nodes and jobs; [`cost`]: what a
+//!   builds size the next run's nodes and jobs; [`node_image`]: the baked
+//!   images nodes boot from, and when one may be used; [`cost`]: what a
 //!   platform's nodes actually cost; [`summary`]: a run's stored summary.
 //!
 //! The adapters (`ebfleet-aws`), the Lambdas and the node agent depend on
@@ -36,6 +37,7 @@ pub mod lease;
 pub mod manifest;
 pub mod modulefile;
 pub mod names;
+pub mod node_image;
 pub mod platform;
 pub mod record;
 pub mod sizing;

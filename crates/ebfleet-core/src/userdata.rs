@@ -211,14 +211,18 @@ pub fn script(settings: &NodeSettings) -> Result<String, UserDataError> {
 
 /// [`script`], gzipped, within EC2's limit.
 pub fn render(settings: &NodeSettings) -> Result<UserData, UserDataError> {
-    let text = script(settings)?;
-    let gzip = gzip(text.as_bytes())?;
-    let data = UserData {
-        script_len: text.len(),
-        gzip,
-    };
+    let data = gzip_script(&script(settings)?)?;
     check_size(&data)?;
     Ok(data)
+}
+
+/// `text` gzipped (cloud-init unpacks it), not yet checked against EC2's
+/// limit ([`check_size`]).
+pub fn gzip_script(text: &str) -> Result<UserData, UserDataError> {
+    Ok(UserData {
+        script_len: text.len(),
+        gzip: gzip(text.as_bytes())?,
+    })
 }
 
 /// [`UserDataError::TooLarge`] when `data` is over EC2's limit.

@@ -604,3 +604,33 @@ async fn throttling_is_retried_by_the_sdk_first() {
     );
     assert_eq!(get.num_calls(), 2);
 }
+
+// ----------------------------------------------------------- node images
+
+#[tokio::test]
+async fn a_node_image_is_recorded_as_an_ec2_image_parameter() {
+    use aws_sdk_ssm::operation::put_parameter::PutParameterOutput;
+    let put = mock!(Client::put_parameter)
+        .match_requests(|r| {
+            r.name() == Some("/ebfleet/node-image/amzn-2023/aarch64/cpu")
+                && r.value() == Some("ami-0123456789abcdef0")
+                && r.data_type() == Some("aws:ec2:image")
+                && r.overwrite() == Some(true)
+        })
+        .then_output(|| PutParameterOutput::builder().version(2).build());
+    let ssm = Ssm::new(mock_client!(aws_sdk_ssm, [&put]));
+    ssm.put_image_id(
+        "/ebfleet/node-image/amzn-2023/aarch64/cpu",
+        "ami-0123456789abcdef0",
+    )
+    .await
+    .unwrap();
+    assert_eq!(put.num_calls(), 1);
+    // Not an AMI id: refused before SSM is asked.
+    let err = ssm
+        .put_image_id("/ebfleet/node-image/amzn-2023/aarch64/cpu", "ami-; reboot")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SsmError::NotAnAmi { .. }), "{err}");
+    assert_eq!(put.num_calls(), 1);
+}

@@ -58,6 +58,7 @@ fn settings(root_gib: u32) -> Settings {
         pinned_ami: Some(AMI.into()),
         max_types: 10,
         root_volume: RootVolume::gp3(root_gib).unwrap(),
+        node_image_prefix: None,
         nodes_per_platform: NODES,
     }
 }

@@ -27,7 +27,7 @@ async fn ec2_instance_types_of_a_family() {
 
 /// A VPC, a subnet and a security group for the pool, as the stack makes
 /// them.
-async fn network(ec2: &aws_sdk_ec2::Client) -> (String, String) {
+pub(crate) async fn network(ec2: &aws_sdk_ec2::Client) -> (String, String) {
     let vpc = ec2
         .create_vpc()
         .cidr_block("10.42.0.0/16")

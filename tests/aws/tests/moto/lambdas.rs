@@ -133,7 +133,7 @@ fn unwrap_report(text: &str) -> String {
 
 /// User data as the instance runs it: the API's base64, decoded and
 /// gunzipped as cloud-init does.
-fn decode_user_data(base64: &str) -> String {
+pub(crate) fn decode_user_data(base64: &str) -> String {
     let mut child = Command::new("sh")
         .args(["-c", "base64 -d | gzip -dc"])
         .stdin(Stdio::piped())

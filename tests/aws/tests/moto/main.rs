@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod bake;
 mod dynamodb;
 mod ec2;
 mod lambdas;
