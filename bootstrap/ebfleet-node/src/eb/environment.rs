@@ -245,6 +245,40 @@ mod tests {
     }
 
     #[test]
+    fn a_cuda_overlay_installs_into_its_layer_over_the_base() {
+        let overlay = BatchFile {
+            base: Some("amzn-2023_epyc-gen-3".parse().unwrap()),
+            ..batch()
+        };
+        let layout = Layout::new("/opt/eb").for_batch(&overlay);
+        // node.env names the node's own (the base's) installpath.
+        let env = environment(
+            &node("EASYBUILD_INSTALLPATH=/opt/eb\n"),
+            &layout,
+            &overlay,
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            get(&env, "EASYBUILD_INSTALLPATH"),
+            Some("/opt/eb/accel/nvidia/cc90")
+        );
+        assert_eq!(
+            get(&env, "MODULEPATH"),
+            Some("/opt/eb/accel/nvidia/cc90/modules/all:/opt/eb/modules/all")
+        );
+        assert_eq!(get(&env, "EASYBUILD_PREFIX"), Some("/opt/eb"));
+        assert_eq!(get(&env, "EASYBUILD_SOURCEPATH"), Some("/opt/eb/sources"));
+        // Its base's needs unpack into the base; a batch with no base is
+        // laid out as before.
+        assert_eq!(layout.base().software(), Path::new("/opt/eb/software"));
+        assert_eq!(
+            Layout::new("/opt/eb").for_batch(&batch()),
+            Layout::new("/opt/eb")
+        );
+    }
+
+    #[test]
     fn the_layout_and_the_batch_decide_eb_s_settings() {
         let layout = Layout::new("/opt/eb");
         let inherited = [
