@@ -30,6 +30,8 @@ struct Run {
 fn plan(tree: &Path, out: &Path) -> Run {
     let (so, se) = (out.join("stdout"), out.join("stderr"));
     let started = Instant::now();
+    // Reaped by wait4 below, which is what gives its rusage.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(env!("CARGO_BIN_EXE_ebfleet"))
         .args(["plan", "--no-cache", "--json", "--platform", "graviton-3"])
         .arg("--easyconfigs")

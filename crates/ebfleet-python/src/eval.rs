@@ -243,7 +243,7 @@ impl Interp<'_> {
     fn step(&self, line: u32) -> R<()> {
         let n = self.steps.get().wrapping_add(1);
         self.steps.set(n);
-        if n % 1024 == 0 {
+        if n.is_multiple_of(1024) {
             self.check_time(line)?;
         }
         Ok(())
