@@ -1587,6 +1587,28 @@ moduleclass = 'lib'
                 .message
                 .contains("copies too much")
         );
+        // charged before it is built: without the check this builds 16 GB first
+        assert!(err("x = 'a' * 16000000\ny = [x] * 1000\n")
+            .message
+            .contains("copies too much"));
+        assert!(err("x = ['a' * 1000000]\nx *= 100000\n")
+            .message
+            .contains("copies too much"));
+        assert!(err("x = dict(zip(range(1000000), range(1000000)))\n")
+            .message
+            .contains("copies too much"));
+        assert!(err("x = (' ' * 16000000).split(' ')\n")
+            .message
+            .contains("parts"));
+        assert!(err("x = list('a' * 16000000)\n")
+            .message
+            .contains("iterating a string"));
+        // what no size cap bounds stops at the time budget
+        assert!(
+            err("x = list(range(1000000))\ny = [i in x for i in range(1000000)]\n")
+                .message
+                .contains("longer than")
+        );
         assert!(err("x = 'a'.replace('a', 'b' * 100000000)\n")
             .message
             .contains("too large"));
