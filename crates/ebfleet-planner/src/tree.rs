@@ -337,7 +337,9 @@ impl EasyconfigTree {
                     let mut ec = ec.clone();
                     let deps = self.toolchain_deps(&ec.toolchain);
                     match ec.apply_templates(self.arch, &deps) {
-                        Ok(()) => match path_disagrees(self.files.path(id), &ec) {
+                        Ok(()) => match invalid_module_name(&ec)
+                            .or_else(|| path_disagrees(self.files.path(id), &ec))
+                        {
                             None => Ok(ec),
                             Some(reason) => Err(ParseError { line: 0, reason }),
                         },
@@ -443,7 +445,9 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let meta = std::fs::symlink_metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if !meta.file_type().is_file() {
-        return Err("refused: not a regular file (a symlink, pipe or device)".into());
+        return Err(
+            "refused: not a regular file (a directory, symlink, pipe, socket or device)".into(),
+        );
     }
     let too_big = |n: u64| {
         format!("refused: {n} bytes, over the {MAX_EASYCONFIG_BYTES} an easyconfig may have")
@@ -477,14 +481,52 @@ fn collect_eb_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()
             path: path.clone(),
             source,
         })?;
+        let is_eb = path.extension().is_some_and(|e| e == "eb");
         if ft.is_dir() {
+            // A directory named like an easyconfig is listed too, to be
+            // reported (read_bounded refuses it), not silently passed over.
+            if is_eb {
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
             collect_eb_files(root, &path, out)?;
-        } else if path.extension().is_some_and(|e| e == "eb") {
+        } else if is_eb {
             let rel = path.strip_prefix(root).unwrap_or(&path);
             out.push(rel.to_string_lossy().replace('\\', "/"));
         }
     }
     Ok(())
+}
+
+/// Why the module an easyconfig names is not a valid module name, if it is not. The
+/// name and full version become S3 keys, install paths and `eb` arguments: every one of
+/// EasyBuild 5.4.1's easyconfigs uses only ASCII letters, digits and `+-._`, so anything
+/// else (a `/`, `..`, a control character, a shell metacharacter, a look-alike letter)
+/// is refused here rather than escaped everywhere.
+fn invalid_module_name(ec: &Easyconfig) -> Option<String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "+-._".contains(c);
+    let parts = [
+        ("name", ec.name.as_str()),
+        ("version", ec.version.as_str()),
+        ("versionprefix", ec.versionprefix.as_str()),
+        ("versionsuffix", ec.versionsuffix.as_str()),
+        ("toolchain name", ec.toolchain.name.as_str()),
+        ("toolchain version", ec.toolchain.version.as_str()),
+    ];
+    let bad = parts.iter().find_map(|(what, value)| {
+        if let Some(c) = value.chars().find(|&c| !allowed(c)) {
+            return Some(format!("{what} {value:?} holds {c:?}"));
+        }
+        if value.contains("..") {
+            return Some(format!("{what} {value:?} holds \"..\""));
+        }
+        None
+    });
+    let bad = bad.or_else(|| {
+        (ec.name.is_empty() || ec.name.starts_with(['.', '-']))
+            .then(|| format!("name {:?} is empty or starts with '.' or '-'", ec.name))
+    });
+    bad.map(|why| format!("not a valid module name: {why} (only ASCII letters, digits and +-._)"))
 }
 
 /// Why a file's path and its contents disagree, if they do. The path must

@@ -791,6 +791,25 @@ fn sub_range<'a>(s: &'a str, start: Option<&Value>, end: Option<&Value>) -> Res<
     Ok((&s[ba..bb], a as usize))
 }
 
+/// A string longer than `MAX_ITERATIONS` bytes may split into more values than the
+/// evaluator pays for (each is ~32 bytes however short): count them before building them.
+fn check_pieces(s: &str, method: &str, sep: Option<&Value>) -> Res<()> {
+    if s.len() as u64 <= MAX_ITERATIONS {
+        return Ok(());
+    }
+    let pieces = match (method, sep) {
+        ("splitlines", _) => s.lines().count(),
+        (_, Some(Value::Str(sep))) if !sep.is_empty() => s.matches(sep.as_str()).count(),
+        _ => s.split_whitespace().count(),
+    };
+    if pieces as u64 > MAX_ITERATIONS {
+        return Err(format!(
+            "unsupported: splitting a string into more than {MAX_ITERATIONS} parts"
+        ));
+    }
+    Ok(())
+}
+
 fn split_whitespace(s: &str, maxsplit: i64, right: bool) -> Vec<Value> {
     let mut out = Vec::new();
     let mut remaining = if maxsplit < 0 {
@@ -1150,9 +1169,13 @@ fn str_method(s: &str, name: &str, args: &[Value], kwargs: &Kwargs) -> Res<Value
             check_len(out.len())?;
             Ok(Value::Str(out))
         }
-        "split" => split(s, args, kwargs, false),
-        "rsplit" => split(s, args, kwargs, true),
-        "splitlines" => splitlines(s, args, kwargs),
+        "split" | "rsplit" | "splitlines" => {
+            check_pieces(s, name, args.first())?;
+            match name {
+                "splitlines" => splitlines(s, args, kwargs),
+                _ => split(s, args, kwargs, name == "rsplit"),
+            }
+        }
         "replace" => replace(s, args, kwargs),
         "lower" => {
             no_args(name)?;

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, OnceCell};
+use std::time::Instant;
 
 use super::ast::{
     BinOp, CmpOp, Comp, CompKind, Expr, ExprKind, FPart, Index, MethodCall, Module, Stmt, Target,
@@ -9,7 +10,9 @@ use super::ast::{
 use super::builtins::{self, builtin_kind, Builtin};
 use super::format::{format_value, write_repr};
 use super::ops::{self, check_hashable, check_len, DictBuilder};
-use super::{Namespace, PyError, Value, MAX_COPY_UNITS, MAX_ITERATIONS, MAX_VALUE_DEPTH};
+use super::{
+    Namespace, PyError, Value, MAX_COPY_UNITS, MAX_EVAL_TIME, MAX_ITERATIONS, MAX_VALUE_DEPTH,
+};
 
 use super::ops::unique as unique_values;
 
@@ -72,6 +75,8 @@ pub(crate) fn run(module: Module, globals: &dyn Fn(&str) -> Option<Value>) -> R<
         globals,
         iterations: Cell::new(0),
         budget: Cell::new(MAX_COPY_UNITS),
+        started: Instant::now(),
+        steps: Cell::new(0),
     };
     if let (Some(id), Some(doc)) = (doc_id, doc) {
         it.set_name(id, Value::Str(doc));
@@ -92,6 +97,17 @@ struct Interp<'g> {
     iterations: Cell<u64>,
     /// Remaining copy budget (see `MAX_COPY_UNITS`).
     budget: Cell<u64>,
+    /// When the run started, for the time budget (`MAX_EVAL_TIME`).
+    started: Instant,
+    /// Expressions evaluated, so the clock is read only every few of them.
+    steps: Cell<u32>,
+}
+
+fn budget_exhausted(line: u32) -> PyError {
+    PyError::new(
+        line,
+        "unsupported: evaluation copies too much data (value semantics budget exhausted)",
+    )
 }
 
 fn is_place(e: &Expr) -> bool {
@@ -208,7 +224,58 @@ impl Interp<'_> {
         Namespace::from_entries(entries)
     }
 
+    /// Every 1024 expressions (and every loop pass), give up once the file has run
+    /// longer than `MAX_EVAL_TIME`: each primitive step is bounded by the size caps,
+    /// so this bounds what no size cap does (quadratic loops over big values).
+    fn check_time(&self, line: u32) -> R<()> {
+        if self.started.elapsed() > MAX_EVAL_TIME {
+            return Err(PyError::new(
+                line,
+                format!(
+                    "unsupported: evaluation takes longer than {} s",
+                    MAX_EVAL_TIME.as_secs_f32()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn step(&self, line: u32) -> R<()> {
+        let n = self.steps.get().wrapping_add(1);
+        self.steps.set(n);
+        if n.is_multiple_of(1024) {
+            self.check_time(line)?;
+        }
+        Ok(())
+    }
+
+    /// Refuse, before it is built, a value of `units` (see `charge`) the budget cannot
+    /// pay for.
+    fn afford(&self, units: u64, line: u32) -> R<()> {
+        if units > self.budget.get() {
+            return Err(budget_exhausted(line));
+        }
+        Ok(())
+    }
+
+    /// The size of `l op r` before it is computed: `seq * n` repeats `seq`'s values
+    /// `n` times and `+` copies both sides, so a 90-byte file cannot make gigabytes.
+    fn binop_units(&self, l: &Value, op: BinOp, r: &Value) -> u64 {
+        let left = self.budget.get().saturating_add(1);
+        let is_seq = |v: &Value| matches!(v, Value::List(_) | Value::Tuple(_));
+        match (op, l, r) {
+            (BinOp::Mul, seq, Value::Int(n)) | (BinOp::Mul, Value::Int(n), seq) if is_seq(seq) => {
+                ops::size_units(seq, left).saturating_mul((*n).max(0) as u64)
+            }
+            (BinOp::Add, l, r) if is_seq(l) && is_seq(r) => {
+                ops::size_units(l, left).saturating_add(ops::size_units(r, left))
+            }
+            _ => 0,
+        }
+    }
+
     fn tick(&self, n: usize, line: u32) -> R<()> {
+        self.check_time(line)?;
         let t = self.iterations.get().saturating_add(n as u64);
         if t > MAX_ITERATIONS {
             return Err(PyError::new(
@@ -231,10 +298,7 @@ impl Interp<'_> {
             _ => 1,
         };
         if n > left {
-            return Err(PyError::new(
-                line,
-                "unsupported: evaluation copies too much data (value semantics budget exhausted)",
-            ));
+            return Err(budget_exhausted(line));
         }
         self.budget.set(left - n);
         Ok(())
@@ -398,6 +462,12 @@ impl Interp<'_> {
                     Target::Name(id) => {
                         check_depth(&rhs, MAX_VALUE_DEPTH, line)?;
                         let id = *id;
+                        if *op == BinOp::Mul {
+                            let cur = self.lookup(id, None, line)?;
+                            let units = self.binop_units(cur, BinOp::Mul, &rhs);
+                            self.afford(units, line)?;
+                            self.budget.set(self.budget.get() - units);
+                        }
                         if let Some(cur) = self.slots[id as usize].as_mut() {
                             inplace(cur, *op, rhs).at(line)
                         } else {
@@ -415,10 +485,23 @@ impl Interp<'_> {
                             return Err(PyError::new(line, "unsupported syntax: slice assignment"));
                         };
                         let key = self.eval(k, None)?;
+                        let budget = self.budget.get();
                         let (place, depth) = self.place(value, line)?;
                         check_depth(&rhs, MAX_VALUE_DEPTH.saturating_sub(depth + 1), line)?;
                         let slot = ops::index_mut(place, &key).at(line)?;
-                        inplace(slot, *op, rhs).at(line)
+                        let mut units = 0;
+                        if let (BinOp::Mul, Value::List(_) | Value::Tuple(_), Value::Int(n)) =
+                            (*op, &*slot, &rhs)
+                        {
+                            units = ops::size_units(slot, budget.saturating_add(1))
+                                .saturating_mul((*n).max(0) as u64);
+                            if units > budget {
+                                return Err(budget_exhausted(line));
+                            }
+                        }
+                        inplace(slot, *op, rhs).at(line)?;
+                        self.budget.set(budget - units);
+                        Ok(())
                     }
                     Target::Unpack(_) => Err(PyError::new(
                         line,
@@ -558,6 +641,7 @@ impl Interp<'_> {
     }
 
     fn eval(&self, e: &Expr, sc: Sc<'_>) -> R<Value> {
+        self.step(e.line)?;
         let v = self.eval_inner(e, sc)?;
         // Displays and comprehensions are charged through their elements.
         if !matches!(
@@ -614,6 +698,7 @@ impl Interp<'_> {
                 }
                 let lv = self.eval(l, sc)?;
                 let rv = self.eval_ref(r, sc)?;
+                self.afford(self.binop_units(&lv, *op, &rv), line)?;
                 ops::binop(lv, *op, &rv).at(line)
             }
             ExprKind::Unary(op, x) => {
@@ -799,7 +884,10 @@ impl Interp<'_> {
     /// `range()` and dict views are materialized as lists.
     fn eval_iter_arg(&self, e: &Expr, sc: Sc<'_>) -> R<Value> {
         if self.iter_only(e, sc) {
-            Ok(Value::List(self.iterate(e, sc)?.into_owned()))
+            // Materialized (`range`, `zip`, ...): paid for like any other list.
+            let v = Value::List(self.iterate(e, sc)?.into_owned());
+            self.charge(&v, e.line)?;
+            Ok(v)
         } else {
             self.eval(e, sc)
         }
@@ -1498,6 +1586,28 @@ moduleclass = 'lib'
             err("x = 'a' * 1000000\ny = []\nfor i in range(100000):\n    y.append(f'{x}')\n")
                 .message
                 .contains("copies too much")
+        );
+        // charged before it is built: without the check this builds 16 GB first
+        assert!(err("x = 'a' * 16000000\ny = [x] * 1000\n")
+            .message
+            .contains("copies too much"));
+        assert!(err("x = ['a' * 1000000]\nx *= 100000\n")
+            .message
+            .contains("copies too much"));
+        assert!(err("x = dict(zip(range(1000000), range(1000000)))\n")
+            .message
+            .contains("copies too much"));
+        assert!(err("x = (' ' * 16000000).split(' ')\n")
+            .message
+            .contains("parts"));
+        assert!(err("x = list('a' * 16000000)\n")
+            .message
+            .contains("iterating a string"));
+        // what no size cap bounds stops at the time budget
+        assert!(
+            err("x = list(range(1000000))\ny = [i in x for i in range(1000000)]\n")
+                .message
+                .contains("longer than")
         );
         assert!(err("x = 'a'.replace('a', 'b' * 100000000)\n")
             .message

@@ -39,8 +39,9 @@
 //!   a comprehension, `in`, or an argument of `list()`, `''.join()`, `sorted()`, ...); stored
 //!   anywhere else they are an error rather than a silently different value.
 //! * Resource caps keep hostile input cheap: nesting depth of the source and of values,
-//!   length of strings and lists, the total size of copied values and the total number of
-//!   loop iterations.
+//!   length of strings and lists, the total size of copied values (charged before a repeat
+//!   or concatenation is built), the total number of loop iterations, and the time one
+//!   [`exec`] may take (2 s).
 //! * `repr()` of non-ASCII strings treats a fixed list of code points as non-printable, and
 //!   `\N{...}` escapes are not supported (no Unicode database).
 //!
@@ -81,6 +82,9 @@ pub(crate) const MAX_LEN: usize = 1 << 24;
 pub(crate) const MAX_COPY_UNITS: u64 = 1 << 22;
 /// Maximum number of loop and comprehension iterations in one [`exec`].
 pub(crate) const MAX_ITERATIONS: u64 = 1 << 20;
+/// Time budget of one [`exec`]: EasyBuild's easyconfigs take microseconds each; what the
+/// size caps leave unbounded (a loop doing a linear scan per pass) stops here.
+pub(crate) const MAX_EVAL_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A Python value as easyconfigs use them.
 #[derive(Clone, Debug, PartialEq)]

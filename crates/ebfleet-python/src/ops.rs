@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::ast::{BinOp, CmpOp, UnOp};
 use super::format::{percent_format, write_repr};
-use super::{Value, MAX_LEN};
+use super::{Value, MAX_ITERATIONS, MAX_LEN};
 
 pub(crate) type Res<T> = Result<T, String>;
 
@@ -843,7 +843,15 @@ pub(crate) fn iter_values(v: Value) -> Res<Vec<Value>> {
     match v {
         Value::List(x) | Value::Tuple(x) | Value::Set(x) => Ok(x),
         Value::Dict(d) => Ok(d.into_iter().map(|(k, _)| k).collect()),
-        Value::Str(s) => Ok(s.chars().map(|c| Value::Str(c.to_string())).collect()),
+        Value::Str(s) => {
+            // One value (~32 bytes) a character: count them before building them.
+            if s.len() as u64 > MAX_ITERATIONS && s.chars().count() as u64 > MAX_ITERATIONS {
+                return Err(format!(
+                    "unsupported: iterating a string of more than {MAX_ITERATIONS} characters"
+                ));
+            }
+            Ok(s.chars().map(|c| Value::Str(c.to_string())).collect())
+        }
         other => Err(not_iterable(&other)),
     }
 }
