@@ -769,9 +769,11 @@ async fn lambdas_under_cargo_lambda_watch() {
         done["done"]["recorded"], recorded,
         "done.json's recorded is Record's output"
     );
+    // The unit's result hands on the recorded tarball to its dependents.
     assert_eq!(
         w.ok("record", "done.json"),
-        json!({"unit": 0, "attempt": 1, "outcome": "built"})
+        json!({"unit": 0, "attempt": 1, "outcome": "built",
+               "tarball_sha256": recorded["tarballs"]["binutils/2.0"]})
     );
     assert_eq!(wake_item(&conf).await, (Some("1".to_string()), None));
 
