@@ -1,16 +1,15 @@
 //! `Layer over the base`: the first state of a CUDA overlay's iteration,
-//! run by the Schedule Lambda once every platform, the overlay's base among
-//! them, has ended. It reads the base's records and lays the overlay's
-//! graph over them ([`BuildGraph::layer_over`]): each need from the base
-//! takes the tarball sha256 its record holds, so a node accepts no other;
-//! a unit that needs what the base did not build is held and recorded
-//! skipped with why, so no node is started for it. The graph is written
-//! back before the overlay's first execution reads it.
+//! run by the Schedule Lambda once the overlay's base has ended. It reads
+//! the base's records and lays the overlay's graph over them
+//! ([`ebfleet_core::build_graph::BuildGraph::layer_over`]): each need from
+//! the base takes the tarball sha256 its record holds, so a node accepts
+//! no other; a unit that needs what the base did not build is held and
+//! recorded skipped with why, so no node is started for it. The graph is
+//! written back before the overlay's first execution reads it.
 
 use crate::record::lease;
 use crate::schedule::Error;
 use crate::Env;
-use ebfleet_core::build_graph::BuildGraph;
 use ebfleet_core::names::{ExecutionName, PlatformName};
 use serde::{Deserialize, Serialize};
 
@@ -78,7 +77,7 @@ pub async fn handle(env: &Env, l: LayerInput) -> Result<LayerOutput, Error> {
             key: l.graph_key.clone(),
             source,
         })?;
-    let blocked = blocked_units(&graph);
+    let blocked = graph.blocked_units();
     tracing::info!(platform = %l.platform, %base, held = held.len(), blocked, "laid over the base");
     Ok(LayerOutput {
         to_build: graph.units().count() - blocked,
@@ -86,14 +85,4 @@ pub async fn handle(env: &Env, l: LayerInput) -> Result<LayerOutput, Error> {
         platform: l.platform,
         base,
     })
-}
-
-/// Units that are held or need a held one.
-fn blocked_units(graph: &BuildGraph) -> usize {
-    graph
-        .blocked_by_held()
-        .iter()
-        .zip(&graph.modules)
-        .filter(|(b, m)| b.is_some() && !m.built)
-        .count()
 }

@@ -168,6 +168,15 @@ impl BuildGraph {
         by
     }
 
+    /// How many units are held, or need a held one: not built this run.
+    pub fn blocked_units(&self) -> usize {
+        self.blocked_by_held()
+            .iter()
+            .zip(&self.modules)
+            .filter(|(b, m)| b.is_some() && !m.built)
+            .count()
+    }
+
     /// Everything module `unit` needs loaded to build: its direct
     /// dependencies and, through runtime edges, what those load in turn
     /// (EasyBuild's build environment). Sorted.

@@ -314,12 +314,7 @@ impl PlanOutput {
     /// held, not to build; a platform left with nothing to build is not
     /// started.
     pub fn hold(&mut self, graph: &crate::build_graph::BuildGraph) {
-        let held = graph
-            .blocked_by_held()
-            .iter()
-            .zip(&graph.modules)
-            .filter(|(b, m)| b.is_some() && !m.built)
-            .count();
+        let held = graph.blocked_units();
         if let Some(p) = self.platform_mut(&graph.platform) {
             p.held = held;
             p.to_build = p.to_build.saturating_sub(held);
