@@ -538,6 +538,7 @@ STAR_OK = re.compile(
     r"^(ec2:Describe\w+|autoscaling:Describe\w+"
     r"|ssm:DescribeInstanceInformation|ssm:GetCommandInvocation|ssm:ListCommands"
     r"|states:SendTask(Success|Failure|Heartbeat)"
+    r"|ec2messages:\w+|ssmmessages:\w+"
     r"|logs:(Create|Get|Update|Delete|List)LogDelivery|logs:ListLogDeliveries"
     r"|logs:PutResourcePolicy|logs:DescribeResourcePolicies|logs:DescribeLogGroups"
     r"|xray:\w+)$"

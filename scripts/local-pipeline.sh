@@ -5,8 +5,9 @@
 # scaled by $EBFLEET_TIME_SCALE), the real Lambdas under `cargo lambda
 # watch`, moto for S3, DynamoDB, EC2, Auto Scaling and SSM's documents and
 # parameters, and this machine as the build nodes (real ebfleet-node,
-# EasyBuild and Lmod) for the SSM commands the dispatch Lambda sends;
-# tests/e2e/pipeline.py says how.
+# EasyBuild and Lmod) for the SSM commands the dispatch Lambda sends, each
+# node's S3 and DynamoDB calls decided by the node role's IAM as simulated
+# (@cloud-copilot/iam-simulate); tests/e2e/pipeline.py says how.
 #
 #   scripts/local-pipeline.sh demo           one run on two platforms, shown
 #   scripts/local-pipeline.sh test [NAME]... the end-to-end scenarios
@@ -29,6 +30,7 @@ ensure_cargo_lambda
 ensure_easybuild
 ensure_lmod
 ensure_infra_tools
+ensure_iam_simulate
 # The operator scenario checks its report page in headless Chromium.
 if [ "$mode" = test ]; then ensure_chromium; fi
 
@@ -71,6 +73,12 @@ trap stop_all EXIT
 AWS_ENDPOINT_URL_SSM="http://127.0.0.1:$EBFLEET_SSM_PROXY_PORT" start_lambda_watch "$root" "$watch_log"
 
 export NODE="$INFRA_NODE" EBFLEET_NODE_MODULES="$INFRA_NODE_MODULES"
+# The node role's policies, which the harness enforces on every S3 and
+# DynamoDB call of a build node (tests/e2e/iam_gate.py).
+EBFLEET_IAM_POLICIES="$EBFLEET_CACHE/e2e-node-policies.json"
+AWS_DEFAULT_REGION=us-east-1 "$INFRA_VENV/bin/python" "$root/infra/iam/policies.py" "$root/infra/template.yaml" \
+  >"$EBFLEET_IAM_POLICIES"
+export EBFLEET_IAM_POLICIES EBFLEET_IAM_SIMULATE_MODULES="$IAM_SIMULATE_MODULES"
 # 0.01: a 300 s wait is 3 s, a 900 s heartbeat 9 s.
 log "Step Functions (local) on 127.0.0.1:$sfn_port, time x${EBFLEET_TIME_SCALE:-0.01}"
 "$NODE" "$root/tests/sfn/serve.mjs" --port "$sfn_port" --invoke-port "$LAMBDA_WATCH_PORT" \

@@ -69,22 +69,24 @@ iam_sim() {
   return $rc
 }
 iam_sim infra/template.yaml
-# A node role that may write easyconfigs/ (the explicit deny narrowed) must fail it.
+# A node role whose upload grant reaches past its staging prefix (the
+# whole bucket) must fail it: it could publish tarballs itself.
 broken=$(mktemp -d)
 mkdir -p "$broken/infra"
 python3 - infra/template.yaml "$broken/infra/template.yaml" <<'PY'
 import sys
 text = open(sys.argv[1]).read()
-deny = "                Effect: Deny\n                Action: [s3:PutObject, s3:DeleteObject, s3:AbortMultipartUpload]"
-assert text.count(deny) == 1, "the node role's explicit deny moved: update this check"
-open(sys.argv[2], "w").write(text.replace(deny, "                Effect: Deny\n                Action: [s3:DeleteObject]"))
+head, sid, tail = text.partition("Sid: WriteOutputs")
+grant = "                  - !Sub '${Bucket.Arn}/staging/*/${!aws:userid}/*'\n"
+assert sid and tail.count(grant) >= 1, "the node role's staging grant moved: update this check"
+open(sys.argv[2], "w").write(head + sid + tail.replace(grant, "                  - !Sub '${Bucket.Arn}/*'\n", 1))
 PY
 if iam_sim "$broken/infra/template.yaml" >/dev/null; then
-  echo "the IAM simulation passed a node role that may write easyconfigs/" >&2
+  echo "the IAM simulation passed a node role that may write the platforms' prefixes" >&2
   exit 1
 fi
 rm -rf "$broken"
-echo "refused: a node role that may write easyconfigs/"
+echo "refused: a node role that may write the platforms' prefixes"
 
 log "statemachine/build.py --check"
 python3 statemachine/build.py --check
@@ -206,7 +208,7 @@ broken_definitions = [
 broken_templates = {
     "Action '*'": template.replace("Action: ssm:DescribeInstanceInformation", "Action: '*'"),
     "Resource '*' on a scoped action": template.replace(
-        "Resource: !Sub '${Bucket.Arn}/*/manifests/*'", "Resource: '*'"),
+        "Resource: !Sub '${Bucket.Arn}/staging/*'\n", "Resource: '*'\n"),
     "a binary that does not exist": template.replace("Binary: plan\n", "Binary: planner\n"),
     "an inbound rule": template.replace(
         "      SecurityGroupEgress:",

@@ -45,6 +45,10 @@ HERE = Path(__file__).resolve().parent
 # Most seconds between two ticks of a platform's scheduler.
 TICK_SECONDS = 300
 
+# The Record Lambda's states (Lease, Record, Release): above the function's
+# 600 s, which Record needs to hash a staged tarball of tens of GB.
+RECORD_TIMEOUT = 660
+
 LAMBDA_ERRORS = [
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
@@ -185,7 +189,7 @@ def unit():
             },
             "Leased?",
             result_path="$.lease",
-            timeout=120,
+            timeout=RECORD_TIMEOUT,
         ),
         "Leased?": {
             "Type": "Choice",
@@ -196,14 +200,19 @@ def unit():
     for (name, step, timeout, heartbeat), nxt in zip(STEPS, [s[0] for s in STEPS[1:]] + ["Record"]):
         states[name] = step_state(name, step, timeout, heartbeat, nxt)
     states["Record"] = lambda_task(
-        "Read the unit's manifest and write its module's record.",
+        "Read the manifest the unit's node staged, verify and promote what it built, and write "
+        "its module's record.",
         "Record",
         {
-            "manifest_key.$": "States.Format('{}/manifests/{}/{}.json', $.platform, $.execution, $.unit)",
+            "staged": {
+                "execution.$": "$.execution",
+                "platform.$": "$.platform",
+                "batch.$": "$.unit",
+            }
         },
         "Release",
         result_path="$.recorded",
-        timeout=300,
+        timeout=RECORD_TIMEOUT,
     )
     states["Release"] = lambda_task(
         "What the unit came to (its output), and its platform's scheduler woken.",
@@ -220,7 +229,7 @@ def unit():
             }
         },
         result_path=None,
-        timeout=90,
+        timeout=RECORD_TIMEOUT,
         retry=[dict(RETRY_TRANSIENT, MaxAttempts=10)],
         catch_to=None,
         end=True,

@@ -4,7 +4,8 @@
 resolved against one made-up deployment (account 111122223333, us-east-1,
 the parameters' defaults). Writes, as JSON on stdout:
 
-    {"account": ..., "principals": {role: {"arn", "policies": [doc],
+    {"account": ..., "names": {"bucket": arn, "table": arn},
+     "principals": {role: {"arn", "policies": [doc],
      "managed": [arn]}}, "resource_policies": {arn: doc}}
 
 and, given infra/iam/cases.yaml, its rows (`cases`). Run with the Python
@@ -22,6 +23,9 @@ from samtranslator.yaml_helper import yaml_parse
 
 ACCOUNT = "111122223333"
 REGION = "us-east-1"
+# The node role's unique id, and the principal of one node (aws:userid).
+NODE_ROLE_ID = "AROANODEROLEEXAMPLE"
+NODE_USERID = f"{NODE_ROLE_ID}:i-0123456789abcdef0"
 PSEUDO = {
     "AWS::Partition": "aws",
     "AWS::Region": REGION,
@@ -90,6 +94,8 @@ class Deployment:
             return name
         if attribute == "GroupId":
             return "sg-0123456789abcdef0"
+        if attribute == "RoleId":
+            return NODE_ROLE_ID
         return {
             "AWS::S3::Bucket": f"arn:aws:s3:::ebfleet-{name.lower()}",
             "AWS::DynamoDB::Table": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/ebfleet-{name.lower()}",
@@ -112,7 +118,8 @@ class Deployment:
             value = self.ref(key)
             return ",".join(value) if isinstance(value, list) else str(value)
 
-        return re.sub(r"\$\{([^}!]+)\}", one, text)
+        # ${!x} is a literal ${x}: an IAM policy variable.
+        return re.sub(r"\$\{!", "${", re.sub(r"\$\{([^}!]+)\}", one, text))
 
     def resolve(self, v):
         if isinstance(v, list):
@@ -189,6 +196,10 @@ def main():
     json.dump(
         {
             "account": ACCOUNT,
+            # What the stack's bucket and table are called here, for
+            # requests made against another deployment's (the end-to-end
+            # tests' gate, tests/e2e/iam_gate.py).
+            "names": {"bucket": d.arn("Bucket", "Arn"), "table": d.arn("Table", "Arn")},
             "principals": principals,
             "resource_policies": resource_policies,
             "cases": cases(sys.argv[2], d) if len(sys.argv) > 2 else [],
@@ -208,13 +219,21 @@ def cases(path, d):
         "account": ACCOUNT,
         "region": REGION,
         "group": "0f0e0d0c-0b0a-4009-8008-070605040302",
+        "node": NODE_USERID,
     }
     out = []
     for principal, kinds in yaml.safe_load(open(path)).items():
         for expect, rows in kinds.items():
             for row in rows:
                 action, resource, why, *rest = row
-                context = rest[0] if rest and rest[0] else {}
+                context = {
+                    k: v.format(**fill) if isinstance(v, str) else v
+                    for k, v in (rest[0] if rest and rest[0] else {}).items()
+                }
+                if principal == "NodeRole":
+                    # The node's own credentials: IAM's aws:userid of an
+                    # instance role is <role id>:<instance id>.
+                    context = {"aws:userid": NODE_USERID, **context}
                 out.append({
                     "principal": principal,
                     "action": action,

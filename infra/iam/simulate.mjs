@@ -8,59 +8,33 @@
 // directory holding @cloud-copilot/iam-simulate in EBFLEET_IAM_SIMULATE_MODULES)
 
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-
-const modules = process.env.EBFLEET_IAM_SIMULATE_MODULES;
-const require = createRequire(path.join(modules, 'noop.js'));
-const { runSimulation } = require('@cloud-copilot/iam-simulate');
+import { simulate } from './simulation.mjs';
 
 const data = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const bucketPolicyOf = (resource) =>
-  Object.entries(data.resource_policies).find(([arn]) => resource === arn || resource.startsWith(`${arn}/`))?.[1];
 
 let failed = 0;
 let passed = 0;
 const gaps = [];
 for (const c of data.cases) {
-  const principal = data.principals[c.principal];
-  if (!principal) {
-    failed++;
-    console.log(`FAIL ${c.principal}: no such role in the template`);
-    continue;
-  }
-  const simulation = {
-    identityPolicies: principal.policies.map((policy, i) => ({ name: `${c.principal}-${i}`, policy })),
-    serviceControlPolicies: [],
-    resourceControlPolicies: [],
-    resourcePolicy: bucketPolicyOf(c.resource),
-    request: {
-      principal: principal.arn,
-      action: c.action,
-      resource: { resource: c.resource, accountId: data.account },
-      // Every call goes over TLS (the bucket refuses anything else).
-      contextVariables: { 'aws:SecureTransport': 'true', ...c.context },
-    },
-  };
-  const response = await runSimulation(simulation, {});
   const what = `${c.principal} ${c.action} ${c.resource}`;
-  if (response.resultType === 'error') {
+  const answer = await simulate(data, c.principal, c.action, c.resource, c.context);
+  if (answer.error) {
     failed++;
-    console.log(`FAIL ${what}: the simulator refused the request: ${JSON.stringify(response.errors).slice(0, 400)}`);
+    console.log(`FAIL ${what}: the simulator refused the request: ${answer.error}`);
     continue;
   }
   const ok = {
-    allow: response.overallResult === 'Allowed',
-    deny: response.overallResult !== 'Allowed',
-    deny_explicitly: response.overallResult === 'ExplicitlyDenied',
+    allow: answer.result === 'Allowed',
+    deny: answer.result !== 'Allowed',
+    deny_explicitly: answer.result === 'ExplicitlyDenied',
   }[c.expect];
   if (c.gap) {
-    gaps.push(`GAP  ${what}: ${response.overallResult}; must be denied: ${c.why}. ${c.gap}`);
+    gaps.push(`GAP  ${what}: ${answer.result}; must be denied: ${c.why}. ${c.gap}`);
   } else if (ok) {
     passed++;
   } else {
     failed++;
-    console.log(`FAIL ${what}: ${response.overallResult}, must be ${c.expect.replace('_', ' ')}: ${c.why}`);
+    console.log(`FAIL ${what}: ${answer.result}, must be ${c.expect.replace('_', ' ')}: ${c.why}`);
   }
 }
 for (const g of gaps) console.log(g);

@@ -164,7 +164,8 @@ async function run({ platforms, hooks = {}, ticksPerExecution = 1000, input = { 
         }
         return { unit: d.unit, attempt: d.attempt, outcome };
       }
-      return { ...copy(OUT.record), manifest_key: i.manifest_key };
+      const u = i.staged;
+      return { ...copy(OUT.record), manifest_key: `${u.platform}/manifests/${u.execution}/${u.batch}.json` };
     },
     release(i) {
       if (i.summary) return { ...copy(OUT.summary), summary_key: `plans/${i.summary.execution}/summary.json` };

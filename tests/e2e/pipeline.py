@@ -39,6 +39,7 @@ import boto3
 import yaml
 
 import fixtures as fx
+from iam_gate import Decider, Decisions, Gate
 from nodes import Nodes, SsmProxy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,6 +55,9 @@ A, B, C, D = (f"amzn-2023_{c}" for c in CPUS)
 # A CUDA overlay on C.
 GPU = "h100"
 E = f"{C}_{GPU}"
+# The node role's id: each unit file names its node as <this>:<instance>,
+# the principal whose staging prefix the node writes.
+NODE_ROLE_ID = "AROAE2ENODEROLE"
 # Where capacity expects the x86_64 agent (infra/OPERATOR.md).
 NODE_KEY = "tools/ebfleet-node/x86_64/ebfleet-node"
 # A platform's pool: at most this many nodes at once.
@@ -159,6 +163,7 @@ def setup():
         "EBFLEET_SSM_DOCUMENT": f"{name}-node-step",
         "EBFLEET_STATE_MACHINE_ARN": PIPELINE,
         "EBFLEET_UNIT_STATE_MACHINE_ARN": UNIT,
+        "EBFLEET_NODE_ROLE_ID": NODE_ROLE_ID,
         "EBFLEET_INSTANCE_PROFILE_ARN": "arn:aws:iam::123456789012:instance-profile/ebfleet-node",
         "EBFLEET_SUBNET_IDS": subnet["SubnetId"],
         "EBFLEET_SECURITY_GROUP_ID": sg["GroupId"],
@@ -192,13 +197,36 @@ class World:
         self.table = env("EBFLEET_TABLE")
         self.invoke_port = env("EBFLEET_LAMBDA_INVOKE_PORT")
         self.work = Path(tempfile.mkdtemp(prefix="ebfleet-e2e-"))
+        # Each node's S3 and DynamoDB calls meet the node role's IAM.
+        self.decider = Decider(
+            env("NODE"), str(REPO / "infra" / "iam" / "decide.mjs"), env("EBFLEET_IAM_POLICIES"), "NodeRole",
+            env("EBFLEET_IAM_SIMULATE_MODULES"),
+        )
+        self.decisions = Decisions()
+        # The decisions up to here were checked.
+        self.checked = 0
+        self.gates = {}
         self.nodes = Nodes(
             s, self.work, env("EBFLEET_NODE_BIN"), env("EBFLEET_EB"), self.bucket,
-            lambda event: self.invoke("dispatch", event),
+            lambda event: self.invoke("dispatch", event), self.gate,
         )
         self.proxy = SsmProxy(int(env("EBFLEET_SSM_PROXY_PORT")), env("EBFLEET_MOTO_ENDPOINT"), self.nodes)
         threading.Thread(target=self.proxy.serve_forever, daemon=True).start()
         self.runs = 0
+
+    def gate(self, instance_id):
+        """The endpoint of a node's S3 and DynamoDB calls: its own gate,
+        which decides them as the node role, for this node's principal."""
+        if instance_id not in self.gates:
+            self.gates[instance_id] = Gate(
+                self.decider, self.decisions, env("EBFLEET_MOTO_ENDPOINT"), self.bucket, self.table,
+                instance_id, f"{NODE_ROLE_ID}:{instance_id}",
+            )
+        return self.gates[instance_id].url
+
+    def refused(self):
+        """What the node role refused so far: (instance, action, resource, result)."""
+        return [d for d in self.decisions.all if d[3] != "Allowed"]
 
     # -- input
 
@@ -674,6 +702,49 @@ def failing_build(w):
 
 
 @scenario
+def hostile_build(w):
+    """A build that, with its node's credentials, writes a new easyconfig
+    (which would start builds of its code everywhere), another platform's
+    tarball and that platform's record of it: the node role refuses every
+    write (the policy as simulated, at the node's endpoint), nothing
+    changes in S3 or DynamoDB, and the module is recorded failed with its
+    build's error. Needs happy_path's alpha on A."""
+    tarball = f"{A}/software/{fx.ALPHA.module}.tar.zst"
+    key = {"pk": f"PLATFORM#{A}", "sk": f"MODULE#{fx.ALPHA.module}"}
+    easyconfig = "easyconfigs/h/hostile/hostile-9.9.eb"
+    hostile = fx.Module("hostile", attack=[("s3", easyconfig), ("s3", tarball), ("dynamodb", key)])
+    item = lambda: w.ddb.get_item(  # noqa: E731
+        TableName=w.table, Key={k: {"S": v} for k, v in key.items()}, ConsistentRead=True).get("Item")
+    before = (w.versions(tarball), item())
+    assert before[0] and before[1], f"nothing of {A}'s {fx.ALPHA.module} to attack: run happy_path first"
+    mark = len(w.decisions.all)
+    w.upload([hostile])
+    r = w.execute({"platforms": [B], "changed_keys": [hostile.easyconfig_key]})
+    out = succeeded(r)
+    s = platform_summary(out, B)
+    assert (s["units"]["built"], s["units"]["failed"]) == (0, 1), f"{B}: {s}"
+    rec = w.records(B)[hostile.module]
+    assert rec["status"] == "failed" and rec["error_class"] == "compile_error", f"hostile: {rec}"
+    # Its log says what each write was answered: refused, by S3 and DynamoDB.
+    log = w.s3.get_object(Bucket=w.bucket, Key=rec["error_log_key"])["Body"].read().decode()
+    answers = re.findall(r"attack: (.+): HTTP (\d+)", log)
+    assert [a for a, _ in answers] == [f"PUT s3 {easyconfig}", f"PUT s3 {tarball}", f"PutItem {key['sk']}"], log[-2000:]
+    assert [c for _, c in answers] == ["403", "403", "400"], answers
+    refused = [(a, res.rsplit(":", 1)[-1] if a.startswith("dynamodb") else res.split("/", 1)[1], result)
+               for _, a, res, result in w.decisions.all[mark:] if result != "Allowed"]
+    assert refused == [
+        ("s3:PutObject", easyconfig, "ExplicitlyDenied"),
+        ("s3:PutObject", tarball, "ImplicitlyDenied"),
+        ("dynamodb:PutItem", "table/ebfleet-table", "ImplicitlyDenied"),
+    ], refused
+    w.checked = len(w.decisions.all)
+    assert not w.versions(easyconfig), "the easyconfig was written"
+    assert (w.versions(tarball), item()) == before, "the other platform's tarball or record changed"
+    assert not w.versions(f"{B}/software/hostile/"), "the hostile build published a tarball"
+    released(w, r["name"])
+
+
+@scenario
 def failure_memory(w):
     """A compile failure is not built again while nothing it is built from
     changed. A run with retry_failed builds it (and it fails again); the
@@ -959,6 +1030,10 @@ def test(only):
         t = time.monotonic()
         try:
             f(w)
+            # What a node does for its unit, the node role allows.
+            refused = [d for d in w.decisions.all[w.checked:] if d[3] != "Allowed"]
+            w.checked = len(w.decisions.all)
+            assert not refused, f"the node role refused a node's own calls: {refused[:5]}"
             print(f"ok   {f.__name__} ({time.monotonic() - t:.0f} s)", flush=True)
         except AssertionError as e:
             failures += 1

@@ -151,6 +151,7 @@ async function main() {
       EBFLEET_TABLE: bucket,
       EBFLEET_STATE_MACHINE_ARN: stateMachineArn('ebfleet-pipeline'),
       EBFLEET_UNIT_STATE_MACHINE_ARN: stateMachineArn('ebfleet-unit'),
+      EBFLEET_NODE_ROLE_ID: 'AROASCALEBENCHNODE',
       EBFLEET_SSM_DOCUMENT: 'ebfleet-node-step',
       EBFLEET_INSTANCE_PROFILE_ARN: 'arn:aws:iam::123456789012:instance-profile/ebfleet-node',
       EBFLEET_SECURITY_GROUP_ID: sg.GroupId,

@@ -142,7 +142,7 @@ export class SimulatedNodes {
       const o = await this.s3.send(new this.sdk.GetObjectCommand({ Bucket: this.bucket, Key: key }));
       const f = JSON.parse(await o.Body.transformToString());
       const b = f.builds[0];
-      this.units.set(key, { module: b.module, sha: b.easyconfig_sha256, platform: f.platform, execution: f.execution, batch: f.batch, archspec: f.archspec });
+      this.units.set(key, { module: b.module, sha: b.easyconfig_sha256, platform: f.platform, execution: f.execution, batch: f.batch, archspec: f.archspec, node: f.node });
     }
     return this.units.get(key);
   }
@@ -162,9 +162,14 @@ export class SimulatedNodes {
     }
   }
 
-  /** The manifest the node's upload writes: the module built. */
+  /** What the node's upload stages: the module built (a tarball of its
+   * name, its module file) and the manifest, under the unit's staging
+   * prefix as the unit file names it (read again: a unit tried again
+   * names another node). */
   async manifest(p, started) {
+    this.units.delete(p.batchKey);
     const u = await this.unit(p.batchKey);
+    const staging = `staging/${u.platform}/${u.execution}/${u.batch}/${u.node}/`;
     this.builds.set(u.module, (this.builds.get(u.module) ?? 0) + 1);
     const [name, version] = u.module.split('/');
     const now = Math.floor(this.clock.now());
@@ -183,18 +188,16 @@ export class SimulatedNodes {
         easyconfig_sha256: u.sha,
         outcome: {
           status: 'built',
-          tarball: { key: `${u.platform}/software/${name}/${version}.tar.zst`, size: 1024, sha256: createHash('sha256').update(u.module).digest('hex') },
-          module_file_key: `${u.platform}/modules/all/${name}/${version}.lua`,
+          tarball: { key: `${staging}software/${name}/${version}.tar.zst`, size: Buffer.byteLength(u.module), sha256: createHash('sha256').update(u.module).digest('hex') },
+          module_file_key: `${staging}modules/all/${name}/${version}.lua`,
           duration_s: estimate(this.model, u.module),
         },
       }],
     };
-    await this.s3.send(new this.sdk.PutObjectCommand({
-      Bucket: this.bucket,
-      Key: `${u.platform}/manifests/${u.execution}/${u.batch}.json`,
-      Body: JSON.stringify(m),
-      ContentType: 'application/json',
-    }));
+    const put = (Key, Body, ContentType) => this.s3.send(new this.sdk.PutObjectCommand({ Bucket: this.bucket, Key, Body, ContentType }));
+    await put(m.modules[0].outcome.tarball.key, u.module, 'application/zstd');
+    await put(m.modules[0].outcome.module_file_key, '-- module file', 'text/x-lua');
+    await put(`${staging}manifest.json`, JSON.stringify(m), 'application/json');
   }
 }
 

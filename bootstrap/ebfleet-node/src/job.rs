@@ -283,6 +283,7 @@ pub(crate) mod tests {
             needs: vec![need("GCCcore/13.3.0")],
             after: vec![0],
             jobs_halved: 0,
+            node: None,
         }
     }
 

@@ -1,12 +1,12 @@
 //! The batch manifest — what the record Lambda reads — from the batch
-//! file and the steps' results: each module built (tarball key, size,
-//! sha256, module file key, duration), failed (class, message, the key of
-//! its log) or skipped (why). A module built but not packed is reported
+//! file and the steps' results: each module built (its staged tarball
+//! key, size, sha256, staged module file key, duration), failed (class,
+//! message, the staged key of its log) or skipped (why). A module built but not packed is reported
 //! failed: nothing of it is published. Pure, so every case is tested.
 
 use crate::build::{BuildOutcome, BuildResult};
 use crate::pack::{PackOutcome, TarResult};
-use ebfleet_core::layout::{module_file_key, run_log_prefix, tarball_key};
+use ebfleet_core::layout::{staged_log_prefix, staged_module_file_key, staged_tarball_key};
 use ebfleet_core::manifest::{BatchManifest, ManifestEntry, Outcome, MANIFEST_FORMAT};
 use ebfleet_core::names::ModuleName;
 use ebfleet_core::record::{ErrorClass, Tarball};
@@ -20,13 +20,11 @@ pub struct NodeFacts {
     pub archspec: String,
 }
 
-/// The log key of a file of a module's logs:
-/// `<platform>/logs/<Name>/<version>/<execution>/<file>`.
+/// The staged key of a file of a module's logs:
+/// `staging/<platform>/<execution>/<unit>/logs/<Name>/<version>/<file>`
+/// (Record copies it under the module's logs of the run).
 pub fn log_key(batch: &BatchFile, m: &ModuleName, file: &str) -> String {
-    format!(
-        "{}{file}",
-        run_log_prefix(&batch.platform, m, &batch.execution)
-    )
+    format!("{}{file}", staged_log_prefix(&batch.staging_prefix(), m))
 }
 
 /// The batch manifest from the batch file and the steps' results. Pure.
@@ -53,11 +51,12 @@ pub fn manifest(
                     Some(PackOutcome::Packed { tarball, .. }),
                 ) => Outcome::Built {
                     tarball: Tarball {
-                        key: tarball_key(&batch.platform, m),
+                        key: staged_tarball_key(&batch.staging_prefix(), m),
                         size: tarball.size,
                         sha256: tarball.sha256.clone(),
+                        version_id: None,
                     },
-                    module_file_key: module_file_key(&batch.platform, m),
+                    module_file_key: staged_module_file_key(&batch.staging_prefix(), m),
                     duration_s: *duration_s,
                     usage: *usage,
                 },

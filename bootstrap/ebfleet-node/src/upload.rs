@@ -22,7 +22,7 @@ use crate::pack::{finished_build, FileSum, PackOutcome, TarResult};
 use crate::sync::{safe_relative, Installed, INSTALLPATH_METADATA};
 use crate::transfer::{upload_file, Uploaded};
 use ebfleet_aws::s3::Upload;
-use ebfleet_core::layout::{module_file_key, tarball_key};
+use ebfleet_core::layout::{staged_module_file_key, staged_tarball_key, tarball_key};
 use ebfleet_core::manifest::{BatchManifest, Outcome};
 use ebfleet_core::step::Step;
 use serde::{Deserialize, Serialize};
@@ -97,7 +97,7 @@ pub async fn run(ctx: &Context) -> Result<UploadResult, NodeError> {
     let mut result = UploadResult {
         header: ctx.header(Step::Upload, started),
         finished: started,
-        manifest_key: batch.manifest_key(),
+        manifest_key: batch.staged_manifest_key(),
         tarballs: Sent::default(),
         module_files: Sent::default(),
         sources: Sent::default(),
@@ -109,6 +109,9 @@ pub async fn run(ctx: &Context) -> Result<UploadResult, NodeError> {
     };
     let multipart = state.multipart();
     let installpath = ctx.layout.installpath().display().to_string();
+    // Everything but sources goes to the unit's staging prefix: Record
+    // verifies it and promotes it into the platform's.
+    let staging = batch.staging_prefix();
 
     // 1. Tarballs, then each one's module file; the installed marker once
     //    both are in the bucket (a later batch on this node skips them).
@@ -121,7 +124,7 @@ pub async fn run(ctx: &Context) -> Result<UploadResult, NodeError> {
             continue;
         };
         let m = &p.module;
-        let tkey = tarball_key(&batch.platform, m);
+        let tkey = staged_tarball_key(&staging, m);
         let up = upload_of(
             "application/zstd",
             tarball,
@@ -141,7 +144,7 @@ pub async fn run(ctx: &Context) -> Result<UploadResult, NodeError> {
             )
             .await?,
         );
-        let mkey = module_file_key(&batch.platform, m);
+        let mkey = staged_module_file_key(&staging, m);
         let up = upload_of("text/x-lua", module_file, &[("module", m.to_string())]);
         result.module_files.add(
             upload_file(
@@ -158,7 +161,8 @@ pub async fn run(ctx: &Context) -> Result<UploadResult, NodeError> {
             &ctx.layout.installed_marker(m),
             &Installed {
                 module: m.clone(),
-                tarball_key: tkey,
+                // Where Record promotes it: what a later unit's need names.
+                tarball_key: tarball_key(&batch.platform, m),
                 tarball_sha256: tarball.sha256.clone(),
                 module_file_sha256: module_file.sha256.clone(),
             },

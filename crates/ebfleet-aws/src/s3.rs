@@ -5,7 +5,8 @@
 //! this module adds the bucket and the SDK. Files too big for memory (a
 //! build node's tarballs) go through `transfer`: heads, streamed
 //! downloads, and uploads in one request or resumable parts, each object
-//! carrying its SHA-256 as metadata. `presign` hands out time-limited
+//! carrying its SHA-256 as metadata. `copy` promotes one version of an
+//! object to another key. `presign` hands out time-limited
 //! download URLs (a build node's `ebfleet-node`).
 
 use crate::call::{call_error, CallError};
@@ -19,8 +20,10 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod copy;
 mod presign;
 mod transfer;
+pub use copy::COPY_OBJECT_LIMIT;
 pub use transfer::{sha256_base64, ObjectHead, Part, Upload, SHA256_METADATA};
 
 /// What went wrong with an object. Every variant names the bucket and the

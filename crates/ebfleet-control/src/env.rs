@@ -41,6 +41,9 @@ pub mod var {
     pub const TOOLCHAINS: &str = "EBFLEET_TOOLCHAINS";
     /// The state machine a unit (one module) runs in.
     pub const UNIT_STATE_MACHINE_ARN: &str = "EBFLEET_UNIT_STATE_MACHINE_ARN";
+    /// The node role's unique id (`AROA…`): with an instance id, the
+    /// principal a node writes its staging prefix as.
+    pub const NODE_ROLE_ID: &str = "EBFLEET_NODE_ROLE_ID";
     /// Optional: most nodes of a platform at once (default 32).
     pub const NODES_PER_PLATFORM: &str = "EBFLEET_NODES_PER_PLATFORM";
     /// Optional: most instances a platform launches over a run,

@@ -9,6 +9,7 @@
 
 pub mod done;
 pub mod lease;
+pub mod promote;
 
 use crate::env::{EnvError, Lookup};
 use crate::Env;
@@ -17,7 +18,7 @@ use ebfleet_aws::s3::S3Error;
 use ebfleet_core::manifest::{
     apply_manifest, BatchManifest, ManifestEntry, ManifestError, Outcome,
 };
-use ebfleet_core::names::{KeyError, ModuleName, PlatformName};
+use ebfleet_core::names::{KeyError, ModuleName};
 use ebfleet_core::record::{write_condition, ModuleRecord, WriteCondition};
 use ebfleet_core::unit::UnitOutcome;
 use serde::{Deserialize, Serialize};
@@ -27,28 +28,19 @@ use std::future::Future;
 pub const MAX_ATTEMPTS: u32 = 5;
 
 /// What the record Lambda is asked, by the unit state machine's states:
-/// `Lease`, `Record` (a manifest's key) and `Release` (`done`).
+/// `Lease`, `Record` (`staged`) and `Release` (`done`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Input {
-    /// `{"manifest_key": "<platform>/manifests/<execution>/<unit>.json"}`:
-    /// the `Record` state.
-    Key { manifest_key: String },
+    /// `{"staged": {"execution", "platform", "batch"}}`: the `Record`
+    /// state, for what the unit's node staged (its unit file names the
+    /// node, so the staging prefix).
+    Staged { staged: lease::BatchRef },
     /// `{"lease": {"execution", "platform", "batch", "waits_left"?}}`: the
     /// `Lease` state (`batch` is the unit's number).
     Lease { lease: lease::LeaseInput },
     /// `{"done": {...}}`: a unit's `Release` state.
     Done { done: Box<done::DoneInput> },
-}
-
-impl Input {
-    /// The manifest's key in the bucket, for the input that records one.
-    pub fn key(&self) -> Option<String> {
-        match self {
-            Input::Key { manifest_key } => Some(manifest_key.clone()),
-            Input::Lease { .. } | Input::Done { .. } => None,
-        }
-    }
 }
 
 /// What the record Lambda answers, by input.
@@ -62,6 +54,7 @@ pub enum Reply {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Output {
+    /// The manifest Record published (the platform's keys).
     pub manifest_key: String,
     /// Records written as built.
     pub built: usize,
@@ -129,6 +122,18 @@ pub enum Error {
         #[source]
         source: S3Error,
     },
+    #[error("promoting {module}: {source}")]
+    Promote {
+        module: String,
+        #[source]
+        source: S3Error,
+    },
+    #[error("publishing manifest {key}: {source}")]
+    Publish {
+        key: String,
+        #[source]
+        source: S3Error,
+    },
 }
 
 impl Error {
@@ -154,7 +159,9 @@ impl crate::failure::Failure for Error {
         match self {
             Error::Read { source, .. }
             | Error::ReadBatch { source, .. }
-            | Error::WriteLeases { source, .. } => source.kind(),
+            | Error::WriteLeases { source, .. }
+            | Error::Promote { source, .. }
+            | Error::Publish { source, .. } => source.kind(),
             Error::Manifest { .. }
             | Error::NotUtf8 { .. }
             | Error::Name { .. }
@@ -291,13 +298,18 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Repl
         )
         .await
         .map(Reply::Leased),
-        Input::Key { manifest_key } => record(env, manifest_key, now).await.map(Reply::Recorded),
+        Input::Staged { staged } => record(env, &staged, now).await.map(Reply::Recorded),
         Input::Done { done } => done::done(env, *done).await.map(Reply::Done),
     }
 }
 
-/// Record the manifest at `key` at `now`.
-pub async fn record(env: &Env, key: String, now: u64) -> Result<Output, Error> {
+/// Record the manifest a unit's node staged, at `now`: read from the
+/// unit's staging prefix (its unit file, which no node writes, names the
+/// node), checked against the unit, its artifacts verified and promoted
+/// ([`promote::promote`]), then each module's record written.
+pub async fn record(env: &Env, staged: &lease::BatchRef, now: u64) -> Result<Output, Error> {
+    let unit = lease::read_batch(env, staged).await?;
+    let key = unit.staged_manifest_key();
     let bytes = env
         .store
         .get_bytes(&key)
@@ -307,31 +319,17 @@ pub async fn record(env: &Env, key: String, now: u64) -> Result<Output, Error> {
             source,
         })?;
     let manifest = parse_manifest(&key, &bytes)?;
-    let platform: PlatformName = manifest.platform.parse().map_err(|source| Error::Name {
-        key: key.clone(),
-        source,
-    })?;
     // A node wrote it: believed only about the unit it was sent to build.
-    let unit = lease::read_batch(
-        env,
-        &lease::BatchRef {
-            execution: manifest.execution.parse().map_err(|source| Error::Name {
-                key: key.clone(),
-                source,
-            })?,
-            platform: platform.clone(),
-            batch: manifest.batch as usize,
-        },
-    )
-    .await?;
+    let platform = unit.platform.clone();
     manifest
         .check_for(&key, &unit)
         .map_err(|source| Error::Manifest {
             key: key.clone(),
             source,
         })?;
+    let manifest = promote::promote(env, &unit, &manifest).await?;
     let mut out = Output {
-        manifest_key: key.clone(),
+        manifest_key: unit.manifest_key(),
         ..Output::default()
     };
     for entry in &manifest.modules {
@@ -434,6 +432,7 @@ mod tests {
                         key: format!("{P}/software/zlib/1.3.1-GCCcore-13.3.0.tar.zst"),
                         size: 123_456,
                         sha256: "b".repeat(64),
+                        version_id: None,
                     },
                     module_file_key: format!("{P}/modules/all/zlib/1.3.1-GCCcore-13.3.0.lua"),
                     duration_s: 42,
@@ -605,9 +604,12 @@ mod tests {
     }
 
     #[test]
-    fn input_is_a_key_a_lease_or_a_done() {
-        let k: Input = serde_json::from_str(r#"{"manifest_key":"x/manifests/e1/0.json"}"#).unwrap();
-        assert_eq!(k.key().unwrap(), "x/manifests/e1/0.json");
+    fn input_is_a_staged_unit_a_lease_or_a_done() {
+        let k: Input = serde_json::from_str(&format!(
+            r#"{{"staged":{{"execution":"e1","platform":"{P}","batch":4}}}}"#
+        ))
+        .unwrap();
+        assert!(matches!(&k, Input::Staged { staged } if staged.batch == 4));
         let l: Input = serde_json::from_str(&format!(
             r#"{{"lease":{{"execution":"e1","platform":"{P}","batch":3}}}}"#
         ))
@@ -615,18 +617,17 @@ mod tests {
         assert!(
             matches!(&l, Input::Lease { lease } if lease.batch.batch == 3 && lease.waits_left == 0)
         );
-        assert_eq!(l.key(), None);
         let d: Input = serde_json::from_str(&format!(
             r#"{{"done":{{"execution":"e1","platform":"{P}","unit":3,"attempt":1}}}}"#
         ))
         .unwrap();
         assert!(matches!(&d, Input::Done { done } if done.unit == 3));
-        assert_eq!(d.key(), None);
         assert!(serde_json::from_str::<Input>(r#"{"lease":{"execution":"e 1"}}"#).is_err());
         // What no state sends any more: a batch's manifest by its
-        // coordinates, a given-up batch's leases (the scheduler releases
-        // those itself).
+        // coordinates or by its key (Record reads the unit file for it),
+        // a given-up batch's leases (the scheduler releases those itself).
         for gone in [
+            r#"{"manifest_key":"x/manifests/e1/0.json"}"#.to_string(),
             format!(r#"{{"execution":"e1","platform":"{P}","batch":3}}"#),
             format!(r#"{{"release_leases":{{"execution":"e1","platform":"{P}","batch":3}}}}"#),
         ] {

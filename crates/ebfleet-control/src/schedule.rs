@@ -43,6 +43,10 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub unit_state_machine: String,
+    /// The node role's unique id: a unit file names its node as
+    /// `<role id>:<instance id>`, the principal whose staging prefix the
+    /// node may write.
+    pub node_role_id: String,
     /// The platforms (their nodes' user data is renewed from them).
     pub platforms: Platforms,
     pub scheduler: ebfleet_scheduler::Settings,
@@ -72,6 +76,7 @@ impl Settings {
         let max_nodes = number(var::NODES_PER_PLATFORM, defaults.max_nodes.into())? as u32;
         Ok(Settings {
             unit_state_machine: env::required(&lookup, var::UNIT_STATE_MACHINE_ARN)?,
+            node_role_id: node_role_id(env::required(&lookup, var::NODE_ROLE_ID)?)?,
             platforms: env::platforms(&lookup).map_err(|e| EnvError::Invalid {
                 var: var::PLATFORMS,
                 reason: e.to_string(),
@@ -89,6 +94,16 @@ impl Settings {
             ticks_per_execution: number(var::TICKS_PER_EXECUTION, TICKS_PER_EXECUTION)? as u32,
         })
     }
+}
+
+/// The node role's id as IAM gives it: uppercase letters and digits.
+fn node_role_id(id: String) -> Result<String, EnvError> {
+    ebfleet_core::wire::check_node_principal(&format!("{id}:i-00000000"))
+        .map(|()| id.clone())
+        .map_err(|reason| EnvError::Invalid {
+            var: var::NODE_ROLE_ID,
+            reason: format!("{id:?}: {reason}"),
+        })
 }
 
 /// `{"tick": ...}` (the `Schedule` state), `{"wait": ...}` (`Wait for
@@ -525,6 +540,7 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
                 reason: e.to_string(),
             })?;
         file.jobs_halved = x.jobs_halved;
+        file.node = Some(format!("{}:{}", settings.node_role_id, x.node));
         let unit_key = file.key();
         env.store
             .put_json(&unit_key, &file)

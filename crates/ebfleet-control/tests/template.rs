@@ -165,7 +165,10 @@ fn every_function_gets_the_environment_its_handler_reads() {
             ],
         ),
         ("dispatch", &[var::SSM_DOCUMENT]),
-        ("schedule", &[var::UNIT_STATE_MACHINE_ARN]),
+        (
+            "schedule",
+            &[var::UNIT_STATE_MACHINE_ARN, var::NODE_ROLE_ID],
+        ),
         ("trigger", &[var::STATE_MACHINE_ARN]),
     ];
     for (binary, vars) in &envs {
@@ -197,6 +200,7 @@ fn every_function_gets_the_environment_its_handler_reads() {
         var::ROOT_VOLUME_GIB,
         var::TOOLCHAINS,
         var::UNIT_STATE_MACHINE_ARN,
+        var::NODE_ROLE_ID,
         var::NODES_PER_PLATFORM,
         var::MAX_INSTANCES_PER_PLATFORM,
         var::NODE_IDLE_SECONDS,
@@ -318,6 +322,7 @@ fn ttl_is_an_attribute_no_module_item_carries() {
         key: "amzn-2023_graviton-3/software/zlib/1.3.1-GCCcore-13.3.0.tar.zst".into(),
         size: 1,
         sha256: "b".repeat(64),
+        version_id: None,
     });
     r.module_file_key = Some("m".into());
     r.eb_version = Some("5.4.1".into());
@@ -380,7 +385,7 @@ fn every_task_sends_what_its_handler_accepts() {
         "plan:execution,mode,run",
         "record:done",
         "record:lease",
-        "record:manifest_key",
+        "record:staged",
         "release:execution,platform",
         "release:summary",
         "schedule:tick",
@@ -442,10 +447,10 @@ fn every_task_sends_what_its_handler_accepts() {
                 );
             }
             "record" => match input(kind, i) {
-                r @ record::Input::Key { .. } => {
+                record::Input::Staged { staged } => {
                     assert_eq!(
-                        r.key().as_deref(),
-                        Some("amzn-2023_graviton-3/manifests/run-1/0.json")
+                        staged.batch_key(),
+                        "plans/run-1/amzn-2023_graviton-3/0.json"
                     );
                 }
                 record::Input::Lease { lease } => {
@@ -488,8 +493,12 @@ fn every_task_sends_what_its_handler_accepts() {
     }
 }
 
+/// The principal the policies are asked for (IAM's `aws:userid` of a node).
+const NODE_USERID: &str = "AROANODEROLE:i-0123456789abcdef0";
+
 /// Whether a statement (`Effect`) of `policies` lets `action` on `key` of
-/// the bucket: its resources as IAM globs over `${Bucket.Arn}/<key>`.
+/// the bucket: its resources as IAM globs over `${Bucket.Arn}/<key>`, the
+/// policy variable `${aws:userid}` as [`NODE_USERID`].
 fn statement_covers(policies: &Json, effect: &str, action: &str, key: &str) -> bool {
     let statements = policies.as_array().into_iter().flatten().flat_map(|p| {
         p["PolicyDocument"]["Statement"]
@@ -507,7 +516,9 @@ fn statement_covers(policies: &Json, effect: &str, action: &str, key: &str) -> b
                 r["Fn::Sub"]
                     .as_str()
                     .and_then(|sub| sub.strip_prefix("${Bucket.Arn}/"))
-                    .is_some_and(|pattern| glob(pattern, key))
+                    .is_some_and(|pattern| {
+                        glob(&pattern.replace("${!aws:userid}", NODE_USERID), key)
+                    })
             })
     })
 }
@@ -516,8 +527,8 @@ fn statement_covers(policies: &Json, effect: &str, action: &str, key: &str) -> b
 fn a_node_never_writes_easyconfigs_plans_tools_or_the_index() {
     let t = template();
     let policies = &t["Resources"]["NodeRole"]["Properties"]["Policies"];
-    // Keys a hostile build would like to write; the first two even match
-    // the node's own grants, which is why the deny is explicit.
+    // Keys a hostile build would like to write: denied explicitly, and
+    // allowed by none of its grants.
     for key in [
         "easyconfigs/s/software/software-1.eb",
         "easyconfigs/m/modules/modules-1.eb",
@@ -529,15 +540,28 @@ fn a_node_never_writes_easyconfigs_plans_tools_or_the_index() {
             statement_covers(policies, "Deny", "s3:PutObject", key),
             "the node role does not deny writing {key}"
         );
+        assert!(
+            !statement_covers(policies, "Allow", "s3:PutObject", key),
+            "the node role allows writing {key}"
+        );
     }
-    assert!(statement_covers(
-        policies,
-        "Allow",
-        "s3:PutObject",
-        "easyconfigs/s/software/software-1.eb"
-    ));
-    // What it must write stays allowed and not denied.
-    let tarball = "amzn-2023_epyc-gen-4/software/zlib/1.3.1.tar.zst";
-    assert!(statement_covers(policies, "Allow", "s3:PutObject", tarball));
-    assert!(!statement_covers(policies, "Deny", "s3:PutObject", tarball));
+    // It writes its unit's staging prefix under its own principal; the
+    // platform's prefixes are Record's to write once it has verified what
+    // was staged.
+    let staged =
+        format!("staging/amzn-2023_epyc-gen-4/run-1/3/{NODE_USERID}/software/zlib/1.3.1.tar.zst");
+    assert!(statement_covers(policies, "Allow", "s3:PutObject", &staged));
+    assert!(!statement_covers(policies, "Deny", "s3:PutObject", &staged));
+    for key in [
+        "staging/amzn-2023_epyc-gen-4/run-1/3/AROANODEROLE:i-0fedcba9876543210/manifest.json",
+        "staging/amzn-2023_epyc-gen-4/run-1/3/manifest.json",
+        "amzn-2023_epyc-gen-4/software/zlib/1.3.1.tar.zst",
+        "amzn-2023_epyc-gen-4/modules/all/zlib/1.3.1.lua",
+        "amzn-2023_epyc-gen-4/manifests/run-1/3.json",
+    ] {
+        assert!(
+            !statement_covers(policies, "Allow", "s3:PutObject", key),
+            "the node role allows writing {key}"
+        );
+    }
 }

@@ -313,6 +313,7 @@ impl BuildGraph {
             needs: Vec::new(),
             after: Vec::new(),
             jobs_halved: 0,
+            node: None,
         }
     }
 }

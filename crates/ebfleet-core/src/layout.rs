@@ -4,6 +4,7 @@
 //! ```text
 //! easyconfigs/<letter>/<Name>/<Name>-<ver>[-<tc>-<tcver>][<suffix>].eb
 //! sources/<letter>/<Name>/...
+//! staging/<platform>/<execution>/<unit>/...   what a unit's node uploads
 //! <platform>/software/<Name>/<version>.tar.zst
 //! <platform>/modules/all/<Name>/<version>.lua
 //! <platform>/manifests/<execution>/<batch>.json
@@ -76,6 +77,60 @@ pub fn run_log_prefix(
     execution: &ExecutionName,
 ) -> String {
     format!("{}{execution}/", log_prefix(platform, module))
+}
+
+/// The prefix of everything build nodes upload.
+pub const STAGING_PREFIX: &str = "staging/";
+
+/// `staging/<platform>/<execution>/<unit>/<node>/`: the only prefix of the
+/// bucket a unit's node writes (beside the shared `sources/`). `node` is
+/// the principal the node calls AWS as (`<role id>:<instance id>`, IAM's
+/// `aws:userid`), which the node role's grant names: a node can write
+/// under its own principal only, so no node writes what another unit's
+/// Record reads. Nothing reads it but Record, which verifies what it holds
+/// against the unit and promotes it into the platform's prefix; a node is
+/// never trusted with those. Without a node (tests of a batch file) the
+/// prefix ends at the unit.
+pub fn staging_prefix(
+    platform: &PlatformName,
+    execution: &ExecutionName,
+    unit: usize,
+    node: Option<&str>,
+) -> String {
+    match node {
+        Some(node) => format!("{STAGING_PREFIX}{platform}/{execution}/{unit}/{node}/"),
+        None => format!("{STAGING_PREFIX}{platform}/{execution}/{unit}/"),
+    }
+}
+
+/// A unit's staged tarball of `module`:
+/// `staging/<platform>/<execution>/<unit>/software/<Name>/<version>.tar.zst`.
+pub fn staged_tarball_key(staging: &str, module: &ModuleName) -> String {
+    format!(
+        "{staging}software/{}/{}.tar.zst",
+        module.name(),
+        module.version()
+    )
+}
+
+/// A unit's staged module file of `module`:
+/// `staging/…/<unit>/modules/all/<Name>/<version>.lua`.
+pub fn staged_module_file_key(staging: &str, module: &ModuleName) -> String {
+    format!(
+        "{staging}modules/all/{}/{}.lua",
+        module.name(),
+        module.version()
+    )
+}
+
+/// A unit's staged logs of `module`: `staging/…/<unit>/logs/<Name>/<version>/`.
+pub fn staged_log_prefix(staging: &str, module: &ModuleName) -> String {
+    format!("{staging}logs/{}/{}/", module.name(), module.version())
+}
+
+/// A unit's staged manifest: `staging/…/<unit>/manifest.json`.
+pub fn staged_manifest_key(staging: &str) -> String {
+    format!("{staging}manifest.json")
 }
 
 /// `plans/<execution>/`: everything an execution planned.
@@ -197,6 +252,28 @@ mod tests {
         assert_eq!(
             log_prefix(&pl, &py),
             "amzn-2023_graviton-3/logs/Python/3.11.3-GCCcore-12.3.0/"
+        );
+        assert_eq!(
+            staging_prefix(&pl, &ex, 7, Some("AROANODE:i-0123456789abcdef0")),
+            "staging/amzn-2023_graviton-3/run-1/7/AROANODE:i-0123456789abcdef0/"
+        );
+        let staging = staging_prefix(&pl, &ex, 7, None);
+        assert_eq!(staging, "staging/amzn-2023_graviton-3/run-1/7/");
+        assert_eq!(
+            staged_tarball_key(&staging, &py),
+            "staging/amzn-2023_graviton-3/run-1/7/software/Python/3.11.3-GCCcore-12.3.0.tar.zst"
+        );
+        assert_eq!(
+            staged_module_file_key(&staging, &py),
+            "staging/amzn-2023_graviton-3/run-1/7/modules/all/Python/3.11.3-GCCcore-12.3.0.lua"
+        );
+        assert_eq!(
+            staged_log_prefix(&staging, &py),
+            "staging/amzn-2023_graviton-3/run-1/7/logs/Python/3.11.3-GCCcore-12.3.0/"
+        );
+        assert_eq!(
+            staged_manifest_key(&staging),
+            "staging/amzn-2023_graviton-3/run-1/7/manifest.json"
         );
         assert_eq!(plan_key(&ex), "plans/run-1/plan.json");
         assert_eq!(summary_key(&ex), "plans/run-1/summary.json");

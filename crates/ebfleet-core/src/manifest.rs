@@ -4,7 +4,10 @@
 //! [`BatchManifest::check_for`]) and how each of its entries changes a
 //! module's record ([`apply_manifest`]).
 
-use crate::layout::{log_prefix, module_file_key, tarball_key};
+use crate::layout::{
+    module_file_key, run_log_prefix, staged_log_prefix, staged_module_file_key, staged_tarball_key,
+    STAGING_PREFIX,
+};
 use crate::record::{
     lease_owner, next_version, truncate_message, ErrorClass, ModuleRecord, RecordedError, Status,
     Tarball, MAX_ERROR_MESSAGE_BYTES,
@@ -118,10 +121,11 @@ fn check_key(
     module: &str,
     field: &'static str,
     key: &str,
-    prefix: &str,
+    prefixes: [&str; 2],
 ) -> Result<(), ManifestError> {
-    let ok = key.len() > prefix.len()
-        && key.starts_with(prefix)
+    let ok = prefixes
+        .iter()
+        .any(|prefix| key.len() > prefix.len() && key.starts_with(prefix))
         && !key.chars().any(char::is_control)
         && key
             .split('/')
@@ -133,7 +137,7 @@ fn check_key(
             module: module.to_string(),
             field,
             key: key.to_string(),
-            prefix: prefix.to_string(),
+            prefix: prefixes.join(" or "),
         })
     }
 }
@@ -157,8 +161,8 @@ impl BatchManifest {
 
     /// Check what the record Lambda relies on: non-empty fields, checksums
     /// as 64 lowercase hex, sizes S3 can hold, keys under the platform's
-    /// prefixes (`<platform>/software/`, `/modules/`, `/logs/`), each
-    /// module once.
+    /// prefixes (`<platform>/software/`, `/modules/`, `/logs/`) or its
+    /// staging prefix (`staging/<platform>/`), each module once.
     pub fn validate(&self) -> Result<(), ManifestError> {
         if self.format != MANIFEST_FORMAT {
             return Err(ManifestError::Format { found: self.format });
@@ -183,6 +187,9 @@ impl BatchManifest {
                 finished: self.finished,
             });
         }
+        // A node's manifest names its staged keys, Record's promoted one
+        // the platform's.
+        let staging = format!("{STAGING_PREFIX}{}/", self.platform);
         let mut seen = HashSet::new();
         for e in &self.modules {
             let m = &e.module;
@@ -230,17 +237,23 @@ impl BatchManifest {
                         });
                     }
                     let p = &self.platform;
-                    check_key(m, "tarball.key", &tarball.key, &format!("{p}/software/"))?;
+                    check_key(
+                        m,
+                        "tarball.key",
+                        &tarball.key,
+                        [&format!("{p}/software/"), &staging],
+                    )?;
                     check_key(
                         m,
                         "module_file_key",
                         module_file_key,
-                        &format!("{p}/modules/"),
+                        [&format!("{p}/modules/"), &staging],
                     )?;
                 }
                 Outcome::Failed { log_key, .. } => {
                     if let Some(k) = log_key {
-                        check_key(m, "log_key", k, &format!("{}/logs/", self.platform))?;
+                        let logs = format!("{}/logs/", self.platform);
+                        check_key(m, "log_key", k, [&logs, &staging])?;
                     }
                 }
                 Outcome::Skipped { reason } => {
@@ -256,10 +269,11 @@ impl BatchManifest {
     /// Check a [validated](Self::validate) manifest read from `key` against
     /// the unit (or batch) file it reports on. A node writes the manifest;
     /// it is believed only where it says what the unit asked of it: it sits
-    /// at the unit's key and names the unit's run, platform and index; it
-    /// lists only the unit's modules, each from the unit's easyconfig; a
-    /// built module's tarball and module file are at the layout's keys for
-    /// that module, a failed one's log under that module's log prefix.
+    /// at the unit's staged key and names the unit's run, platform and
+    /// index; it lists only the unit's modules, each from the unit's
+    /// easyconfig; a built module's tarball and module file are at the
+    /// unit's staged keys for that module, a failed one's log under that
+    /// module's staged log prefix.
     pub fn check_for(&self, key: &str, unit: &BatchFile) -> Result<(), ManifestError> {
         let not_its = |problem: String| ManifestError::NotItsUnit {
             key: key.to_string(),
@@ -275,12 +289,13 @@ impl BatchManifest {
                 self.platform, self.execution, self.batch, unit.batch
             )));
         }
-        if key != unit.manifest_key() {
+        if key != unit.staged_manifest_key() {
             return Err(not_its(format!(
                 "the unit's manifest is {}",
-                unit.manifest_key()
+                unit.staged_manifest_key()
             )));
         }
+        let staging = unit.staging_prefix();
         for e in &self.modules {
             let Some(b) = unit.builds.iter().find(|b| b.module.as_str() == e.module) else {
                 return Err(not_its(format!("{} is not a module of the unit", e.module)));
@@ -296,7 +311,7 @@ impl BatchManifest {
                     Ok(())
                 } else {
                     Err(not_its(format!(
-                        "{}: {field} {found:?}, the layout's is {want:?}",
+                        "{}: {field} {found:?}, the unit's is {want:?}",
                         e.module
                     )))
                 }
@@ -310,21 +325,22 @@ impl BatchManifest {
                     expect(
                         "tarball.key",
                         &tarball.key,
-                        &tarball_key(platform, &b.module),
+                        &staged_tarball_key(&staging, &b.module),
                     )?;
                     expect(
                         "module_file_key",
                         file,
-                        &module_file_key(platform, &b.module),
+                        &staged_module_file_key(&staging, &b.module),
                     )?;
                 }
                 Outcome::Failed {
                     log_key: Some(log), ..
                 } => {
-                    let prefix = log_prefix(platform, &b.module);
-                    if !log.starts_with(&prefix) {
+                    let prefix = staged_log_prefix(&staging, &b.module);
+                    let file = log.strip_prefix(&prefix).unwrap_or_default();
+                    if file.is_empty() || file.contains('/') {
                         return Err(not_its(format!(
-                            "{}: log_key {log:?} is not under {prefix}",
+                            "{}: log_key {log:?} is not a file under {prefix}",
                             e.module
                         )));
                     }
@@ -334,6 +350,69 @@ impl BatchManifest {
         }
         Ok(())
     }
+
+    /// The manifest Record publishes of a [checked](Self::check_for) one:
+    /// every staged key replaced by where Record promotes it (the
+    /// platform's tarball and module file keys, the module's log prefix of
+    /// this run), and each built tarball as Record found it (`verified`,
+    /// by module: its size and sha256 computed from the staged object, and
+    /// the promoted object's version). A built module missing from
+    /// `verified` is not published: it becomes a failure saying why.
+    pub fn promoted(&self, verified: &std::collections::BTreeMap<String, Verified>) -> Self {
+        let mut out = self.clone();
+        let (Ok(platform), Ok(execution)) = (self.platform.parse(), self.execution.parse()) else {
+            return out;
+        };
+        for e in &mut out.modules {
+            let Ok(module) = e.module.parse::<crate::names::ModuleName>() else {
+                continue;
+            };
+            match &mut e.outcome {
+                Outcome::Built {
+                    tarball,
+                    module_file_key: file,
+                    ..
+                } => match verified.get(&e.module) {
+                    Some(Verified::Tarball(t)) => {
+                        *tarball = t.clone();
+                        *file = module_file_key(&platform, &module);
+                    }
+                    Some(Verified::Refused(why)) => {
+                        e.outcome = Outcome::Failed {
+                            class: ErrorClass::Unknown,
+                            message: format!("built, but its upload was refused: {why}"),
+                            log_key: None,
+                        }
+                    }
+                    None => {
+                        e.outcome = Outcome::Failed {
+                            class: ErrorClass::Unknown,
+                            message: "built, but its upload was not verified".into(),
+                            log_key: None,
+                        }
+                    }
+                },
+                Outcome::Failed {
+                    log_key: Some(log), ..
+                } => {
+                    let file = log.rsplit('/').next().unwrap_or_default();
+                    *log = format!("{}{file}", run_log_prefix(&platform, &module, &execution));
+                }
+                Outcome::Failed { log_key: None, .. } | Outcome::Skipped { .. } => {}
+            }
+        }
+        out
+    }
+}
+
+/// What Record found of a built module's staged tarball.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// Its digest and size are what the node said; promoted to this
+    /// tarball (the platform's key, S3's version of it).
+    Tarball(Tarball),
+    /// Not published, and why (missing, another size or digest).
+    Refused(String),
 }
 
 /// The record to write for `entry` of `manifest`, or `None` when nothing

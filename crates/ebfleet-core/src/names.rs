@@ -34,6 +34,7 @@ pub enum NameKind {
     Optarch,
     CudaComputeCapability,
     Sha256,
+    NodePrincipal,
 }
 
 impl fmt::Display for NameKind {
@@ -48,6 +49,7 @@ impl fmt::Display for NameKind {
             NameKind::Optarch => "optarch",
             NameKind::CudaComputeCapability => "CUDA compute capability",
             NameKind::Sha256 => "sha256",
+            NameKind::NodePrincipal => "node principal",
         })
     }
 }

@@ -152,6 +152,11 @@ pub struct Tarball {
     pub size: u64,
     /// Lowercase hex sha256 of the object.
     pub sha256: String,
+    /// The S3 version of `key` Record promoted and verified (the bucket
+    /// is versioned): the exact object this record is about, whatever is
+    /// written to the key later. `None` in a node's manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 /// The last error of a module.

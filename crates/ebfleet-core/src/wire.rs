@@ -7,7 +7,8 @@
 use crate::arch::Arch;
 use crate::checksum::is_sha256_hex;
 use crate::layout::{
-    batch_key, easyconfig_key, manifest_key, module_file_key, source_prefix, tarball_key,
+    batch_key, easyconfig_key, manifest_key, module_file_key, source_prefix, staged_manifest_key,
+    staging_prefix, tarball_key,
 };
 use crate::names::{
     check, describe_byte, EasyconfigPath, ExecutionName, KeyError, ModuleName, NameKind,
@@ -85,6 +86,26 @@ fn check_compute_capability(s: &str) -> Result<(), String> {
     }
 }
 
+/// The principal a node calls AWS as, IAM's `aws:userid` of an instance
+/// role: `<role id>:<instance id>` (`AROA…:i-0123456789abcdef0`).
+pub fn check_node_principal(s: &str) -> Result<(), String> {
+    let Some((role, instance)) = s.split_once(':') else {
+        return Err("not <role id>:<instance id>".into());
+    };
+    let role_ok = (4..=128).contains(&role.len())
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    let instance_ok = instance.strip_prefix("i-").is_some_and(|h| {
+        (1..=32).contains(&h.len()) && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    match (role_ok, instance_ok) {
+        (true, true) => Ok(()),
+        (false, _) => Err("the role id is not 4 to 128 uppercase letters and digits".into()),
+        (_, false) => Err("the instance id is not i- and 1 to 32 lowercase hex digits".into()),
+    }
+}
+
 fn check_sha256(s: &str) -> Result<(), String> {
     if is_sha256_hex(s) {
         Ok(())
@@ -153,6 +174,11 @@ pub struct BatchFile {
     /// build ran out of memory.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub jobs_halved: u32,
+    /// The principal of the node the scheduler sent the unit to
+    /// ([`check_node_principal`]): its uploads go under it in the unit's
+    /// staging prefix, the only place its role lets it write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// For `skip_serializing_if`: a count that is zero is left out, so
@@ -195,6 +221,9 @@ impl BatchFile {
                 })
             }
         };
+        if let Some(node) = &self.node {
+            check(NameKind::NodePrincipal, node, check_node_principal)?;
+        }
         for b in &self.builds {
             check(NameKind::Sha256, &b.easyconfig_sha256, check_sha256)?;
             if let Some(o) = &b.optarch {
@@ -273,9 +302,25 @@ impl BatchFile {
             .collect()
     }
 
-    /// Where the node uploads what this batch produced.
+    /// Where Record writes the manifest of what this unit produced, once
+    /// it has verified and promoted it.
     pub fn manifest_key(&self) -> String {
         manifest_key(&self.platform, &self.execution, self.batch)
+    }
+
+    /// The prefix this unit's node uploads to ([`staging_prefix`]).
+    pub fn staging_prefix(&self) -> String {
+        staging_prefix(
+            &self.platform,
+            &self.execution,
+            self.batch,
+            self.node.as_deref(),
+        )
+    }
+
+    /// Where the node uploads its manifest of this unit.
+    pub fn staged_manifest_key(&self) -> String {
+        staged_manifest_key(&self.staging_prefix())
     }
 }
 
@@ -360,4 +405,31 @@ pub struct PlanOutput {
     /// The platforms that build whole stacks, each with the CUDA overlays
     /// over it.
     pub platforms: Vec<PlatformOutput>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_node_principal;
+
+    #[test]
+    fn a_node_principal_is_a_role_id_and_an_instance_id() {
+        for ok in ["AROA3XFRBF23EXAMPLE:i-0123456789abcdef0", "AROAX:i-0a"] {
+            assert_eq!(check_node_principal(ok), Ok(()), "{ok}");
+        }
+        // Anything that could leave its place in a key, or name another.
+        for bad in [
+            "AROAX",
+            "AROAX:",
+            "aroax:i-0a",
+            "AROAX:i-0A",
+            "AROAX:i-",
+            "AROAX:i-0a/../x",
+            "AROAX/..:i-0a",
+            ":i-0a",
+            "AROAX:i-0a:i-0b",
+            "AROAX:j-0a",
+        ] {
+            assert!(check_node_principal(bad).is_err(), "{bad}");
+        }
+    }
 }

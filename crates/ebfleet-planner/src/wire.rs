@@ -95,6 +95,7 @@ pub fn batch_file(
         needs,
         after: b.after.clone(),
         jobs_halved: 0,
+        node: None,
     };
     file.validate()?;
     Ok(file)

@@ -213,6 +213,7 @@ mod tests {
             needs: vec![],
             after: vec![],
             jobs_halved: 0,
+            node: None,
         }
     }
 

@@ -55,6 +55,7 @@ fn batch(modules: &[&str]) -> BatchFile {
         needs: vec![],
         after: vec![0, 1],
         jobs_halved: 0,
+        node: None,
     }
 }
 
@@ -164,11 +165,12 @@ fn the_manifest_says_what_each_module_came_to_and_validates() {
         man.modules[0].outcome,
         Outcome::Built {
             tarball: Tarball {
-                key: format!("{P}/software/hello/1.0.tar.zst"),
+                key: format!("staging/{P}/run-1/2/software/hello/1.0.tar.zst"),
                 size: 4_321,
                 sha256: "a".repeat(64),
+                version_id: None,
             },
-            module_file_key: format!("{P}/modules/all/hello/1.0.lua"),
+            module_file_key: format!("staging/{P}/run-1/2/modules/all/hello/1.0.lua"),
             duration_s: 3,
             usage: Some(USAGE),
         }
@@ -181,7 +183,7 @@ fn the_manifest_says_what_each_module_came_to_and_validates() {
                 log_key.as_deref(),
                 Some(
                     format!(
-                        "{P}/logs/broken/1.0/run-1/easybuild-broken-1.0-20261124.035127.LhtCB.log"
+                        "staging/{P}/run-1/2/logs/broken/1.0/easybuild-broken-1.0-20261124.035127.LhtCB.log"
                     )
                     .as_str()
                 )
@@ -206,6 +208,6 @@ fn log_keys_keep_hidden_modules_apart() {
     let b = batch(&["zlib/.1.3"]);
     assert_eq!(
         log_key(&b, &m("zlib/.1.3"), "eb-output.log"),
-        format!("{P}/logs/zlib/.1.3/run-1/eb-output.log")
+        format!("staging/{P}/run-1/2/logs/zlib/.1.3/eb-output.log")
     );
 }

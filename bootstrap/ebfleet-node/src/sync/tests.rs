@@ -106,6 +106,7 @@ fn batch(needs: &[&str]) -> BatchFile {
             .collect(),
         after: vec![0, 1, 2],
         jobs_halved: 0,
+        node: None,
     }
 }
 
@@ -153,6 +154,7 @@ fn only_an_absent_tarball_makes_a_need_missing() {
         size: 10,
         sha256: Some("a".repeat(64)),
         metadata: BTreeMap::new(),
+        version_id: None,
     };
     assert_eq!(
         need_checksum(Some(&with), BUCKET, key).unwrap(),

@@ -14,6 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const PLATFORM: &str = "amzn-2023_epyc-gen-4";
 pub const ARCHSPEC: &str = "zen4";
+/// The principal the test's node uploads as (`<role id>:<instance id>`).
+pub const NODE_PRINCIPAL: &str = "AROANODETEST:i-0123456789abcdef0";
 
 /// The shared SDK configuration, or `None` (after a skip note) without a
 /// moto server.
@@ -196,6 +198,8 @@ pub fn batch_file(
             .collect(),
         after: (0..batch).collect(),
         jobs_halved: 0,
+        // As the scheduler names the node: its uploads go under it.
+        node: Some(NODE_PRINCIPAL.into()),
     };
     f.validate().unwrap();
     f

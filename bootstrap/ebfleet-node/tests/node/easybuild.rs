@@ -4,9 +4,19 @@
 
 use crate::common::*;
 use crate::fixtures;
+use ebfleet_aws::autoscaling::Pools;
+use ebfleet_aws::dynamodb::Records;
+use ebfleet_aws::ec2::Nodes;
 use ebfleet_aws::s3::Store;
+use ebfleet_aws::sfn::StepFunctions;
+use ebfleet_aws::ssm::Ssm;
+use ebfleet_control::record::promote::promote;
+use ebfleet_control::Env;
 use ebfleet_core::checksum::sha256_hex;
+use ebfleet_core::clock::Clock;
+use ebfleet_core::layout::batch_key;
 use ebfleet_core::manifest::{BatchManifest, Outcome};
+use ebfleet_core::wire::BatchFile;
 use serde_json::Value;
 use std::path::Path;
 
@@ -29,11 +39,41 @@ pub fn node(dir: &Path, bucket: &str, eb: &Path) -> Node {
     n
 }
 
-/// Check a manifest in the bucket against the objects it names: what the
+/// Record, with its own code: the staged manifest of unit `unit` checked
+/// against its unit file, its artifacts verified and promoted. Then the
+/// published manifest checked against the objects it names: what the
 /// record Lambda accepts, with sizes and checksums equal to S3's.
-pub async fn check_manifest(store: &Store, key: &str) -> BatchManifest {
-    let text = String::from_utf8(store.get_bytes(key).await.unwrap()).unwrap();
-    let m = BatchManifest::from_json(&text).expect("the record Lambda's validation");
+pub async fn check_manifest(store: &Store, execution: &str, unit: usize) -> BatchManifest {
+    let (execution, platform) = (execution.parse().unwrap(), PLATFORM.parse().unwrap());
+    let unit: BatchFile = store
+        .get_json(&batch_key(&execution, &platform, unit))
+        .await
+        .unwrap();
+    let key = unit.staged_manifest_key();
+    let text = String::from_utf8(store.get_bytes(&key).await.unwrap()).unwrap();
+    let staged = BatchManifest::from_json(&text).expect("the record Lambda's validation");
+    staged
+        .check_for(&key, &unit)
+        .expect("believed about its unit");
+    let conf = ebfleet_aws::load_config().await;
+    let env = Env {
+        store: store.clone(),
+        records: Records::from_conf(&conf, "unused"),
+        nodes: Nodes::from_conf(&conf),
+        pools: Pools::from_conf(&conf),
+        ssm: Ssm::from_conf(&conf),
+        sfn: StepFunctions::from_conf(&conf),
+        clock: Clock::system(),
+    };
+    let m = promote(&env, &unit, &staged).await.expect("promoted");
+    assert_eq!(
+        store
+            .get_json::<BatchManifest>(&unit.manifest_key())
+            .await
+            .unwrap(),
+        m,
+        "the published manifest"
+    );
     for e in &m.modules {
         if let Outcome::Built {
             tarball,
@@ -132,7 +172,7 @@ async fn build_upload_then_a_fresh_root_syncs_only_the_closure_and_builds_on_it(
         n(&up, &["logs", "sent"]) >= 2,
         "eb's output and EasyBuild's log: {up}"
     );
-    let m0 = check_manifest(&store, &format!("{PLATFORM}/manifests/{execution}/0.json")).await;
+    let m0 = check_manifest(&store, &execution, 0).await;
     assert_eq!(m0.eb_version, "5.4.1");
     assert_eq!(
         (m0.instance_type.as_str(), m0.archspec.as_str()),
@@ -249,7 +289,7 @@ async fn build_upload_then_a_fresh_root_syncs_only_the_closure_and_builds_on_it(
         1,
         "greeter's source, fetched by EasyBuild: {up}"
     );
-    let m1 = check_manifest(&store, &format!("{PLATFORM}/manifests/{execution}/1.json")).await;
+    let m1 = check_manifest(&store, &execution, 1).await;
     assert!(matches!(m1.modules[0].outcome, Outcome::Built { .. }));
     let src = store
         .get_bytes("sources/g/greeter/greeter-1.0.tar")

@@ -62,7 +62,7 @@ async fn a_failed_build_is_classified_logged_and_not_published() {
         (Some(0), Some(1), Some(1))
     );
 
-    let m = check_manifest(&store, &format!("{PLATFORM}/manifests/{execution}/0.json")).await;
+    let m = check_manifest(&store, &execution, 0).await;
     let Outcome::Failed {
         class,
         message,

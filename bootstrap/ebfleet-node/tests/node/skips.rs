@@ -165,7 +165,7 @@ async fn a_module_leased_to_another_execution_is_skipped_with_its_dependents() {
         (Some(1), Some(0), Some(2)),
         "{up}"
     );
-    let m = check_manifest(&store, &format!("{PLATFORM}/manifests/{execution}/0.json")).await;
+    let m = check_manifest(&store, &execution, 0).await;
     assert_eq!(skipped_reason(&m, "hello/1.0"), why);
     assert_eq!(skipped_reason(&m, "greeter/1.0"), gwhy);
     assert!(is_built(&m, "solo/1.0"), "{m:?}");
@@ -227,7 +227,7 @@ async fn a_need_missing_from_the_bucket_skips_its_dependents_only() {
         (Some(1), Some(0), Some(1)),
         "{up}"
     );
-    let m = check_manifest(&store, &format!("{PLATFORM}/manifests/{execution}/1.json")).await;
+    let m = check_manifest(&store, &execution, 1).await;
     assert!(skipped_reason(&m, "greeter/1.0").contains("hello/1.0 is not in the bucket"));
     assert!(is_built(&m, "solo/1.0"), "{m:?}");
     assert_eq!(

@@ -33,6 +33,7 @@ pub mod attr {
     pub const TARBALL_KEY: &str = "tarball_key";
     pub const TARBALL_SIZE: &str = "tarball_size";
     pub const TARBALL_SHA256: &str = "tarball_sha256";
+    pub const TARBALL_VERSION_ID: &str = "tarball_version_id";
     pub const MODULE_FILE_KEY: &str = "module_file_key";
     pub const EB_VERSION: &str = "eb_version";
     pub const INSTANCE_TYPE: &str = "instance_type";
@@ -84,6 +85,8 @@ struct Flat {
     tarball_key: Option<String>,
     tarball_size: Option<u64>,
     tarball_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tarball_version_id: Option<String>,
     module_file_key: Option<String>,
     eb_version: Option<String>,
     instance_type: Option<String>,
@@ -120,6 +123,7 @@ pub fn to_item(r: &ModuleRecord) -> Item {
         tarball_key: t.map(|t| t.key.clone()),
         tarball_size: t.map(|t| t.size),
         tarball_sha256: t.map(|t| t.sha256.clone()),
+        tarball_version_id: t.and_then(|t| t.version_id.clone()),
         module_file_key: r.module_file_key.clone(),
         eb_version: r.eb_version.clone(),
         instance_type: r.instance_type.clone(),
@@ -260,8 +264,14 @@ pub fn from_item(item: &Item) -> Result<ModuleRecord, ItemError> {
         module: module_of(&f.sk)?.to_string(),
         status,
         easyconfig_sha256: f.easyconfig_sha256,
-        tarball: (f.tarball_key.zip(f.tarball_size).zip(f.tarball_sha256))
-            .map(|((key, size), sha256)| Tarball { key, size, sha256 }),
+        tarball: (f.tarball_key.zip(f.tarball_size).zip(f.tarball_sha256)).map(
+            |((key, size), sha256)| Tarball {
+                key,
+                size,
+                sha256,
+                version_id: f.tarball_version_id,
+            },
+        ),
         module_file_key: f.module_file_key,
         eb_version: f.eb_version,
         instance_type: f.instance_type,
@@ -303,6 +313,7 @@ mod tests {
                 key: format!("{P}/software/{M}.tar.zst"),
                 size: 123_456,
                 sha256: "b".repeat(64),
+                version_id: Some("v1".into()),
             }),
             module_file_key: Some(format!("{P}/modules/all/{M}.lua")),
             eb_version: Some("5.4.1".into()),
@@ -424,9 +435,14 @@ mod tests {
             ("lease_expires", n("18446744073709551615")),
             ("version", n("7")),
         ]);
+        // Items from before Record promoted tarballs name no version.
         let full = ModuleRecord {
             last_error: failed().last_error,
             lease: leased().lease,
+            tarball: built().tarball.map(|t| Tarball {
+                version_id: None,
+                ..t
+            }),
             ..built()
         };
         assert_eq!(from_item(&item).unwrap(), full);

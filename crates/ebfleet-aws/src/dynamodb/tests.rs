@@ -46,6 +46,7 @@ fn built_record(module: &str, ec: char) -> ModuleRecord {
             key: format!("{P}/software/{module}.tar.zst"),
             size: 10,
             sha256: "b".repeat(64),
+            version_id: None,
         }),
         attempts: 1,
         version: 3,

@@ -30,10 +30,17 @@ pub struct ObjectHead {
     pub sha256: Option<String>,
     /// All user metadata (keys lowercase, without `x-amz-meta-`).
     pub metadata: BTreeMap<String, String>,
+    /// S3's version of the object (a versioned bucket), for a read that
+    /// must name exactly this one.
+    pub version_id: Option<String>,
 }
 
 impl ObjectHead {
-    fn new(size: Option<i64>, metadata: Option<&HashMap<String, String>>) -> Self {
+    fn new(
+        size: Option<i64>,
+        metadata: Option<&HashMap<String, String>>,
+        version_id: Option<&str>,
+    ) -> Self {
         let metadata: BTreeMap<String, String> = metadata
             .map(|m| {
                 m.iter()
@@ -45,12 +52,14 @@ impl ObjectHead {
             size: size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
             sha256: metadata.get(SHA256_METADATA).cloned(),
             metadata,
+            version_id: version_id.map(str::to_string),
         }
     }
 }
 
 /// How to write an object: its type, its SHA-256 (lowercase hex, computed by
-/// the caller from the bytes it sends) and extra user metadata.
+/// the caller from the bytes it sends; empty only for a copy that vouches
+/// for no digest) and extra user metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upload {
     pub content_type: String,
@@ -59,13 +68,15 @@ pub struct Upload {
 }
 
 impl Upload {
-    fn metadata(&self) -> HashMap<String, String> {
+    pub(super) fn metadata(&self) -> HashMap<String, String> {
         let mut m: HashMap<String, String> = self
             .metadata
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        m.insert(SHA256_METADATA.to_string(), self.sha256.clone());
+        if !self.sha256.is_empty() {
+            m.insert(SHA256_METADATA.to_string(), self.sha256.clone());
+        }
         m
     }
 }
@@ -111,7 +122,11 @@ impl Store {
             .send()
             .await
         {
-            Ok(out) => Ok(Some(ObjectHead::new(out.content_length(), out.metadata()))),
+            Ok(out) => Ok(Some(ObjectHead::new(
+                out.content_length(),
+                out.metadata(),
+                out.version_id(),
+            ))),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(self.error("HeadObject", key, e)),
         }
@@ -132,7 +147,7 @@ impl Store {
             .send()
             .await
             .map_err(|e| self.get_error(key, e))?;
-        let head = ObjectHead::new(resp.content_length(), resp.metadata());
+        let head = ObjectHead::new(resp.content_length(), resp.metadata(), resp.version_id());
         let body_error = |detail: String| S3Error::Body {
             bucket: self.bucket.clone(),
             key: key.to_string(),

@@ -29,6 +29,7 @@ const P: &str = "amzn-2023_epyc-gen-4";
 const GRAPH: &str = "plans/run-1/amzn-2023_epyc-gen-4/graph.json";
 const STATE: &str = "plans/run-1/amzn-2023_epyc-gen-4/schedule.json";
 const UNIT_SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:ebfleet-unit";
+const NODE_ROLE: &str = "AROASCHEDULETEST";
 
 fn module(name: &str, run: &[u32], built: bool) -> GraphModule {
     let (n, v) = name.split_once('/').unwrap();
@@ -76,10 +77,10 @@ fn graph() -> BuildGraph {
 }
 
 fn settings() -> Settings {
-    Settings::from_lookup(crate::testing::lookup(&[(
-        var::UNIT_STATE_MACHINE_ARN,
-        UNIT_SM,
-    )]))
+    Settings::from_lookup(crate::testing::lookup(&[
+        (var::UNIT_STATE_MACHINE_ARN, UNIT_SM),
+        (var::NODE_ROLE_ID, NODE_ROLE),
+    ]))
     .unwrap()
 }
 
@@ -249,6 +250,9 @@ async fn a_first_tick_dispatches_the_ready_units_longest_path_first_and_saves_it
     let file = ebfleet_core::wire::BatchFile::from_json(&file.1).unwrap();
     assert_eq!(file.builds[0].module.as_str(), "zlib/1.3-GCCcore-13.2.0");
     assert_eq!(file.needs[0].module.as_str(), "GCCcore/13.2.0");
+    // Its node, as the principal whose staging prefix it may write.
+    assert_eq!(file.node.as_deref(), Some("AROASCHEDULETEST:i-0a"));
+    assert!(file.staging_prefix().ends_with("/1/AROASCHEDULETEST:i-0a/"));
     let state: State =
         serde_json::from_str(&written.iter().find(|(k, _)| k == STATE).unwrap().1).unwrap();
     assert_eq!(state.executions.len(), 1);

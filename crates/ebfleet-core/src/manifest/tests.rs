@@ -1,5 +1,6 @@
 use super::*;
 use crate::record::tests::{built_outcome, manifest, sha, EXEC, M, P};
+use std::collections::BTreeMap;
 
 fn manifest_json() -> serde_json::Value {
     serde_json::to_value(manifest(EXEC, 0, built_outcome('b'), 'e')).unwrap()
@@ -166,11 +167,36 @@ fn unit() -> BatchFile {
     .unwrap()
 }
 
-const UNIT_MANIFEST: &str = "amzn-2023_graviton-3/manifests/run-1/3.json";
+const UNIT_MANIFEST: &str = "staging/amzn-2023_graviton-3/run-1/3/manifest.json";
+const STAGING: &str = "staging/amzn-2023_graviton-3/run-1/3";
+
+/// `M` built, as its node reports it: at the unit's staged keys.
+fn staged(c: char) -> Outcome {
+    Outcome::Built {
+        tarball: Tarball {
+            key: format!("{STAGING}/software/zlib/1.3.1-GCCcore-13.3.0.tar.zst"),
+            size: 123_456,
+            sha256: sha(c),
+            version_id: None,
+        },
+        module_file_key: format!("{STAGING}/modules/all/zlib/1.3.1-GCCcore-13.3.0.lua"),
+        duration_s: 42,
+        usage: None,
+    }
+}
+
+/// `M` failed, its log at `log` under the unit's staged logs.
+fn failed(log: &str) -> Outcome {
+    Outcome::Failed {
+        class: ErrorClass::CompileError,
+        message: "error: x".into(),
+        log_key: Some(format!("{STAGING}/logs/{log}")),
+    }
+}
 
 #[test]
 fn a_manifest_is_believed_only_about_its_own_unit() {
-    let good = manifest("run-1", 3, built_outcome('b'), 'e');
+    let good = manifest("run-1", 3, staged('b'), 'e');
     good.validate().unwrap();
     good.check_for(UNIT_MANIFEST, &unit()).unwrap();
     let refused = |m: &BatchManifest, key: &str| {
@@ -179,17 +205,20 @@ fn a_manifest_is_believed_only_about_its_own_unit() {
             Err(ManifestError::NotItsUnit { .. })
         )
     };
-    // Another key, run or unit index than the unit's.
+    // Another key, run or unit index than the unit's; the platform's
+    // manifest key (Record writes that one, never a node).
+    for key in [
+        "staging/amzn-2023_graviton-3/run-1/4/manifest.json",
+        "amzn-2023_graviton-3/manifests/run-1/3.json",
+    ] {
+        assert!(refused(&good, key), "{key}");
+    }
     assert!(refused(
-        &good,
-        "amzn-2023_graviton-3/manifests/run-1/4.json"
-    ));
-    assert!(refused(
-        &manifest("run-2", 3, built_outcome('b'), 'e'),
+        &manifest("run-2", 3, staged('b'), 'e'),
         UNIT_MANIFEST
     ));
     assert!(refused(
-        &manifest("run-1", 4, built_outcome('b'), 'e'),
+        &manifest("run-1", 4, staged('b'), 'e'),
         UNIT_MANIFEST
     ));
     let mut other_platform = good.clone();
@@ -197,48 +226,110 @@ fn a_manifest_is_believed_only_about_its_own_unit() {
     assert!(refused(&other_platform, UNIT_MANIFEST));
     // Built from another easyconfig than the unit's.
     assert!(refused(
-        &manifest("run-1", 3, built_outcome('b'), 'f'),
+        &manifest("run-1", 3, staged('b'), 'f'),
         UNIT_MANIFEST
     ));
     // A module the unit does not build.
     let mut extra = good.clone();
     extra.modules[0].module = "OpenSSL/3.0".into();
     assert!(refused(&extra, UNIT_MANIFEST));
-    // Keys under the platform's prefixes, but another module's.
+    // Keys of another module, of another unit's staging, or the
+    // platform's own keys (a node never writes those).
     let elsewhere = |tarball: &str, file: &str| Outcome::Built {
         tarball: Tarball {
-            key: format!("{P}/{tarball}"),
+            key: tarball.into(),
             size: 1,
             sha256: sha('b'),
+            version_id: None,
         },
-        module_file_key: format!("{P}/{file}"),
+        module_file_key: file.into(),
         duration_s: 1,
         usage: None,
     };
+    let (zlib_t, zlib_f) = (
+        "software/zlib/1.3.1-GCCcore-13.3.0.tar.zst",
+        "modules/all/zlib/1.3.1-GCCcore-13.3.0.lua",
+    );
     for (t, f) in [
         (
-            "software/OpenSSL/3.0.tar.zst",
-            "modules/all/zlib/1.3.1-GCCcore-13.3.0.lua",
+            format!("{STAGING}/software/OpenSSL/3.0.tar.zst"),
+            format!("{STAGING}/{zlib_f}"),
         ),
         (
-            "software/zlib/1.3.1-GCCcore-13.3.0.tar.zst",
-            "modules/all/OpenSSL/3.0.lua",
+            format!("{STAGING}/{zlib_t}"),
+            format!("{STAGING}/modules/all/OpenSSL/3.0.lua"),
         ),
+        (
+            format!("staging/{P}/run-1/4/{zlib_t}"),
+            format!("{STAGING}/{zlib_f}"),
+        ),
+        (format!("{P}/{zlib_t}"), format!("{P}/{zlib_f}")),
     ] {
-        let m = manifest("run-1", 3, elsewhere(t, f), 'e');
+        let m = manifest("run-1", 3, elsewhere(&t, &f), 'e');
         m.validate().unwrap();
         assert!(refused(&m, UNIT_MANIFEST), "{t} {f}");
     }
-    // A failed build's log under another module's logs.
-    let failed = |log: &str| Outcome::Failed {
-        class: ErrorClass::CompileError,
-        message: "error: x".into(),
-        log_key: Some(format!("{P}/logs/{log}")),
-    };
+    // A failed build's log: its own, not another module's or a nested key.
     let own = manifest("run-1", 3, failed("zlib/1.3.1-GCCcore-13.3.0/eb.log"), 'e');
     own.check_for(UNIT_MANIFEST, &unit()).unwrap();
-    assert!(refused(
-        &manifest("run-1", 3, failed("OpenSSL/3.0/eb.log"), 'e'),
-        UNIT_MANIFEST
-    ));
+    for log in ["OpenSSL/3.0/eb.log", "zlib/1.3.1-GCCcore-13.3.0/x/eb.log"] {
+        assert!(
+            refused(&manifest("run-1", 3, failed(log), 'e'), UNIT_MANIFEST),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn the_published_manifest_names_the_platforms_keys_and_what_record_found() {
+    let staged = manifest("run-1", 3, staged('b'), 'e');
+    let promoted_tarball = Tarball {
+        key: format!("{P}/software/zlib/1.3.1-GCCcore-13.3.0.tar.zst"),
+        size: 99,
+        sha256: sha('c'),
+        version_id: Some("v7".into()),
+    };
+    let verified = BTreeMap::from([(M.to_string(), Verified::Tarball(promoted_tarball.clone()))]);
+    let published = staged.promoted(&verified);
+    published.validate().unwrap();
+    match &published.modules[0].outcome {
+        Outcome::Built {
+            tarball,
+            module_file_key,
+            ..
+        } => {
+            assert_eq!(tarball, &promoted_tarball);
+            assert_eq!(
+                module_file_key,
+                &format!("{P}/modules/all/zlib/1.3.1-GCCcore-13.3.0.lua")
+            );
+        }
+        o => panic!("{o:?}"),
+    }
+    // Refused, or never verified: a failure saying so, nothing published.
+    for (verified, says) in [
+        (
+            BTreeMap::from([(M.to_string(), Verified::Refused("its sha256 is x".into()))]),
+            "refused: its sha256 is x",
+        ),
+        (BTreeMap::new(), "not verified"),
+    ] {
+        let published = staged.promoted(&verified);
+        assert!(
+            matches!(&published.modules[0].outcome,
+                Outcome::Failed { message, log_key: None, .. } if message.contains(says)),
+            "{:?}",
+            published.modules[0].outcome
+        );
+    }
+    // A failed build's log: where Record copies it, under this run's logs
+    // of the module.
+    let failed = manifest("run-1", 3, failed("zlib/1.3.1-GCCcore-13.3.0/eb.log"), 'e');
+    let published = failed.promoted(&BTreeMap::new());
+    assert!(
+        matches!(&published.modules[0].outcome, Outcome::Failed { log_key: Some(k), .. }
+            if k == &format!("{P}/logs/zlib/1.3.1-GCCcore-13.3.0/run-1/eb.log")),
+        "{:?}",
+        published.modules[0].outcome
+    );
 }

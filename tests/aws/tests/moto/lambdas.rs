@@ -27,7 +27,11 @@ use ebfleet_aws::dynamodb::{attr, Records};
 use ebfleet_aws::s3::Store;
 use ebfleet_core::build_graph::BuildGraph;
 use ebfleet_core::capacity::{TAG_EXECUTION, TAG_PLATFORM};
-use ebfleet_core::layout::{module_file_key, run_pk, tarball_key, wake_sk, EASYCONFIG_INDEX_KEY};
+use ebfleet_core::checksum::sha256_hex;
+use ebfleet_core::layout::{
+    module_file_key, run_log_prefix, run_pk, staged_log_prefix, staged_module_file_key,
+    staged_tarball_key, tarball_key, wake_sk, EASYCONFIG_INDEX_KEY,
+};
 use ebfleet_core::lease::{leases_key, BatchLeases};
 use ebfleet_core::manifest::{BatchManifest, ManifestEntry, Outcome, MANIFEST_FORMAT};
 use ebfleet_core::names::{ExecutionName, PlatformName};
@@ -188,9 +192,16 @@ async fn create_state_machine(conf: &ebfleet_aws::SdkConfig, arn: &str) {
 /// the state machines the functions are configured with.
 async fn create_stack(conf: &ebfleet_aws::SdkConfig) -> Store {
     let (bucket, table) = (var("EBFLEET_BUCKET"), var("EBFLEET_TABLE"));
-    aws_sdk_s3::Client::new(conf)
-        .create_bucket()
+    let s3 = aws_sdk_s3::Client::new(conf);
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    // As the stack's: Record's promoted tarballs are exact versions.
+    s3.put_bucket_versioning()
         .bucket(&bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -560,8 +571,10 @@ async fn lambdas_under_cargo_lambda_watch() {
     assert!(err.contains("DescribeInstanceInformation"), "{err}");
     assert_eq!(store.get_bytes(&state_key).await.unwrap(), schedule_state);
 
-    // The unit's file, as the tick that dispatches unit 0 writes it.
-    let unit_file = g.unit_file(0).unwrap();
+    // The unit's file, as the tick that dispatches unit 0 to the node
+    // writes it: the node named as the principal it uploads as.
+    let mut unit_file = g.unit_file(0).unwrap();
+    unit_file.node = Some(format!("{}:{node}", var("EBFLEET_NODE_ROLE_ID")));
     let unit_key = unit_file.key();
     assert_eq!(unit_key, format!("plans/{EXECUTION}/{PLATFORM}/0.json"));
     store.put_json(&unit_key, &unit_file).await.unwrap();
@@ -685,18 +698,27 @@ async fn lambdas_under_cargo_lambda_watch() {
     assert_eq!(r.status, Status::Building, "{module}");
     assert_eq!(r.lease.expect("leased").owner, owner);
 
-    // record {manifest_key}: the node's manifest of unit 0 becomes the
-    // module's record, once, and the lease is released.
+    // record {manifest_key}: the node's manifest of unit 0, staged with
+    // its tarball, module file and log, becomes the module's record once
+    // Record has read the tarball back; the lease is released.
+    let staging = unit_file.staging_prefix();
+    assert!(staging.ends_with(&format!(":{node}/")), "{staging}");
+    let (staged_tarball, staged_file) = (
+        staged_tarball_key(&staging, &module),
+        staged_module_file_key(&staging, &module),
+    );
+    let tarball_bytes = b"a tarball, as its node packed it".to_vec();
     let entry = ManifestEntry {
         module: module.to_string(),
         easyconfig_sha256: build.easyconfig_sha256.clone(),
         outcome: Outcome::Built {
             tarball: Tarball {
-                key: tarball_key(&platform, &module),
-                size: 1024,
-                sha256: "c".repeat(64),
+                key: staged_tarball.clone(),
+                size: tarball_bytes.len() as u64,
+                sha256: sha256_hex(&tarball_bytes),
+                version_id: None,
             },
-            module_file_key: module_file_key(&platform, &module),
+            module_file_key: staged_file.clone(),
             duration_s: 60,
             usage: Some(BuildUsage {
                 peak_memory_mib: 700,
@@ -719,23 +741,106 @@ async fn lambdas_under_cargo_lambda_watch() {
     };
     manifest.validate().unwrap();
     store
-        .put_json(&unit_file.manifest_key(), &manifest)
+        .put_json(&unit_file.staged_manifest_key(), &manifest)
         .await
         .unwrap();
-    let recorded = w.ok("record", "manifest.json");
-    assert_eq!(recorded["manifest_key"], unit_file.manifest_key());
+    store
+        .put_bytes(&staged_file, b"-- module file".to_vec(), "text/x-lua")
+        .await
+        .unwrap();
+    let log = format!("{}eb.log", staged_log_prefix(&staging, &module));
+    store
+        .put_bytes(&log, b"== built".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    // A staged tarball that is not what the manifest says is not
+    // published: the module is recorded failed, saying why.
+    let mut tampered = tarball_bytes.clone();
+    tampered[0] ^= 1;
+    store
+        .put_bytes(&staged_tarball, tampered, "application/zstd")
+        .await
+        .unwrap();
+    let refused = w.ok("record", "staged.json");
+    assert_eq!(refused["manifest_key"], unit_file.manifest_key());
+    assert_eq!(refused["failed"], json!(1), "{refused}");
+    let why = refused["outcomes"][module.as_str()]["reason"]
+        .as_str()
+        .unwrap();
+    assert!(
+        why.contains("upload was refused") && why.contains(&sha256_hex(&tarball_bytes)),
+        "{why}"
+    );
+    assert!(store
+        .head(&tarball_key(&platform, &module))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        records
+            .get(&platform, &module)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        Status::Failed
+    );
+    // The node's own tarball: promoted, its record the digest Record
+    // computed and the promoted object's exact version.
+    store
+        .put_bytes(&staged_tarball, tarball_bytes.clone(), "application/zstd")
+        .await
+        .unwrap();
+    let recorded = w.ok("record", "staged.json");
     assert_eq!(
         (&recorded["built"], &recorded["unchanged"]),
-        (&json!(1), &json!(0))
+        (&json!(1), &json!(0)),
+        "{recorded}"
     );
     assert_eq!(
         recorded["outcomes"],
         json!({module.as_str(): {"outcome": "built"}})
     );
-    let again = w.ok("record", "manifest.json");
+    assert_eq!(
+        recorded["tarballs"][module.as_str()],
+        json!(sha256_hex(&tarball_bytes))
+    );
+    let again = w.ok("record", "staged.json");
     assert_eq!(
         (&again["built"], &again["unchanged"]),
         (&json!(0), &json!(1))
+    );
+    let r = records.get(&platform, &module).await.unwrap().unwrap();
+    let t = r.tarball.clone().expect("a built record names its tarball");
+    assert_eq!(t.key, tarball_key(&platform, &module));
+    assert_eq!(t.sha256, sha256_hex(&tarball_bytes));
+    let head = store.head(&t.key).await.unwrap().expect("promoted");
+    assert_eq!(head.sha256.as_deref(), Some(t.sha256.as_str()));
+    assert!(
+        t.version_id.is_some(),
+        "the record names the promoted version"
+    );
+    assert_eq!(store.get_bytes(&t.key).await.unwrap(), tarball_bytes);
+    assert_eq!(
+        store
+            .get_bytes(&module_file_key(&platform, &module))
+            .await
+            .unwrap(),
+        b"-- module file"
+    );
+    assert_eq!(
+        store
+            .get_bytes(&format!(
+                "{}eb.log",
+                run_log_prefix(&platform, &module, &execution)
+            ))
+            .await
+            .unwrap(),
+        b"== built"
+    );
+    let published: BatchManifest = store.get_json(&unit_file.manifest_key()).await.unwrap();
+    assert!(
+        matches!(&published.modules[0].outcome, Outcome::Built { tarball, .. } if tarball == &t)
     );
     let r = records.get(&platform, &module).await.unwrap().unwrap();
     assert_eq!(r.status, Status::Built, "{module}");
@@ -791,7 +896,7 @@ async fn lambdas_under_cargo_lambda_watch() {
         assert!(
             g2.modules.iter().any(|m| m.module == module
                 && m.built
-                && m.tarball_sha256.as_deref() == Some("c".repeat(64).as_str())),
+                && m.tarball_sha256.as_deref() == Some(t.sha256.as_str())),
             "{module} is a built need, with its record's tarball sha256, in {g2:?}"
         );
     }

@@ -108,6 +108,7 @@ async fn get_to_writer_streams_the_body_and_returns_the_head() {
             GetObjectOutput::builder()
                 .content_length(3)
                 .metadata("sha256", ABC_HEX)
+                .version_id("v3")
                 .body(ByteStream::from_static(b"abc"))
                 .build()
         });
@@ -116,6 +117,7 @@ async fn get_to_writer_streams_the_body_and_returns_the_head() {
     let head = s.get_to_writer(KEY, &mut out).await.unwrap();
     assert_eq!(out, b"abc");
     assert_eq!((head.size, head.sha256.as_deref()), (3, Some(ABC_HEX)));
+    assert_eq!(head.version_id.as_deref(), Some("v3"));
 }
 
 #[tokio::test]

@@ -87,6 +87,7 @@ fn batch_file(modules: &[&str]) -> BatchFile {
         needs: vec![],
         after: vec![0],
         jobs_halved: 0,
+        node: None,
     }
 }
 
@@ -194,6 +195,7 @@ fn record(module: &str, status: Status, lease: Option<(&str, u64)>, version: u64
             key: format!("{P}/software/{module}.tar.zst"),
             size: 10,
             sha256: sha('b'),
+            version_id: None,
         });
     }
     r
@@ -646,10 +648,16 @@ async fn releasing_gives_up_only_the_batchs_own_leases() {
     );
 }
 
+/// Where batch 2's node (`NODE`) stages what it built.
+const STAGING: &str = "staging/amzn-2023_epyc-gen-4/run-1/2/AROATEST:i-0a/";
+const NODE: &str = "AROATEST:i-0a";
+/// What the node staged as its tarball.
+const TARBALL: &[u8] = b"0123456789";
+
 /// The node's manifest of batch 2 saying `module` was built, at the
-/// layout's keys for `keys_of`.
+/// unit's staged keys for `keys_of`.
 fn manifest_of(module: &str, keys_of: &str) -> String {
-    let (p, k) = (P.parse().unwrap(), m(keys_of));
+    let k = m(keys_of);
     serde_json::to_string(&ebfleet_core::manifest::BatchManifest {
         format: ebfleet_core::manifest::MANIFEST_FORMAT,
         execution: "run-1".into(),
@@ -665,11 +673,12 @@ fn manifest_of(module: &str, keys_of: &str) -> String {
             easyconfig_sha256: sha('e'),
             outcome: ebfleet_core::manifest::Outcome::Built {
                 tarball: Tarball {
-                    key: ebfleet_core::layout::tarball_key(&p, &k),
-                    size: 10,
-                    sha256: sha('f'),
+                    key: ebfleet_core::layout::staged_tarball_key(STAGING, &k),
+                    size: TARBALL.len() as u64,
+                    sha256: ebfleet_core::checksum::sha256_hex(TARBALL),
+                    version_id: None,
                 },
-                module_file_key: ebfleet_core::layout::module_file_key(&p, &k),
+                module_file_key: ebfleet_core::layout::staged_module_file_key(STAGING, &k),
                 duration_s: 60,
                 usage: None,
             },
@@ -678,41 +687,103 @@ fn manifest_of(module: &str, keys_of: &str) -> String {
     .unwrap()
 }
 
+/// GetObject of `key` answering `body`.
+fn get_staged(key: String, body: &'static [u8]) -> Rule {
+    mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(move |q| q.key() == Some(key.as_str()))
+        .then_output(move || {
+            GetObjectOutput::builder()
+                .content_length(body.len() as i64)
+                .version_id("v1")
+                .body(ByteStream::from_static(body))
+                .build()
+        })
+}
+
 #[tokio::test]
 async fn a_manifest_is_recorded_only_for_what_its_unit_builds() {
-    const KEY: &str = "amzn-2023_epyc-gen-4/manifests/run-1/2.json";
+    use aws_sdk_s3::operation::copy_object::CopyObjectOutput;
+    use aws_sdk_s3::operation::head_object::{HeadObjectError, HeadObjectOutput};
+    use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+    use aws_sdk_s3::types::error::NotFound;
     let run = |manifest: String| async move {
         let writes = Writes::default();
-        let unit = get_batch(&batch_file(&[ZLIB]));
+        let mut file = batch_file(&[ZLIB]);
+        file.node = Some(NODE.into());
+        let unit = get_batch(&file);
         let read_manifest = mock!(aws_sdk_s3::Client::get_object)
-            .match_requests(|q| q.key() == Some(KEY))
+            .match_requests(|q| q.key() == Some(&format!("{STAGING}manifest.json")))
             .then_output(move || {
                 GetObjectOutput::builder()
                     .body(ByteStream::from(manifest.clone().into_bytes()))
                     .build()
             });
+        let zlib = m(ZLIB);
+        let staged_tarball = get_staged(
+            ebfleet_core::layout::staged_tarball_key(STAGING, &zlib),
+            TARBALL,
+        );
+        let file_key = ebfleet_core::layout::staged_module_file_key(STAGING, &zlib);
+        let staged_file = get_staged(file_key.clone(), b"-- lua");
+        let head_file = mock!(aws_sdk_s3::Client::head_object)
+            .match_requests(move |q| q.key() == Some(file_key.as_str()))
+            .then_output(|| HeadObjectOutput::builder().content_length(6).build());
+        let head_promoted = mock!(aws_sdk_s3::Client::head_object)
+            .then_error(|| HeadObjectError::NotFound(NotFound::builder().build()));
+        let copy = mock!(aws_sdk_s3::Client::copy_object)
+            .match_requests(|q| {
+                q.copy_source()
+                    .is_some_and(|c| c.ends_with("?versionId=v1"))
+            })
+            .then_output(|| CopyObjectOutput::builder().version_id("v2").build());
+        let logs = mock!(aws_sdk_s3::Client::list_objects_v2)
+            .then_output(|| ListObjectsV2Output::builder().build());
+        let publish = mock!(aws_sdk_s3::Client::put_object)
+            .match_requests(|q| q.key() == Some("amzn-2023_epyc-gen-4/manifests/run-1/2.json"))
+            .then_output(|| PutObjectOutput::builder().build());
         let (read, write) = (get_record(ZLIB, None), put_record(ZLIB, writes.clone()));
         let (read_b, write_b) = (get_record(BZIP2, None), put_record(BZIP2, writes.clone()));
         let mocks = Mocks {
-            s3: vec![&read_manifest, &unit],
+            s3: vec![
+                &read_manifest,
+                &unit,
+                &staged_tarball,
+                &head_file,
+                &staged_file,
+                &head_promoted,
+                &copy,
+                &logs,
+                &publish,
+            ],
             dynamodb: vec![&read, &write, &read_b, &write_b],
             ..Default::default()
         };
-        let input: Input =
-            serde_json::from_value(serde_json::json!({ "manifest_key": KEY })).unwrap();
+        let input: Input = serde_json::from_value(serde_json::json!({
+            "staged": {"execution": "run-1", "platform": P, "batch": 2}
+        }))
+        .unwrap();
         let settings = Settings::from_lookup(|_: &str| None).unwrap();
         let reply = handle(&mocks.env(), &settings, input).await;
-        let written = writes.lock().unwrap().len();
-        (reply, written)
+        let written = writes.lock().unwrap().clone();
+        (reply, written, copy.num_calls())
     };
-    let (reply, written) = run(manifest_of(ZLIB, ZLIB)).await;
+    let (reply, written, copies) = run(manifest_of(ZLIB, ZLIB)).await;
     assert!(reply.is_ok(), "{reply:?}");
-    assert_eq!(written, 1, "its own module is recorded");
+    assert_eq!(written.len(), 1, "its own module is recorded");
+    assert_eq!(copies, 2, "its tarball and module file promoted");
+    let tarball = written[0].0.tarball.clone().expect("built");
+    assert_eq!(
+        (tarball.key.as_str(), tarball.version_id.as_deref()),
+        (
+            "amzn-2023_epyc-gen-4/software/zlib/1.3.1-GCCcore-13.3.0.tar.zst",
+            Some("v2")
+        )
+    );
     // Another module than the unit's, or its own at another's keys.
     for manifest in [manifest_of(BZIP2, BZIP2), manifest_of(ZLIB, BZIP2)] {
-        let (reply, written) = run(manifest).await;
+        let (reply, written, copies) = run(manifest).await;
         let err = reply.expect_err("refused");
         assert_eq!(err.kind(), Kind::Invalid, "{err}");
-        assert_eq!(written, 0, "nothing recorded: {err}");
+        assert_eq!((written.len(), copies), (0, 0), "nothing recorded: {err}");
     }
 }
