@@ -593,7 +593,8 @@ for where, st in statements(resources, "Resources"):
     for a in actions:
         if a == "*" or (st["Effect"] == "Allow" and a.endswith(":*")):
             problem(f"{where}: Action {a}")
-    if st["Effect"] == "Allow" and "*" in as_list(st.get("Resource", [])):
+    # In a key policy, '*' is the key itself.
+    if st["Effect"] == "Allow" and "*" in as_list(st.get("Resource", [])) and ".KeyPolicy." not in where:
         wide = [a for a in actions if not STAR_OK.match(a) or (scoped and scoped(a))]
         if wide:
             problem(f"{where}: Resource '*' for {wide}, which can be scoped")

@@ -6,7 +6,7 @@
 # watch`, moto for S3, DynamoDB, EC2, Auto Scaling and SSM's documents and
 # parameters, and this machine as the build nodes (real ebfleet-node,
 # EasyBuild and Lmod) for the SSM commands the dispatch Lambda sends, each
-# node's S3 and DynamoDB calls decided by the node role's IAM as simulated
+# node's S3, DynamoDB and KMS calls decided by the node role's IAM as simulated
 # (@cloud-copilot/iam-simulate); tests/e2e/pipeline.py says how.
 #
 #   scripts/local-pipeline.sh demo           one run on two platforms, shown

@@ -51,6 +51,8 @@ export EBFLEET_TABLE=ebfleet-lambda-test
 export EBFLEET_STATE_MACHINE_ARN=arn:aws:states:us-east-1:123456789012:stateMachine:ebfleet-lambda-test
 export EBFLEET_UNIT_STATE_MACHINE_ARN=arn:aws:states:us-east-1:123456789012:stateMachine:ebfleet-lambda-test-unit
 export EBFLEET_NODE_ROLE_ID=AROALAMBDATESTNODE
+# Made in moto by the test (its alias names it).
+export EBFLEET_SIGNING_KEY=alias/ebfleet-lambda-test-signing
 # Small pools: the test checks the group's size against it.
 export EBFLEET_NODES_PER_PLATFORM=4
 export EBFLEET_SSM_DOCUMENT=ebfleet-lambda-test-node-step

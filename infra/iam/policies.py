@@ -106,6 +106,7 @@ class Deployment:
             "AWS::SQS::Queue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}",
             "AWS::Logs::LogGroup": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*",
             "AWS::Events::Rule": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}",
+            "AWS::KMS::Key": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f0e0d0c-{name.lower()}",
         }.get(kind, f"arn:aws:unknown:{REGION}:{ACCOUNT}:{name}")
 
     def sub(self, text, variables):
@@ -193,13 +194,19 @@ def main():
         elif r["Type"] == "AWS::S3::BucketPolicy":
             bucket = d.resolve(props["Bucket"])
             resource_policies[f"arn:aws:s3:::{bucket}"] = d.resolve(props["PolicyDocument"])
+        elif r["Type"] == "AWS::KMS::Key":
+            resource_policies[d.arn(name, "Arn")] = d.resolve(props["KeyPolicy"])
     json.dump(
         {
             "account": ACCOUNT,
             # What the stack's bucket and table are called here, for
             # requests made against another deployment's (the end-to-end
             # tests' gate, tests/e2e/iam_gate.py).
-            "names": {"bucket": d.arn("Bucket", "Arn"), "table": d.arn("Table", "Arn")},
+            "names": {
+                "bucket": d.arn("Bucket", "Arn"),
+                "table": d.arn("Table", "Arn"),
+                "signing_key": d.arn("SigningKey", "Arn"),
+            },
             "principals": principals,
             "resource_policies": resource_policies,
             "cases": cases(sys.argv[2], d) if len(sys.argv) > 2 else [],
@@ -220,6 +227,7 @@ def cases(path, d):
         "region": REGION,
         "group": "0f0e0d0c-0b0a-4009-8008-070605040302",
         "node": NODE_USERID,
+        "signing_key": d.arn("SigningKey", "Arn"),
     }
     out = []
     for principal, kinds in yaml.safe_load(open(path)).items():

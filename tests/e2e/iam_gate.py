@@ -1,6 +1,6 @@
 """The node role's IAM, enforced on every call a build node makes.
 
-moto enforces no IAM. Here each node's S3 and DynamoDB endpoint is a gate
+moto enforces no IAM. Here each node's S3, DynamoDB and KMS endpoint is a gate
 of its own that asks @cloud-copilot/iam-simulate (infra/iam/decide.mjs)
 whether the node role of infra/template.yaml (SAM's translation, resolved
 by infra/iam/policies.py) allows the call, for that node's principal
@@ -10,13 +10,14 @@ allows goes on to moto. So every scenario checks that the policy lets a
 node do its job, and a hostile build's writes meet the policy as
 simulated. Each decision is kept (`Decisions`), for the tests to read.
 
-The request becomes an IAM action and resource the way S3 and DynamoDB
+The request becomes an IAM action and resource the way S3, DynamoDB and KMS
 authorize it: GET/HEAD of an object s3:GetObject (s3:GetObjectVersion with
 a versionId), PUT and multipart uploads s3:PutObject, DELETE of an upload
 s3:AbortMultipartUpload, a listing s3:ListBucket with its `s3:prefix`,
-`X-Amz-Target: DynamoDB_20120810.<Op>` dynamodb:<Op> on the table. The
-bucket and table of this run stand for the template's; anything else is
-refused, so a call nobody mapped fails loudly.
+`X-Amz-Target: DynamoDB_20120810.<Op>` dynamodb:<Op> on the table,
+`TrentService.<Op>` kms:<Op> on the signing key. The bucket, table and key
+of this run stand for the template's; anything else is refused, so a call
+nobody mapped fails loudly.
 """
 
 import http.server
@@ -78,9 +79,10 @@ class Gate(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, decider, decisions, moto, bucket, table, instance, userid):
+    def __init__(self, decider, decisions, moto, bucket, table, signing_key, instance, userid):
         self.decider, self.decisions, self.moto = decider, decisions, moto
-        self.bucket, self.table, self.instance, self.userid = bucket, table, instance, userid
+        self.bucket, self.table, self.signing_key = bucket, table, signing_key
+        self.instance, self.userid = instance, userid
         super().__init__(("127.0.0.1", 0), _Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -91,8 +93,15 @@ class Gate(http.server.ThreadingHTTPServer):
     def requests(self, method, path, headers, body):
         """The (action, resource, context) the call needs, or a reason it
         is not one the gate knows."""
-        if headers.get("X-Amz-Target", "").startswith("DynamoDB_20120810."):
-            op = headers["X-Amz-Target"].split(".", 1)[1]
+        target = _header(headers, "x-amz-target")
+        if target.startswith("TrentService."):
+            op = target.split(".", 1)[1]
+            key = json.loads(body or b"{}").get("KeyId")
+            if key != self.signing_key:
+                return f"KMS {op} with key {key!r}"
+            return [(f"kms:{op}", self.decider.names["signing_key"], {})]
+        if target.startswith("DynamoDB_20120810."):
+            op = target.split(".", 1)[1]
             name = json.loads(body or b"{}").get("TableName")
             if name != self.table:
                 return f"DynamoDB {op} on table {name!r}"
@@ -114,13 +123,18 @@ class Gate(http.server.ThreadingHTTPServer):
             if "uploadId" in query:
                 return [("s3:ListMultipartUploadParts", obj, {})]
             return [("s3:GetObjectVersion" if "versionId" in query else "s3:GetObject", obj, {})]
-        if method == "PUT" and "x-amz-copy-source" in {k.lower() for k in headers}:
+        if method == "PUT" and _header(headers, "x-amz-copy-source"):
             return f"S3 copy to {key}"
         if method in ("PUT", "POST") and (method == "PUT" or "uploads" in query or "uploadId" in query):
             return [("s3:PutObject", obj, {})]
         if method == "DELETE":
             return [("s3:AbortMultipartUpload" if "uploadId" in query else "s3:DeleteObject", obj, {})]
         return f"S3 {method} {path}"
+
+
+def _header(headers, name):
+    """A request header by its name in any case (SDKs send lowercase)."""
+    return next((v for k, v in headers.items() if k.lower() == name), "")
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -172,8 +186,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _denied(self, message, headers):
-        if headers.get("X-Amz-Target", "").startswith("DynamoDB_"):
-            status, ctype = 400, "application/x-amz-json-1.0"
+        target = _header(headers, "x-amz-target")
+        if target.startswith(("DynamoDB_", "TrentService.")):
+            status = 400
+            ctype = "application/x-amz-json-1.0" if target.startswith("DynamoDB_") else "application/x-amz-json-1.1"
             data = json.dumps({"__type": "com.amazon.coral.service#AccessDeniedException", "message": message}).encode()
         else:
             status, ctype = 403, "application/xml"

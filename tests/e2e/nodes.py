@@ -65,7 +65,7 @@ class Run:
 class Nodes:
     def __init__(self, aws, work, node_bin, eb, bucket, emit, endpoint):
         """`emit(event)`: deliver an SSM command event (to the dispatch
-        Lambda); `endpoint(instance_id)`: the S3 and DynamoDB endpoint of
+        Lambda); `endpoint(instance_id)`: the S3, DynamoDB and KMS endpoint of
         that node's calls (its gate, tests/e2e/iam_gate.py)."""
         self.ssm = aws.client("ssm")
         self.ec2 = aws.client("ec2")
@@ -144,10 +144,10 @@ class Nodes:
                 EBFLEET_NODE_ROOT=str(mount_point),
                 EBFLEET_NODE_ENV=str(root / "node.env"),
                 PATH=f"{Path(self.eb).parent}:{env.get('PATH', '')}",
-                # S3 and DynamoDB through the node role's IAM.
+                # S3, DynamoDB and KMS through the node role's IAM.
                 AWS_ENDPOINT_URL=self.endpoint(run.instance_id),
             )
-            for service in ("S3", "DYNAMODB"):
+            for service in ("S3", "DYNAMODB", "KMS"):
                 env.pop(f"AWS_ENDPOINT_URL_{service}", None)
             env.pop("EBFLEET_TASK_TOKEN", None)
             if doomed:

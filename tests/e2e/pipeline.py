@@ -130,7 +130,7 @@ def setup():
     """The stack's resources in moto, from infra/template.yaml where it
     defines them: bucket (versioned, so a second write of a tarball shows),
     table, the SSM document, a subnet and a security group; the state
-    machines are the local service's (serve.mjs)."""
+    machines are the local service's (serve.mjs), and the signing key."""
     s = aws()
     res = template_resources()
     name = f"ebfleet-e2e-{int(time.time())}"
@@ -151,6 +151,10 @@ def setup():
         DocumentType=doc["DocumentType"],
         DocumentFormat="JSON",
     )
+    key = res["SigningKey"]["Properties"]
+    kms = s.client("kms")
+    key_id = kms.create_key(KeySpec=key["KeySpec"], KeyUsage=key["KeyUsage"])["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=f"alias/{name}", TargetKeyId=key_id)
     # The agent the nodes would download (bootstrap.sh checks its sha256).
     node = Path(env("EBFLEET_NODE_BIN")).read_bytes()
     s3.put_object(Bucket=name, Key=NODE_KEY, Body=node, Metadata={"sha256": hashlib.sha256(node).hexdigest()})
@@ -164,6 +168,7 @@ def setup():
         "EBFLEET_STATE_MACHINE_ARN": PIPELINE,
         "EBFLEET_UNIT_STATE_MACHINE_ARN": UNIT,
         "EBFLEET_NODE_ROLE_ID": NODE_ROLE_ID,
+        "EBFLEET_SIGNING_KEY": f"alias/{name}",
         "EBFLEET_INSTANCE_PROFILE_ARN": "arn:aws:iam::123456789012:instance-profile/ebfleet-node",
         "EBFLEET_SUBNET_IDS": subnet["SubnetId"],
         "EBFLEET_SECURITY_GROUP_ID": sg["GroupId"],
@@ -197,7 +202,7 @@ class World:
         self.table = env("EBFLEET_TABLE")
         self.invoke_port = env("EBFLEET_LAMBDA_INVOKE_PORT")
         self.work = Path(tempfile.mkdtemp(prefix="ebfleet-e2e-"))
-        # Each node's S3 and DynamoDB calls meet the node role's IAM.
+        # Each node's S3, DynamoDB and KMS calls meet the node role's IAM.
         self.decider = Decider(
             env("NODE"), str(REPO / "infra" / "iam" / "decide.mjs"), env("EBFLEET_IAM_POLICIES"), "NodeRole",
             env("EBFLEET_IAM_SIMULATE_MODULES"),
@@ -215,12 +220,12 @@ class World:
         self.runs = 0
 
     def gate(self, instance_id):
-        """The endpoint of a node's S3 and DynamoDB calls: its own gate,
+        """The endpoint of a node's S3, DynamoDB and KMS calls: its own gate,
         which decides them as the node role, for this node's principal."""
         if instance_id not in self.gates:
             self.gates[instance_id] = Gate(
                 self.decider, self.decisions, env("EBFLEET_MOTO_ENDPOINT"), self.bucket, self.table,
-                instance_id, f"{NODE_ROLE_ID}:{instance_id}",
+                env("EBFLEET_SIGNING_KEY"), instance_id, f"{NODE_ROLE_ID}:{instance_id}",
             )
         return self.gates[instance_id].url
 
@@ -302,7 +307,8 @@ class World:
         try:
             cfn.describe_stacks(StackName=name)
         except cfn.exceptions.ClientError:
-            outputs = {"BucketName": self.bucket, "TableName": self.table, "StateMachineArn": PIPELINE}
+            outputs = {"BucketName": self.bucket, "TableName": self.table, "StateMachineArn": PIPELINE,
+                       "SigningKeyArn": env("EBFLEET_SIGNING_KEY")}
             cfn.create_stack(StackName=name, TemplateBody=json.dumps({
                 "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
                 "Outputs": {k: {"Value": v} for k, v in outputs.items()},
@@ -440,8 +446,8 @@ def scenario(f):
 
 @scenario
 def happy_path(w):
-    """Two platforms, one unit per module: every module recorded once,
-    tarballs, module files and a manifest per unit in S3, each platform
+    """Two platforms, one unit per module: every module recorded once and
+    signed, tarballs, module files and a manifest per unit in S3, each platform
     across several executions (its ticks), every instance terminated and
     every pool deleted."""
     w.upload(fx.STACK)
@@ -462,6 +468,8 @@ def happy_path(w):
         assert needs, f"{p}: no unit file names a need"
         for n in needs:
             assert n.get("tarball_sha256") == recs[n["module"]]["tarball_sha256"], f"{p}: {n}"
+        # Every built record is signed.
+        assert all(rec.get("tarball_signature") for rec in recs.values()), f"{p}: unsigned records"
         manifests = w.manifests(p, r["name"])
         assert sorted(e["module"] for m in manifests for e in m["modules"]) == sorted(m.module for m in fx.STACK)
         assert all(len(m["modules"]) == 1 for m in manifests), f"{p}: a manifest of more than one module"
@@ -469,6 +477,9 @@ def happy_path(w):
         assert sorted(x["input"]["module"] for x in units) == sorted(m.module for m in fx.STACK), f"{p}: units {units}"
         generations = [x["name"] for x in r["executions"] if x["stateMachine"] == "ebfleet-platform" and x["input"]["platform"] == p]
         assert len(generations) >= 2, f"{p}: one platform execution ({generations}); it goes on after {TICKS} ticks"
+    # A need a node did not build itself is synced: its signature checked
+    # with the key first, through the node role's kms:Verify.
+    assert any(d[1] == "kms:Verify" and d[3] == "Allowed" for d in w.decisions.all), "no node verified a signature"
     mine = released(w, r["name"])
     assert {p for _, p in mine.values()} == {A, B}, f"instances: {mine}"
     assert w.versions(f"plans/{r['name']}/plan.json"), "no plan written"

@@ -100,6 +100,22 @@ async function main() {
     KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' }],
     BillingMode: 'PAY_PER_REQUEST',
   }));
+  // The signing key, through KMS's JSON API (moto tells the service by the
+  // credential scope; no KMS client is installed for this alone).
+  const kms = async (op, body) => {
+    const r = await fetch(moto, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-amz-json-1.1',
+        'x-amz-target': `TrentService.${op}`,
+        authorization: 'AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=0',
+      },
+      body: JSON.stringify(body),
+    });
+    if (!r.ok) throw new Error(`KMS ${op}: HTTP ${r.status} ${await r.text()}`);
+    return r.json();
+  };
+  const key = await kms('CreateKey', { KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' });
   const subnet = (await ec2.send(new EC2.DescribeSubnetsCommand({ Filters: [{ Name: 'default-for-az', Values: ['true'] }] }))).Subnets[0];
   const sg = await ec2.send(new EC2.CreateSecurityGroupCommand({ GroupName: bucket, Description: 'no inbound', VpcId: subnet.VpcId }));
   const agent = Buffer.from('#!/bin/sh\n# a stand-in: the benchmark\'s nodes are simulated\n');
@@ -152,6 +168,7 @@ async function main() {
       EBFLEET_STATE_MACHINE_ARN: stateMachineArn('ebfleet-pipeline'),
       EBFLEET_UNIT_STATE_MACHINE_ARN: stateMachineArn('ebfleet-unit'),
       EBFLEET_NODE_ROLE_ID: 'AROASCALEBENCHNODE',
+      EBFLEET_SIGNING_KEY: key.KeyMetadata.Arn,
       EBFLEET_SSM_DOCUMENT: 'ebfleet-node-step',
       EBFLEET_INSTANCE_PROFILE_ARN: 'arn:aws:iam::123456789012:instance-profile/ebfleet-node',
       EBFLEET_SECURITY_GROUP_ID: sg.GroupId,

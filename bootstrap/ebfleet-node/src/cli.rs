@@ -106,6 +106,7 @@ impl StepArgs {
         }
         Ok(Context {
             store: Store::from_conf(conf, job.bucket.as_str()),
+            kms: ebfleet_aws::kms::Kms::from_conf(conf),
             job,
             layout: Layout::new(&self.root),
             node,

@@ -20,6 +20,8 @@ pub struct Context {
     pub layout: Layout,
     pub node: NodeEnv,
     pub store: Store,
+    /// Verifies the signatures of needs' tarballs.
+    pub kms: ebfleet_aws::kms::Kms,
     /// Downloads and uploads in flight at once.
     pub jobs: usize,
     pub upload: UploadOptions,
@@ -114,6 +116,22 @@ pub enum NodeError {
         key: String,
         recorded: String,
         found: String,
+    },
+    #[error(
+        "need {module}: {key} is not signed by {signing_key}: {why}; refused (nothing unpacked)"
+    )]
+    NotSigned {
+        module: String,
+        key: String,
+        signing_key: String,
+        why: String,
+    },
+    #[error("need {module}: verifying the signature of {key}: {source}")]
+    Verify {
+        module: String,
+        key: String,
+        #[source]
+        source: Box<ebfleet_aws::CallError>,
     },
     #[error("this node was set up for platform {node} ({file}: EBFLEET_PLATFORM), not {job}: refusing to work on another platform's batch")]
     WrongPlatform {

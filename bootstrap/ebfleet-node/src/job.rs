@@ -284,6 +284,7 @@ pub(crate) mod tests {
             after: vec![0],
             jobs_halved: 0,
             node: None,
+            signing_key: None,
         }
     }
 

@@ -55,6 +55,7 @@ pub fn manifest(
                         size: tarball.size,
                         sha256: tarball.sha256.clone(),
                         version_id: None,
+                        signature: None,
                     },
                     module_file_key: staged_module_file_key(&batch.staging_prefix(), m),
                     duration_s: *duration_s,

@@ -29,11 +29,13 @@
 use crate::context::{io_at, now, Context, Header, NodeError};
 use crate::layout::{read_json, write_json};
 use crate::transfer::{download, Verify};
+use ebfleet_aws::kms::signature_bytes;
 use ebfleet_aws::s3::ObjectInfo;
 use ebfleet_aws::s3::{ObjectHead, S3Error};
 use ebfleet_core::checksum::sha256_hex;
 use ebfleet_core::lease::{leases_key, BatchLeases};
 use ebfleet_core::names::ModuleName;
+use ebfleet_core::record::{tarball_statement, SIGNATURE_METADATA};
 use ebfleet_core::step::Step;
 use ebfleet_core::wire::{BatchFile, BatchNeed};
 use serde::{Deserialize, Serialize};
@@ -266,11 +268,12 @@ async fn needs(
     let mut set = tokio::task::JoinSet::new();
     for need in batch.needs.clone() {
         let ctx = ctx.clone();
+        let signing_key = batch.signing_key.clone();
         let limit = Arc::clone(&limit);
         set.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let module = need.module.clone();
-            match sync_need(&ctx, &need).await {
+            match sync_need(&ctx, &need, signing_key.as_deref()).await {
                 Ok(synced) => Ok((module, synced)),
                 Err(e) => Err((module, e)),
             }
@@ -337,8 +340,48 @@ pub fn need_checksum(
     })
 }
 
+/// Whether the need's tarball carries `signing_key`'s signature of its key
+/// and `sha256` (Record signs what it promoted, [`tarball_statement`]).
+async fn verify_signature(
+    ctx: &Context,
+    need: &BatchNeed,
+    head: &ObjectHead,
+    sha256: &str,
+    signing_key: &str,
+) -> Result<(), NodeError> {
+    let key = format!("s3://{}/{}", ctx.store.bucket(), need.tarball_key);
+    let refused = |why: &str| NodeError::NotSigned {
+        module: need.module.to_string(),
+        key: key.clone(),
+        signing_key: signing_key.to_string(),
+        why: why.to_string(),
+    };
+    let signature = head
+        .metadata
+        .get(SIGNATURE_METADATA)
+        .ok_or_else(|| refused("it carries no signature"))?;
+    let signature =
+        signature_bytes(signature).ok_or_else(|| refused("its signature is no base64"))?;
+    let statement = tarball_statement(&need.tarball_key, sha256);
+    match ctx.kms.verify(signing_key, &statement, &signature).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(refused("its signature does not verify")),
+        Err(source) => Err(NodeError::Verify {
+            module: need.module.to_string(),
+            key: key.clone(),
+            source: Box::new(source),
+        }),
+    }
+}
+
 /// One need: installed (or already there), or missing from the bucket.
-async fn sync_need(ctx: &Context, need: &BatchNeed) -> Result<NeedSynced, NodeError> {
+/// With a `signing_key`, a tarball not signed by it is refused before
+/// anything is downloaded.
+async fn sync_need(
+    ctx: &Context,
+    need: &BatchNeed,
+    signing_key: Option<&str>,
+) -> Result<NeedSynced, NodeError> {
     let m = &need.module;
     let head = ctx.store.head(&need.tarball_key).await?;
     let sha = need_checksum(head.as_ref(), ctx.store.bucket(), &need.tarball_key)?;
@@ -374,6 +417,9 @@ async fn sync_need(ctx: &Context, need: &BatchNeed) -> Result<NeedSynced, NodeEr
     {
         tracing::debug!(module = %m, "already installed");
         return Ok(NeedSynced::Installed(None));
+    }
+    if let Some(key) = signing_key {
+        verify_signature(ctx, need, &head, &sha, key).await?;
     }
     if let Some(theirs) = head.metadata.get(INSTALLPATH_METADATA) {
         let ours = layout.installpath();

@@ -1,11 +1,11 @@
 //! Adapters from the ebfleet domain to AWS, over the official Rust SDK.
 //!
 //! `ebfleet-core` decides; this crate reads and writes. Each AWS service
-//! has one module here ([`s3`], [`dynamodb`], [`ec2`], [`autoscaling`], [`ssm`], [`sfn`])
+//! has one module here ([`s3`], [`dynamodb`], [`ec2`], [`autoscaling`], [`ssm`], [`sfn`], [`kms`])
 //! holding one small type over the SDK client plus a resource name where it
 //! has one (a [`s3::Store`] over a bucket, [`dynamodb::Records`] over a
 //! table, [`ec2::Nodes`], [`autoscaling::Pools`], [`ssm::Ssm`],
-//! [`sfn::StepFunctions`]).
+//! [`sfn::StepFunctions`], [`kms::Kms`]).
 //! Their methods take and return the domain's types (`ModuleRecord`,
 //! `WriteCondition`, `PlatformName`, `Built`, any
 //! `Serialize` value), so the domain never sees an SDK type and the callers
@@ -28,6 +28,7 @@ pub mod autoscaling;
 mod call;
 pub mod dynamodb;
 pub mod ec2;
+pub mod kms;
 pub mod s3;
 pub mod sfn;
 pub mod ssm;

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 pub const BUCKET_OUTPUT: &str = "BucketName";
 pub const TABLE_OUTPUT: &str = "TableName";
 pub const STATE_MACHINE_OUTPUT: &str = "StateMachineArn";
+pub const SIGNING_KEY_OUTPUT: &str = "SigningKeyArn";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -28,6 +29,8 @@ pub struct Deployed {
     pub bucket: String,
     pub table: String,
     pub state_machine_arn: String,
+    /// The key every promoted tarball is signed with.
+    pub signing_key: String,
 }
 
 impl Deployed {
@@ -50,6 +53,7 @@ impl Deployed {
             bucket: get(BUCKET_OUTPUT)?,
             table: get(TABLE_OUTPUT)?,
             state_machine_arn: get(STATE_MACHINE_OUTPUT)?,
+            signing_key: get(SIGNING_KEY_OUTPUT)?,
         })
     }
 }
@@ -120,6 +124,7 @@ mod tests {
                             .outputs(output(BUCKET_OUTPUT, "b"))
                             .outputs(output(TABLE_OUTPUT, "t"))
                             .outputs(output(STATE_MACHINE_OUTPUT, "arn:sm"))
+                            .outputs(output(SIGNING_KEY_OUTPUT, "arn:key"))
                             .build(),
                     )
                     .build()

@@ -14,6 +14,7 @@ use crate::progress::Bar;
 use crate::report::hms;
 use anyhow::{bail, Context, Result};
 use ebfleet_aws::dynamodb::Records;
+use ebfleet_aws::kms::{signature_bytes, Kms};
 use ebfleet_aws::s3::{S3Error, Store};
 use ebfleet_aws::sfn::StepFunctions;
 use ebfleet_aws::stack::Deployed;
@@ -24,7 +25,7 @@ use ebfleet_core::built::Recorded;
 use ebfleet_core::clock::unix_now;
 use ebfleet_core::layout::{log_prefix, plans_prefix, run_log_prefix, summary_key};
 use ebfleet_core::names::{ExecutionName, ModuleName, PlatformName};
-use ebfleet_core::record::{ModuleRecord, Status};
+use ebfleet_core::record::{tarball_statement, ModuleRecord, Status};
 use ebfleet_core::status::{apply_summary, platform_status, ModuleState, RunStatus};
 use ebfleet_core::summary::RunSummary;
 use ebfleet_core::trigger::{execution_name, ExecutionInput, RunOptions};
@@ -70,6 +71,7 @@ struct Stack {
     store: Store,
     records: Records,
     sfn: StepFunctions,
+    kms: Kms,
 }
 
 async fn connect(a: &StackArgs) -> Result<Stack> {
@@ -84,6 +86,7 @@ async fn connect(a: &StackArgs) -> Result<Stack> {
         store: Store::from_conf(&config, &deployed.bucket),
         records: Records::from_conf(&config, &deployed.table),
         sfn: StepFunctions::from_conf(&config),
+        kms: Kms::from_conf(&config),
         deployed,
     })
 }
@@ -602,6 +605,24 @@ async fn install(
             );
         }
     }
+    // Signed by the stack's key for this key and digest (Record signs what
+    // it verified and promoted), or not installed.
+    let signature = tarball
+        .signature
+        .as_deref()
+        .and_then(signature_bytes)
+        .with_context(|| format!("{m}: its record carries no signature: not installed"))?;
+    let statement = tarball_statement(&tarball.key, &tarball.sha256);
+    if !stack
+        .kms
+        .verify(&stack.deployed.signing_key, &statement, &signature)
+        .await?
+    {
+        bail!(
+            "{m}: its record's signature does not verify with {}: not installed",
+            stack.deployed.signing_key
+        );
+    }
     let staging = prefix.join(".ebfleet-pull");
     let local = staging.join(format!("{}@{}.tar.zst", m.name(), m.version()));
     download(
@@ -879,6 +900,7 @@ mod tests {
             bucket: "b".into(),
             table: "t".into(),
             state_machine_arn: "arn:aws:states:us-east-1:1:stateMachine:ebfleet-pipeline".into(),
+            signing_key: "alias/k".into(),
         };
         assert_eq!(
             execution_arn(&d, "run-1"),

@@ -6,7 +6,8 @@
 //! tests.
 
 use ebfleet_aws::{
-    autoscaling::Pools, dynamodb::Records, ec2::Nodes, s3::Store, sfn::StepFunctions, ssm::Ssm,
+    autoscaling::Pools, dynamodb::Records, ec2::Nodes, kms::Kms, s3::Store, sfn::StepFunctions,
+    ssm::Ssm,
 };
 use ebfleet_core::clock::Clock;
 use ebfleet_core::platform::{PlatformError, Platforms};
@@ -41,6 +42,9 @@ pub mod var {
     pub const TOOLCHAINS: &str = "EBFLEET_TOOLCHAINS";
     /// The state machine a unit (one module) runs in.
     pub const UNIT_STATE_MACHINE_ARN: &str = "EBFLEET_UNIT_STATE_MACHINE_ARN";
+    /// The KMS key (ARN or alias) Record signs promoted tarballs with and
+    /// nodes verify them by.
+    pub const SIGNING_KEY: &str = "EBFLEET_SIGNING_KEY";
     /// The node role's unique id (`AROA…`): with an instance id, the
     /// principal a node writes its staging prefix as.
     pub const NODE_ROLE_ID: &str = "EBFLEET_NODE_ROLE_ID";
@@ -112,6 +116,7 @@ pub struct Env {
     pub pools: Pools,
     pub ssm: Ssm,
     pub sfn: StepFunctions,
+    pub kms: Kms,
     pub clock: Clock,
 }
 
@@ -132,6 +137,7 @@ impl Env {
             pools: Pools::from_conf(&config),
             ssm: Ssm::from_conf(&config),
             sfn: StepFunctions::from_conf(&config),
+            kms: Kms::from_conf(&config),
             clock: Clock::system(),
         })
     }

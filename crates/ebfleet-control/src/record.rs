@@ -126,7 +126,7 @@ pub enum Error {
     Promote {
         module: String,
         #[source]
-        source: S3Error,
+        source: Box<promote::Promotion>,
     },
     #[error("publishing manifest {key}: {source}")]
     Publish {
@@ -160,8 +160,11 @@ impl crate::failure::Failure for Error {
             Error::Read { source, .. }
             | Error::ReadBatch { source, .. }
             | Error::WriteLeases { source, .. }
-            | Error::Promote { source, .. }
             | Error::Publish { source, .. } => source.kind(),
+            Error::Promote { source, .. } => match source.as_ref() {
+                promote::Promotion::S3(e) => e.kind(),
+                promote::Promotion::Sign(call) => Kind::retry_or(call.transient, Kind::Failed),
+            },
             Error::Manifest { .. }
             | Error::NotUtf8 { .. }
             | Error::Name { .. }
@@ -275,12 +278,15 @@ where
 pub struct Settings {
     /// Seconds a lease lasts ([`lease::LEASE_SECONDS_VAR`]).
     pub lease_ttl: u64,
+    /// The KMS key promoted tarballs are signed with.
+    pub signing_key: String,
 }
 
 impl Settings {
     pub fn from_lookup(lookup: impl Lookup) -> Result<Self, EnvError> {
         Ok(Settings {
             lease_ttl: lease::parse_ttl(lookup(lease::LEASE_SECONDS_VAR).as_deref())?,
+            signing_key: crate::env::required(&lookup, crate::env::var::SIGNING_KEY)?,
         })
     }
 }
@@ -298,7 +304,9 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Repl
         )
         .await
         .map(Reply::Leased),
-        Input::Staged { staged } => record(env, &staged, now).await.map(Reply::Recorded),
+        Input::Staged { staged } => record(env, &staged, &settings.signing_key, now)
+            .await
+            .map(Reply::Recorded),
         Input::Done { done } => done::done(env, *done).await.map(Reply::Done),
     }
 }
@@ -307,7 +315,12 @@ pub async fn handle(env: &Env, settings: &Settings, input: Input) -> Result<Repl
 /// unit's staging prefix (its unit file, which no node writes, names the
 /// node), checked against the unit, its artifacts verified and promoted
 /// ([`promote::promote`]), then each module's record written.
-pub async fn record(env: &Env, staged: &lease::BatchRef, now: u64) -> Result<Output, Error> {
+pub async fn record(
+    env: &Env,
+    staged: &lease::BatchRef,
+    signing_key: &str,
+    now: u64,
+) -> Result<Output, Error> {
     let unit = lease::read_batch(env, staged).await?;
     let key = unit.staged_manifest_key();
     let bytes = env
@@ -327,7 +340,7 @@ pub async fn record(env: &Env, staged: &lease::BatchRef, now: u64) -> Result<Out
             key: key.clone(),
             source,
         })?;
-    let manifest = promote::promote(env, &unit, &manifest).await?;
+    let manifest = promote::promote(env, &unit, &manifest, signing_key).await?;
     let mut out = Output {
         manifest_key: unit.manifest_key(),
         ..Output::default()
@@ -433,6 +446,7 @@ mod tests {
                         size: 123_456,
                         sha256: "b".repeat(64),
                         version_id: None,
+                        signature: None,
                     },
                     module_file_key: format!("{P}/modules/all/zlib/1.3.1-GCCcore-13.3.0.lua"),
                     duration_s: 42,

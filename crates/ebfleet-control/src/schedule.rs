@@ -47,6 +47,8 @@ pub struct Settings {
     /// `<role id>:<instance id>`, the principal whose staging prefix the
     /// node may write.
     pub node_role_id: String,
+    /// The KMS key a unit file tells its node to verify needs by.
+    pub signing_key: String,
     /// The platforms (their nodes' user data is renewed from them).
     pub platforms: Platforms,
     pub scheduler: ebfleet_scheduler::Settings,
@@ -77,6 +79,7 @@ impl Settings {
         Ok(Settings {
             unit_state_machine: env::required(&lookup, var::UNIT_STATE_MACHINE_ARN)?,
             node_role_id: node_role_id(env::required(&lookup, var::NODE_ROLE_ID)?)?,
+            signing_key: signing_key(env::required(&lookup, var::SIGNING_KEY)?)?,
             platforms: env::platforms(&lookup).map_err(|e| EnvError::Invalid {
                 var: var::PLATFORMS,
                 reason: e.to_string(),
@@ -103,6 +106,16 @@ fn node_role_id(id: String) -> Result<String, EnvError> {
         .map_err(|reason| EnvError::Invalid {
             var: var::NODE_ROLE_ID,
             reason: format!("{id:?}: {reason}"),
+        })
+}
+
+/// The signing key as a unit file may name it.
+fn signing_key(key: String) -> Result<String, EnvError> {
+    ebfleet_core::wire::check_signing_key(&key)
+        .map(|()| key.clone())
+        .map_err(|reason| EnvError::Invalid {
+            var: var::SIGNING_KEY,
+            reason: format!("{key:?}: {reason}"),
         })
 }
 
@@ -541,6 +554,7 @@ pub async fn tick(env: &Env, settings: &Settings, t: TickInput) -> Result<TickOu
             })?;
         file.jobs_halved = x.jobs_halved;
         file.node = Some(format!("{}:{}", settings.node_role_id, x.node));
+        file.signing_key = Some(settings.signing_key.clone());
         let unit_key = file.key();
         env.store
             .put_json(&unit_key, &file)

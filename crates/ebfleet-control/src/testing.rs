@@ -5,7 +5,8 @@
 use crate::Env;
 use aws_smithy_mocks::{mock_client, Rule, RuleMode};
 use ebfleet_aws::{
-    autoscaling::Pools, dynamodb::Records, ec2::Nodes, s3::Store, sfn::StepFunctions, ssm::Ssm,
+    autoscaling::Pools, dynamodb::Records, ec2::Nodes, kms::Kms, s3::Store, sfn::StepFunctions,
+    ssm::Ssm,
 };
 use ebfleet_core::clock::Clock;
 
@@ -21,6 +22,7 @@ pub struct Mocks<'a> {
     pub autoscaling: Vec<&'a Rule>,
     pub ssm: Vec<&'a Rule>,
     pub sfn: Vec<&'a Rule>,
+    pub kms: Vec<&'a Rule>,
 }
 
 impl Mocks<'_> {
@@ -70,6 +72,12 @@ impl Mocks<'_> {
                 aws_sdk_sfn,
                 RuleMode::MatchAny,
                 self.sfn.iter().copied(),
+                |c| c.retry_config(r())
+            )),
+            kms: Kms::new(mock_client!(
+                aws_sdk_kms,
+                RuleMode::MatchAny,
+                self.kms.iter().copied(),
                 |c| c.retry_config(r())
             )),
             clock: Clock::system(),

@@ -167,8 +167,13 @@ fn every_function_gets_the_environment_its_handler_reads() {
         ("dispatch", &[var::SSM_DOCUMENT]),
         (
             "schedule",
-            &[var::UNIT_STATE_MACHINE_ARN, var::NODE_ROLE_ID],
+            &[
+                var::UNIT_STATE_MACHINE_ARN,
+                var::NODE_ROLE_ID,
+                var::SIGNING_KEY,
+            ],
         ),
+        ("record", &[var::SIGNING_KEY]),
         ("trigger", &[var::STATE_MACHINE_ARN]),
     ];
     for (binary, vars) in &envs {
@@ -201,6 +206,7 @@ fn every_function_gets_the_environment_its_handler_reads() {
         var::TOOLCHAINS,
         var::UNIT_STATE_MACHINE_ARN,
         var::NODE_ROLE_ID,
+        var::SIGNING_KEY,
         var::NODES_PER_PLATFORM,
         var::MAX_INSTANCES_PER_PLATFORM,
         var::NODE_IDLE_SECONDS,
@@ -323,6 +329,7 @@ fn ttl_is_an_attribute_no_module_item_carries() {
         size: 1,
         sha256: "b".repeat(64),
         version_id: None,
+        signature: None,
     });
     r.module_file_key = Some("m".into());
     r.eb_version = Some("5.4.1".into());

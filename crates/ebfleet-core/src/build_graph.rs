@@ -314,6 +314,7 @@ impl BuildGraph {
             after: Vec::new(),
             jobs_halved: 0,
             node: None,
+            signing_key: None,
         }
     }
 }

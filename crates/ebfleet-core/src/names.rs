@@ -35,6 +35,7 @@ pub enum NameKind {
     CudaComputeCapability,
     Sha256,
     NodePrincipal,
+    SigningKey,
 }
 
 impl fmt::Display for NameKind {
@@ -50,6 +51,7 @@ impl fmt::Display for NameKind {
             NameKind::CudaComputeCapability => "CUDA compute capability",
             NameKind::Sha256 => "sha256",
             NameKind::NodePrincipal => "node principal",
+            NameKind::SigningKey => "signing key",
         })
     }
 }

@@ -157,6 +157,26 @@ pub struct Tarball {
     /// written to the key later. `None` in a node's manifest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
+    /// The stack's signing key's signature (base64 of the DER ECDSA) of
+    /// [`tarball_statement`]`(key, sha256)`, made by Record, also the
+    /// promoted object's [`SIGNATURE_METADATA`]. `None` in a node's
+    /// manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// The object metadata (`x-amz-meta-signature`) holding a promoted
+/// tarball's signature.
+pub const SIGNATURE_METADATA: &str = "signature";
+
+/// What Record signs of a tarball it verified and promoted: the key it is
+/// at and its sha256, so a signature vouches for those bytes at that key
+/// (another module's or platform's tarball has another key) and nothing
+/// else. Verify it with the stack's key: `aws kms verify --key-id KEY
+/// --message-type RAW --signing-algorithm ECDSA_SHA_256 --message
+/// fileb://statement --signature fileb://signature`.
+pub fn tarball_statement(key: &str, sha256: &str) -> Vec<u8> {
+    format!("ebfleet tarball v1\n{key}\n{sha256}\n").into_bytes()
 }
 
 /// The last error of a module.

@@ -106,6 +106,18 @@ pub fn check_node_principal(s: &str) -> Result<(), String> {
     }
 }
 
+/// A KMS key as a unit file names it: an ARN, a key id or `alias/…`.
+pub fn check_signing_key(s: &str) -> Result<(), String> {
+    let ok = (1..=256).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err("not a KMS key ARN, id or alias".into())
+    }
+}
+
 fn check_sha256(s: &str) -> Result<(), String> {
     if is_sha256_hex(s) {
         Ok(())
@@ -179,6 +191,11 @@ pub struct BatchFile {
     /// staging prefix, the only place its role lets it write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// The KMS key whose signature each need's tarball must carry
+    /// ([`crate::record::tarball_statement`]): the node verifies it before
+    /// it unpacks anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
 }
 
 /// For `skip_serializing_if`: a count that is zero is left out, so
@@ -223,6 +240,9 @@ impl BatchFile {
         };
         if let Some(node) = &self.node {
             check(NameKind::NodePrincipal, node, check_node_principal)?;
+        }
+        if let Some(key) = &self.signing_key {
+            check(NameKind::SigningKey, key, check_signing_key)?;
         }
         for b in &self.builds {
             check(NameKind::Sha256, &b.easyconfig_sha256, check_sha256)?;

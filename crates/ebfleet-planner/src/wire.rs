@@ -96,6 +96,7 @@ pub fn batch_file(
         after: b.after.clone(),
         jobs_halved: 0,
         node: None,
+        signing_key: None,
     };
     file.validate()?;
     Ok(file)

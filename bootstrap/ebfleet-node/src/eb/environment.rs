@@ -214,6 +214,7 @@ mod tests {
             after: vec![],
             jobs_halved: 0,
             node: None,
+            signing_key: None,
         }
     }
 

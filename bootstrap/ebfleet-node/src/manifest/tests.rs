@@ -56,6 +56,7 @@ fn batch(modules: &[&str]) -> BatchFile {
         after: vec![0, 1],
         jobs_halved: 0,
         node: None,
+        signing_key: None,
     }
 }
 
@@ -169,6 +170,7 @@ fn the_manifest_says_what_each_module_came_to_and_validates() {
                 size: 4_321,
                 sha256: "a".repeat(64),
                 version_id: None,
+                signature: None,
             },
             module_file_key: format!("staging/{P}/run-1/2/modules/all/hello/1.0.lua"),
             duration_s: 3,

@@ -107,6 +107,7 @@ fn batch(needs: &[&str]) -> BatchFile {
         after: vec![0, 1, 2],
         jobs_halved: 0,
         node: None,
+        signing_key: None,
     }
 }
 
@@ -135,6 +136,8 @@ fn context(root: &Path, rules: &[&Rule]) -> Context {
         layout: Layout::new(root),
         node: NodeEnv::default(),
         store: Store::new(client, BUCKET),
+        // No unit file here names a signing key: no call to KMS.
+        kms: ebfleet_aws::kms::Kms::new(mock_client!(aws_sdk_kms, [])),
         jobs: 2,
         upload: UploadOptions::default(),
     }

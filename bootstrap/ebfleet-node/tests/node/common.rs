@@ -14,6 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const PLATFORM: &str = "amzn-2023_epyc-gen-4";
 pub const ARCHSPEC: &str = "zen4";
+/// The stack's signing key as the tests' unit files name it (an alias in
+/// moto, made by [`eb_test`]).
+pub const SIGNING_KEY: &str = "alias/ebfleet-node-tests";
 /// The principal the test's node uploads as (`<role id>:<instance id>`).
 pub const NODE_PRINCIPAL: &str = "AROANODETEST:i-0123456789abcdef0";
 
@@ -51,6 +54,33 @@ pub struct EbTest {
     pub execution: String,
 }
 
+/// The signing key [`SIGNING_KEY`] names, in moto (made once per server:
+/// a test that finds the alias there uses it).
+async fn signing_key(conf: &ebfleet_aws::SdkConfig) {
+    let kms = aws_sdk_kms::Client::new(conf);
+    let key = kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap();
+    let id = key.key_metadata().unwrap().key_id();
+    match kms
+        .create_alias()
+        .alias_name(SIGNING_KEY)
+        .target_key_id(id)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_already_exists_exception()) => {}
+        Err(e) => panic!("creating {SIGNING_KEY}: {e:?}"),
+    }
+}
+
 /// [`EbTest`], or `None` (after a skip note) without moto or EasyBuild.
 pub async fn eb_test(test: &str) -> Option<EbTest> {
     let conf = moto(test).await?;
@@ -59,6 +89,7 @@ pub async fn eb_test(test: &str) -> Option<EbTest> {
     let src = dir.path().join("src");
     let (bucket, s3) = bucket(&conf).await;
     let store = Store::from_conf(&conf, &bucket);
+    signing_key(&conf).await;
     Some(EbTest {
         eb,
         dir,
@@ -200,6 +231,8 @@ pub fn batch_file(
         jobs_halved: 0,
         // As the scheduler names the node: its uploads go under it.
         node: Some(NODE_PRINCIPAL.into()),
+        // And the key its needs must be signed with.
+        signing_key: Some(SIGNING_KEY.into()),
     };
     f.validate().unwrap();
     f

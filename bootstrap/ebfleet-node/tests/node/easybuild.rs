@@ -7,6 +7,7 @@ use crate::fixtures;
 use ebfleet_aws::autoscaling::Pools;
 use ebfleet_aws::dynamodb::Records;
 use ebfleet_aws::ec2::Nodes;
+use ebfleet_aws::kms::{signature_text, Kms};
 use ebfleet_aws::s3::Store;
 use ebfleet_aws::sfn::StepFunctions;
 use ebfleet_aws::ssm::Ssm;
@@ -63,9 +64,12 @@ pub async fn check_manifest(store: &Store, execution: &str, unit: usize) -> Batc
         pools: Pools::from_conf(&conf),
         ssm: Ssm::from_conf(&conf),
         sfn: StepFunctions::from_conf(&conf),
+        kms: Kms::from_conf(&conf),
         clock: Clock::system(),
     };
-    let m = promote(&env, &unit, &staged).await.expect("promoted");
+    let m = promote(&env, &unit, &staged, SIGNING_KEY)
+        .await
+        .expect("promoted");
     assert_eq!(
         store
             .get_json::<BatchManifest>(&unit.manifest_key())
@@ -304,6 +308,7 @@ async fn build_upload_then_a_fresh_root_syncs_only_the_closure_and_builds_on_it(
     // Uploading batch 1 published hello nothing again.
     assert!(versions(&s3, &bucket).await.iter().all(|(_, v)| *v == 1));
 
+    let genuine = store.get_bytes(&tarball.key).await.unwrap();
     // A tampered tarball: hello's rewritten with other bytes and their own
     // sha256 as its metadata, as a hostile node could. A unit file that
     // carries the record's sha256 (the Plan and the scheduler put it there)
@@ -332,4 +337,35 @@ async fn build_upload_then_a_fresh_root_syncs_only_the_closure_and_builds_on_it(
         !node.root.join("software/hello").exists(),
         "nothing of it unpacked"
     );
+
+    // hello's own bytes and sha256 put back by someone who may write the
+    // platform's prefix, but not signed by the stack's key, or signed for
+    // another key: refused before anything is downloaded.
+    let kms = Kms::from_conf(&ebfleet_aws::load_config().await);
+    let elsewhere = kms
+        .sign(
+            SIGNING_KEY,
+            &ebfleet_core::record::tarball_statement("elsewhere.tar.zst", &tarball.sha256),
+        )
+        .await
+        .unwrap();
+    for (signature, says) in [
+        (None, "carries no signature"),
+        (Some(signature_text(&elsewhere)), "does not verify"),
+    ] {
+        let mut put = s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&tarball.key)
+            .body(genuine.clone().into())
+            .metadata("sha256", tarball.sha256.clone());
+        if let Some(sig) = signature {
+            put = put.metadata("signature", sig);
+        }
+        put.send().await.unwrap();
+        let refused = node.run("sync", &execution, 2);
+        assert!(!refused.ok, "an unsigned tarball was synced");
+        assert!(refused.stderr.contains(says), "{}", refused.stderr);
+        assert!(!node.root.join("software/hello").exists(), "unpacked");
+    }
 }

@@ -34,6 +34,7 @@ pub mod attr {
     pub const TARBALL_SIZE: &str = "tarball_size";
     pub const TARBALL_SHA256: &str = "tarball_sha256";
     pub const TARBALL_VERSION_ID: &str = "tarball_version_id";
+    pub const TARBALL_SIGNATURE: &str = "tarball_signature";
     pub const MODULE_FILE_KEY: &str = "module_file_key";
     pub const EB_VERSION: &str = "eb_version";
     pub const INSTANCE_TYPE: &str = "instance_type";
@@ -87,6 +88,8 @@ struct Flat {
     tarball_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tarball_version_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tarball_signature: Option<String>,
     module_file_key: Option<String>,
     eb_version: Option<String>,
     instance_type: Option<String>,
@@ -124,6 +127,7 @@ pub fn to_item(r: &ModuleRecord) -> Item {
         tarball_size: t.map(|t| t.size),
         tarball_sha256: t.map(|t| t.sha256.clone()),
         tarball_version_id: t.and_then(|t| t.version_id.clone()),
+        tarball_signature: t.and_then(|t| t.signature.clone()),
         module_file_key: r.module_file_key.clone(),
         eb_version: r.eb_version.clone(),
         instance_type: r.instance_type.clone(),
@@ -270,6 +274,7 @@ pub fn from_item(item: &Item) -> Result<ModuleRecord, ItemError> {
                 size,
                 sha256,
                 version_id: f.tarball_version_id,
+                signature: f.tarball_signature,
             },
         ),
         module_file_key: f.module_file_key,
@@ -314,6 +319,7 @@ mod tests {
                 size: 123_456,
                 sha256: "b".repeat(64),
                 version_id: Some("v1".into()),
+                signature: Some("c2lnbmF0dXJl".into()),
             }),
             module_file_key: Some(format!("{P}/modules/all/{M}.lua")),
             eb_version: Some("5.4.1".into()),
@@ -435,12 +441,14 @@ mod tests {
             ("lease_expires", n("18446744073709551615")),
             ("version", n("7")),
         ]);
-        // Items from before Record promoted tarballs name no version.
+        // Items from before Record promoted tarballs name no version and
+        // no signature.
         let full = ModuleRecord {
             last_error: failed().last_error,
             lease: leased().lease,
             tarball: built().tarball.map(|t| Tarball {
                 version_id: None,
+                signature: None,
                 ..t
             }),
             ..built()

@@ -47,6 +47,7 @@ fn built_record(module: &str, ec: char) -> ModuleRecord {
             size: 10,
             sha256: "b".repeat(64),
             version_id: None,
+            signature: None,
         }),
         attempts: 1,
         version: 3,

@@ -3,13 +3,16 @@
 //! module's tarball is streamed and hashed here: published only when its
 //! size and sha256 are the ones the node reported, copied (that exact S3
 //! version) to the platform's key with the digest Record computed, and
-//! recorded with the promoted object's version. Its module file is copied
+//! recorded with the promoted object's version and the stack's key's
+//! signature of its key and digest (also the object's `signature`
+//! metadata, which a node's `sync` verifies). Its module file is copied
 //! beside it; each module's logs go under the run's logs of the module.
 //! Then the manifest, its keys now the platform's, is written where the
 //! operator's tools read it. A node can write none of those keys.
 
 use super::Error;
 use crate::Env;
+use ebfleet_aws::kms::signature_text;
 use ebfleet_aws::s3::{ObjectHead, S3Error, Upload};
 use ebfleet_core::checksum::Sha256Writer;
 use ebfleet_core::layout::{
@@ -17,7 +20,7 @@ use ebfleet_core::layout::{
 };
 use ebfleet_core::manifest::{BatchManifest, Outcome, Verified};
 use ebfleet_core::names::ModuleName;
-use ebfleet_core::record::Tarball;
+use ebfleet_core::record::{tarball_statement, Tarball, SIGNATURE_METADATA};
 use ebfleet_core::wire::BatchFile;
 use std::collections::BTreeMap;
 
@@ -26,6 +29,9 @@ pub const MAX_MODULE_FILE_BYTES: u64 = 1024 * 1024;
 /// Log files promoted per module; a node that stages more gets the first
 /// ones in key order.
 pub const MAX_LOG_FILES: usize = 32;
+/// The largest log file promoted (EasyBuild's logs of a long build are
+/// tens of MB); a bigger one stays in staging, where it expires.
+pub const MAX_LOG_BYTES: u64 = 1024 * 1024 * 1024;
 /// The tarball's metadata a node's `sync` reads (the installation prefix
 /// it was built for), carried over when short and printable.
 const CARRIED_METADATA: &[&str] = &["installpath", "module"];
@@ -36,6 +42,7 @@ pub async fn promote(
     env: &Env,
     unit: &BatchFile,
     manifest: &BatchManifest,
+    signing_key: &str,
 ) -> Result<BatchManifest, Error> {
     let staging = unit.staging_prefix();
     let mut verified = BTreeMap::new();
@@ -44,11 +51,11 @@ pub async fn promote(
             continue;
         };
         if let Outcome::Built { tarball, .. } = &e.outcome {
-            let v = promote_built(env, unit, &staging, &module, tarball)
+            let v = promote_built(env, unit, &staging, &module, tarball, signing_key)
                 .await
                 .map_err(|source| Error::Promote {
                     module: e.module.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             verified.insert(e.module.clone(), v);
         }
@@ -56,7 +63,7 @@ pub async fn promote(
             .await
             .map_err(|source| Error::Promote {
                 module: e.module.clone(),
-                source,
+                source: Box::new(source.into()),
             })?;
     }
     let published = manifest.promoted(&verified);
@@ -76,7 +83,8 @@ async fn promote_built(
     staging: &str,
     module: &ModuleName,
     claimed: &Tarball,
-) -> Result<Verified, S3Error> {
+    signing_key: &str,
+) -> Result<Verified, Promotion> {
     let (head, size, sha256) = match digest(env, &claimed.key).await? {
         Some(found) => found,
         None => return Ok(Verified::Refused(format!("nothing at {}", claimed.key))),
@@ -111,24 +119,48 @@ async fn promote_built(
     };
     let to = module_file_key(&unit.platform, module);
     copy_once(env, &file_from, &file_head, &to, file_size, &file).await?;
+    let to = tarball_key(&unit.platform, module);
+    let signature = env
+        .kms
+        .sign(signing_key, &tarball_statement(&to, &sha256))
+        .await
+        .map_err(Promotion::Sign)?;
+    let mut metadata = carried(&head);
+    metadata.insert(SIGNATURE_METADATA.into(), signature_text(&signature));
     let tarball = Upload {
         content_type: "application/zstd".into(),
         sha256: sha256.clone(),
-        metadata: carried(&head),
+        metadata,
     };
-    let to = tarball_key(&unit.platform, module);
-    let version_id = copy_once(env, &claimed.key, &head, &to, size, &tarball).await?;
+    let kept = copy_once(env, &claimed.key, &head, &to, size, &tarball).await?;
     Ok(Verified::Tarball(Tarball {
         key: to,
         size,
         sha256,
-        version_id,
+        version_id: kept.version_id,
+        signature: kept.metadata.get(SIGNATURE_METADATA).cloned(),
     }))
 }
 
+/// Why a promotion stopped: S3 or KMS failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Promotion {
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error("signing: {0}")]
+    Sign(ebfleet_aws::CallError),
+}
+
+/// What the promoted key holds once [`copy_once`] is done: its version
+/// and metadata.
+struct Kept {
+    version_id: Option<String>,
+    metadata: BTreeMap<String, String>,
+}
+
 /// Copy the version of `from` that was read (`head`) to `to`, unless `to`
-/// already holds those bytes (Record run again on the same unit): the
-/// version of `to` that holds them.
+/// already holds those bytes, signed when they must be (Record run again
+/// on the same unit): what `to` holds then.
 async fn copy_once(
     env: &Env,
     from: &str,
@@ -136,15 +168,26 @@ async fn copy_once(
     to: &str,
     size: u64,
     upload: &Upload,
-) -> Result<Option<String>, S3Error> {
+) -> Result<Kept, S3Error> {
     if let Some(there) = env.store.head(to).await? {
-        if there.size == size && there.sha256.as_deref() == Some(upload.sha256.as_str()) {
-            return Ok(there.version_id);
+        let same = there.size == size && there.sha256.as_deref() == Some(upload.sha256.as_str());
+        let signed = !upload.metadata.contains_key(SIGNATURE_METADATA)
+            || there.metadata.contains_key(SIGNATURE_METADATA);
+        if same && signed {
+            return Ok(Kept {
+                version_id: there.version_id,
+                metadata: there.metadata,
+            });
         }
     }
-    env.store
+    let version_id = env
+        .store
         .copy_version(from, head.version_id.as_deref(), to, size, upload)
-        .await
+        .await?;
+    Ok(Kept {
+        version_id,
+        metadata: upload.metadata.clone(),
+    })
 }
 
 /// What of a staged object's metadata its promoted copy keeps.
@@ -197,6 +240,10 @@ async fn promote_logs(
         let Some(name) = f.key.strip_prefix(&from).filter(|n| !n.contains('/')) else {
             continue;
         };
+        if f.size > MAX_LOG_BYTES {
+            tracing::warn!(key = %f.key, size = f.size, "a staged log file too big to promote");
+            continue;
+        }
         env.store
             .copy_version(&f.key, None, &format!("{to}{name}"), f.size, &log_upload)
             .await?;

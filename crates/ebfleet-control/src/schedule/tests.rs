@@ -80,6 +80,7 @@ fn settings() -> Settings {
     Settings::from_lookup(crate::testing::lookup(&[
         (var::UNIT_STATE_MACHINE_ARN, UNIT_SM),
         (var::NODE_ROLE_ID, NODE_ROLE),
+        (var::SIGNING_KEY, "alias/ebfleet-signing"),
     ]))
     .unwrap()
 }
@@ -252,6 +253,8 @@ async fn a_first_tick_dispatches_the_ready_units_longest_path_first_and_saves_it
     assert_eq!(file.needs[0].module.as_str(), "GCCcore/13.2.0");
     // Its node, as the principal whose staging prefix it may write.
     assert_eq!(file.node.as_deref(), Some("AROASCHEDULETEST:i-0a"));
+    // The key its needs' signatures must verify with.
+    assert_eq!(file.signing_key.as_deref(), Some("alias/ebfleet-signing"));
     assert!(file.staging_prefix().ends_with("/1/AROASCHEDULETEST:i-0a/"));
     let state: State =
         serde_json::from_str(&written.iter().find(|(k, _)| k == STATE).unwrap().1).unwrap();
@@ -432,6 +435,7 @@ async fn a_pool_gets_a_fresh_download_of_the_agent_every_half_hour() {
             ssm: vec![&up],
             sfn: vec![&running, &heartbeat, &start],
             ec2: vec![&version],
+            kms: vec![],
         };
         tick(&mocks.env(), &settings(), input()).await.unwrap();
         let written = written.lock().unwrap();
@@ -587,6 +591,7 @@ async fn done_tick(spot: Rule) -> TickOutput {
         ssm: vec![&up],
         sfn: vec![&heartbeat],
         ec2: vec![&spot],
+        kms: vec![],
     };
     let t = TickInput {
         graph_key: DONE_GRAPH.into(),

@@ -178,6 +178,7 @@ fn staged(c: char) -> Outcome {
             size: 123_456,
             sha256: sha(c),
             version_id: None,
+            signature: None,
         },
         module_file_key: format!("{STAGING}/modules/all/zlib/1.3.1-GCCcore-13.3.0.lua"),
         duration_s: 42,
@@ -241,6 +242,7 @@ fn a_manifest_is_believed_only_about_its_own_unit() {
             size: 1,
             sha256: sha('b'),
             version_id: None,
+            signature: None,
         },
         module_file_key: file.into(),
         duration_s: 1,
@@ -288,6 +290,7 @@ fn the_published_manifest_names_the_platforms_keys_and_what_record_found() {
         size: 99,
         sha256: sha('c'),
         version_id: Some("v7".into()),
+        signature: None,
     };
     let verified = BTreeMap::from([(M.to_string(), Verified::Tarball(promoted_tarball.clone()))]);
     let published = staged.promoted(&verified);

@@ -16,6 +16,7 @@ pub(crate) fn built_outcome(c: char) -> Outcome {
             size: 123_456,
             sha256: sha(c),
             version_id: None,
+            signature: None,
         },
         module_file_key: format!("{P}/modules/all/zlib/1.3.1-GCCcore-13.3.0.lua"),
         duration_s: 42,

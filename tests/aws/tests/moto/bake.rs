@@ -75,6 +75,7 @@ async fn stack(conf: &ebfleet_aws::SdkConfig) -> Stack {
             pools: Pools::from_conf(conf),
             ssm: Ssm::from_conf(conf),
             sfn: StepFunctions::from_conf(conf),
+            kms: ebfleet_aws::kms::Kms::from_conf(conf),
             clock: Clock::system(),
         },
         bake: bake::Settings::from_lookup(lookup).unwrap(),

@@ -205,6 +205,21 @@ async fn create_stack(conf: &ebfleet_aws::SdkConfig) -> Store {
         .send()
         .await
         .unwrap();
+    // The signing key the functions are given, by its alias.
+    let kms = aws_sdk_kms::Client::new(conf);
+    let key = kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap();
+    kms.create_alias()
+        .alias_name(var("EBFLEET_SIGNING_KEY"))
+        .target_key_id(key.key_metadata().unwrap().key_id())
+        .send()
+        .await
+        .unwrap();
     let store = Store::from_conf(conf, &bucket);
     let fixtures = PathBuf::from(var("EBFLEET_FIXTURES"));
     let mut all = Vec::new();
@@ -717,6 +732,7 @@ async fn lambdas_under_cargo_lambda_watch() {
                 size: tarball_bytes.len() as u64,
                 sha256: sha256_hex(&tarball_bytes),
                 version_id: None,
+                signature: None,
             },
             module_file_key: staged_file.clone(),
             duration_s: 60,
@@ -820,6 +836,16 @@ async fn lambdas_under_cargo_lambda_watch() {
         t.version_id.is_some(),
         "the record names the promoted version"
     );
+    // Signed by the stack's key, for this key and digest only: the
+    // record's signature, the object's too, verifies in KMS.
+    let sig = ebfleet_aws::kms::signature_bytes(t.signature.as_deref().expect("signed")).unwrap();
+    assert_eq!(head.metadata.get("signature"), t.signature.as_ref());
+    let kms = ebfleet_aws::kms::Kms::from_conf(&conf);
+    let statement = ebfleet_core::record::tarball_statement(&t.key, &t.sha256);
+    let key = var("EBFLEET_SIGNING_KEY");
+    assert!(kms.verify(&key, &statement, &sig).await.unwrap());
+    let other = ebfleet_core::record::tarball_statement(&t.key, &"0".repeat(64));
+    assert!(!kms.verify(&key, &other, &sig).await.unwrap());
     assert_eq!(store.get_bytes(&t.key).await.unwrap(), tarball_bytes);
     assert_eq!(
         store

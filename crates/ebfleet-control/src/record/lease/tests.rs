@@ -88,6 +88,7 @@ fn batch_file(modules: &[&str]) -> BatchFile {
         after: vec![0],
         jobs_halved: 0,
         node: None,
+        signing_key: None,
     }
 }
 
@@ -196,6 +197,7 @@ fn record(module: &str, status: Status, lease: Option<(&str, u64)>, version: u64
             size: 10,
             sha256: sha('b'),
             version_id: None,
+            signature: None,
         });
     }
     r
@@ -567,7 +569,7 @@ async fn the_handler_answers_the_lease_state_with_counts() {
         {"lease": {"execution": "run-1", "platform": P, "batch": 2, "waits_left": 3}}
     ))
     .unwrap();
-    let settings = Settings::from_lookup(|_: &str| None).unwrap();
+    let settings = settings();
     let reply = handle(&mocks.env(), &settings, input).await.unwrap();
     assert!(matches!(reply, Reply::Leased(_)));
     assert_eq!(
@@ -651,6 +653,7 @@ async fn releasing_gives_up_only_the_batchs_own_leases() {
 /// Where batch 2's node (`NODE`) stages what it built.
 const STAGING: &str = "staging/amzn-2023_epyc-gen-4/run-1/2/AROATEST:i-0a/";
 const NODE: &str = "AROATEST:i-0a";
+const SIGNING_KEY: &str = "alias/ebfleet-signing";
 /// What the node staged as its tarball.
 const TARBALL: &[u8] = b"0123456789";
 
@@ -677,6 +680,7 @@ fn manifest_of(module: &str, keys_of: &str) -> String {
                     size: TARBALL.len() as u64,
                     sha256: ebfleet_core::checksum::sha256_hex(TARBALL),
                     version_id: None,
+                    signature: None,
                 },
                 module_file_key: ebfleet_core::layout::staged_module_file_key(STAGING, &k),
                 duration_s: 60,
@@ -730,10 +734,29 @@ async fn a_manifest_is_recorded_only_for_what_its_unit_builds() {
             .then_output(|| HeadObjectOutput::builder().content_length(6).build());
         let head_promoted = mock!(aws_sdk_s3::Client::head_object)
             .then_error(|| HeadObjectError::NotFound(NotFound::builder().build()));
+        // The tarball's copy carries the key's signature of its key and
+        // digest; its module file's none.
+        let statement = ebfleet_core::record::tarball_statement(
+            "amzn-2023_epyc-gen-4/software/zlib/1.3.1-GCCcore-13.3.0.tar.zst",
+            &ebfleet_core::checksum::sha256_hex(TARBALL),
+        );
+        let sign = mock!(aws_sdk_kms::Client::sign)
+            .match_requests(move |q| {
+                q.key_id() == Some(SIGNING_KEY)
+                    && q.message().map(|m| m.as_ref()) == Some(statement.as_slice())
+            })
+            .then_output(|| {
+                aws_sdk_kms::operation::sign::SignOutput::builder()
+                    .signature(aws_sdk_kms::primitives::Blob::new(b"sig".to_vec()))
+                    .build()
+            });
         let copy = mock!(aws_sdk_s3::Client::copy_object)
             .match_requests(|q| {
+                let signed = q.metadata().and_then(|m| m.get("signature"));
+                let tarball = q.key().is_some_and(|k| k.ends_with(".tar.zst"));
                 q.copy_source()
                     .is_some_and(|c| c.ends_with("?versionId=v1"))
+                    && signed.map(String::as_str) == tarball.then_some("c2ln")
             })
             .then_output(|| CopyObjectOutput::builder().version_id("v2").build());
         let logs = mock!(aws_sdk_s3::Client::list_objects_v2)
@@ -756,13 +779,14 @@ async fn a_manifest_is_recorded_only_for_what_its_unit_builds() {
                 &publish,
             ],
             dynamodb: vec![&read, &write, &read_b, &write_b],
+            kms: vec![&sign],
             ..Default::default()
         };
         let input: Input = serde_json::from_value(serde_json::json!({
             "staged": {"execution": "run-1", "platform": P, "batch": 2}
         }))
         .unwrap();
-        let settings = Settings::from_lookup(|_: &str| None).unwrap();
+        let settings = settings();
         let reply = handle(&mocks.env(), &settings, input).await;
         let written = writes.lock().unwrap().clone();
         (reply, written, copy.num_calls())
@@ -773,10 +797,15 @@ async fn a_manifest_is_recorded_only_for_what_its_unit_builds() {
     assert_eq!(copies, 2, "its tarball and module file promoted");
     let tarball = written[0].0.tarball.clone().expect("built");
     assert_eq!(
-        (tarball.key.as_str(), tarball.version_id.as_deref()),
+        (
+            tarball.key.as_str(),
+            tarball.version_id.as_deref(),
+            tarball.signature.as_deref()
+        ),
         (
             "amzn-2023_epyc-gen-4/software/zlib/1.3.1-GCCcore-13.3.0.tar.zst",
-            Some("v2")
+            Some("v2"),
+            Some("c2ln")
         )
     );
     // Another module than the unit's, or its own at another's keys.
@@ -786,4 +815,13 @@ async fn a_manifest_is_recorded_only_for_what_its_unit_builds() {
         assert_eq!(err.kind(), Kind::Invalid, "{err}");
         assert_eq!((written.len(), copies), (0, 0), "nothing recorded: {err}");
     }
+}
+
+/// The record Lambda's settings: the default lease, `SIGNING_KEY`.
+fn settings() -> Settings {
+    Settings::from_lookup(crate::testing::lookup(&[(
+        crate::env::var::SIGNING_KEY,
+        SIGNING_KEY,
+    )]))
+    .unwrap()
 }
