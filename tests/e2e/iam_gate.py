@@ -94,18 +94,17 @@ class Gate(http.server.ThreadingHTTPServer):
         """The (action, resource, context) the call needs, or a reason it
         is not one the gate knows."""
         target = _header(headers, "x-amz-target")
-        if target.startswith("TrentService."):
-            op = target.split(".", 1)[1]
-            key = json.loads(body or b"{}").get("KeyId")
-            if key != self.signing_key:
-                return f"KMS {op} with key {key!r}"
-            return [(f"kms:{op}", self.decider.names["signing_key"], {})]
-        if target.startswith("DynamoDB_20120810."):
-            op = target.split(".", 1)[1]
-            name = json.loads(body or b"{}").get("TableName")
-            if name != self.table:
-                return f"DynamoDB {op} on table {name!r}"
-            return [(f"dynamodb:{op}", self.decider.names["table"], {})]
+        # JSON APIs: (service, the body's field naming the resource, this
+        # run's resource, the template's).
+        for prefix, (service, field, ours, name) in {
+            "TrentService.": ("kms", "KeyId", self.signing_key, "signing_key"),
+            "DynamoDB_20120810.": ("dynamodb", "TableName", self.table, "table"),
+        }.items():
+            if target.startswith(prefix):
+                op, given = target[len(prefix):], json.loads(body or b"{}").get(field)
+                if given != ours:
+                    return f"{service} {op} on {given!r}"
+                return [(f"{service}:{op}", self.decider.names[name], {})]
         url = urllib.parse.urlsplit(path)
         query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
         bucket, _, key = urllib.parse.unquote(url.path).lstrip("/").partition("/")

@@ -130,15 +130,24 @@ impl Env {
     /// `AWS_ENDPOINT_URL`) and the stack's bucket and table.
     pub async fn from_env() -> Result<Self, EnvError> {
         let config = ebfleet_aws::load_config().await;
-        Ok(Env {
-            store: Store::from_conf(&config, required(&from_env, var::BUCKET)?),
-            records: Records::from_conf(&config, required(&from_env, var::TABLE)?),
-            nodes: Nodes::from_conf(&config),
-            pools: Pools::from_conf(&config),
-            ssm: Ssm::from_conf(&config),
-            sfn: StepFunctions::from_conf(&config),
-            kms: Kms::from_conf(&config),
+        Ok(Env::from_conf(
+            &config,
+            &required(&from_env, var::BUCKET)?,
+            &required(&from_env, var::TABLE)?,
+        ))
+    }
+
+    /// Clients from `config` over `bucket` and `table`, on the system clock.
+    pub fn from_conf(config: &ebfleet_aws::SdkConfig, bucket: &str, table: &str) -> Self {
+        Env {
+            store: Store::from_conf(config, bucket),
+            records: Records::from_conf(config, table),
+            nodes: Nodes::from_conf(config),
+            pools: Pools::from_conf(config),
+            ssm: Ssm::from_conf(config),
+            sfn: StepFunctions::from_conf(config),
+            kms: Kms::from_conf(config),
             clock: Clock::system(),
-        })
+        }
     }
 }

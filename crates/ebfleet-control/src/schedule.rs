@@ -34,6 +34,7 @@ use ebfleet_core::names::{ExecutionName, PlatformName};
 use ebfleet_core::platform::Platforms;
 use ebfleet_core::unit::{unit_execution_name, UnitInput, UnitOutcome, UnitResult};
 use ebfleet_core::userdata::NODE_URL_EXPIRY;
+use ebfleet_core::wire;
 use ebfleet_scheduler::{Counts, Dag, Observation, PoolInstance, Schedule};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -78,8 +79,8 @@ impl Settings {
         let max_nodes = number(var::NODES_PER_PLATFORM, defaults.max_nodes.into())? as u32;
         Ok(Settings {
             unit_state_machine: env::required(&lookup, var::UNIT_STATE_MACHINE_ARN)?,
-            node_role_id: node_role_id(env::required(&lookup, var::NODE_ROLE_ID)?)?,
-            signing_key: signing_key(env::required(&lookup, var::SIGNING_KEY)?)?,
+            node_role_id: required_as(&lookup, var::NODE_ROLE_ID, wire::check_role_id)?,
+            signing_key: required_as(&lookup, var::SIGNING_KEY, wire::check_signing_key)?,
             platforms: env::platforms(&lookup).map_err(|e| EnvError::Invalid {
                 var: var::PLATFORMS,
                 reason: e.to_string(),
@@ -99,24 +100,19 @@ impl Settings {
     }
 }
 
-/// The node role's id as IAM gives it: uppercase letters and digits.
-fn node_role_id(id: String) -> Result<String, EnvError> {
-    ebfleet_core::wire::check_node_principal(&format!("{id}:i-00000000"))
-        .map(|()| id.clone())
-        .map_err(|reason| EnvError::Invalid {
-            var: var::NODE_ROLE_ID,
-            reason: format!("{id:?}: {reason}"),
-        })
-}
-
-/// The signing key as a unit file may name it.
-fn signing_key(key: String) -> Result<String, EnvError> {
-    ebfleet_core::wire::check_signing_key(&key)
-        .map(|()| key.clone())
-        .map_err(|reason| EnvError::Invalid {
-            var: var::SIGNING_KEY,
-            reason: format!("{key:?}: {reason}"),
-        })
+/// Variable `name`, required, and as `check` wants it: it goes into unit
+/// files, which a node reads with the same check.
+fn required_as(
+    lookup: &impl Lookup,
+    name: &'static str,
+    check: fn(&str) -> Result<(), String>,
+) -> Result<String, EnvError> {
+    let value = env::required(lookup, name)?;
+    check(&value).map_err(|reason| EnvError::Invalid {
+        var: name,
+        reason: format!("{value:?}: {reason}"),
+    })?;
+    Ok(value)
 }
 
 /// `{"tick": ...}` (the `Schedule` state), `{"wait": ...}` (`Wait for

@@ -92,17 +92,26 @@ pub fn check_node_principal(s: &str) -> Result<(), String> {
     let Some((role, instance)) = s.split_once(':') else {
         return Err("not <role id>:<instance id>".into());
     };
-    let role_ok = (4..=128).contains(&role.len())
-        && role
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    check_role_id(role)?;
     let instance_ok = instance.strip_prefix("i-").is_some_and(|h| {
         (1..=32).contains(&h.len()) && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     });
-    match (role_ok, instance_ok) {
-        (true, true) => Ok(()),
-        (false, _) => Err("the role id is not 4 to 128 uppercase letters and digits".into()),
-        (_, false) => Err("the instance id is not i- and 1 to 32 lowercase hex digits".into()),
+    if instance_ok {
+        Ok(())
+    } else {
+        Err("the instance id is not i- and 1 to 32 lowercase hex digits".into())
+    }
+}
+
+/// An IAM role's unique id as IAM gives it (`AROA…`).
+pub fn check_role_id(s: &str) -> Result<(), String> {
+    let ok = (4..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err("the role id is not 4 to 128 uppercase letters and digits".into())
     }
 }
 

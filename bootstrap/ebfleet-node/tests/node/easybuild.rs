@@ -4,17 +4,11 @@
 
 use crate::common::*;
 use crate::fixtures;
-use ebfleet_aws::autoscaling::Pools;
-use ebfleet_aws::dynamodb::Records;
-use ebfleet_aws::ec2::Nodes;
 use ebfleet_aws::kms::{signature_text, Kms};
 use ebfleet_aws::s3::Store;
-use ebfleet_aws::sfn::StepFunctions;
-use ebfleet_aws::ssm::Ssm;
 use ebfleet_control::record::promote::promote;
 use ebfleet_control::Env;
 use ebfleet_core::checksum::sha256_hex;
-use ebfleet_core::clock::Clock;
 use ebfleet_core::layout::batch_key;
 use ebfleet_core::manifest::{BatchManifest, Outcome};
 use ebfleet_core::wire::BatchFile;
@@ -57,16 +51,7 @@ pub async fn check_manifest(store: &Store, execution: &str, unit: usize) -> Batc
         .check_for(&key, &unit)
         .expect("believed about its unit");
     let conf = ebfleet_aws::load_config().await;
-    let env = Env {
-        store: store.clone(),
-        records: Records::from_conf(&conf, "unused"),
-        nodes: Nodes::from_conf(&conf),
-        pools: Pools::from_conf(&conf),
-        ssm: Ssm::from_conf(&conf),
-        sfn: StepFunctions::from_conf(&conf),
-        kms: Kms::from_conf(&conf),
-        clock: Clock::system(),
-    };
+    let env = Env::from_conf(&conf, store.bucket(), "unused");
     let m = promote(&env, &unit, &staged, SIGNING_KEY)
         .await
         .expect("promoted");

@@ -6,19 +6,12 @@
 //! and, once the parameter names an image of the other architecture,
 //! the stock AMI again (and the bake itself refusing to record it).
 
-use ebfleet_aws::autoscaling::Pools;
-use ebfleet_aws::dynamodb::Records;
-use ebfleet_aws::ec2::Nodes;
-use ebfleet_aws::s3::Store;
-use ebfleet_aws::sfn::StepFunctions;
-use ebfleet_aws::ssm::Ssm;
 use ebfleet_control::bake::{self, DueInput};
 use ebfleet_control::capacity::{self, PoolInput};
 use ebfleet_control::env::var;
 use ebfleet_control::Env;
 use ebfleet_core::build_graph::graph_key;
 use ebfleet_core::capacity::ssm_ami_parameter;
-use ebfleet_core::clock::Clock;
 use ebfleet_core::names::{ExecutionName, PlatformName};
 use ebfleet_core::node_image::{ImageKind, ImageTarget, TAG_BAKE};
 use ebfleet_core::userdata::{node_binary_key, BOOTSTRAP_SH};
@@ -68,16 +61,7 @@ async fn stack(conf: &ebfleet_aws::SdkConfig) -> Stack {
     ]);
     let lookup = |n: &str| vars.get(n).cloned();
     Stack {
-        env: Env {
-            store: Store::from_conf(conf, &bucket),
-            records: Records::from_conf(conf, "ebfleet-bake-unused"),
-            nodes: Nodes::from_conf(conf),
-            pools: Pools::from_conf(conf),
-            ssm: Ssm::from_conf(conf),
-            sfn: StepFunctions::from_conf(conf),
-            kms: ebfleet_aws::kms::Kms::from_conf(conf),
-            clock: Clock::system(),
-        },
+        env: Env::from_conf(conf, &bucket, "ebfleet-bake-unused"),
         bake: bake::Settings::from_lookup(lookup).unwrap(),
         capacity: capacity::Settings::from_lookup(lookup).unwrap(),
         ec2,
