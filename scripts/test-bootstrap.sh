@@ -104,6 +104,44 @@ expect "... nothing scheduled there" lacks "shutdown -h"
 boot --dry-run --os amzn-2023 "${common[@]}"
 expect "... and without the setting, nothing" lacks "shutdown|maximum lifetime"
 
+log "build user"
+boot --dry-run --os amzn-2023 "${common[@]}"
+expect "eb gets a user of its own, named in node.env" \
+  has_all "+ useradd --system --user-group --create-home --home-dir /var/lib/ebfleet-build" \
+  "    EBFLEET_BUILD_USER=ebfleet-build" "fs.protected_hardlinks = 1"
+expect "... which may not reach instance metadata" \
+  has_all "+ iptables -I OUTPUT -d 169.254.169.254/32 -m owner --uid-owner ebfleet-build -j REJECT" \
+  "+ ip6tables -I OUTPUT -d fd00:ec2::254/128 -m owner --uid-owner ebfleet-build -j REJECT"
+boot --dry-run --os amzn-2023 --root "$work" "${common[@]}"
+expect "... not when installing under another root" lacks "useradd|iptables -I|EBFLEET_BUILD_USER"
+# The rules themselves, in a network namespace of their own with the
+# metadata address on its loopback: the user is refused, root is not.
+probe_user=ebfleet-test-imds
+id -u "$probe_user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$probe_user"
+command -v iptables >/dev/null || apt-get install -y -q iptables >/dev/null
+# shellcheck disable=SC2016 # $1 and $2 are bash -c's own arguments
+out=$(unshare --net bash -c '
+  set -euo pipefail
+  . "$1"
+  BUILD_USER=$2 DRY_RUN=0
+  ip link set lo up
+  ip addr add 169.254.169.254/32 dev lo
+  python3 -m http.server --bind 169.254.169.254 8080 >/dev/null 2>&1 &
+  trap "kill $!" EXIT
+  for _ in $(seq 50); do curl -s -o /dev/null http://169.254.169.254:8080/ && break; sleep 0.1; done
+  block_metadata
+  block_metadata
+  iptables -S OUTPUT
+  ask() { "$@" curl -s -m 5 -o /dev/null -w "%{http_code}" http://169.254.169.254:8080/ || true; }
+  echo "root: $(ask env)"
+  echo "user: $(ask setpriv --reuid "$2" --regid "$2" --clear-groups)"
+' bash "$BOOT" "$probe_user" 2>&1) || true
+userdel "$probe_user" 2>/dev/null || true
+expect "instance metadata: root gets an answer" has "root: 200"
+expect "... the build user is refused" has "user: 000"
+expect "... by one rule, however often the bootstrap runs" \
+  test "$(grep -c -- "-A OUTPUT -d 169.254.169.254/32 -m owner --uid-owner" <<<"$out")" = 1
+
 log "dry run per OS"
 before=$(host_state)
 for os in amzn-2023 ubuntu-22.04 ubuntu-24.04 debian-12 rocky-9; do
@@ -134,7 +172,7 @@ for os in amzn-2023 ubuntu-22.04 ubuntu-24.04 debian-12 rocky-9; do
       expect "$os: SSM agent as a snap" has "+ snap install amazon-ssm-agent --classic"
       ;;
     ubuntu-24.04 | debian-12)
-      expect "$os: apt with lmod and libibverbs-dev" has_all " libibverbs-dev libc6-dev lmod" \
+      expect "$os: apt with lmod and libibverbs-dev" has_all " libibverbs-dev libc6-dev iptables lmod" \
         "+ env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-venv"
       expect "$os: never dnf, no source build" lacks "dnf |configure"
       expect "$os: LMOD_CMD of the package" has "    LMOD_CMD=/usr/share/lmod/lmod/libexec/lmod"
@@ -149,7 +187,7 @@ for os in amzn-2023 ubuntu-22.04 ubuntu-24.04 debian-12 rocky-9; do
     rocky-9)
       expect "$os: EPEL and CRB enabled before Lmod" \
         has_all "+ dnf install -y -q dnf-plugins-core epel-release" "+ dnf config-manager --set-enabled crb"
-      expect "$os: Lmod from EPEL" has " rdma-core-devel glibc-devel Lmod"
+      expect "$os: Lmod from EPEL" has " rdma-core-devel glibc-devel iptables-nft Lmod"
       expect "$os: never apt, no source build" lacks "apt-get|configure"
       expect "$os: SSM agent from AWS's regional rpm" \
         has "+ dnf install -y -q https://s3.REGION.amazonaws.com/amazon-ssm-REGION/latest/linux_ARCH/amazon-ssm-agent.rpm"

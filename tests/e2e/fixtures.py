@@ -29,9 +29,10 @@ class Module:
     scripts ({name: text}) installed beside its program; `device_code`
     embeds `fake-cuda-arch=<sm>` for each compute capability EasyBuild
     builds for (its `%(cuda_sm_space_sep)s`), as a stand-in for CUDA device
-    code; `attack` makes its build a hostile one: it takes the AWS
-    credentials of the node it runs on (from the agent's environment, as
-    root can read it) and writes each of `attack`'s targets with them —
+    code; `attack` makes its build a hostile one: it looks for the AWS
+    credentials of the node it runs on (in its own environment and in
+    every process's above it: root can read them all, the build user only
+    its own) and writes each of `attack`'s targets with them —
     ("s3", key) an object of the bucket, ("dynamodb", item) an item of the
     table — then fails, printing what each write was answered."""
 
@@ -144,8 +145,9 @@ def _attack(targets):
                           '--data "{\\"TableName\\":\\"$EBFLEET_TABLE\\",\\"Item\\":$item}" "$AWS_ENDPOINT_URL/"')
     return (
         "#!/bin/sh\n"
-        "# Find the node's credentials where root can: the environment of the\n"
-        "# process above that holds them (on EC2 it would be IMDS).\n"
+        "echo \"attack: running as $(id -un)\" >&2\n"
+        "# Find the node's credentials: in the environment of this process or\n"
+        "# of one above it that holds them (on EC2, IMDS too).\n"
         "pid=$$\n"
         "while [ \"$pid\" -gt 1 ]; do\n"
         "  if tr '\\0' '\\n' < /proc/$pid/environ | grep -q '^AWS_ENDPOINT_URL='; then\n"

@@ -14,7 +14,10 @@ to moto unchanged except these:
   the local Step Functions service), the agent's path replaced by the
   locally built `ebfleet-node`, on a disk of its own per instance (a
   directory bind-mounted at the platform's root path in a private mount
-  namespace: needs root, as a build node's agent has). When it ends, the
+  namespace: needs root, as a build node's agent has). `eb` runs as a
+  build user of the instance's own (`EBFLEET_BUILD_USER`, as bootstrap.sh
+  sets up), created here and deleted by `close`, with EasyBuild's venv
+  bind-mounted where that user can reach it. When it ends, the
   "EC2 Command Invocation Status-change Notification" EventBridge would
   deliver goes to the dispatch Lambda.
 * GetCommandInvocation: the status and output of a command run here.
@@ -43,6 +46,8 @@ from pathlib import Path
 NODE_PROGRAM = "/opt/ebfleet/bin/ebfleet-node"
 # How long a lost node's command runs before the node goes.
 LOSE_AFTER_S = 2.0
+# The build users of this harness's instances: this prefix and a number.
+BUILD_USER_PREFIX = "ebfleet-e2e-"
 
 
 class Run:
@@ -81,6 +86,21 @@ class Nodes:
         self.lost = set()
         # (step, params, instance_id) -> bool: lose this node meanwhile.
         self.lose = None
+        # Whether new instances run eb as a build user of their own (False:
+        # as the agent, as a node set up without one).
+        self.build_users = True
+        self.users = {}
+        # The build user cannot reach EasyBuild's venv where the tests
+        # install it (under root's home, its Python too): each command
+        # bind-mounts the venv here, and eb runs on the system's python3
+        # with the venv's packages (EasyBuild is pure Python).
+        self.work.chmod(0o755)
+        self.eb_mount = self.work / "eb"
+        self.eb_mount.mkdir(exist_ok=True)
+        self.eb_venv = Path(eb).parent.parent
+        site = sorted(self.eb_venv.glob("lib/python3*/site-packages"))
+        assert site, f"no site-packages in {self.eb_venv}"
+        self.eb_site = self.eb_mount / site[0].relative_to(self.eb_venv)
 
     # ------------------------------------------------------------- commands
 
@@ -143,7 +163,7 @@ class Nodes:
             env.update(
                 EBFLEET_NODE_ROOT=str(mount_point),
                 EBFLEET_NODE_ENV=str(root / "node.env"),
-                PATH=f"{Path(self.eb).parent}:{env.get('PATH', '')}",
+                PATH=f"{self.eb_mount / 'bin'}:{env.get('PATH', '')}",
                 # S3, DynamoDB and KMS through the node role's IAM.
                 AWS_ENDPOINT_URL=self.endpoint(run.instance_id),
             )
@@ -155,8 +175,9 @@ class Nodes:
                 env["AWS_ENDPOINT_URL_SFN"] = "http://127.0.0.1:9"
             timeout = int(run.params.get("executionTimeout", "3600"))
             p = subprocess.Popen(
-                ["unshare", "--mount", "bash", "-c", 'mount --bind "$0" "$1" && exec bash -c "$2"',
-                 str(disk), str(mount_point), script],
+                ["unshare", "--mount", "bash", "-c",
+                 'mount --bind "$0" "$1" && mount --bind "$3" "$4" && exec bash -c "$2"',
+                 str(disk), str(mount_point), script, str(self.eb_venv), str(self.eb_mount)],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
             )
             if doomed:
@@ -227,17 +248,43 @@ class Nodes:
             root.mkdir(parents=True, exist_ok=True)
         unit = json.loads(self.s3.get_object(Bucket=self.bucket, Key=params["batchKey"])["Body"].read())
         itype = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["InstanceType"]
+        user = self._build_user(instance_id) if self.build_users else None
         env_file.write_text(
             "# written by the e2e harness, as bootstrap.sh would\n"
-            "EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES=1\n"
             "LMOD_CMD=/usr/share/lmod/lmod/libexec/lmod\n"
-            f"EBFLEET_EB={self.eb}\n"
+            f"EBFLEET_EB={self.eb_mount / 'bin' / 'eb'}\n"
+            "EB_PYTHON=/usr/bin/python3\n"
+            f"PYTHONPATH={self.eb_site}\n"
+            + (f"EBFLEET_BUILD_USER={user}\n" if user else "")
+            + 
             f"EBFLEET_ARCHSPEC={unit['archspec']}\n"
             f"EBFLEET_INSTANCE_TYPE={itype}\n"
             # What a big node would run; fx.HUNGRY runs out of "memory" at 4.
             "EASYBUILD_PARALLEL=4\n"
         )
         return root
+
+    def _build_user(self, instance_id):
+        """A user of this instance's own, as bootstrap.sh makes on a node
+        (the agent kills every process of it after each build: instances
+        running at once must not share one)."""
+        with self.lock:
+            name = f"{BUILD_USER_PREFIX}{len(self.users)}"
+            self.users[instance_id] = name
+        home = self.work / "homes" / name
+        exists = subprocess.run(["id", "-u", name], capture_output=True).returncode == 0
+        if exists:  # left by a harness that did not end: its home is gone
+            subprocess.run(["usermod", "--home", str(home), name], check=True, capture_output=True)
+        else:
+            subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", str(home),
+                            "--shell", "/usr/sbin/nologin", name], check=True, capture_output=True)
+        return name
+
+    def close(self):
+        """Delete the build users."""
+        for name in self.users.values():
+            subprocess.run(["userdel", name], capture_output=True)
+        self.users = {}
 
     # -------------------------------------------------------------- figures
 

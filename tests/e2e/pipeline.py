@@ -40,7 +40,7 @@ import yaml
 
 import fixtures as fx
 from iam_gate import Decider, Decisions, Gate
-from nodes import Nodes, SsmProxy
+from nodes import BUILD_USER_PREFIX, Nodes, SsmProxy
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "infra" / "template.yaml"
@@ -714,30 +714,55 @@ def failing_build(w):
 
 @scenario
 def hostile_build(w):
-    """A build that, with its node's credentials, writes a new easyconfig
-    (which would start builds of its code everywhere), another platform's
-    tarball and that platform's record of it: the node role refuses every
-    write (the policy as simulated, at the node's endpoint), nothing
+    """A build that tries to write, with its node's credentials, a new
+    easyconfig (which would start builds of its code everywhere), another
+    platform's tarball and that platform's record of it. As the build user
+    bootstrap.sh sets up, it finds no credentials: not in its environment,
+    not in any process above it. With them leaked (eb as the agent, as on
+    a node set up without a build user) the node role refuses every write
+    (the policy as simulated, at the node's endpoint). Either way nothing
     changes in S3 or DynamoDB, and the module is recorded failed with its
     build's error. Needs happy_path's alpha on A."""
     tarball = f"{A}/software/{fx.ALPHA.module}.tar.zst"
     key = {"pk": f"PLATFORM#{A}", "sk": f"MODULE#{fx.ALPHA.module}"}
     easyconfig = "easyconfigs/h/hostile/hostile-9.9.eb"
-    hostile = fx.Module("hostile", attack=[("s3", easyconfig), ("s3", tarball), ("dynamodb", key)])
+    targets = [("s3", easyconfig), ("s3", tarball), ("dynamodb", key)]
     item = lambda: w.ddb.get_item(  # noqa: E731
         TableName=w.table, Key={k: {"S": v} for k, v in key.items()}, ConsistentRead=True).get("Item")
     before = (w.versions(tarball), item())
     assert before[0] and before[1], f"nothing of {A}'s {fx.ALPHA.module} to attack: run happy_path first"
+
+    def attack(hostile, build_users):
+        """Build `hostile` on B; its failed build's log."""
+        w.upload([hostile])
+        w.nodes.build_users = build_users
+        try:
+            r = w.execute({"platforms": [B], "changed_keys": [hostile.easyconfig_key]})
+        finally:
+            w.nodes.build_users = True
+        s = platform_summary(succeeded(r), B)
+        assert (s["units"]["built"], s["units"]["failed"]) == (0, 1), f"{B}: {s}"
+        rec = w.records(B)[hostile.module]
+        assert rec["status"] == "failed" and rec["error_class"] == "compile_error", f"hostile: {rec}"
+        assert not w.versions(f"{B}/software/hostile/"), "the hostile build published a tarball"
+        assert not w.versions(easyconfig), "the easyconfig was written"
+        assert (w.versions(tarball), item()) == before, "the other platform's tarball or record changed"
+        released(w, r["name"])
+        return w.s3.get_object(Bucket=w.bucket, Key=rec["error_log_key"])["Body"].read().decode()
+
+    # As the build user: no credentials anywhere it can look, so no call.
     mark = len(w.decisions.all)
-    w.upload([hostile])
-    r = w.execute({"platforms": [B], "changed_keys": [hostile.easyconfig_key]})
-    out = succeeded(r)
-    s = platform_summary(out, B)
-    assert (s["units"]["built"], s["units"]["failed"]) == (0, 1), f"{B}: {s}"
-    rec = w.records(B)[hostile.module]
-    assert rec["status"] == "failed" and rec["error_class"] == "compile_error", f"hostile: {rec}"
-    # Its log says what each write was answered: refused, by S3 and DynamoDB.
-    log = w.s3.get_object(Bucket=w.bucket, Key=rec["error_log_key"])["Body"].read().decode()
+    log = attack(fx.Module("hostile", attack=targets), build_users=True)
+    assert f"attack: running as {BUILD_USER_PREFIX}" in log, log[-2000:]
+    assert "attack: no credentials found" in log, log[-2000:]
+    assert not re.findall(r"attack: (.+): HTTP", log), log[-2000:]
+    touched = [d for d in w.decisions.all[mark:] if easyconfig in d[2] or d[1].startswith("dynamodb:Put")]
+    assert not touched, touched
+
+    # Leaked: every write reaches the node role, which refuses it.
+    mark = len(w.decisions.all)
+    log = attack(fx.Module("hostile", version="2.0", attack=targets), build_users=False)
+    assert "attack: running as root" in log, log[-2000:]
     answers = re.findall(r"attack: (.+): HTTP (\d+)", log)
     assert [a for a, _ in answers] == [f"PUT s3 {easyconfig}", f"PUT s3 {tarball}", f"PutItem {key['sk']}"], log[-2000:]
     assert [c for _, c in answers] == ["403", "403", "400"], answers
@@ -749,10 +774,6 @@ def hostile_build(w):
         ("dynamodb:PutItem", "table/ebfleet-table", "ImplicitlyDenied"),
     ], refused
     w.checked = len(w.decisions.all)
-    assert not w.versions(easyconfig), "the easyconfig was written"
-    assert (w.versions(tarball), item()) == before, "the other platform's tarball or record changed"
-    assert not w.versions(f"{B}/software/hostile/"), "the hostile build published a tarball"
-    released(w, r["name"])
 
 
 @scenario
@@ -999,6 +1020,13 @@ def demo():
     """What an operator sees after a run: the executions, the records, the
     objects."""
     w = World()
+    try:
+        return _demo(w)
+    finally:
+        w.nodes.close()
+
+
+def _demo(w):
     w.upload(fx.STACK)
     print(f"easyconfigs in s3://{w.bucket}/easyconfigs/: " + ", ".join(m.module for m in fx.STACK))
     print(f"starting a run for {A} and {B} (input {{\"platforms\": [...]}})", flush=True)
@@ -1049,6 +1077,7 @@ def test(only):
         except AssertionError as e:
             failures += 1
             print(f"FAIL {f.__name__} ({time.monotonic() - t:.0f} s): {e}", flush=True)
+    w.nodes.close()
     if failures:
         print(f"the nodes' disks and command output are kept in {w.work}", file=sys.stderr)
     else:

@@ -34,6 +34,7 @@
 //! Progress is kept in `build.json` after every module, so a re-run after
 //! a crash continues with the first module that has no outcome.
 
+use crate::build_user::BuildUser;
 use crate::classify::{classify, Ended};
 use crate::context::{io_at, now, Context, Header, NodeError};
 use crate::eb;
@@ -210,8 +211,16 @@ pub fn dependency_skip(
 pub async fn run(ctx: &Context) -> Result<BuildResult, NodeError> {
     let batch = ctx.job.fetch(&ctx.store).await?;
     let ctx = &ctx.for_batch(&batch);
-    let env = eb::environment(&ctx.node, &ctx.layout, &batch, std::env::vars_os())?;
-    let program = eb::program(&ctx.node);
+    let mut env = eb::environment(&ctx.node, &ctx.layout, &batch, std::env::vars_os())?;
+    let user = BuildUser::of_node(&ctx.node)?;
+    if let Some(u) = &user {
+        u.apply(&mut env);
+    }
+    let eb = Eb {
+        program: eb::program(&ctx.node),
+        env,
+        user,
+    };
     for b in &batch.builds {
         let path = ctx.layout.easyconfig(&b.easyconfig);
         if !path.is_file() {
@@ -225,7 +234,7 @@ pub async fn run(ctx: &Context) -> Result<BuildResult, NodeError> {
     let state = ctx.state();
     let path = state.result(Step::Build);
     let previous: Option<BuildResult> = read_json(&path)?;
-    let eb_version = eb::version(&program, &env)?;
+    let eb_version = eb::version(&eb.program, &eb.env, eb.user.as_ref())?;
     // Outcomes of an earlier run of this step are kept (a crashed node
     // agent resumes), not those of a try with other jobs (a retry after
     // running out of memory builds again).
@@ -246,14 +255,13 @@ pub async fn run(ctx: &Context) -> Result<BuildResult, NodeError> {
     result.eb_version = eb_version;
     let ctx2 = ctx.clone();
     let builds = batch.builds.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        build_all(&ctx2, &builds, &synced, &env, &program, result)
-    })
-    .await
-    .map_err(|e| NodeError::Task {
-        what: "build".into(),
-        detail: e.to_string(),
-    })??;
+    let result =
+        tokio::task::spawn_blocking(move || build_all(&ctx2, &builds, &synced, &eb, result))
+            .await
+            .map_err(|e| NodeError::Task {
+                what: "build".into(),
+                detail: e.to_string(),
+            })??;
     let (built, failed, skipped) = result.counts();
     tracing::info!(built, failed, skipped, "build done");
     Ok(result)
@@ -263,8 +271,7 @@ fn build_all(
     ctx: &Context,
     builds: &[BatchBuild],
     synced: &Synced,
-    env: &BTreeMap<OsString, OsString>,
-    program: &OsString,
+    eb: &Eb,
     mut result: BuildResult,
 ) -> Result<BuildResult, NodeError> {
     let path = ctx.state().result(Step::Build);
@@ -292,7 +299,7 @@ fn build_all(
                 }
                 BuildOutcome::Skipped { reason }
             }
-            None => build_one(ctx, b, env, program, &result.modules, &synced.missing_needs)?,
+            None => build_one(ctx, b, eb, &result.modules, &synced.missing_needs)?,
         };
         tracing::info!(module = %b.module, outcome = ?outcome, "module done");
         result.modules.push(ModuleBuild {
@@ -336,11 +343,18 @@ fn fewer_jobs(env: &BTreeMap<OsString, OsString>, memory_per_job_mib: Option<u64
     (fit < jobs).then_some(fit)
 }
 
+/// How a batch's `eb` runs: the program, its environment, and the user it
+/// runs as (none: as the agent).
+struct Eb {
+    program: OsString,
+    env: BTreeMap<OsString, OsString>,
+    user: Option<BuildUser>,
+}
+
 fn build_one(
     ctx: &Context,
     b: &BatchBuild,
-    env: &BTreeMap<OsString, OsString>,
-    program: &OsString,
+    eb: &Eb,
     earlier: &[ModuleBuild],
     missing_needs: &[ModuleName],
 ) -> Result<BuildOutcome, NodeError> {
@@ -350,7 +364,7 @@ fn build_one(
         std::fs::remove_dir_all(&logs).map_err(io_at(&logs))?;
     }
     std::fs::create_dir_all(&logs).map_err(io_at(&logs))?;
-    let mut env = module_env(env, b);
+    let mut env = module_env(&eb.env, b);
     env.insert("EASYBUILD_TMP_LOGDIR".into(), logs.clone().into());
     let mut args: Vec<OsString> = vec![
         ctx.layout.easyconfig(&b.easyconfig).into(),
@@ -360,14 +374,37 @@ fn build_one(
         args.push("--hidden".into());
     }
     tracing::info!(module = %m, easyconfig = %b.easyconfig, "eb");
-    let run = eb::run(program, &args, &env, &logs.join(OUTPUT_LOG), m.as_str())?;
+    if let Some(u) = &eb.user {
+        let build = env
+            .get(&OsString::from("EASYBUILD_BUILDPATH"))
+            .map_or_else(|| ctx.layout.build(), std::path::PathBuf::from);
+        u.hand_over(&ctx.layout, m, &logs, &build)?;
+    }
+    let output = logs.join(OUTPUT_LOG);
+    let run = eb::run(
+        &eb.program,
+        &args,
+        &env,
+        eb.user.as_ref(),
+        &output,
+        m.as_str(),
+    );
+    // Whatever became of it, the build's files are root's again before
+    // anything reads them.
+    if let Some(u) = &eb.user {
+        u.take_back(&ctx.layout, m, &logs)?;
+    }
+    let run = run?;
     let output = eb::tail(&run.output, LOG_TAIL_BYTES);
     let named = eb::named_logs(&output);
     let installed = ctx.layout.install_dir(m).is_dir() && ctx.layout.module_file(m).is_file();
     if run.ended == Ended::Exit(0) {
         if installed {
             // Keep EasyBuild's log with the batch's logs too.
-            for log in named.iter().filter(|p| p.starts_with(ctx.layout.root())) {
+            for log in named
+                .iter()
+                .filter(|p| is_plain_file_under(p, ctx.layout.root()))
+            {
                 if let Some(name) = log.file_name() {
                     let _ = std::fs::copy(log, logs.join(name));
                 }
@@ -395,7 +432,7 @@ fn build_one(
     }
     let main_log = named
         .iter()
-        .find(|p| p.starts_with(&logs) && p.is_file())
+        .find(|p| is_plain_file_under(p, &logs))
         .cloned()
         .or_else(|| newest_log(&logs));
     let log_text = main_log
@@ -420,6 +457,17 @@ fn build_one(
     })
 }
 
+/// Whether `path` (a path eb printed) names a regular file under `dir`,
+/// not through `..` and not a symlink: the agent reads it as root.
+fn is_plain_file_under(path: &Path, dir: &Path) -> bool {
+    use std::path::Component;
+    path.starts_with(dir)
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
 /// The newest `easybuild-*.log` in `dir`.
 fn newest_log(dir: &Path) -> Option<std::path::PathBuf> {
     std::fs::read_dir(dir)
@@ -427,7 +475,9 @@ fn newest_log(dir: &Path) -> Option<std::path::PathBuf> {
         .filter_map(Result::ok)
         .filter(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
-            n.starts_with("easybuild-") && n.ends_with(".log")
+            n.starts_with("easybuild-")
+                && n.ends_with(".log")
+                && e.file_type().is_ok_and(|t| t.is_file())
         })
         .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
         .map(|e| e.path())

@@ -87,6 +87,8 @@ pub enum NodeError {
     State(#[from] StateError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    BuildUser(#[from] crate::build_user::BuildUserError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -7,20 +7,21 @@
 //! fixed options, with the environment [`environment`] decides from
 //! node.env, the layout and the batch.
 
+use crate::build_user::BuildUser;
 use crate::classify::Ended;
 use crate::envfile::NodeEnv;
 use crate::machine;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 mod environment;
-pub use environment::{environment, EbEnvError};
+pub use environment::{environment, EbEnvError, ALLOW_ROOT};
 
 /// The `eb` to run: node.env's `EBFLEET_EB`, else `eb` on `PATH`.
 pub fn program(node: &NodeEnv) -> OsString {
@@ -45,9 +46,23 @@ pub enum EbError {
     },
 }
 
+/// `program` as `user` (uid, gid, no supplementary groups), when there is one.
+fn command(program: &OsString, user: Option<&BuildUser>) -> Command {
+    let mut c = Command::new(program);
+    if let Some(u) = user {
+        // std drops the supplementary groups (setgroups(0)) when root sets a uid.
+        c.uid(u.uid).gid(u.gid).current_dir(&u.home);
+    }
+    c
+}
+
 /// EasyBuild's version, from `eb --version` ("This is EasyBuild 5.4.1 (...)").
-pub fn version(program: &OsString, env: &BTreeMap<OsString, OsString>) -> Result<String, EbError> {
-    let out = Command::new(program)
+pub fn version(
+    program: &OsString,
+    env: &BTreeMap<OsString, OsString>,
+    user: Option<&BuildUser>,
+) -> Result<String, EbError> {
+    let out = command(program, user)
         .arg("--version")
         .env_clear()
         .envs(env)
@@ -92,13 +107,14 @@ pub struct Run {
     pub output: PathBuf,
 }
 
-/// Run `program args…` with `env`, copying every line of its output to
+/// Run `program args…` with `env` (as `user`, when there is one), copying every line of its output to
 /// `output` and to this process's stderr (prefixed with `label`), so SSM
 /// and CloudWatch show the build as it goes.
 pub fn run(
     program: &OsString,
     args: &[OsString],
     env: &BTreeMap<OsString, OsString>,
+    user: Option<&BuildUser>,
     output: &Path,
     label: &str,
 ) -> Result<Run, EbError> {
@@ -109,7 +125,7 @@ pub fn run(
     let file = Arc::new(Mutex::new(std::fs::File::create(output).map_err(io_err)?));
     let started = Instant::now();
     let before = machine::children_usage();
-    let mut child = Command::new(program)
+    let mut child = command(program, user)
         .args(args)
         .env_clear()
         .envs(env)
@@ -180,10 +196,15 @@ pub fn named_logs(output: &str) -> Vec<PathBuf> {
 }
 
 /// The last `max` bytes of a file, as text (a log may be huge; its end says
-/// why it failed).
+/// why it failed). Not through a symlink: a build may have left one.
 pub fn tail(path: &Path, max: u64) -> String {
     use std::io::{Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    else {
         return String::new();
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -231,6 +252,7 @@ mod tests {
                 "echo \"$GREETING\"; echo oops >&2; exit 16".into(),
             ],
             &env,
+            None,
             &out,
             "t",
         )
@@ -238,11 +260,22 @@ mod tests {
         assert_eq!(r.ended, Ended::Exit(16));
         let text = std::fs::read_to_string(&out).unwrap();
         assert!(text.contains("hi\n") && text.contains("oops\n"), "{text:?}");
-        let r = run(&sh, &["-c".into(), "kill -9 $$".into()], &env, &out, "t").unwrap();
+        let r = run(
+            &sh,
+            &["-c".into(), "kill -9 $$".into()],
+            &env,
+            None,
+            &out,
+            "t",
+        )
+        .unwrap();
         assert_eq!(r.ended, Ended::Signal(9));
-        let err = run(&"/nonexistent/eb".into(), &[], &env, &out, "t").unwrap_err();
+        let err = run(&"/nonexistent/eb".into(), &[], &env, None, &out, "t").unwrap_err();
         assert!(err.to_string().contains("/nonexistent/eb"), "{err}");
         std::fs::write(&out, "0123456789").unwrap();
         assert_eq!(tail(&out, 4), "6789");
+        let link = dir.path().join("link.log");
+        std::os::unix::fs::symlink(&out, &link).unwrap();
+        assert_eq!(tail(&link, 4), "", "read through a symlink");
     }
 }

@@ -98,8 +98,13 @@ impl Layout {
         self.software().join(m.name()).join(version_dir(m))
     }
 
+    /// `modules/`: `all/` and EasyBuild's links by module class.
+    pub fn modules(&self) -> PathBuf {
+        self.installpath.join("modules")
+    }
+
     pub fn modules_all(&self) -> PathBuf {
-        self.installpath.join("modules").join("all")
+        self.modules().join("all")
     }
 
     /// Lmod's `MODULEPATH` for builds: the layer's modules over the base's.

@@ -11,7 +11,8 @@
 //!   modules it needs, and known sources; verified, parallel, skipping
 //!   what is installed. A need an earlier batch never uploaded is listed,
 //!   not fatal.
-//! - [`build`] runs `eb` per module ([`eb`]: argv, never a shell) and
+//! - [`build`] runs `eb` per module ([`eb`]: argv, never a shell; as the
+//!   unprivileged [`build_user`] when node.env names one) and
 //!   reports each as built, failed with a [`classify`]d reason, or skipped
 //!   (not leased to the batch, or a dependency failed, was skipped or is
 //!   missing from the bucket).
@@ -49,6 +50,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod build_user;
 pub mod classify;
 pub mod cli;
 pub mod context;

@@ -25,6 +25,18 @@ fn mem_total_mib(meminfo: &str) -> Option<u64> {
     Some(kib / 1024)
 }
 
+/// Whether this process's effective user is root (Linux: `/proc/self/status`).
+pub fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
 /// What the children this process has waited for used, together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChildrenUsage {

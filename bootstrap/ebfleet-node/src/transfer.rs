@@ -88,7 +88,14 @@ pub async fn download(
         std::fs::create_dir_all(parent).map_err(io_at(parent))?;
     }
     let tmp = partial(dest);
-    let file = std::fs::File::create(&tmp).map_err(io_at(&tmp))?;
+    // Whatever is at the temporary name (a crashed download's file, or a
+    // build's symlink) is removed, not written through.
+    let _ = std::fs::remove_file(&tmp);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(io_at(&tmp))?;
     let mut w = HashingWriter::new(std::io::BufWriter::new(file));
     let head = match store.get_to_writer(key, &mut w).await {
         Ok(h) => h,

@@ -325,7 +325,8 @@ os_packages() {
   case $OS in
     debian-* | ubuntu-*)
       PACKAGES=(python3 python3-venv python3-pip gcc g++ make patch perl file tar gzip
-        bzip2 xz-utils unzip zstd git curl ca-certificates bc procps libibverbs-dev libc6-dev)
+        bzip2 xz-utils unzip zstd git curl ca-certificates bc procps libibverbs-dev libc6-dev
+        iptables)
       if [[ $LMOD_MODE == package ]]; then
         PACKAGES+=(lmod)
       else
@@ -334,7 +335,7 @@ os_packages() {
       ;;
     amzn-2023 | rocky-9)
       PACKAGES=(python3 python3-pip gcc gcc-c++ make patch perl file tar gzip bzip2 xz
-        unzip zstd git bc procps-ng which rdma-core-devel glibc-devel)
+        unzip zstd git bc procps-ng which rdma-core-devel glibc-devel iptables-nft)
       if [[ $LMOD_MODE == package ]]; then
         PACKAGES+=(Lmod)
       else
@@ -753,6 +754,7 @@ settings() {
   say "EBFLEET_PLATFORM=$PLATFORM"
   say "EBFLEET_ARCHSPEC=$ARCHSPEC"
   say "EBFLEET_INSTANCE_TYPE=$INSTANCE_TYPE"
+  ((!HAS_BUILD_USER)) || say "EBFLEET_BUILD_USER=$BUILD_USER"
 }
 
 write_settings() {
@@ -822,6 +824,52 @@ schedule_end_of_life() {
   run shutdown -h "+$minutes" "ebfleet: this node's maximum lifetime ($MAX_LIFETIME_HOURS h) is reached"
 }
 
+# ---------------------------------------------------------------- build user
+
+# ebfleet-node runs eb as this user, never as root: a build runs the code of
+# its easyconfig and of every source it compiles. The user owns nothing of
+# the stack (the agent hands it each module's own directories for the
+# build) and cannot reach instance metadata, so not the node role's
+# credentials. Only on the machine's own root.
+BUILD_USER=ebfleet-build
+BUILD_HOME=/var/lib/ebfleet-build
+HAS_BUILD_USER=0
+
+ensure_build_user() {
+  step "build user $BUILD_USER"
+  if [[ $ROOT != / ]]; then
+    say "not this machine's own root ($ROOT): eb runs as whoever runs ebfleet-node"
+    return
+  fi
+  HAS_BUILD_USER=1
+  if ((DRY_RUN)) || ! id -u "$BUILD_USER" >/dev/null 2>&1; then
+    run useradd --system --user-group --create-home --home-dir "$BUILD_HOME" \
+      --shell /usr/sbin/nologin "$BUILD_USER"
+    ((DRY_RUN)) || changed "created user $BUILD_USER"
+  fi
+  # No hard link to a file the user could not write itself (the agent
+  # reads what a build leaves, as root), whatever the distribution's default.
+  put_file /etc/sysctl.d/90-ebfleet.conf 644 <<<$'fs.protected_hardlinks = 1\nfs.protected_symlinks = 1'
+  run sysctl -q -p /etc/sysctl.d/90-ebfleet.conf
+  block_metadata
+}
+
+# The build user's connections to instance metadata (IPv4, and the Nitro
+# IPv6 address) are rejected. Rules are not saved: they hold until a
+# reboot, and a node is not rebooted (it powers off at its end of life).
+block_metadata() {
+  local tool_addr tool addr rule
+  for tool_addr in iptables=169.254.169.254/32 ip6tables=fd00:ec2::254/128; do
+    tool=${tool_addr%%=*} addr=${tool_addr#*=}
+    rule=(OUTPUT -d "$addr" -m owner --uid-owner "$BUILD_USER" -j REJECT)
+    if ! ((DRY_RUN)) && "$tool" -C "${rule[@]}" 2>/dev/null; then
+      continue
+    fi
+    run "$tool" -I "${rule[@]}"
+    ((DRY_RUN)) || changed "$tool: $BUILD_USER may not reach $addr"
+  done
+}
+
 # ---------------------------------------------------------------- checks
 
 # EasyBuild reads the settings exactly as ebfleet-node will hand them over.
@@ -874,10 +922,12 @@ main() {
   install_easybuild
   lay_out_prefix
   prepare_build_storage
+  ensure_build_user
   write_settings
   install_node_agent
   verify_easybuild
   summary
 }
 
-main "$@"
+# Sourced (by the tests, for one function): define, run nothing.
+[[ ${BASH_SOURCE[0]-$0} != "$0" ]] || main "$@"

@@ -1,5 +1,7 @@
 //! `eb`'s environment: the node's, without inherited `EASYBUILD_*` or
-//! `MODULEPATH`, then node.env's settings, then what the node's layout and
+//! `MODULEPATH`, and without the agent's AWS settings and credentials, its
+//! SSM parameters (the task token among them) and `EBFLEET_TASK_TOKEN`:
+//! a build is not trusted with them. Then node.env's settings, then what the node's layout and
 //! the batch decide:
 //!
 //! | variable | value |
@@ -126,7 +128,11 @@ pub fn environment(
         .into_iter()
         .filter(|(k, _)| {
             let k = k.to_string_lossy();
-            !k.starts_with("EASYBUILD_") && k != "MODULEPATH"
+            !k.starts_with("EASYBUILD_")
+                && k != "MODULEPATH"
+                && !k.starts_with("AWS_")
+                && !k.starts_with("SSM_")
+                && k != "EBFLEET_TASK_TOKEN"
         })
         .collect();
     for (k, v) in node.vars() {
@@ -155,7 +161,7 @@ pub fn environment(
     set("EASYBUILD_ROBOT_PATHS", robot);
     // SSM Run Command runs the node as root on a disposable instance, and
     // EasyBuild refuses root unless told; node.env may still say otherwise.
-    if running_as_root() && node.get(ALLOW_ROOT).is_none() {
+    if crate::machine::running_as_root() && node.get(ALLOW_ROOT).is_none() {
         set(ALLOW_ROOT, "1".into());
     }
     set("EASYBUILD_MODULES_TOOL", "Lmod".into());
@@ -180,19 +186,7 @@ pub fn environment(
 }
 
 /// EasyBuild's switch for running as root.
-const ALLOW_ROOT: &str = "EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES";
-
-/// Whether this process's effective user is root (Linux: `/proc/self/status`).
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
+pub const ALLOW_ROOT: &str = "EASYBUILD_ALLOW_USE_AS_ROOT_AND_ACCEPT_CONSEQUENCES";
 
 #[cfg(test)]
 mod tests {
@@ -288,6 +282,12 @@ mod tests {
             ("EASYBUILD_INSTALLPATH", "/home/me/.local/easybuild"),
             ("EASYBUILD_DEBUG", "1"),
             ("MODULEPATH", "/usr/share/modulefiles"),
+            // The agent's own: never a build's.
+            ("AWS_ACCESS_KEY_ID", "AKIA"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("SSM_taskToken", "token"),
+            ("EBFLEET_TASK_TOKEN", "token"),
         ]
         .map(|(k, v)| (OsString::from(k), OsString::from(v)));
         let env = environment(
@@ -301,6 +301,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(get(&env, "PATH"), Some("/usr/bin"));
+        let leaked: Vec<_> = env
+            .keys()
+            .filter(|k| {
+                let k = k.to_string_lossy();
+                k.starts_with("AWS_") || k.starts_with("SSM_") || k == "EBFLEET_TASK_TOKEN"
+            })
+            .collect();
+        assert!(leaked.is_empty(), "{leaked:?}");
         assert_eq!(
             get(&env, "EASYBUILD_DEBUG"),
             None,
@@ -328,7 +336,7 @@ mod tests {
         );
         assert_eq!(
             get(&env2, ALLOW_ROOT).is_some(),
-            running_as_root(),
+            crate::machine::running_as_root(),
             "allowed as root only"
         );
         assert_eq!(

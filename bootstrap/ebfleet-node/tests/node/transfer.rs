@@ -86,6 +86,18 @@ async fn an_interrupted_multipart_upload_resumes_where_it_stopped() {
     );
     assert_eq!(std::fs::read(&back).unwrap(), data);
 
+    // A symlink a build left at the temporary name is replaced, not
+    // written through (the agent downloads as root).
+    let target = t.path().join("elsewhere");
+    std::fs::write(&target, "untouched").unwrap();
+    let dest = t.path().join("linked");
+    std::os::unix::fs::symlink(&target, t.path().join("linked.partial")).unwrap();
+    download(&store, &key, &dest, Verify::Metadata)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+
     // Once more: already there, nothing written.
     let again = upload_file(&store, &key, &file, &up, &opts, &state)
         .await
