@@ -602,10 +602,25 @@ for where, st in statements(resources, "Resources"):
             and "AssumeRolePolicyDocument" not in where:
         problem(f"{where}: no Resource")
 
+def condition_keys(st):
+    return {k.lower() for keys in (st.get("Condition") or {}).values() for k in keys}
+
+
+def launch_guarded(st):
+    """A RunInstances statement launches ebfleet's own nodes only: tagged;
+    or from a launch template (which must itself be tagged to be used); or,
+    granting images or subnets only, of an approved owner or the stack's VPC."""
+    if tag_guarded(st) or "ec2:launchtemplate" in condition_keys(st):
+        return True
+    kinds = {json.dumps(r).rsplit(":", 1)[-1].split("/")[0] for r in as_list(st["Resource"])}
+    return (kinds == {"image"} and "ec2:owner" in condition_keys(st)) or \
+        (kinds == {"subnet"} and "ec2:vpc" in condition_keys(st))
+
+
 # What launches, terminates or deletes acts on ebfleet's own resources only.
 for action in ("ec2:RunInstances", "ec2:TerminateInstances", "ec2:CreateLaunchTemplate", "ec2:DeleteLaunchTemplate"):
     for where, st in allows(resources, "Resources", action):
-        if not tag_guarded(st):
+        if not (launch_guarded(st) if action == "ec2:RunInstances" else tag_guarded(st)):
             problem(f"{where}: {action} must be conditioned on ebfleet's tags")
 terminate = allows(resources, "Resources", "ec2:TerminateInstances")
 if not terminate or not all(all("instance/*" in json.dumps(r) for r in as_list(st["Resource"])) for _, st in terminate):
