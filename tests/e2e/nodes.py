@@ -255,12 +255,11 @@ class Nodes:
             f"EBFLEET_EB={self.eb_mount / 'bin' / 'eb'}\n"
             "EB_PYTHON=/usr/bin/python3\n"
             f"PYTHONPATH={self.eb_site}\n"
-            + (f"EBFLEET_BUILD_USER={user}\n" if user else "")
-            + 
             f"EBFLEET_ARCHSPEC={unit['archspec']}\n"
             f"EBFLEET_INSTANCE_TYPE={itype}\n"
             # What a big node would run; fx.HUNGRY runs out of "memory" at 4.
             "EASYBUILD_PARALLEL=4\n"
+            + (f"EBFLEET_BUILD_USER={user}\n" if user else "")
         )
         return root
 

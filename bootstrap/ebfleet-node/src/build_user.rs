@@ -9,17 +9,20 @@
 //! - before each module ([`BuildUser::hand_over`]) gives the user the
 //!   module's install directory, its log directory and the build path,
 //!   and makes the directories of the module's name (`software/<Name>/`,
-//!   `modules/all/<Name>/`, `sources/<l>/<Name>/`) and `modules/` root's,
-//!   group-writable for the user and sticky: the user can add its version,
-//!   module file, sources and module-class links there, but not remove or
-//!   change what anything else put there;
+//!   `modules/all/<Name>/`, `sources/<l>/<Name>/`), `modules/`, `sources/`
+//!   and `sources/<l>/` root's, group-writable for the user and sticky: the
+//!   user can add its version, module file, sources, module-class links
+//!   and EasyBuild's `sources/generic/` there, but not remove or change
+//!   what anything else put there;
 //! - runs `eb` as the user without supplementary groups ([`BuildUser::apply`]
 //!   gives it the user's home and no root switch);
 //! - after it ([`BuildUser::take_back`]) kills every process the user has
 //!   left (a daemon a build leaves would change the next build on this
 //!   node), then gives everything in those directories to root, with no
-//!   set-id bits and no group or other write: no later build can change
-//!   what was built, or anything a later `sync` installs there.
+//!   set-id bits and no group or other write, and removes the symlinks it
+//!   left where the agent makes files (a version's directory, a module
+//!   file, a name's sources): no later build can change what was built,
+//!   and nothing a later `sync` installs goes through a build's link.
 //!
 //! The rest of the node — the other modules of the stack, the easyconfigs,
 //! the agent's state — stays root's, readable only. bootstrap.sh also

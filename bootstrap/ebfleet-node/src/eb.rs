@@ -107,9 +107,9 @@ pub struct Run {
     pub output: PathBuf,
 }
 
-/// Run `program args…` with `env` (as `user`, when there is one), copying every line of its output to
-/// `output` and to this process's stderr (prefixed with `label`), so SSM
-/// and CloudWatch show the build as it goes.
+/// Run `program args…` with `env` (as `user`, when there is one), copying
+/// every line of its output to `output` and to this process's stderr
+/// (prefixed with `label`), so SSM and CloudWatch show the build as it goes.
 pub fn run(
     program: &OsString,
     args: &[OsString],
