@@ -118,7 +118,7 @@ expect "... not when installing under another root" lacks "useradd|iptables -I|E
 # metadata address on its loopback: the user is refused, root is not.
 probe_user=ebfleet-test-imds
 id -u "$probe_user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$probe_user"
-command -v iptables >/dev/null || apt-get install -y -q iptables >/dev/null
+command -v iptables >/dev/null || { apt-get update -q && apt-get install -y -q iptables; } >/dev/null
 # shellcheck disable=SC2016 # $1 and $2 are bash -c's own arguments
 out=$(unshare --net bash -c '
   set -euo pipefail
