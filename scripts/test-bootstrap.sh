@@ -109,6 +109,9 @@ boot --dry-run --os amzn-2023 "${common[@]}"
 expect "eb gets a user of its own, named in node.env" \
   has_all "+ useradd --system --user-group --create-home --home-dir /var/lib/ebfleet-build" \
   "    EBFLEET_BUILD_USER=ebfleet-build" "fs.protected_hardlinks = 1"
+expect "... and a unit that blocks metadata again at every boot" \
+  has_all "would write /etc/systemd/system/ebfleet-metadata-block.service" "    Before=network-pre.target" \
+  "+ systemctl enable --quiet ebfleet-metadata-block.service"
 expect "... which may not reach instance metadata" \
   has_all "+ iptables -I OUTPUT -d 169.254.169.254/32 -m owner --uid-owner ebfleet-build -j REJECT" \
   "+ ip6tables -I OUTPUT -d fd00:ec2::254/128 -m owner --uid-owner ebfleet-build -j REJECT"
@@ -129,17 +132,22 @@ out=$(unshare --net bash -c '
   python3 -m http.server --bind 169.254.169.254 8080 >/dev/null 2>&1 &
   trap "kill $!" EXIT
   for _ in $(seq 50); do curl -s -o /dev/null http://169.254.169.254:8080/ && break; sleep 0.1; done
-  block_metadata
+  # As at boot: the unit'"'"'s commands, then the bootstrap again.
+  DRY_RUN=1 persist_metadata_block | sed -n "s/^ *ExecStart=//p" >"$3"
+  [[ $(wc -l <"$3") == 2 ]]
+  while IFS= read -r cmd; do eval "$cmd"; done <"$3"
+  iptables -C OUTPUT -d 169.254.169.254/32 -m owner --uid-owner "$2" -j REJECT && echo "unit: rule set"
   block_metadata
   iptables -S OUTPUT
   ask() { "$@" curl -s -m 5 -o /dev/null -w "%{http_code}" http://169.254.169.254:8080/ || true; }
   echo "root: $(ask env)"
   echo "user: $(ask setpriv --reuid "$2" --regid "$2" --clear-groups)"
-' bash "$BOOT" "$probe_user" 2>&1) || true
+' bash "$BOOT" "$probe_user" "$work/metadata-unit" 2>&1) || true
 userdel "$probe_user" 2>/dev/null || true
-expect "instance metadata: root gets an answer" has "root: 200"
+expect "instance metadata: the boot unit sets the rule" has "unit: rule set"
+expect "... root gets an answer" has "root: 200"
 expect "... the build user is refused" has "user: 000"
-expect "... by one rule, however often the bootstrap runs" \
+expect "... by one rule, however often the bootstrap and its boot unit run" \
   test "$(grep -c -- "-A OUTPUT -d 169.254.169.254/32 -m owner --uid-owner" <<<"$out")" = 1
 
 log "dry run per OS"

@@ -852,14 +852,16 @@ ensure_build_user() {
   put_file /etc/sysctl.d/90-ebfleet.conf 644 <<<$'fs.protected_hardlinks = 1\nfs.protected_symlinks = 1'
   run sysctl -q -p /etc/sysctl.d/90-ebfleet.conf
   block_metadata
+  persist_metadata_block
 }
 
 # The build user's connections to instance metadata (IPv4, and the Nitro
-# IPv6 address) are rejected. Rules are not saved: they hold until a
-# reboot, and a node is not rebooted (it powers off at its end of life).
+# IPv6 address) are rejected.
+METADATA_ADDRESSES=(iptables=169.254.169.254/32 ip6tables=fd00:ec2::254/128)
+
 block_metadata() {
   local tool_addr tool addr rule
-  for tool_addr in iptables=169.254.169.254/32 ip6tables=fd00:ec2::254/128; do
+  for tool_addr in "${METADATA_ADDRESSES[@]}"; do
     tool=${tool_addr%%=*} addr=${tool_addr#*=}
     rule=(OUTPUT -d "$addr" -m owner --uid-owner "$BUILD_USER" -j REJECT)
     if ! ((DRY_RUN)) && "$tool" -C "${rule[@]}" 2>/dev/null; then
@@ -868,6 +870,38 @@ block_metadata() {
     run "$tool" -I "${rule[@]}"
     ((DRY_RUN)) || changed "$tool: $BUILD_USER may not reach $addr"
   done
+}
+
+# Rules are not saved: a unit sets them again at every boot, before the
+# network is up.
+METADATA_UNIT=/etc/systemd/system/ebfleet-metadata-block.service
+
+persist_metadata_block() {
+  local tool_addr tool rule lines=""
+  for tool_addr in "${METADATA_ADDRESSES[@]}"; do
+    tool=${tool_addr%%=*}
+    rule="OUTPUT -d ${tool_addr#*=} -m owner --uid-owner $BUILD_USER -j REJECT"
+    lines+=$'\n'"ExecStart=/bin/sh -c '$tool -C $rule 2>/dev/null || $tool -I $rule'"
+  done
+  put_file "$METADATA_UNIT" 644 <<EOF
+[Unit]
+Description=ebfleet: the build user may not reach instance metadata
+DefaultDependencies=no
+Before=network-pre.target
+Wants=network-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes$lines
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  if ((DRY_RUN)) || [[ -d /run/systemd/system ]]; then
+    run systemctl enable --quiet "$(basename "$METADATA_UNIT")"
+  else
+    warn "no systemd: the metadata rules hold until the next boot"
+  fi
 }
 
 # ---------------------------------------------------------------- checks
