@@ -36,7 +36,7 @@ use ebfleet_core::layout::source_prefix;
 use ebfleet_core::names::ModuleName;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::os::unix::fs::{lchown, PermissionsExt};
+use std::os::unix::fs::{lchown, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -202,7 +202,9 @@ fn remove_any(path: &Path) -> Result<(), NodeError> {
 
 /// Everything under `dir` (not `dir` itself) to root, without following
 /// symlinks: no set-id bits, no group or other write. Symlinks up to
-/// `link_depth` levels down are removed.
+/// `link_depth` levels down are removed. What is root's already and was
+/// not writable by the build is not walked: nothing in it can be the
+/// build's (so `sources/` costs what the build added, not its size).
 fn own_tree(dir: &Path, link_depth: usize) -> Result<(), NodeError> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(());
@@ -215,11 +217,15 @@ fn own_tree(dir: &Path, link_depth: usize) -> Result<(), NodeError> {
             std::fs::remove_file(&path).map_err(io_at(&path))?;
             continue;
         }
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.uid() == 0 && meta.gid() == 0 && mode & 0o6022 == 0 {
+            continue;
+        }
         lchown(&path, Some(0), Some(0)).map_err(io_at(&path))?;
         if meta.file_type().is_symlink() {
             continue;
         }
-        let mode = meta.permissions().mode() & 0o7777 & !0o6022;
+        let mode = mode & !0o6022;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .map_err(io_at(&path))?;
         if meta.is_dir() {

@@ -6,7 +6,7 @@
 
 use crate::build::{BuildOutcome, BuildResult};
 use crate::pack::{PackOutcome, TarResult};
-use ebfleet_core::layout::{staged_log_prefix, staged_module_file_key, staged_tarball_key};
+use ebfleet_core::layout::{log_prefix_under, module_file_key_under, tarball_key_under};
 use ebfleet_core::manifest::{BatchManifest, ManifestEntry, Outcome, MANIFEST_FORMAT};
 use ebfleet_core::names::ModuleName;
 use ebfleet_core::record::{ErrorClass, Tarball};
@@ -24,7 +24,7 @@ pub struct NodeFacts {
 /// `staging/<platform>/<execution>/<unit>/logs/<Name>/<version>/<file>`
 /// (Record copies it under the module's logs of the run).
 pub fn log_key(batch: &BatchFile, m: &ModuleName, file: &str) -> String {
-    format!("{}{file}", staged_log_prefix(&batch.staging_prefix(), m))
+    format!("{}{file}", log_prefix_under(&batch.staging_prefix(), m))
 }
 
 /// The batch manifest from the batch file and the steps' results. Pure.
@@ -51,13 +51,13 @@ pub fn manifest(
                     Some(PackOutcome::Packed { tarball, .. }),
                 ) => Outcome::Built {
                     tarball: Tarball {
-                        key: staged_tarball_key(&batch.staging_prefix(), m),
+                        key: tarball_key_under(&batch.staging_prefix(), m),
                         size: tarball.size,
                         sha256: tarball.sha256.clone(),
                         version_id: None,
                         signature: None,
                     },
-                    module_file_key: staged_module_file_key(&batch.staging_prefix(), m),
+                    module_file_key: module_file_key_under(&batch.staging_prefix(), m),
                     duration_s: *duration_s,
                     usage: *usage,
                 },

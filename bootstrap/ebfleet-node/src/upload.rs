@@ -22,7 +22,7 @@ use crate::pack::{finished_build, FileSum, PackOutcome, TarResult};
 use crate::sync::{safe_relative, Installed, INSTALLPATH_METADATA};
 use crate::transfer::{upload_file, Uploaded};
 use ebfleet_aws::s3::Upload;
-use ebfleet_core::layout::{staged_module_file_key, staged_tarball_key, tarball_key};
+use ebfleet_core::layout::{module_file_key_under, tarball_key, tarball_key_under};
 use ebfleet_core::manifest::{BatchManifest, Outcome};
 use ebfleet_core::step::Step;
 use serde::{Deserialize, Serialize};
@@ -124,7 +124,7 @@ pub async fn run(ctx: &Context) -> Result<UploadResult, NodeError> {
             continue;
         };
         let m = &p.module;
-        let tkey = staged_tarball_key(&staging, m);
+        let tkey = tarball_key_under(&staging, m);
         let up = upload_of(
             "application/zstd",
             tarball,
@@ -144,7 +144,7 @@ pub async fn run(ctx: &Context) -> Result<UploadResult, NodeError> {
             )
             .await?,
         );
-        let mkey = staged_module_file_key(&staging, m);
+        let mkey = module_file_key_under(&staging, m);
         let up = upload_of("text/x-lua", module_file, &[("module", m.to_string())]);
         result.module_files.add(
             upload_file(

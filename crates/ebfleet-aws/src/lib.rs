@@ -34,6 +34,8 @@ pub mod sfn;
 pub mod ssm;
 #[cfg(feature = "stack")]
 pub mod stack;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use aws_config::SdkConfig;
 pub use call::CallError;

@@ -43,20 +43,12 @@ pub fn letter_dir_for(name: &str) -> char {
 
 /// `<platform>/software/<Name>/<version>.tar.zst`: a module's installation.
 pub fn tarball_key(platform: &PlatformName, module: &ModuleName) -> String {
-    format!(
-        "{platform}/software/{}/{}.tar.zst",
-        module.name(),
-        module.version()
-    )
+    tarball_key_under(&format!("{platform}/"), module)
 }
 
 /// `<platform>/modules/all/<Name>/<version>.lua`: a module's module file.
 pub fn module_file_key(platform: &PlatformName, module: &ModuleName) -> String {
-    format!(
-        "{platform}/modules/all/{}/{}.lua",
-        module.name(),
-        module.version()
-    )
+    module_file_key_under(&format!("{platform}/"), module)
 }
 
 /// `<platform>/manifests/<execution>/<batch>.json`: what a batch produced.
@@ -66,7 +58,7 @@ pub fn manifest_key(platform: &PlatformName, execution: &ExecutionName, batch: u
 
 /// `<platform>/logs/<Name>/<version>/`: where a module's EasyBuild logs go.
 pub fn log_prefix(platform: &PlatformName, module: &ModuleName) -> String {
-    format!("{platform}/logs/{}/{}/", module.name(), module.version())
+    log_prefix_under(&format!("{platform}/"), module)
 }
 
 /// `<platform>/logs/<Name>/<version>/<execution>/`: a module's logs of
@@ -103,29 +95,31 @@ pub fn staging_prefix(
     }
 }
 
-/// A unit's staged tarball of `module`:
-/// `staging/<platform>/<execution>/<unit>/software/<Name>/<version>.tar.zst`.
-pub fn staged_tarball_key(staging: &str, module: &ModuleName) -> String {
+/// `<prefix>software/<Name>/<version>.tar.zst`: `module`'s tarball under a
+/// platform's prefix (`<platform>/`, [`tarball_key`]) or a unit's staging
+/// prefix ([`staging_prefix`]), which lay modules out alike.
+pub fn tarball_key_under(prefix: &str, module: &ModuleName) -> String {
     format!(
-        "{staging}software/{}/{}.tar.zst",
+        "{prefix}software/{}/{}.tar.zst",
         module.name(),
         module.version()
     )
 }
 
-/// A unit's staged module file of `module`:
-/// `staging/…/<unit>/modules/all/<Name>/<version>.lua`.
-pub fn staged_module_file_key(staging: &str, module: &ModuleName) -> String {
+/// `<prefix>modules/all/<Name>/<version>.lua`: `module`'s module file under
+/// a platform's or a staging prefix.
+pub fn module_file_key_under(prefix: &str, module: &ModuleName) -> String {
     format!(
-        "{staging}modules/all/{}/{}.lua",
+        "{prefix}modules/all/{}/{}.lua",
         module.name(),
         module.version()
     )
 }
 
-/// A unit's staged logs of `module`: `staging/…/<unit>/logs/<Name>/<version>/`.
-pub fn staged_log_prefix(staging: &str, module: &ModuleName) -> String {
-    format!("{staging}logs/{}/{}/", module.name(), module.version())
+/// `<prefix>logs/<Name>/<version>/`: `module`'s logs under a platform's or
+/// a staging prefix.
+pub fn log_prefix_under(prefix: &str, module: &ModuleName) -> String {
+    format!("{prefix}logs/{}/{}/", module.name(), module.version())
 }
 
 /// A unit's staged manifest: `staging/…/<unit>/manifest.json`.
@@ -260,15 +254,15 @@ mod tests {
         let staging = staging_prefix(&pl, &ex, 7, None);
         assert_eq!(staging, "staging/amzn-2023_graviton-3/run-1/7/");
         assert_eq!(
-            staged_tarball_key(&staging, &py),
+            tarball_key_under(&staging, &py),
             "staging/amzn-2023_graviton-3/run-1/7/software/Python/3.11.3-GCCcore-12.3.0.tar.zst"
         );
         assert_eq!(
-            staged_module_file_key(&staging, &py),
+            module_file_key_under(&staging, &py),
             "staging/amzn-2023_graviton-3/run-1/7/modules/all/Python/3.11.3-GCCcore-12.3.0.lua"
         );
         assert_eq!(
-            staged_log_prefix(&staging, &py),
+            log_prefix_under(&staging, &py),
             "staging/amzn-2023_graviton-3/run-1/7/logs/Python/3.11.3-GCCcore-12.3.0/"
         );
         assert_eq!(

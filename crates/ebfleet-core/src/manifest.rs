@@ -5,7 +5,7 @@
 //! module's record ([`apply_manifest`]).
 
 use crate::layout::{
-    module_file_key, run_log_prefix, staged_log_prefix, staged_module_file_key, staged_tarball_key,
+    log_prefix_under, module_file_key, module_file_key_under, run_log_prefix, tarball_key_under,
     STAGING_PREFIX,
 };
 use crate::record::{
@@ -325,18 +325,18 @@ impl BatchManifest {
                     expect(
                         "tarball.key",
                         &tarball.key,
-                        &staged_tarball_key(&staging, &b.module),
+                        &tarball_key_under(&staging, &b.module),
                     )?;
                     expect(
                         "module_file_key",
                         file,
-                        &staged_module_file_key(&staging, &b.module),
+                        &module_file_key_under(&staging, &b.module),
                     )?;
                 }
                 Outcome::Failed {
                     log_key: Some(log), ..
                 } => {
-                    let prefix = staged_log_prefix(&staging, &b.module);
+                    let prefix = log_prefix_under(&staging, &b.module);
                     let file = log.strip_prefix(&prefix).unwrap_or_default();
                     if file.is_empty() || file.contains('/') {
                         return Err(not_its(format!(

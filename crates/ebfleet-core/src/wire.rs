@@ -19,6 +19,15 @@ use serde::{Deserialize, Serialize};
 /// Step Functions' limit on a state's input or output, in bytes.
 pub const STATE_PAYLOAD_LIMIT: usize = 256 * 1024;
 
+/// `Ok` when `ok`, else `why`.
+fn must(ok: bool, why: &str) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(why.into())
+    }
+}
+
 fn check_archspec(s: &str) -> Result<(), String> {
     match s.bytes().next() {
         None => return Err("empty".into()),
@@ -79,11 +88,7 @@ fn check_compute_capability(s: &str) -> Result<(), String> {
             && a.bytes().all(|c| c.is_ascii_digit())
             && b.bytes().all(|c| c.is_ascii_digit())
     });
-    if ok {
-        Ok(())
-    } else {
-        Err("not <major>.<minor>".into())
-    }
+    must(ok, "not <major>.<minor>")
 }
 
 /// The principal a node calls AWS as, IAM's `aws:userid` of an instance
@@ -96,11 +101,10 @@ pub fn check_node_principal(s: &str) -> Result<(), String> {
     let instance_ok = instance.strip_prefix("i-").is_some_and(|h| {
         (1..=32).contains(&h.len()) && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     });
-    if instance_ok {
-        Ok(())
-    } else {
-        Err("the instance id is not i- and 1 to 32 lowercase hex digits".into())
-    }
+    must(
+        instance_ok,
+        "the instance id is not i- and 1 to 32 lowercase hex digits",
+    )
 }
 
 /// An IAM role's unique id as IAM gives it (`AROA…`).
@@ -108,11 +112,10 @@ pub fn check_role_id(s: &str) -> Result<(), String> {
     let ok = (4..=128).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err("the role id is not 4 to 128 uppercase letters and digits".into())
-    }
+    must(
+        ok,
+        "the role id is not 4 to 128 uppercase letters and digits",
+    )
 }
 
 /// A KMS key as a unit file names it: an ARN, a key id or `alias/…`.
@@ -120,19 +123,11 @@ pub fn check_signing_key(s: &str) -> Result<(), String> {
     let ok = (1..=256).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'-' | b'_'));
-    if ok {
-        Ok(())
-    } else {
-        Err("not a KMS key ARN, id or alias".into())
-    }
+    must(ok, "not a KMS key ARN, id or alias")
 }
 
 fn check_sha256(s: &str) -> Result<(), String> {
-    if is_sha256_hex(s) {
-        Ok(())
-    } else {
-        Err("not 64 lowercase hex digits".into())
-    }
+    must(is_sha256_hex(s), "not 64 lowercase hex digits")
 }
 
 /// One module a batch builds.

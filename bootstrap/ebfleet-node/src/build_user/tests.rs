@@ -110,7 +110,9 @@ fn a_build_gets_its_own_directories_and_loses_them_after() {
         sources.join("zlib-1.3.1.tar.gz"),
         logs.join("easybuild.log"),
     ];
+    // Made by the build, so the user's.
     std::fs::create_dir_all(&planted[0]).unwrap();
+    lchown(&planted[0], Some(user.uid), Some(user.gid)).unwrap();
     for f in &planted[1..] {
         std::fs::write(f, "x").unwrap();
         std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o6777)).unwrap();

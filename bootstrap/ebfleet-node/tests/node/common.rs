@@ -54,33 +54,6 @@ pub struct EbTest {
     pub execution: String,
 }
 
-/// The signing key [`SIGNING_KEY`] names, in moto (made once per server:
-/// a test that finds the alias there uses it).
-async fn signing_key(conf: &ebfleet_aws::SdkConfig) {
-    let kms = aws_sdk_kms::Client::new(conf);
-    let key = kms
-        .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
-        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap();
-    let id = key.key_metadata().unwrap().key_id();
-    match kms
-        .create_alias()
-        .alias_name(SIGNING_KEY)
-        .target_key_id(id)
-        .send()
-        .await
-    {
-        Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_already_exists_exception()) => {}
-        Err(e) => panic!("creating {SIGNING_KEY}: {e:?}"),
-    }
-}
-
 /// [`EbTest`], or `None` (after a skip note) without moto or EasyBuild.
 pub async fn eb_test(test: &str) -> Option<EbTest> {
     let conf = moto(test).await?;
@@ -89,7 +62,7 @@ pub async fn eb_test(test: &str) -> Option<EbTest> {
     let src = dir.path().join("src");
     let (bucket, s3) = bucket(&conf).await;
     let store = Store::from_conf(&conf, &bucket);
-    signing_key(&conf).await;
+    ebfleet_aws::testing::signing_key(&conf, SIGNING_KEY).await;
     Some(EbTest {
         eb,
         dir,
@@ -117,19 +90,8 @@ pub fn unique(prefix: &str) -> String {
 
 /// A new versioned bucket (versions show whether anything was written twice).
 pub async fn bucket(conf: &ebfleet_aws::SdkConfig) -> (String, aws_sdk_s3::Client) {
-    let s3 = aws_sdk_s3::Client::new(conf);
     let name = unique("ebfleet-node").to_lowercase();
-    s3.create_bucket().bucket(&name).send().await.unwrap();
-    s3.put_bucket_versioning()
-        .bucket(&name)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let s3 = ebfleet_aws::testing::versioned_bucket(conf, &name).await;
     (name, s3)
 }
 

@@ -83,23 +83,7 @@ impl Store {
         upload: &Upload,
         part_bytes: u64,
     ) -> Result<Option<String>, S3Error> {
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(to)
-            .content_type(&upload.content_type)
-            .set_metadata(Some(upload.metadata()))
-            .send()
-            .await
-            .map_err(|e| self.error("CreateMultipartUpload", to, e))?;
-        let Some(upload_id) = created.upload_id().map(str::to_string) else {
-            return Err(self.failed(
-                "CreateMultipartUpload",
-                to,
-                "the answer has no upload id".into(),
-            ));
-        };
+        let upload_id = self.start_multipart(to, upload, None).await?;
         let copied = self
             .copy_parts(from, version, to, size, &upload_id, part_bytes)
             .await;

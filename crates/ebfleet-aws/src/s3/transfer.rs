@@ -190,10 +190,23 @@ impl Store {
 
     /// Start a multipart upload whose parts carry SHA-256 checksums; its id.
     pub async fn create_multipart(&self, key: &str, upload: &Upload) -> Result<String, S3Error> {
-        const OP: &str = "CreateMultipartUpload";
         if sha256_base64(&upload.sha256).is_none() {
-            return Err(self.bad_sha(key, OP, &upload.sha256));
+            return Err(self.bad_sha(key, "CreateMultipartUpload", &upload.sha256));
         }
+        self.start_multipart(key, upload, Some(ChecksumAlgorithm::Sha256))
+            .await
+    }
+
+    /// Start a multipart upload of `key` with `upload`'s type and metadata,
+    /// its parts checksummed with `checksum` (none: a copy in parts, whose
+    /// bytes never leave S3); its id.
+    pub(crate) async fn start_multipart(
+        &self,
+        key: &str,
+        upload: &Upload,
+        checksum: Option<ChecksumAlgorithm>,
+    ) -> Result<String, S3Error> {
+        const OP: &str = "CreateMultipartUpload";
         let out = self
             .client
             .create_multipart_upload()
@@ -201,7 +214,7 @@ impl Store {
             .key(key)
             .content_type(&upload.content_type)
             .set_metadata(Some(upload.metadata()))
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .set_checksum_algorithm(checksum)
             .send()
             .await
             .map_err(|e| self.error(OP, key, e))?;

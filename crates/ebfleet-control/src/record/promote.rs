@@ -16,7 +16,7 @@ use ebfleet_aws::kms::signature_text;
 use ebfleet_aws::s3::{ObjectHead, S3Error, Upload};
 use ebfleet_core::checksum::Sha256Writer;
 use ebfleet_core::layout::{
-    module_file_key, run_log_prefix, staged_log_prefix, staged_module_file_key, tarball_key,
+    log_prefix_under, module_file_key, module_file_key_under, run_log_prefix, tarball_key,
 };
 use ebfleet_core::manifest::{BatchManifest, Outcome, Verified};
 use ebfleet_core::names::ModuleName;
@@ -95,7 +95,7 @@ async fn promote_built(
             claimed.key, claimed.size, claimed.sha256
         )));
     }
-    let file_from = staged_module_file_key(staging, module);
+    let file_from = module_file_key_under(staging, module);
     let too_big = |size: u64| {
         Verified::Refused(format!(
             "{file_from} is {size} bytes, more than {MAX_MODULE_FILE_BYTES}"
@@ -224,7 +224,7 @@ async fn promote_logs(
     staging: &str,
     module: &ModuleName,
 ) -> Result<(), S3Error> {
-    let from = staged_log_prefix(staging, module);
+    let from = log_prefix_under(staging, module);
     let to = run_log_prefix(&unit.platform, module, &unit.execution);
     let files = env.store.list(&from).await?;
     // Logs are diagnostics, not verified: their copy carries no digest.

@@ -29,8 +29,8 @@ use ebfleet_core::build_graph::BuildGraph;
 use ebfleet_core::capacity::{TAG_EXECUTION, TAG_PLATFORM};
 use ebfleet_core::checksum::sha256_hex;
 use ebfleet_core::layout::{
-    module_file_key, run_log_prefix, run_pk, staged_log_prefix, staged_module_file_key,
-    staged_tarball_key, tarball_key, wake_sk, EASYCONFIG_INDEX_KEY,
+    log_prefix_under, module_file_key, module_file_key_under, run_log_prefix, run_pk, tarball_key,
+    tarball_key_under, wake_sk, EASYCONFIG_INDEX_KEY,
 };
 use ebfleet_core::lease::{leases_key, BatchLeases};
 use ebfleet_core::manifest::{BatchManifest, ManifestEntry, Outcome, MANIFEST_FORMAT};
@@ -192,34 +192,10 @@ async fn create_state_machine(conf: &ebfleet_aws::SdkConfig, arn: &str) {
 /// the state machines the functions are configured with.
 async fn create_stack(conf: &ebfleet_aws::SdkConfig) -> Store {
     let (bucket, table) = (var("EBFLEET_BUCKET"), var("EBFLEET_TABLE"));
-    let s3 = aws_sdk_s3::Client::new(conf);
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    // As the stack's: Record's promoted tarballs are exact versions.
-    s3.put_bucket_versioning()
-        .bucket(&bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    // The signing key the functions are given, by its alias.
-    let kms = aws_sdk_kms::Client::new(conf);
-    let key = kms
-        .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
-        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap();
-    kms.create_alias()
-        .alias_name(var("EBFLEET_SIGNING_KEY"))
-        .target_key_id(key.key_metadata().unwrap().key_id())
-        .send()
-        .await
-        .unwrap();
+    // As the stack's: Record's promoted tarballs are exact versions, signed
+    // with the key the functions are given by its alias.
+    ebfleet_aws::testing::versioned_bucket(conf, &bucket).await;
+    ebfleet_aws::testing::signing_key(conf, &var("EBFLEET_SIGNING_KEY")).await;
     let store = Store::from_conf(conf, &bucket);
     let fixtures = PathBuf::from(var("EBFLEET_FIXTURES"));
     let mut all = Vec::new();
@@ -719,8 +695,8 @@ async fn lambdas_under_cargo_lambda_watch() {
     let staging = unit_file.staging_prefix();
     assert!(staging.ends_with(&format!(":{node}/")), "{staging}");
     let (staged_tarball, staged_file) = (
-        staged_tarball_key(&staging, &module),
-        staged_module_file_key(&staging, &module),
+        tarball_key_under(&staging, &module),
+        module_file_key_under(&staging, &module),
     );
     let tarball_bytes = b"a tarball, as its node packed it".to_vec();
     let entry = ManifestEntry {
@@ -764,7 +740,7 @@ async fn lambdas_under_cargo_lambda_watch() {
         .put_bytes(&staged_file, b"-- module file".to_vec(), "text/x-lua")
         .await
         .unwrap();
-    let log = format!("{}eb.log", staged_log_prefix(&staging, &module));
+    let log = format!("{}eb.log", log_prefix_under(&staging, &module));
     store
         .put_bytes(&log, b"== built".to_vec(), "text/plain")
         .await

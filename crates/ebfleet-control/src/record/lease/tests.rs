@@ -676,13 +676,13 @@ fn manifest_of(module: &str, keys_of: &str) -> String {
             easyconfig_sha256: sha('e'),
             outcome: ebfleet_core::manifest::Outcome::Built {
                 tarball: Tarball {
-                    key: ebfleet_core::layout::staged_tarball_key(STAGING, &k),
+                    key: ebfleet_core::layout::tarball_key_under(STAGING, &k),
                     size: TARBALL.len() as u64,
                     sha256: ebfleet_core::checksum::sha256_hex(TARBALL),
                     version_id: None,
                     signature: None,
                 },
-                module_file_key: ebfleet_core::layout::staged_module_file_key(STAGING, &k),
+                module_file_key: ebfleet_core::layout::module_file_key_under(STAGING, &k),
                 duration_s: 60,
                 usage: None,
             },
@@ -724,10 +724,10 @@ async fn a_manifest_is_recorded_only_for_what_its_unit_builds() {
             });
         let zlib = m(ZLIB);
         let staged_tarball = get_staged(
-            ebfleet_core::layout::staged_tarball_key(STAGING, &zlib),
+            ebfleet_core::layout::tarball_key_under(STAGING, &zlib),
             TARBALL,
         );
-        let file_key = ebfleet_core::layout::staged_module_file_key(STAGING, &zlib);
+        let file_key = ebfleet_core::layout::module_file_key_under(STAGING, &zlib);
         let staged_file = get_staged(file_key.clone(), b"-- lua");
         let head_file = mock!(aws_sdk_s3::Client::head_object)
             .match_requests(move |q| q.key() == Some(file_key.as_str()))
